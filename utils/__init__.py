@@ -1,0 +1,15 @@
+"""Deep Vision Lab's shared code. Each module's docstring names the chapter that introduces it.
+
+A chapter starts with ``device = start_chapter("<notebook name>")``.
+"""
+
+from .plotting import set_chapter
+from .runtime import describe, device, seed_everything
+
+
+def start_chapter(name: str, seed: int = 0):
+    """Seed everything, route saved figures to ``chapters/outputs/<name>``, print the set-up; return the device."""
+    set_chapter(name)
+    seed_everything(seed)
+    print(describe())
+    return device()

@@ -1,0 +1,198 @@
+"""Fashion-MNIST, found offline first, and batches that live on the device.
+
+Introduced in Chapter 1 (01a). `fashion_mnist` looks, in order, in
+
+1. ``$COURSE_DATA_DIR`` if set, else the repository's ``data/`` folder;
+2. the files of Debian's package ``dataset-fashion-mnist`` (``dpkg -L dataset-fashion-mnist``);
+3. a torchvision download into ``data/`` (needs internet).
+
+The raw IDX files are checked by size and SHA-256 of their decompressed bytes, so a recompressed
+``.gz`` (Debian's are) is accepted and a truncated or foreign file is not. Run ``python -m utils.data``
+to see which source is used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+# Per-pixel statistics of the training images (scaled to [0, 1]).
+MEAN, STD = 0.2860, 0.3530
+
+# name -> (decompressed size in bytes, sha256 of the decompressed bytes)
+_FILES = {
+    "train-images-idx3-ubyte": (47040016, "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train-labels-idx1-ubyte": (60008, "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "t10k-images-idx3-ubyte": (7840016, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "t10k-labels-idx1-ubyte": (10008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
+_PREFIX = {"train": "train", "test": "t10k"}
+_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No source of Fashion-MNIST could be used; the message lists the three remedies."""
+
+
+def data_dir() -> Path:
+    """Where the course keeps data: ``$COURSE_DATA_DIR`` if set, else ``data/`` in the repository."""
+    return Path(os.environ.get("COURSE_DATA_DIR") or REPO_ROOT / "data")
+
+
+def _read_verified(folder: Path, name: str) -> bytes | None:
+    """The decompressed bytes of ``name`` (raw or .gz) under ``folder``, or None if absent or wrong."""
+    size, digest = _FILES[name]
+    for sub in ("", "fashion-mnist", "FashionMNIST/raw"):
+        for suffix in ("", ".gz"):
+            path = folder / sub / (name + suffix)
+            if not path.is_file():
+                continue
+            raw = gzip.decompress(path.read_bytes()) if suffix else path.read_bytes()
+            if len(raw) == size and hashlib.sha256(raw).hexdigest() == digest:
+                return raw
+    return None
+
+
+def _parse_idx(raw: bytes) -> np.ndarray:
+    """An IDX file (big-endian header: magic, dims) as a uint8 array."""
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _download(folder: Path) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    FashionMNIST(str(folder), download=True)
+
+
+def _locate() -> tuple[Path, str]:
+    """The first folder holding all four verified files, and a description of that source."""
+    candidates = [(data_dir(), "$COURSE_DATA_DIR" if os.environ.get("COURSE_DATA_DIR") else "data/"),
+                  (DEBIAN_DIR, "Debian package dataset-fashion-mnist")]
+    for folder, label in candidates:
+        if all(_read_verified(folder, name) is not None for name in _FILES):
+            return folder, label
+    try:
+        _download(data_dir())
+    except Exception as error:  # no internet, no write access, no torchvision mirror reachable
+        raise DataNotFoundError(
+            "Fashion-MNIST was not found. Any one of these fixes it:\n"
+            f"  1. put the four IDX files (train-images-idx3-ubyte.gz, ...) in {data_dir()} "
+            "or point $COURSE_DATA_DIR at a folder holding them;\n"
+            "  2. install Debian's package: sudo apt-get install dataset-fashion-mnist;\n"
+            "  3. connect to the internet and rerun: torchvision downloads it into data/.\n"
+            f"(The download failed with: {type(error).__name__}: {error})"
+        ) from None
+    return data_dir(), "torchvision download"
+
+
+def source() -> str:
+    """A line saying where Fashion-MNIST is read from."""
+    folder, label = _locate()
+    return f"Fashion-MNIST from {label} ({folder})"
+
+
+def fashion_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST ``split`` in {"train", "test"} as ``(images, labels)``.
+
+    Returns:
+        images: uint8 tensor ``N×1×28×28`` (60 000 train, 10 000 test);
+        labels: int64 tensor ``N`` with values 0–9 (names in `CLASSES`).
+    """
+    if split not in _PREFIX:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if split not in _cache:
+        folder, _ = _locate()
+        prefix = _PREFIX[split]
+        images = _parse_idx(_read_verified(folder, f"{prefix}-images-idx3-ubyte"))
+        labels = _parse_idx(_read_verified(folder, f"{prefix}-labels-idx1-ubyte"))
+        _cache[split] = (torch.from_numpy(images.copy()).unsqueeze(1),
+                         torch.from_numpy(labels.astype(np.int64)))
+    images, labels = _cache[split]
+    return images.clone(), labels.clone()
+
+
+def subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: int = 0):
+    """A class-balanced random subset of ``size`` items (all of them when size is None or too big)."""
+    if size is None or size >= len(labels):
+        return images, labels
+    generator = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    per_class = -(-size // len(classes))
+    picks = [torch.nonzero(labels == c).flatten() for c in classes]
+    picks = [p[torch.randperm(len(p), generator=generator)[:per_class]] for p in picks]
+    keep = torch.cat(picks)[torch.randperm(per_class * len(classes), generator=generator)][:size]
+    return images[keep], labels[keep]
+
+
+def standardize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float, zero mean and unit variance under the training-set statistics."""
+    return (images.float() / 255 - MEAN) / STD
+
+
+def random_shift_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Per-image random translation by up to ``pad`` pixels and horizontal flip, in one batched op.
+
+    ``x`` is ``B×C×H×W`` on any device; one gather does what RandomCrop(padding)+RandomHorizontalFlip
+    do image by image, so augmentation costs nothing next to the model on a GPU.
+    """
+    b, _, h, w = x.shape
+    shifts = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
+    flips = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = torch.arange(h, device=x.device) + shifts[0, :, None]            # B×H
+    cols = torch.arange(w, device=x.device) + shifts[1, :, None]            # B×W
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+class DeviceLoader:
+    """Mini-batches drawn from tensors that stay on the device: no workers, no per-image Python.
+
+    Iterating yields ``(inputs, labels)``; inputs are ``prepare(images[batch])`` (float, standardised by
+    default), augmented by `random_shift_flip` when ``augment`` is True. Shuffling is seeded by
+    ``seed`` and the epoch number, so every run sees the same batches.
+    """
+
+    def __init__(self, images, labels, batch_size=256, *, shuffle=False, augment=False, device=None,
+                 prepare=standardize, seed=0, drop_last=False):
+        self.device = torch.device(device or "cpu")
+        self.images, self.labels = images.to(self.device), labels.to(self.device)
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.prepare, self.seed, self.drop_last = prepare, seed, drop_last
+        self.epoch = 0
+
+    def __len__(self):
+        full, rest = divmod(len(self.labels), self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        self.epoch += 1
+        n = len(self.labels)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.prepare(self.images[idx])
+            if self.augment:
+                x = random_shift_flip(x, generator)
+            yield x, self.labels[idx]
+
+
+if __name__ == "__main__":
+    print(source())
+    for split in ("train", "test"):
+        x, y = fashion_mnist(split)
+        print(f"{split}: images {tuple(x.shape)} {x.dtype}, labels {tuple(y.shape)} {y.dtype}")

@@ -1,0 +1,91 @@
+"""ResNet (He et al., 2015): residual blocks, basic and bottleneck, with projection shortcuts.
+
+Introduced in Chapter 1 (01b); the course's reference CNN, reused by later chapters. A block learns a
+correction F(x) and outputs ReLU(F(x) + shortcut(x)); the shortcut is the identity, or a 1×1 strided
+convolution (the *projection*) where the shape changes. Gradients flow through the identity paths
+unattenuated, so depth stops hurting.
+"""
+
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions; ``expansion`` 1."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = projection(in_channels, channels, stride)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce → 3×3 → 1×1 expand (×4): deep networks at the cost of shallow ones."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        out_channels = channels * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv3 = nn.Conv2d(channels, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = projection(in_channels, out_channels, stride)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """Identity when shapes match, else a strided 1×1 convolution + BN that makes them match."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                         nn.BatchNorm2d(out_channels))
+
+
+class ResNet(nn.Module):
+    """A 3×3 stem and three stages (28 → 28 → 14 → 7), global average pooling, one linear layer.
+
+    ``blocks`` per stage, ``width`` channels in the first stage (doubled at each later stage),
+    ``block`` BasicBlock or Bottleneck.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32,
+                 blocks=(2, 2, 2), block=BasicBlock):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        stages, channels = [], width
+        for i, count in enumerate(blocks):
+            stride = 1 if i == 0 else 2
+            layers = []
+            for j in range(count):
+                layers.append(block(channels, width * 2 ** i, stride if j == 0 else 1))
+                channels = width * 2 ** i * block.expansion
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        return self.head(self.stages(self.stem(x)))

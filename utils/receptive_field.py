@@ -1,0 +1,162 @@
+"""Receptive fields: the theoretical one by arithmetic over the graph, the effective one by gradients.
+
+Introduced in Chapter 1 (01d).
+
+For each layer, with input pixels at coordinates 0.5, 1.5, … (``start`` 0.5, ``jump`` 1, ``rf`` 1), a
+layer of kernel k (dilation d: effective kernel d·(k−1)+1), stride s and padding p gives
+
+    rf_out = rf_in + (k_eff − 1)·jump_in,   jump_out = jump_in·s,   start_out = start_in + ((k_eff − 1)/2 − p)·jump_in
+
+(Dang Ha The Hien, "A guide to receptive field arithmetic", 2017). ``rf`` is the side of the input
+window one output unit sees, ``jump`` the distance in input pixels between neighbouring units (the
+effective stride) and ``start`` the centre of the first unit's window. The model is traced with
+`torch.fx`, so branching networks work: where paths merge (addition, concatenation) the record takes the
+path with the largest receptive field.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+# Layers that keep every unit's window: element-wise, normalisation, regularisation.
+_PASS_THROUGH_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
+    nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Identity, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d,
+    nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d,
+)
+_PASS_THROUGH_FUNCTIONS = {
+    F.relu, F.gelu, F.silu, F.leaky_relu, F.dropout, torch.relu, torch.sigmoid, torch.tanh,
+    "relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "mul", "add", "__add__", "__mul__",
+}
+_MERGE_FUNCTIONS = {operator.add, operator.mul, torch.add, torch.mul, torch.cat, torch.stack, operator.iadd}
+
+
+@dataclass(frozen=True)
+class LayerRF:
+    """Receptive-field record of one layer's output: window side ``rf``, ``jump`` and ``start`` in input pixels."""
+
+    name: str
+    rf: float
+    jump: float
+    start: float
+
+
+def _as_pair(value) -> int:
+    value = value[0] if isinstance(value, (tuple, list)) else value
+    return int(value)
+
+
+def _window(previous: LayerRF, name: str, kernel, stride, padding, dilation=1) -> LayerRF:
+    k_eff = _as_pair(dilation) * (_as_pair(kernel) - 1) + 1
+    return LayerRF(name, previous.rf + (k_eff - 1) * previous.jump, previous.jump * _as_pair(stride),
+                   previous.start + ((k_eff - 1) / 2 - _as_pair(padding)) * previous.jump)
+
+
+def _whole_map(previous: LayerRF, name: str, size: int) -> LayerRF:
+    """A layer that mixes every position of a size×size map (global pooling, flatten before a linear layer)."""
+    return _window(previous, name, size, size, 0)
+
+
+def _spatial_size(node: torch.fx.Node) -> int | None:
+    meta = node.meta.get("tensor_meta")
+    return int(meta.shape[-1]) if meta is not None and len(meta.shape) == 4 else None
+
+
+def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
+    """Per-layer theoretical receptive field of ``model`` for inputs of ``input_shape`` (C×H×W).
+
+    Returns an ordered list of `LayerRF`, one per layer of the traced graph, the last named ``"output"``
+    (the model's output). Raises ``ValueError`` naming any layer whose effect on the receptive field is
+    unknown (for example a transposed convolution or an attention block).
+    """
+    model = model.eval()
+    graph = torch.fx.symbolic_trace(model)
+    ShapeProp(graph).propagate(torch.zeros(1, *input_shape))
+    modules = dict(graph.named_modules())
+    state: dict[str, LayerRF] = {}
+    records: list[LayerRF] = []
+
+    def parent(node):
+        inputs = [state[a.name] for a in node.all_input_nodes if a.name in state]
+        if not inputs:
+            raise ValueError(f"layer {node.name!r} has no traced input")
+        return max(inputs, key=lambda r: r.rf)
+
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            state[node.name] = LayerRF(node.name, 1.0, 1.0, 0.5)
+            continue
+        if node.op == "get_attr":
+            continue
+        if node.op == "output":
+            result = state[node.all_input_nodes[0].name]
+            records.append(LayerRF("output", result.rf, result.jump, result.start))
+            break
+        name = node.target if node.op == "call_module" else node.name
+        prev = parent(node)
+        in_size = _spatial_size(node.all_input_nodes[0])
+        if node.op == "call_module":
+            module = modules[node.target]
+            if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                if isinstance(module, nn.Conv2d) and isinstance(module.padding, str):
+                    padding = 0 if module.padding == "valid" else module.dilation[0] * (module.kernel_size[0] - 1) // 2
+                else:
+                    padding = module.padding
+                record = _window(prev, name, module.kernel_size, module.stride or module.kernel_size, padding,
+                                 getattr(module, "dilation", 1))
+            elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+                out = _as_pair(module.output_size) if module.output_size is not None else in_size
+                if in_size % out:
+                    raise ValueError(f"layer {name!r}: adaptive pooling {in_size}→{out} has no fixed window")
+                record = _window(prev, name, in_size // out, in_size // out, 0)
+            elif isinstance(module, nn.Flatten):
+                record = _whole_map(prev, name, in_size) if in_size and in_size > 1 else LayerRF(name, prev.rf, prev.jump, prev.start)
+            elif isinstance(module, nn.Linear) and in_size is None:
+                record = LayerRF(name, prev.rf, prev.jump, prev.start)
+            elif isinstance(module, _PASS_THROUGH_MODULES):
+                record = LayerRF(name, prev.rf, prev.jump, prev.start)
+            else:
+                raise ValueError(f"receptive_field does not support layer {name!r} ({type(module).__name__}); "
+                                 "supported: convolutions, pooling, element-wise layers, normalisation, "
+                                 "flatten/linear heads")
+        elif node.target in (torch.flatten, "flatten", "view", "reshape"):
+            record = _whole_map(prev, name, in_size) if in_size and in_size > 1 else LayerRF(name, prev.rf, prev.jump, prev.start)
+        elif node.target in _MERGE_FUNCTIONS or node.target in _PASS_THROUGH_FUNCTIONS:
+            record = LayerRF(name, prev.rf, prev.jump, prev.start)
+        elif node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+            record = _whole_map(prev, name, in_size)
+        else:
+            raise ValueError(f"receptive_field does not support operation {name!r} ({node.target})")
+        state[node.name] = record
+        records.append(record)
+    return records
+
+
+def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs: torch.Tensor | None = None
+                              ) -> np.ndarray:
+    """|∂ centre output / ∂ input|, summed over input channels (and over ``inputs``' batch): an H×W map.
+
+    As Luo et al. (2016): back-propagate a gradient of 1 at the centre unit of the output map (all its
+    channels) and look at how much each input pixel moves it. ``model`` must return an N×C×H×W feature
+    map; ``inputs`` (N×C×H×W) defaults to one image of Gaussian noise. The model is evaluated in eval mode.
+    """
+    model = model.eval()
+    param = next(model.parameters(), None)
+    dev = param.device if param is not None else torch.device("cpu")
+    x = (torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)) if inputs is None
+         else inputs.float()).to(dev).requires_grad_(True)
+    out = model(x)
+    if out.ndim != 4:
+        raise ValueError(f"effective_receptive_field needs a model that returns a feature map N×C×H×W, got shape "
+                         f"{tuple(out.shape)}: pass the convolutional part of the network (e.g. model.features)")
+    h, w = out.shape[-2:]
+    out[:, :, h // 2, w // 2].sum().backward()
+    return x.grad.abs().sum(dim=(0, 1)).cpu().numpy()

@@ -1,0 +1,72 @@
+"""Profiles, devices and seeding: how much work a chapter does, and where.
+
+Introduced in Chapter 1 (01a); every chapter starts with `profile()`, `device()` and `seed_everything()`.
+
+A *profile* scales a chapter to the machine:
+
+- ``smoke`` — CI: CPU, tiny subsets, a whole notebook in about a minute on 2 cores;
+- ``cpu``   — a learner without a GPU: minutes, still reaching a real result;
+- ``gpu``   — full settings and the chapter's targets.
+
+It is chosen automatically (``CI`` set → smoke, CUDA present → gpu, otherwise cpu) and overridden by
+the environment variable ``COURSE_PROFILE``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "cpu", "gpu")
+PROFILE_VARIABLE = "COURSE_PROFILE"
+
+
+def profile() -> str:
+    """The active profile: ``$COURSE_PROFILE`` if set, else smoke under CI, gpu with CUDA, cpu otherwise."""
+    chosen = os.environ.get(PROFILE_VARIABLE, "").strip().lower()
+    if chosen:
+        if chosen not in PROFILES:
+            raise ValueError(
+                f"Unknown profile {chosen!r} in ${PROFILE_VARIABLE}. "
+                f"Use one of {', '.join(PROFILES)} (for example `export {PROFILE_VARIABLE}=cpu`), "
+                f"or unset it to choose automatically."
+            )
+        return chosen
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        return "smoke"
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def pick(*, smoke, cpu, gpu):
+    """The value for the active profile: ``EPOCHS = pick(smoke=1, cpu=3, gpu=20)``."""
+    return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[profile()]
+
+
+def device() -> torch.device:
+    """The fastest device present, in the order cuda → mps → cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch so that a rerun on CPU gives the same numbers.
+
+    Returns a CPU ``torch.Generator`` seeded with ``seed``, for code that wants its own stream.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def describe() -> str:
+    """One line for the top of a chapter: profile, device, library versions."""
+    dev = device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+    return f"profile={profile()}  device={name}  torch={torch.__version__}  threads={torch.get_num_threads()}"

@@ -1,0 +1,87 @@
+"""The course's widget pattern: a plain, tested ``render(**values) -> Figure`` behind thin ipywidgets controls.
+
+Introduced in Chapter 1 (01d). An `Explorer` shows its controls above the rendered figure (a PNG in an
+``ipywidgets.Image``) and redraws whenever a control changes. A value the render function rejects
+(``ValueError``) is shown as a message under the controls, never as a traceback. Where no widget front end
+exists (nbval, nbconvert, GitHub) the notebook output carries a static PNG of the current figure, and under
+plain ``python`` `utils.plotting.show` saves that figure to the chapter's output folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Callable
+
+import ipywidgets as widgets
+
+from .plotting import figure_png
+
+
+class Explorer(widgets.VBox):
+    """``controls`` maps each keyword of ``render`` to the widget that sets it."""
+
+    def __init__(self, render: Callable, controls: dict[str, widgets.ValueWidget], title: str = ""):
+        self.render = render
+        self.controls = controls
+        self.message = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        super().__init__([widgets.HTML(f"<b>{html.escape(title)}</b>"),
+                          widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
+                          self.message, self.image])
+        self.add_class("dvl-explorer")
+        for control in controls.values():
+            control.observe(self._redraw, names="value")
+        self._redraw()
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def set(self, **values) -> None:
+        """Set controls by name, as the learner would; out-of-range values raise a ValueError that says so."""
+        for name, value in values.items():
+            if name not in self.controls:
+                raise ValueError(f"unknown control {name!r}; this explorer has {', '.join(self.controls)}")
+            control = self.controls[name]
+            options = getattr(control, "options", None)
+            if options is not None:
+                allowed = [o[1] if isinstance(o, tuple) else o for o in options]
+                if value not in allowed:
+                    raise ValueError(f"{name}={value!r} is not one of {allowed}")
+            elif hasattr(control, "min") and not control.min <= value <= control.max:
+                raise ValueError(f"{name}={value} is out of range: choose from {control.min} to {control.max}")
+        for name, value in values.items():
+            self.controls[name].value = value
+
+    def static_figure(self):
+        """The figure for the current control values (what a front-end-less output shows)."""
+        return self.render(**self.values())
+
+    def _redraw(self, change=None) -> None:
+        try:
+            fig = self.render(**self.values())
+        except ValueError as error:
+            self.message.value = f"<span style='color:#b00020'>{html.escape(str(error))}</span>"
+            return
+        self.message.value = ""
+        self.image.value = figure_png(fig)
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if self.image.value:  # static fallback; JupyterLab prefers the live widget view
+            bundle["image/png"] = base64.b64encode(self.image.value).decode()
+        return bundle
+
+
+def slider(description: str, low: int, high: int, value: int | None = None) -> widgets.IntSlider:
+    """An integer slider with the course's layout (continuous_update off: redraw on release)."""
+    return widgets.IntSlider(value=low if value is None else value, min=low, max=high, description=description,
+                             continuous_update=False, style={"description_width": "initial"})
+
+
+def dropdown(description: str, options, value=None) -> widgets.Dropdown:
+    """A dropdown with the course's layout."""
+    options = list(options)
+    return widgets.Dropdown(options=options, value=value if value is not None else
+                            (options[0][1] if isinstance(options[0], tuple) else options[0]),
+                            description=description, style={"description_width": "initial"})
