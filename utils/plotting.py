@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 if "ipykernel" not in sys.modules:  # plain python: draw off-screen, figures go to files
     matplotlib.use("Agg")
@@ -78,7 +79,7 @@ def figure_png(fig, dpi: int = 80) -> bytes:
 
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.3, suptitle=None):
     """A figure with ``images`` (N×H×W or N×1×H×W, any array-like) laid out in a grid."""
-    images = [im.squeeze() if hasattr(im, "squeeze") else im for im in images]
+    images = [np.asarray(im.detach().cpu() if hasattr(im, "detach") else im).squeeze() for im in images]
     nrows = -(-len(images) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)),
                              squeeze=False)

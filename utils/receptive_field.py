@@ -140,23 +140,36 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
     return records
 
 
-def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs: torch.Tensor | None = None
-                              ) -> np.ndarray:
+def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs: torch.Tensor | None = None,
+                              layer: str | None = None) -> np.ndarray:
     """|∂ centre output / ∂ input|, summed over input channels (and over ``inputs``' batch): an H×W map.
 
-    As Luo et al. (2016): back-propagate a gradient of 1 at the centre unit of the output map (all its
-    channels) and look at how much each input pixel moves it. ``model`` must return an N×C×H×W feature
-    map; ``inputs`` (N×C×H×W) defaults to one image of Gaussian noise. The model is evaluated in eval mode.
+    As Luo et al. (2016): back-propagate a gradient of 1 at the centre unit of a feature map (all its
+    channels) and look at how much each input pixel moves it. The feature map is the model's output, or the
+    output of the submodule named ``layer`` (a name from ``model.named_modules()``); it must be N×C×H×W.
+    ``inputs`` (N×C×H×W) defaults to one image of Gaussian noise. The model is evaluated in eval mode.
     """
     model = model.eval()
     param = next(model.parameters(), None)
     dev = param.device if param is not None else torch.device("cpu")
     x = (torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)) if inputs is None
-         else inputs.float()).to(dev).requires_grad_(True)
-    out = model(x)
+         else inputs.detach().float().clone()).to(dev).requires_grad_(True)
+    if layer is None:
+        out = model(x)
+    else:
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            raise ValueError(f"no layer named {layer!r} in the model; choose one of model.named_modules()")
+        captured = []  # a clone, so a later in-place activation cannot invalidate it
+        handle = modules[layer].register_forward_hook(lambda module, args, output: captured.append(output.clone()))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        out = captured[0]
     if out.ndim != 4:
-        raise ValueError(f"effective_receptive_field needs a model that returns a feature map N×C×H×W, got shape "
-                         f"{tuple(out.shape)}: pass the convolutional part of the network (e.g. model.features)")
+        raise ValueError(f"effective_receptive_field needs a feature map N×C×H×W, got shape {tuple(out.shape)}: "
+                         "pass the convolutional part of the network (e.g. model.features) or a conv layer's name")
     h, w = out.shape[-2:]
     out[:, :, h // 2, w // 2].sum().backward()
     return x.grad.abs().sum(dim=(0, 1)).cpu().numpy()

@@ -83,7 +83,7 @@ def classification_loss(model, batch, label_smoothing: float = 0.0):
     return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
 
 
-def _autocast(dev: torch.device):
+def autocast(dev: torch.device):
     """bf16 autocast on CUDA (tensor cores, no loss scaling needed); a no-op elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
 
@@ -100,7 +100,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable) -> dict:
     total_loss, correct, count = 0.0, 0, 0
     for x, y in loader:
         x, y = _to((x, y), dev)
-        with _autocast(dev):
+        with autocast(dev):
             logits = model(x).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -115,7 +115,7 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 512)
     dev = next(model.parameters()).device
     outputs = []
     for chunk in inputs.split(batch_size):
-        with _autocast(dev):
+        with autocast(dev):
             outputs.append(model(chunk.to(dev)).float().cpu())
     return torch.cat(outputs)
 
@@ -213,7 +213,7 @@ def fit(
             start, loss_sum, batches = time.perf_counter(), 0.0, 0
             for batch in tqdm(train_loader, total=steps_per_epoch, leave=False, unit="batch"):
                 batch = _to(batch, dev)
-                with _autocast(dev):
+                with autocast(dev):
                     loss = loss_fn(step_model, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -5,7 +5,7 @@ from .densenet import DenseNetSmall
 from .inception import GoogLeNetSmall, Inception
 from .lenet import LeNet5
 from .nin import NiN
-from .resnet import BasicBlock, Bottleneck, ResNet
+from .resnet import BasicBlock, Bottleneck, PlainBlock, ResNet
 from .vgg import VGG
 
 # name -> constructor taking (num_classes, in_channels); the comparison table of Chapter 1 uses this order.

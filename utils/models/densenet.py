@@ -31,7 +31,7 @@ def transition(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class DenseNetSmall(nn.Module):
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, growth: int = 16, layers: int = 4):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, growth: int = 12, layers: int = 3):
         super().__init__()
         c = 2 * growth
         stages = [nn.Conv2d(in_channels, c, 3, padding=1, bias=False)]

@@ -17,7 +17,7 @@ def nin_block(in_channels: int, out_channels: int, kernel_size: int, padding: in
 
 
 class NiN(nn.Module):
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 48):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
             nin_block(in_channels, width, 5, 2), nn.MaxPool2d(2),          # 14×14

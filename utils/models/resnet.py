@@ -53,6 +53,14 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+class PlainBlock(BasicBlock):
+    """A BasicBlock with its shortcut removed: the "plain" network of the ResNet paper's degradation experiment."""
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)))
+
+
 def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     """Identity when shapes match, else a strided 1×1 convolution + BN that makes them match."""
     if stride == 1 and in_channels == out_channels:

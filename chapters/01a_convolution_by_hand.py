@@ -1,0 +1,292 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 1a — Convolution by hand
+#
+# **Deep Vision Lab · Chapter 1: CNNs, from convolution to ResNet** (1a convolution by hand → 1b architectures →
+# 1c why training works → 1d look inside)
+#
+# A fully connected layer on a 28×28 image gives every output its own weight for every pixel: 784 weights per
+# unit, and no idea that neighbouring pixels belong together. A **convolution** makes two assumptions instead:
+#
+# * **locality** — a unit looks at a small window (k×k) of the layer below;
+# * **weight sharing** — the same window weights are slid over every position.
+#
+# The result is a layer whose parameter count does not depend on the image size and whose output moves when
+# the input moves (*translation equivariance*). In this notebook we write the classic layers ourselves in
+# NumPy — convolution, pooling, BatchNorm, LayerNorm — and prove each one equal to PyTorch.
+
+# %%
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from utils import scratch, start_chapter
+from utils.data import CLASSES, fashion_mnist
+from utils.plotting import image_grid, show
+import matplotlib.pyplot as plt
+
+device = start_chapter("01a_convolution_by_hand")
+
+# %% [markdown]
+# ## The data: Fashion-MNIST
+# 70 000 grey 28×28 images of clothing in 10 classes (60 000 for training, 10 000 for testing) — the same
+# size as MNIST, but harder: shirts, T-shirts, pullovers and coats are easily confused.
+
+# %%
+images, labels = fashion_mnist("test")
+assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.uint8
+examples = torch.stack([images[labels == c][0] for c in range(10)])
+show(image_grid(examples, titles=CLASSES, ncols=10, suptitle="One test image per class"))
+
+# %% [markdown]
+# ## Convolution is a sliding dot product
+# For input `x` (N×C_in×H×W) and weight `w` (C_out×C_in×k×k), output channel `o` at position (i, j) is
+#
+# $$y_{o,i,j} = b_o + \sum_{c}\sum_{u,v} w_{o,c,u,v}\; x_{c,\, i\cdot s + u\cdot d,\; j\cdot s + v\cdot d}$$
+#
+# with stride `s`, dilation `d`, and the input padded with `p` zeros on each side. (Deep-learning libraries compute
+# this *cross-correlation* and still call it convolution; flipping the kernel would change nothing learnable.)
+# `utils.scratch.conv2d` builds every k×k window as a strided *view* of the array (no copy) and contracts it with
+# the weights in one `einsum`. Its signature is `torch.nn.functional.conv2d`'s.
+
+# %%
+rng = np.random.default_rng(0)
+x = (images[:4].float() / 255).numpy()                                # 4 real images, N×1×28×28
+for stride, padding, dilation in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (1, "same", 1)]:
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    ours = scratch.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
+    theirs = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, padding, dilation)
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+    print(f"stride={stride} padding={padding!r:6} dilation={dilation}: output {ours.shape} == torch ✓")
+
+# %% [markdown]
+# ## Fixed kernels: Sobel and Laplacian
+# Before learning kernels, look at two designed by hand. **Sobel** kernels are first derivatives (with a little
+# smoothing) along x and y: large where brightness changes, signed by direction. The **Laplacian** is a second
+# derivative: it responds to edges on both sides and to fine detail, and is more sensitive to noise. A trained
+# CNN's first layer learns kernels much like these (Chapter 1d shows them).
+
+# %%
+sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
+kernels = np.stack([sobel_x, sobel_x.T, laplacian])[:, None]          # 3×1×3×3: one output channel each
+edges = scratch.conv2d(x, kernels, padding=1)
+np.testing.assert_allclose(edges, F.conv2d(torch.from_numpy(x), torch.from_numpy(kernels), padding=1).numpy(),
+                           rtol=1e-4, atol=1e-5)
+magnitude = np.hypot(edges[:, 0], edges[:, 1])
+panels = [x[0, 0], edges[0, 0], edges[0, 1], magnitude[0], edges[0, 2]]
+show(image_grid(panels, titles=["image", "Sobel x", "Sobel y", "|gradient|", "Laplacian"], ncols=5, size=2,
+                suptitle="Hand-designed kernels on a real image"))
+# A flat region gives exactly zero for both: every kernel sums to zero.
+assert np.allclose(scratch.conv2d(np.ones((1, 1, 5, 5), np.float32), kernels), 0)
+
+# %% [markdown]
+# ## Output size, padding and stride
+# One side of the output is
+#
+# $$H_{out} = \left\lfloor \frac{H + 2p - d\,(k-1) - 1}{s} \right\rfloor + 1.$$
+#
+# * **valid** padding (p = 0) shrinks the map by k − 1; **same** padding, p = (k − 1)/2 with stride 1, keeps it.
+# * **Odd kernels** have a centre pixel, so "same" padding is symmetric and an output sits exactly over its input
+#   position; an even kernel needs uneven padding and shifts the map by half a pixel.
+# * **Stride** 1 keeps resolution; stride 2 halves it (the usual way to downsample inside a network).
+#
+# The table checks the formula against real layers.
+
+# %%
+cases = [(28, 3, 1, 0, 1), (28, 3, 1, 1, 1), (28, 5, 1, 2, 1), (28, 3, 2, 1, 1), (28, 7, 2, 3, 1),
+         (224, 11, 4, 2, 1), (224, 7, 2, 3, 1), (28, 3, 1, 2, 2), (27, 3, 2, 0, 1)]
+print(f"{'H':>4} {'k':>3} {'s':>3} {'p':>3} {'d':>3} | formula  layer")
+for size, k, s, p, d in cases:
+    formula = scratch.conv_output_size(size, k, s, p, d)
+    layer = nn.Conv2d(1, 1, k, s, p, d)(torch.zeros(1, 1, size, size)).shape[-1]
+    assert formula == layer
+    print(f"{size:4} {k:3} {s:3} {p:3} {d:3} | {formula:7}  {layer:5}")
+
+# %% [markdown]
+# ## Parameters, 1×1 convolutions, grouped and depthwise-separable convolutions
+# A convolution has `C_out · (C_in / groups) · k · k` weights plus `C_out` biases — independent of H and W. Its
+# multiply–accumulates are that weight count times the number of output positions.
+#
+# * A **1×1 convolution** is a fully connected layer applied at every pixel: it mixes channels, not space. It
+#   changes the channel count cheaply (GoogLeNet's bottlenecks, ResNet's bottleneck blocks) and adds a
+#   non-linearity per pixel (NiN).
+# * A **grouped** convolution splits the channels into `g` groups convolved separately: `g` times fewer weights
+#   (AlexNet's two GPUs, ResNeXt).
+# * **Depthwise-separable** = a depthwise k×k convolution (groups = C_in: one filter per channel, space only)
+#   followed by a 1×1 pointwise convolution (channels only). MobileNet and Xception use it; DeepLab v3+ too.
+
+# %%
+c_in, c_out, k, size = 64, 128, 3, 28
+layers = {
+    "3×3 standard": nn.Conv2d(c_in, c_out, k, padding=1),
+    "1×1 pointwise": nn.Conv2d(c_in, c_out, 1),
+    "3×3 grouped (g=4)": nn.Conv2d(c_in, c_out, k, padding=1, groups=4),
+    "3×3 depthwise-separable": nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=1, groups=c_in),
+                                             nn.Conv2d(c_in, c_out, 1)),
+}
+expected = {
+    "3×3 standard": c_out * c_in * k * k + c_out,
+    "1×1 pointwise": c_out * c_in + c_out,
+    "3×3 grouped (g=4)": c_out * (c_in // 4) * k * k + c_out,
+    "3×3 depthwise-separable": (c_in * k * k + c_in) + (c_out * c_in + c_out),
+}
+probe = torch.zeros(1, c_in, size, size)
+print(f"{'layer':26} {'params':>8} {'MFLOPs':>8}  (input {c_in}×{size}×{size} → {c_out} channels)")
+flops = {}
+for name, layer in layers.items():
+    params = sum(p.numel() for p in layer.parameters())
+    assert params == expected[name], name
+    with FlopCounterMode(display=False) as counter:
+        layer(probe)
+    flops[name] = counter.get_total_flops()
+    print(f"{name:26} {params:8d} {flops[name] / 1e6:8.1f}")
+assert flops["3×3 depthwise-separable"] < flops["3×3 standard"] / 7     # ≈ 1/C_out + 1/k² of the cost
+
+# A 1×1 convolution is the same linear map at every pixel:
+conv1x1 = layers["1×1 pointwise"]
+pixels = torch.randn(2, c_in, 5, 5)
+as_linear = F.linear(pixels.permute(0, 2, 3, 1), conv1x1.weight[:, :, 0, 0], conv1x1.bias).permute(0, 3, 1, 2)
+torch.testing.assert_close(conv1x1(pixels), as_linear)
+
+# %% [markdown]
+# The grouped and depthwise cases also hold for our NumPy convolution:
+
+# %%
+xg = rng.standard_normal((2, 8, 10, 10)).astype(np.float32)
+for groups in (2, 8):
+    wg = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(scratch.conv2d(xg, wg, padding=1, groups=groups),
+                               F.conv2d(torch.from_numpy(xg), torch.from_numpy(wg), padding=1, groups=groups).numpy(),
+                               rtol=1e-4, atol=1e-5)
+print("grouped (g=2) and depthwise (g=8) convolutions == torch ✓")
+
+# %% [markdown]
+# ## Pooling: downsampling with no parameters
+# Max pooling keeps the strongest response in each window ("is the feature present here?"); average pooling
+# keeps the mean ("how much of it?"). Both are fixed functions — nothing to learn — so they have **no
+# parameters**. They make the map smaller, which widens the receptive field of later layers and adds a little
+# invariance to small shifts. The layers that **downsample** in a CNN are pooling layers and strided
+# convolutions (ResNet's stage transitions); global average pooling reduces a whole map to one number.
+
+# %%
+ours_max = scratch.max_pool2d(x, 2)
+ours_avg = scratch.avg_pool2d(x, 2)
+torch.testing.assert_close(torch.from_numpy(ours_max), F.max_pool2d(torch.from_numpy(x), 2))
+torch.testing.assert_close(torch.from_numpy(ours_avg), F.avg_pool2d(torch.from_numpy(x), 2))
+torch.testing.assert_close(torch.from_numpy(scratch.max_pool2d(x, 3, 2, 1)), F.max_pool2d(torch.from_numpy(x), 3, 2, 1))
+assert sum(p.numel() for p in nn.MaxPool2d(2).parameters()) == 0 == len(list(nn.AvgPool2d(2).parameters()))
+assert ours_max.shape == (4, 1, 14, 14)
+show(image_grid([x[1, 0], ours_max[1, 0], ours_avg[1, 0], scratch.max_pool2d(ours_max, 2)[1, 0]],
+                titles=["28×28", "max 2×2 → 14×14", "avg 2×2 → 14×14", "max twice → 7×7"], ncols=4, size=2))
+
+# %% [markdown]
+# ## BatchNorm and LayerNorm forward, by hand
+# **BatchNorm** normalises each channel with the mean and variance taken over the batch and all positions
+# (axes N, H, W), then scales by γ and shifts by β. In training it uses the batch's statistics and updates
+# running averages; in inference it uses the running averages, so a prediction does not depend on the other
+# images in the batch. **LayerNorm** normalises each sample over its own features: the same in training and
+# inference. Chapter 1c explores why BN helps; here we only check the arithmetic, including the in-place update
+# of the running statistics.
+
+# %%
+feature_maps = rng.standard_normal((8, 3, 5, 5)).astype(np.float32) * 2 + 3
+gamma, beta = np.array([1.0, 2.0, 0.5], np.float32), np.array([0.0, -1.0, 1.0], np.float32)
+running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
+torch_mean, torch_var = torch.zeros(3), torch.ones(3)
+for training in (True, True, False):
+    ours = scratch.batch_norm(feature_maps, running_mean, running_var, gamma, beta, training=training)
+    theirs = F.batch_norm(torch.from_numpy(feature_maps), torch_mean, torch_var, torch.from_numpy(gamma),
+                          torch.from_numpy(beta), training=training)
+    torch.testing.assert_close(torch.from_numpy(ours), theirs)
+    torch.testing.assert_close(torch.from_numpy(running_mean), torch_mean)
+    torch.testing.assert_close(torch.from_numpy(running_var), torch_var)
+print("running mean after two training steps:", running_mean.round(3))
+torch.testing.assert_close(
+    torch.from_numpy(scratch.layer_norm(feature_maps, (3, 5, 5))), F.layer_norm(torch.from_numpy(feature_maps), (3, 5, 5)))
+print("batch_norm (train and eval, running statistics) and layer_norm == torch ✓")
+
+# %% [markdown]
+# ## Equivariance, seen
+# Shift the input and the convolution's output shifts with it (away from the borders). Pooling and the layers
+# after it turn this *equivariance* into partial *invariance*; Chapter 1c measures how much of it survives in a
+# trained network.
+
+# %%
+shifted = np.roll(x[:1], 3, axis=3)
+out, out_shifted = scratch.conv2d(x[:1], kernels, padding=1), scratch.conv2d(shifted, kernels, padding=1)
+np.testing.assert_allclose(np.roll(out, 3, axis=3)[..., 4:-4], out_shifted[..., 4:-4], rtol=1e-4, atol=1e-5)
+print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
+
+# %% [markdown]
+# ## Interview questions
+#
+# <details><summary>What is the output size of a convolution?</summary>
+#
+# ⌊(H + 2p − d(k − 1) − 1)/s⌋ + 1 per side. Example: 224, k = 7, s = 2, p = 3 → 112. Checked against real
+# layers in the cell "Output size, padding and stride".
+# </details>
+#
+# <details><summary>Why are kernels odd-sized? Valid vs same padding? Typical strides?</summary>
+#
+# An odd kernel has a centre, so "same" padding (p = (k − 1)/2) is symmetric and outputs stay aligned with their
+# inputs. Valid (p = 0) shrinks each side by k − 1; same keeps the size at stride 1. Stride 1 inside a stage,
+# stride 2 to halve the resolution between stages. See "Output size, padding and stride".
+# </details>
+#
+# <details><summary>How many parameters does a convolution have?</summary>
+#
+# C_out·(C_in/groups)·k·k weights + C_out biases, independent of the image size. 64 → 128 channels with 3×3:
+# 73 856. See the table in "Parameters, 1×1 convolutions…".
+# </details>
+#
+# <details><summary>What does a 1×1 convolution do?</summary>
+#
+# A fully connected layer applied at every pixel: it mixes channels, not space. It changes the channel count
+# cheaply (bottlenecks in GoogLeNet and ResNet) and adds per-pixel non-linearity (NiN). The assert there shows it
+# equals `F.linear` applied to each pixel.
+# </details>
+#
+# <details><summary>What do grouped and depthwise-separable convolutions save?</summary>
+#
+# Groups g divide weights and FLOPs by g. Depthwise (one k×k filter per channel) + pointwise 1×1 costs about
+# 1/C_out + 1/k² of a standard convolution — here 8× fewer FLOPs for 3×3, 64 → 128. See the same table.
+# </details>
+#
+# <details><summary>Which layers downsample? Why does pooling have no parameters? Max vs average?</summary>
+#
+# Pooling and strided convolutions (and global average pooling at the end). Pooling is a fixed function (max or
+# mean of a window), so there is nothing to learn — asserted in "Pooling". Max keeps the strongest evidence and
+# suits detecting whether a feature is present; average keeps the overall amount, smoother, and is what global
+# pooling heads use.
+# </details>
+#
+# <details><summary>Hand-write conv2d, max pooling and BatchNorm forward.</summary>
+#
+# `utils/scratch.py`: windows by `sliding_window_view`, one `einsum` for the convolution; max over windows with
+# −∞ padding; BN: per-channel mean/variance over (N, H, W) in training with running averages updated in place,
+# running statistics in inference, then γ·x̂ + β. Each is asserted equal to `torch.nn.functional` above.
+# </details>
+#
+# <details><summary>What do Sobel and Laplacian kernels detect?</summary>
+#
+# Sobel: first derivatives along x and y (edges with direction; magnitude = edge strength). Laplacian: second
+# derivative (edges and fine detail, both sides of an edge, more noise-sensitive). Both sum to zero, so flat
+# regions give zero — asserted in "Fixed kernels".
+# </details>
+#
+# <details><summary>Why convolutions rather than fully connected layers on images?</summary>
+#
+# Locality and weight sharing: far fewer parameters (independent of the image size) and translation
+# equivariance — shift the input, the output shifts (the last cell asserts it).
+# </details>

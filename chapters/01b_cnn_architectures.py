@@ -1,0 +1,269 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 1b — CNN architectures, LeNet to DenseNet
+#
+# Twenty years of ideas, each one answering a limitation of the one before. We build seven networks from
+# `utils/models/` (one short file each — open them beside this notebook), train them on Fashion-MNIST under the
+# same budget, and compare parameters, FLOPs, speed and accuracy in one table. Then we train the best one
+# properly.
+#
+# | network | year | the idea |
+# |---|---|---|
+# | LeNet-5 | 1998 | convolution + pooling + fully connected: weight sharing works |
+# | AlexNet | 2012 | deeper and wider, ReLU, dropout, GPUs, data augmentation |
+# | VGG | 2014 | only 3×3 convolutions, stacked in blocks: depth is what matters |
+# | NiN | 2013 | 1×1 convolutions as per-pixel MLPs; global average pooling replaces the FC head |
+# | GoogLeNet / Inception | 2014 | parallel 1×1, 3×3, 5×5 and pooling paths, 1×1 bottlenecks to pay for them |
+# | ResNet | 2015 | residual connections: learn a correction to the identity, train 100+ layers |
+# | DenseNet | 2016 | every layer sees all earlier feature maps (concatenation): feature reuse |
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from utils import start_chapter
+from utils.data import DeviceLoader, fashion_mnist, subset
+from utils.models import ARCHITECTURES, BasicBlock, Bottleneck, Inception, NiN, PlainBlock, ResNet, VGG
+from utils.plotting import show
+from utils.runtime import pick, profile
+from utils.training import evaluate, fit
+
+device = start_chapter("01b_cnn_architectures")
+
+# %% [markdown]
+# ## Settings for this profile
+# `smoke` proves the notebook runs (tiny subsets), `cpu` reaches real accuracy in minutes, `gpu` is the full run.
+
+# %%
+TABLE_TRAIN = pick(smoke=2048, cpu=8_000, gpu=None)      # training images per architecture (None: all 60 000)
+TABLE_EPOCHS = pick(smoke=2, cpu=2, gpu=8)
+TEST_SIZE = pick(smoke=500, cpu=None, gpu=None)
+BEST_TRAIN = pick(smoke=4_096, cpu=None, gpu=None)
+BEST_EPOCHS = pick(smoke=1, cpu=2, gpu=18)
+BEST_WIDTH = pick(smoke=16, cpu=16, gpu=32)
+BEST_BAR = pick(smoke=0.60, cpu=0.88, gpu=0.94)            # test accuracy the best CNN must reach
+TABLE_BAR = pick(smoke=0.35, cpu=0.80, gpu=0.90)           # every architecture in the table
+BATCH = pick(smoke=64, cpu=128, gpu=512)
+
+train_images, train_labels = fashion_mnist("train")
+test_images, test_labels = subset(*fashion_mnist("test"), TEST_SIZE)
+test_loader = DeviceLoader(test_images, test_labels, 1024, device=device)
+
+# %% [markdown]
+# ## The key design choices, checked
+# **VGG: why stacked 3×3?** Two 3×3 convolutions see a 5×5 window and three see 7×7 — the same receptive field as
+# one large kernel, with fewer weights and a non-linearity between each.
+
+# %%
+c = 64
+params = lambda module: sum(p.numel() for p in module.parameters())
+one_5x5 = params(nn.Conv2d(c, c, 5, bias=False))
+two_3x3 = params(nn.Sequential(nn.Conv2d(c, c, 3, bias=False), nn.Conv2d(c, c, 3, bias=False)))
+one_7x7, three_3x3 = params(nn.Conv2d(c, c, 7, bias=False)), 3 * params(nn.Conv2d(c, c, 3, bias=False))
+print(f"5×5: {one_5x5}  vs two 3×3: {two_3x3}   |   7×7: {one_7x7}  vs three 3×3: {three_3x3}")
+assert two_3x3 / one_5x5 == 18 / 25 and three_3x3 / one_7x7 == 27 / 49
+
+# %% [markdown]
+# **NiN: global average pooling makes any input size work.** A flatten + fully connected head fixes the input
+# size (the FC layer expects exactly 128·3·3 numbers); NiN's last convolution outputs one map per class and
+# averages it, so a 36×36 or 64×64 image works unchanged — and the head has no parameters at all.
+
+# %%
+nin, vgg = NiN(), VGG()
+for size in (28, 36, 64):
+    assert nin(torch.zeros(2, 1, size, size)).shape == (2, 10)
+try:
+    vgg(torch.zeros(2, 1, 36, 36))
+    raise AssertionError("a flatten + FC head should reject a different input size")
+except RuntimeError as error:
+    print("VGG's FC head on 36×36 input:", str(error).splitlines()[0])
+fc_head = params(vgg.classifier)
+print(f"VGG's FC head: {fc_head:,} parameters ({fc_head / params(vgg):.0%} of the network); NiN's GAP head: 0")
+
+# %% [markdown]
+# **Inception:** four paths concatenated along channels; 1×1 convolutions before the 3×3 and 5×5 paths cut
+# their input channels so several scales cost little.
+
+# %%
+block = Inception(64, 32, (32, 48), (8, 16), 16)
+out = block(torch.zeros(1, 64, 14, 14))
+assert out.shape == (1, 32 + 48 + 16 + 16, 14, 14) == (1, block.out_channels, 14, 14)
+without_bottleneck = params(nn.Conv2d(64, 48, 3)) + params(nn.Conv2d(64, 16, 5))
+with_bottleneck = params(block.path2) + params(block.path3)
+print(f"3×3 and 5×5 paths: {with_bottleneck:,} parameters with 1×1 bottlenecks, {without_bottleneck:,} without")
+assert with_bottleneck < without_bottleneck
+
+# %% [markdown]
+# **ResNet: basic vs bottleneck blocks, and the projection shortcut.** A basic block is two 3×3 convolutions; a
+# bottleneck block is 1×1 (reduce) → 3×3 → 1×1 (expand ×4), which makes 50+ layers affordable. When a block
+# changes the resolution or channel count, the shortcut becomes a strided 1×1 convolution (the *projection*) so
+# the two branches can be added.
+
+# %%
+basic, bottleneck = BasicBlock(256, 256), Bottleneck(256, 64)
+print(f"basic block 256→256: {params(basic):,} parameters; bottleneck 256→64→256: {params(bottleneck):,}")
+assert params(bottleneck) < params(basic) / 3
+assert isinstance(basic.shortcut, nn.Identity)
+down = BasicBlock(64, 128, stride=2)
+assert isinstance(down.shortcut[0], nn.Conv2d) and down.shortcut[0].kernel_size == (1, 1)
+assert down(torch.zeros(1, 64, 14, 14)).shape == (1, 128, 7, 7)
+
+# %% [markdown]
+# **Why residual connections make deep networks trainable.** The block outputs `x + F(x)`, so its gradient is
+# `1 + ∂F/∂x`: there is always an identity path back to early layers. Without shortcuts, a 50-layer network's
+# gradient is a product of 50 Jacobians and blows up or dies. Below, the gradient of the loss with respect to the
+# first (stem) and last (head) layers, for the same 50-layer network with and without shortcuts, at
+# initialisation.
+
+# %%
+x, y = test_images[:64].float() / 255, test_labels[:64]
+ratios = {}
+for name, block_type in (("plain", PlainBlock), ("residual", BasicBlock)):
+    torch.manual_seed(0)
+    deep = ResNet(width=16, blocks=(8, 8, 8), block=block_type)
+    nn.functional.cross_entropy(deep(x), y).backward()
+    first, last = deep.stem[0].weight.grad.norm().item(), deep.head[2].weight.grad.norm().item()
+    ratios[name] = first / last
+    print(f"{name:8}: |grad stem| = {first:9.3f}   |grad head| = {last:.3f}   ratio {ratios[name]:8.1f}")
+assert ratios["plain"] > 20 * ratios["residual"]
+
+# %% [markdown]
+# **DenseNet:** each layer concatenates `growth` new channels to everything before it, so a block of L layers
+# turns C channels into C + L·growth; transition layers (1×1 conv + average pooling) compress between blocks.
+
+# %%
+from utils.models.densenet import dense_block  # noqa: E402  (shown here, where it is explained)
+
+dense = dense_block(24, layers=3, growth=12)
+assert dense(torch.zeros(1, 24, 14, 14)).shape == (1, 24 + 3 * 12, 14, 14)
+
+# %% [markdown]
+# ## Train all seven under one budget
+# Same data, epochs, optimiser (AdamW, one-cycle schedule) and batch size for each network. `fit` keeps a
+# checkpoint per configuration under `data/checkpoints/`: rerun this cell and it reloads instead of retraining.
+
+# %%
+table_train = subset(train_images, train_labels, TABLE_TRAIN, seed=1)
+rows = []
+for name, constructor in ARCHITECTURES.items():
+    torch.manual_seed(0)
+    model = constructor().to(device)
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 1, 28, 28, device=device))
+    loader = DeviceLoader(*table_train, BATCH, shuffle=True, device=device, seed=1)
+    history = fit(model, loader, epochs=TABLE_EPOCHS, lr=2e-3, val_loader=test_loader, name=f"table-{name}",
+                  config={"train": TABLE_TRAIN, "test": TEST_SIZE, "batch": BATCH}, plot=False)
+    rows.append({"network": name, "params": params(model), "MFLOPs": counter.get_total_flops() / 1e6,
+                 "train s": history.train_seconds, "images/s": history.images_per_second,
+                 "test acc": evaluate(model, test_loader)["acc"]})
+
+print(f"{'network':14} {'params':>9} {'MFLOPs':>8} {'train s':>8} {'images/s':>9} {'test acc':>9}")
+for r in rows:
+    print(f"{r['network']:14} {r['params']:9,} {r['MFLOPs']:8.1f} {r['train s']:8.1f} {r['images/s']:9.0f} "
+          f"{r['test acc']:9.4f}")
+for r in rows:
+    assert r["test acc"] > TABLE_BAR, f"{r['network']} reached only {r['test acc']:.3f} (bar {TABLE_BAR})"
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for r in rows:
+    ax.scatter(r["params"], r["test acc"], s=20 + r["MFLOPs"])
+    ax.annotate(r["network"], (r["params"], r["test acc"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
+ax.set(xscale="log", xlabel="parameters (log)", ylabel="test accuracy",
+       title=f"Same budget, {profile()} profile (marker size ∝ FLOPs)")
+show(fig)
+
+# %% [markdown]
+# Things to notice: LeNet is tiny and cheap but saturating tanh units and few channels cap it; AlexNet and VGG
+# spend most parameters in their fully connected heads; NiN, GoogLeNet, ResNet and DenseNet use global average
+# pooling and reach as good or better accuracy with a fraction of the parameters; per-image FLOPs, not
+# parameters, decide speed.
+#
+# ## The best CNN, trained properly
+# A ResNet with data augmentation (random shifts of up to 2 pixels and horizontal flips, done on the whole batch
+# on the device) on the full training set. On a GPU this is the course's time-to-accuracy benchmark (`make bench`).
+
+# %%
+torch.manual_seed(0)
+best = ResNet(width=BEST_WIDTH).to(device)
+best_train = subset(train_images, train_labels, BEST_TRAIN, seed=2)
+history = fit(best, DeviceLoader(*best_train, BATCH, shuffle=True, augment=True, device=device, seed=2),
+              epochs=BEST_EPOCHS, lr=pick(smoke=3e-3, cpu=3e-3, gpu=4e-3), val_loader=test_loader,
+              name="best-resnet", config={"train": BEST_TRAIN, "test": TEST_SIZE, "batch": BATCH, "augment": True},
+              compile=device.type == "cuda")
+best_acc = evaluate(best, test_loader)["acc"]
+print(f"ResNet (width {BEST_WIDTH}): test accuracy {best_acc:.4f} after {history.train_seconds:.0f} s of training "
+      f"({history.images_per_second:.0f} images/s)")
+assert best_acc >= BEST_BAR, f"best CNN reached {best_acc:.4f}, below the {profile()} bar {BEST_BAR}"
+show(history.figure(), title="best ResNet training curves")
+
+# %% [markdown]
+# ## EfficientNet in one paragraph
+# Networks are scaled by depth (more layers), width (more channels) or resolution (bigger inputs), and each alone
+# saturates. EfficientNet (Tan & Le, 2019) scales all three together with one coefficient φ: depth ∝ α^φ, width
+# ∝ β^φ, resolution ∝ γ^φ, with α·β²·γ² ≈ 2 so each step of φ doubles the FLOPs, the constants found by a small
+# grid search on a baseline (EfficientNet-B0, itself found by architecture search, built from MBConv blocks:
+# inverted bottlenecks with depthwise convolutions and squeeze-and-excitation — Chapter 2).
+#
+# ## Interview questions
+#
+# <details><summary>The key idea of LeNet-5, AlexNet, VGG, NiN, GoogLeNet, ResNet, DenseNet?</summary>
+#
+# LeNet: shared convolution weights + pooling + FC classifier. AlexNet: scale (depth, width, GPU), ReLU, dropout,
+# augmentation. VGG: only stacked 3×3 convolutions in blocks. NiN: 1×1 convolutions (per-pixel MLP) and global
+# average pooling instead of FC layers. GoogLeNet: parallel multi-scale paths with 1×1 bottlenecks. ResNet:
+# identity shortcuts, so blocks learn residuals. DenseNet: concatenate all earlier maps, reuse features. Each is
+# one file in `utils/models/`; the table above trains all seven.
+# </details>
+#
+# <details><summary>Why stack 3×3 convolutions?</summary>
+#
+# Two 3×3 see 5×5 with 18/25 of the weights, three see 7×7 with 27/49, and add non-linearities between them —
+# asserted in "VGG: why stacked 3×3".
+# </details>
+#
+# <details><summary>What do fully connected layers do, and why replace them with global average pooling?</summary>
+#
+# FC layers mix all positions and channels into class scores; they hold most of the parameters (here the VGG head
+# is the large majority) and fix the input size. GAP averages each map to one number: no parameters, less
+# overfitting, any input size — shown by NiN on 36×36 and 64×64 inputs while VGG's head fails.
+# </details>
+#
+# <details><summary>ResNet: basic vs bottleneck block, and the projection shortcut?</summary>
+#
+# Basic: two 3×3 convolutions. Bottleneck: 1×1 reduce → 3×3 → 1×1 expand (×4), far fewer parameters at the same
+# width (asserted). The projection shortcut is a strided 1×1 convolution + BN used when the block changes
+# resolution or channels, so shortcut and residual can be added.
+# </details>
+#
+# <details><summary>Why do residual connections make deep nets trainable? What do dense connections add?</summary>
+#
+# The gradient through `x + F(x)` is `1 + ∂F/∂x`, so an identity path reaches every early layer and a block can
+# default to doing nothing; without it a deep net multiplies many Jacobians — the cell measures a stem/head
+# gradient ratio in the hundreds for the plain 50-layer net and near 1 with shortcuts. Dense connections let
+# every layer read all earlier features (reuse, narrow layers, strong gradient flow), at the cost of memory for
+# the growing concatenations.
+# </details>
+#
+# <details><summary>EfficientNet's compound scaling?</summary>
+#
+# Scale depth, width and resolution together with one coefficient (α^φ, β^φ, γ^φ, α·β²·γ² ≈ 2) instead of one at a
+# time — see the paragraph above.
+# </details>
+#
+# <details><summary>Why are FLOPs and parameters different measures of cost?</summary>
+#
+# Parameters are weights stored; FLOPs are work per image and grow with the spatial size each weight is applied
+# to. The table shows networks with few parameters but many FLOPs (DenseNet, NiN) training slower than larger ones.
+# </details>

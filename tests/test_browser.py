@@ -1,0 +1,206 @@
+"""Widgets proven in a real browser: the project's JupyterLab, driven by headless Chromium (make test-browser).
+
+For every chapter with explorers: open the generated notebook, run all cells (smoke profile), wait for the
+kernel, then check that no cell failed, no widget failed to render, every explorer is drawn as a live widget,
+and moving each explorer's first control through the page changes its figure. Screenshots are saved under
+tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+WIDGET_CHAPTERS = sorted(p.stem for p in CHAPTERS.glob("*.py") if "explorer" in p.read_text().lower())
+RUN_TIMEOUT_S = 600
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("browser tests skipped: no Chromium found — install it with `sudo apt-get install chromium` "
+                    "(or set $CHROMIUM to a Chrome/Chromium binary)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The course's own JupyterLab on a free localhost port, with a token; always shut down afterwards."""
+    port, token = free_port(), secrets.token_hex(16)
+    home = tmp_path_factory.mktemp("jupyter")
+    env = dict(os.environ, COURSE_PROFILE="smoke", JUPYTER_CONFIG_DIR=str(home / "config"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={CHAPTERS}", "--expose-app-in-browser",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         f"--LabApp.user_settings_dir={home / 'settings'}", "--ServerApp.allow_root=True"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("JupyterLab did not start")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+# JavaScript helpers run in the page, against the JupyterLab app exposed by --expose-app-in-browser.
+RUN_ALL = """async () => {
+  const app = window.jupyterapp;
+  const panel = app.shell.currentWidget;
+  await panel.sessionContext.ready;
+  await app.commands.execute('notebook:run-all-cells');
+}"""
+STATE = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const errors = [];
+  for (const cell of panel.content.widgets) {
+    if (cell.model.type !== 'code') continue;
+    for (let i = 0; i < cell.model.outputs.length; i++) {
+      const out = cell.model.outputs.get(i);
+      if (out.type === 'error') errors.push(out.toJSON().ename + ': ' + out.toJSON().evalue);
+    }
+  }
+  return {status: kernel ? kernel.status : 'none', pending: cells.filter(c => c.promptNode && c.promptNode.textContent.includes('*')).length,
+          unexecuted: cells.filter(c => c.model.executionCount === null).length, errors};
+}"""
+
+
+def _png(data: bytes):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _pixel_difference(before: bytes, after: bytes) -> float:
+    from PIL import ImageChops
+
+    a, b = _png(before), _png(after)
+    if a.size != b.size:
+        return 1.0
+    diff = ImageChops.difference(a, b).convert("L")
+    return sum(1 for value in diff.getdata() if value > 16) / (a.size[0] * a.size[1])
+
+
+def _change_first_control(explorer) -> None:
+    """Move the explorer's first control as a person would: a slider by keyboard, a dropdown by selection."""
+    control = explorer.locator(".widget-hbox > .widget-inline-hbox, .widget-hbox > .jupyter-widgets").first
+    classes = control.get_attribute("class") or ""
+    if "widget-slider" in classes:
+        handle = control.locator(".noUi-handle").first
+        handle.focus()
+        handle.press("ArrowRight")
+        handle.press("ArrowRight")
+        return
+    if "widget-dropdown" in classes:
+        select = control.locator("select")
+        options = select.locator("option").all_inner_texts()
+        current = select.input_value()
+        choice = next(o for o in reversed(options) if o != current)
+        select.select_option(label=choice)
+        return
+    raise AssertionError(f"first control of an explorer is neither a slider nor a dropdown: {classes}")
+
+
+@pytest.mark.skipif(not WIDGET_CHAPTERS, reason="no chapter has explorers")
+@pytest.mark.parametrize("chapter", WIDGET_CHAPTERS)
+def test_explorers_render_and_react(browser, lab, chapter):
+    url, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/lab/tree/{chapter}.ipynb?token={token}", wait_until="domcontentloaded")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                               "&& window.jupyterapp.shell.currentWidget.content", timeout=120_000)
+        page.evaluate(RUN_ALL)
+        deadline = time.time() + RUN_TIMEOUT_S
+        while True:
+            state = page.evaluate(STATE)
+            if state["errors"]:
+                page.screenshot(path=str(ARTIFACTS / f"{chapter}-error.png"), full_page=True)
+                raise AssertionError(f"{chapter}: a cell failed in JupyterLab: {state['errors']}")
+            if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
+                break
+            assert time.time() < deadline, f"{chapter}: cells still running after {RUN_TIMEOUT_S} s: {state}"
+            time.sleep(1)
+
+        page.wait_for_timeout(1500)  # let the widget views finish rendering
+        body = page.inner_text("body")
+        assert "Error displaying widget" not in body, f"{chapter}: a widget failed to render"
+        explorers = page.locator(".dvl-explorer")
+        count = explorers.count()
+        assert count >= 1, (f"{chapter}: no explorer rendered as a live widget (a bare text repr or a static image "
+                            "means the widget front end is missing)")
+        for i in range(count):
+            explorer = explorers.nth(i)
+            explorer.scroll_into_view_if_needed()
+            image = explorer.locator("img").first
+            image.wait_for(state="visible", timeout=60_000)
+            source = image.get_attribute("src")
+            before = image.screenshot()
+            _change_first_control(explorer)
+            page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
+                                   arg=[image.element_handle(), source], timeout=120_000)
+            page.wait_for_timeout(500)
+            after = image.screenshot()
+            (ARTIFACTS / f"{chapter}-explorer{i}-before.png").write_bytes(before)
+            (ARTIFACTS / f"{chapter}-explorer{i}-after.png").write_bytes(after)
+            changed = _pixel_difference(before, after)
+            assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
+        page.screenshot(path=str(ARTIFACTS / f"{chapter}.png"), full_page=True)
+    finally:
+        page.close()

@@ -1,0 +1,67 @@
+import pytest
+import torch
+from torch import nn
+
+from utils import data, training
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))      # checkpoints go to a temporary data/
+    monkeypatch.setattr(data, "DEBIAN_DIR", data.DEBIAN_DIR)
+    images, labels = data.fashion_mnist("test")
+    monkeypatch.setattr(data, "data_dir", lambda: tmp_path)
+    monkeypatch.setattr(training, "data_dir", lambda: tmp_path)
+    return images[:512], labels[:512]
+
+
+def small_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Linear(392, 10))
+
+
+def run(tiny, **kwargs):
+    x, y = tiny
+    model = small_model()
+    history = training.fit(model, data.DeviceLoader(x, y, 64, shuffle=True, seed=1), epochs=2, lr=3e-3,
+                           val_loader=data.DeviceLoader(x, y, 256), plot=False, **kwargs)
+    return model, history
+
+
+def test_fit_learns_and_is_deterministic(tiny):
+    model, first = run(tiny)
+    _, second = run(tiny)
+    assert first["val_acc"] == second["val_acc"] and first["train_loss"] == second["train_loss"]
+    assert first.best("val_acc") > 0.5
+    assert first.images_seen == 2 * 512 and first.images_per_second > 0
+    assert not model.training
+
+
+def test_checkpoint_is_reused_and_config_change_retrains(tiny):
+    _, trained = run(tiny, name="tiny", config={"size": 512})
+    model, reused = run(tiny, name="tiny", config={"size": 512})
+    assert reused.from_checkpoint and reused.rows == trained.rows
+    _, retrained = run(tiny, name="tiny", config={"size": 513})
+    assert not retrained.from_checkpoint
+
+
+def test_keyboard_interrupt_keeps_best_and_history(tiny):
+    x, y = tiny
+    calls = {"n": 0}
+
+    def interrupting_eval(model, loader):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return training.evaluate(model, loader)
+
+    model = small_model()
+    history = training.fit(model, data.DeviceLoader(x, y, 64), epochs=3, lr=1e-3,
+                           val_loader=data.DeviceLoader(x, y, 256), evaluate_fn=interrupting_eval, plot=False)
+    assert history.interrupted and len(history.rows) == 1
+    assert training.evaluate(model, data.DeviceLoader(x, y, 256))["acc"] == pytest.approx(history.last("val_acc"))
+
+
+def test_unknown_optimizer(tiny):
+    with pytest.raises(ValueError, match="adamw"):
+        run(tiny, optimizer="lion")

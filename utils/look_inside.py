@@ -1,0 +1,197 @@
+"""Looking inside a CNN: feature maps, the input window of a unit, and the two explorers of Chapter 1d.
+
+Introduced in Chapter 1 (01d). The compute and render functions are plain and unit-tested; the explorers
+are thin `utils.widgets.Explorer` wrappers around them.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Rectangle
+from torch import nn
+
+from .receptive_field import LayerRF, effective_receptive_field, receptive_field
+from .widgets import Explorer, dropdown, slider
+
+_MAP_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def map_layers(model: nn.Module, input_shape=(1, 28, 28)) -> dict[str, LayerRF]:
+    """Convolution and pooling layers in execution order, each with its receptive-field record."""
+    modules = dict(model.named_modules())
+    layers = {}
+    for record in receptive_field(model, input_shape):
+        if isinstance(modules.get(record.name), _MAP_LAYERS):
+            layers.setdefault(record.name, record)
+    return layers
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+    """Outputs of the named ``layers`` for one ``image`` (C×H×W float): name → C_l×H_l×W_l tensor on the CPU."""
+    modules = dict(model.named_modules())
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise ValueError(f"no layer named {missing} in the model; available: {list(map_layers(model))}")
+    captured, handles = {}, []
+    for name in layers:
+        def keep(module, args, output, name=name):  # returns None: a hook's return value would replace the output
+            captured.setdefault(name, output[0].float().cpu().clone())
+
+        handles.append(modules[name].register_forward_hook(keep))
+    model.eval()
+    try:
+        param = next(model.parameters())
+        model(image[None].to(param.device, param.dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def unit_window(record: LayerRF, row: int, col: int) -> tuple[float, float, float, float]:
+    """The input window ``(top, left, bottom, right)`` in pixel coordinates seen by unit (row, col) of a layer.
+
+    Pixel i covers [i, i + 1); the window is centred at ``start + index·jump`` and is ``rf`` pixels wide (it may
+    extend past the image, into the padding).
+    """
+    cy, cx = record.start + row * record.jump, record.start + col * record.jump
+    half = record.rf / 2
+    return cy - half, cx - half, cy + half, cx + half
+
+
+def _check_range(name: str, value: int, size: int, what: str) -> None:
+    if not 0 <= value < size:
+        raise ValueError(f"{what} {value} is outside layer {name!r} (size {size}): choose 0–{size - 1}")
+
+
+def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: int, layer: str, channel: int,
+                        unit_row: int, unit_col: int, channels_shown: int = 8):
+    """Input image with the selected unit's receptive field, and ``channels_shown`` maps of ``layer``."""
+    _check_range("images", image_index, len(images), "image")
+    if layer not in layers:
+        raise ValueError(f"unknown layer {layer!r}: choose one of {list(layers)}")
+    image = images[image_index]
+    maps = feature_maps(model, image, [layer])[layer].numpy()
+    _check_range(layer, channel, maps.shape[0], "channel")
+    _check_range(layer, unit_row, maps.shape[1], "unit row")
+    _check_range(layer, unit_col, maps.shape[2], "unit column")
+    shown = list(range(channel, min(channel + channels_shown, maps.shape[0])))
+    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(1.6 * (1 + len(shown)), 2.2))
+    axes[0].imshow(image[0].cpu().numpy(), cmap="gray")
+    top, left, bottom, right = unit_window(layers[layer], unit_row, unit_col)
+    axes[0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=1.5))
+    axes[0].set_title(f"RF {layers[layer].rf:.0f}px", fontsize=8)
+    for ax, c in zip(axes[1:], shown):
+        ax.imshow(maps[c], cmap="magma")
+        ax.scatter([unit_col], [unit_row], s=12, c="cyan", marker="s")
+        ax.set_title(f"ch {c}", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"{layer}: {maps.shape[0]}×{maps.shape[1]}×{maps.shape[2]}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def feature_map_explorer(model, images, input_shape=(1, 28, 28)) -> Explorer:
+    """Choose an image, a layer, channels and a unit; the unit's receptive field is drawn on the input."""
+    layers = map_layers(model, input_shape)
+    names = list(layers)
+    probe = feature_maps(model, images[0], names)
+    controls = {
+        "image_index": slider("image", 0, len(images) - 1),
+        "layer": dropdown("layer", names, names[len(names) // 2]),
+        "channel": slider("first channel", 0, max(m.shape[0] for m in probe.values()) - 1),
+        "unit_row": slider("unit row", 0, input_shape[1] - 1, 3),
+        "unit_col": slider("unit column", 0, input_shape[2] - 1, 3),
+    }
+    render = lambda **values: render_feature_maps(model, images, layers, **values)
+    explorer = Explorer(render, controls, "Feature-map explorer")
+
+    def fit_ranges(change):  # keep channel and unit sliders inside the chosen layer's map
+        c, h, w = probe[change["new"]].shape
+        for name, size in (("channel", c), ("unit_row", h), ("unit_col", w)):
+            controls[name].value = min(controls[name].value, size - 1)
+            controls[name].max = size - 1
+
+    controls["layer"].observe(fit_ranges, names="value")
+    fit_ranges({"new": controls["layer"].value})
+    return explorer
+
+
+def erf_radius(erf: np.ndarray, mass: float = 0.95) -> float:
+    """Side of the smallest centred square holding ``mass`` of the effective receptive field's total."""
+    h, w = erf.shape
+    total = erf.sum()
+    for half in range(0, max(h, w)):
+        window = erf[max(h // 2 - half, 0): h // 2 + half + 1, max(w // 2 - half, 0): w // 2 + half + 1]
+        if window.sum() >= mass * total:
+            return 2 * half + 1
+    return float(max(h, w))
+
+
+def render_receptive_fields(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]], layer: str):
+    """Theoretical RF and jump per layer (the chosen one marked) beside the effective RF maps of ``layer``.
+
+    ``erfs`` maps a label (e.g. "untrained", "trained") to {layer name: H×W effective receptive field}.
+    """
+    if layer not in records:
+        raise ValueError(f"unknown layer {layer!r}: choose one of {list(records)}")
+    names = list(records)
+    index = names.index(layer)
+    fig, axes = plt.subplots(1, 1 + len(erfs), figsize=(4.2 + 2.4 * len(erfs), 2.8),
+                             gridspec_kw={"width_ratios": [1.8] + [1] * len(erfs)})
+    axes[0].plot([records[n].rf for n in names], marker=".", label="receptive field (px)")
+    axes[0].plot([records[n].jump for n in names], marker=".", label="jump (px)")
+    axes[0].axvline(index, color="red", lw=1)
+    axes[0].set(xlabel="layer (execution order)", title=f"{layer}: RF {records[layer].rf:.0f}, "
+                f"jump {records[layer].jump:.0f}, start {records[layer].start:.1f}")
+    axes[0].title.set_fontsize(8)
+    axes[0].legend(fontsize=7)
+    for ax, (label, maps) in zip(axes[1:], erfs.items()):
+        erf = maps[layer]
+        h, w = erf.shape
+        ax.imshow(erf / (erf.max() or 1), cmap="viridis")
+        top, left, bottom, right = unit_window(records[layer], *centre_unit(records[layer], h, w))
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=1))
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.set_title(f"ERF {label}: 95% in {erf_radius(erf):.0f}px", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def centre_unit(record: LayerRF, height: int, width: int) -> tuple[int, int]:
+    """Index (row, col) of the centre unit of a layer's map for a height×width input.
+
+    A side has ⌊(size − 2·start)/jump⌋ + 1 units (the centres that fall inside the image), so the map size
+    follows from the receptive-field record alone.
+    """
+    rows = int((height - 2 * record.start) // record.jump) + 1 if record.jump else 1
+    cols = int((width - 2 * record.start) // record.jump) + 1 if record.jump else 1
+    return max(rows, 1) // 2, max(cols, 1) // 2
+
+
+def inside_window(record: LayerRF, height: int, width: int) -> np.ndarray:
+    """Boolean height×width mask of the input pixels inside the centre unit's theoretical window."""
+    top, left, bottom, right = unit_window(record, *centre_unit(record, height, width))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[max(int(np.floor(top)), 0):max(int(np.ceil(bottom)), 0),
+         max(int(np.floor(left)), 0):max(int(np.ceil(right)), 0)] = True
+    return mask
+
+
+def effective_fields(models: dict[str, nn.Module], layers, inputs: torch.Tensor) -> dict[str, dict[str, np.ndarray]]:
+    """{label: {layer: effective receptive field}} for each model and layer, averaged over ``inputs``."""
+    return {label: {name: effective_receptive_field(model, tuple(inputs.shape[1:]), inputs, layer=name)
+                    for name in layers} for label, model in models.items()}
+
+
+def receptive_field_explorer(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]]) -> Explorer:
+    """Choose a layer: its theoretical RF/jump in context and its effective RF for each model."""
+    names = list(records)
+    controls = {"layer": dropdown("layer", names, names[len(names) // 2])}
+    return Explorer(lambda layer: render_receptive_fields(records, erfs, layer), controls, "Receptive-field explorer")
