@@ -122,7 +122,8 @@ except ValueError as refusal:
 # The theoretical field is where a unit *can* look. Luo et al. (2016) asked where it *does* look: back-propagate
 # from the centre unit and measure |∂ unit / ∂ pixel|. The effective field is roughly Gaussian, concentrated in the
 # middle of the theoretical square, and it changes with training. Choose a layer to compare both, for the
-# untrained and the trained network (averaged over a few real images).
+# untrained and the trained network (averaged over a few real images). In the left plot, the dips are the 1×1
+# projection shortcuts: they read the block's *input*, so their field is smaller than the block's main path.
 
 # %%
 probe_images = standardize(test_images[:8]).to(device)

@@ -83,6 +83,9 @@ def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: 
     axes[0].imshow(image[0].cpu().numpy(), cmap="gray")
     top, left, bottom, right = unit_window(layers[layer], unit_row, unit_col)
     axes[0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=1.5))
+    height, width = image.shape[-2:]  # widen the view so a window reaching into the padding stays visible
+    axes[0].set_xlim(min(left, 0) - 0.5, max(right, width) - 0.5)
+    axes[0].set_ylim(max(bottom, height) - 0.5, min(top, 0) - 0.5)
     axes[0].set_title(f"RF {layers[layer].rf:.0f}px", fontsize=8)
     for ax, c in zip(axes[1:], shown):
         ax.imshow(maps[c], cmap="magma")

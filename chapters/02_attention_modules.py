@@ -1,0 +1,401 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 2 — Attention modules for CNNs: SE, ECA and CBAM
+#
+# A convolution mixes a small window of positions with a **fixed** set of weights: the same filter bank runs on
+# a sneaker and on a dress. An *attention module* adds an **input-dependent gate**: a cheap side branch looks at
+# the whole feature map, computes numbers in (0, 1), and multiplies the features by them.
+#
+# | module | gate | asks | shape of the gate |
+# |---|---|---|---|
+# | SE (Hu et al., 2018) | channel | *which* feature detectors matter for this image? | B×C×1×1 |
+# | ECA (Wang et al., 2020) | channel, local and cheap | the same, without the bottleneck MLP | B×C×1×1 |
+# | CBAM (Woo et al., 2018) | channel, then spatial | *which* channels, then *where* in the image? | B×C×1×1, B×1×H×W |
+#
+# We build the three in `utils/attention_modules.py` (open it beside this notebook), check each against a
+# library reference or an equivalent formulation, drop them into Chapter 1's ResNet, train six variants on
+# Fashion-MNIST and measure what they cost and what they bring. Then we look at what the gates do, beside
+# Grad-CAM from `torchcam`.
+
+# %%
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import SqueezeExcitation
+
+from utils import start_chapter
+from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
+                                     attention_resnet, class_mean_gates, collect_gates, count_flops,
+                                     count_parameters, eca_kernel_size, hidden_channels, images_per_second)
+from utils.attention_views import channel_weights_explorer, grad_cam, spatial_attention_explorer
+from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
+from utils.plotting import show
+from utils.runtime import pick
+from utils.training import evaluate, fit, predict
+
+device = start_chapter("02_attention_modules")
+
+# %% [markdown]
+# ## Settings for this profile
+# `smoke` proves the notebook runs (tiny subsets, narrow nets), `cpu` reaches a real result in minutes, `gpu` is
+# the full run: Chapter 1's ResNet (width 32, two blocks per stage) on all 60 000 images.
+
+# %%
+TRAIN_SIZE = pick(smoke=512, cpu=5_000, gpu=None)       # training images per variant (None: all 60 000)
+TEST_SIZE = pick(smoke=256, cpu=2_000, gpu=None)
+EPOCHS = pick(smoke=2, cpu=3, gpu=15)
+WIDTH = pick(smoke=8, cpu=16, gpu=32)
+BLOCKS = pick(smoke=(1, 1, 1), cpu=(1, 1, 1), gpu=(2, 2, 2))
+BATCH = pick(smoke=32, cpu=128, gpu=256)
+LR = pick(smoke=1e-2, cpu=5e-3, gpu=3e-3)
+AUGMENT = pick(smoke=False, cpu=True, gpu=True)         # shifts and flips help only when there are epochs to learn
+ACCURACY_BAR = pick(smoke=0.35, cpu=0.78, gpu=0.92)     # test accuracy every variant must reach
+SPEED_BATCH, SPEED_ROUNDS = pick(smoke=(64, 2), cpu=(256, 5), gpu=(1024, 20))
+
+train_images, train_labels = subset(*fashion_mnist("train"), TRAIN_SIZE)
+test_images, test_labels = subset(*fashion_mnist("test"), TEST_SIZE)
+test_loader = DeviceLoader(test_images, test_labels, 1024, device=device)
+print(f"{len(train_labels)} training and {len(test_labels)} test images; ResNet width {WIDTH}, blocks {BLOCKS}")
+
+# %% [markdown]
+# ## 1. Squeeze-and-excitation
+# Three steps on a feature map `x` of shape B×C×H×W:
+#
+# 1. **squeeze** — global average pooling: one number per channel, `z = mean_{h,w} x` (B×C×1×1), a summary of
+#    the whole image that no 3×3 convolution of the early layers can see;
+# 2. **excitation** — a bottleneck MLP `C → C/r → C` with ReLU, then a sigmoid: `s = σ(W₂ ReLU(W₁ z))`, each
+#    channel's weight depends on *all* channels, so the module can model their interactions; `r` (the
+#    *reduction ratio*, 16 in the paper) keeps it cheap;
+# 3. **scale** — `x · s`: every channel is multiplied by its own weight, the same at every position.
+#
+# The two "fully connected" layers are **1×1 convolutions** on the B×C×1×1 descriptor: the same arithmetic as
+# `nn.Linear`, with no flatten/reshape, and the layout of torchvision's own `SqueezeExcitation` — which we use as
+# the reference.
+
+# %%
+x = torch.randn(4, 64, 7, 7)
+se = SE(64, reduction=16)
+reference = SqueezeExcitation(64, hidden_channels(64, 16))
+reference.fc1.load_state_dict(se.reduce.state_dict())
+reference.fc2.load_state_dict(se.expand.state_dict())
+torch.testing.assert_close(se(x), reference(x))
+assert se(x).shape == x.shape and se.gate.shape == (4, 64, 1, 1)
+assert ((se.gate > 0) & (se.gate < 1)).all()
+
+# A 1×1 convolution on a 1×1 map *is* a fully connected layer with the same weights.
+linear = nn.Linear(64, se.reduce.out_channels)
+linear.weight.data = se.reduce.weight.data.flatten(1)
+linear.bias.data = se.reduce.bias.data
+descriptor = x.mean((2, 3))
+torch.testing.assert_close(se.reduce(descriptor[..., None, None]).flatten(1), linear(descriptor))
+
+# SE gates channels only: output / input is one number per channel, constant over the 7×7 positions.
+ratio = se(x) / x
+torch.testing.assert_close(ratio, ratio[..., :1, :1].expand_as(ratio))
+print(f"SE on 64 channels: {count_parameters(se)} parameters, hidden width {se.reduce.out_channels}, "
+      "equal to torchvision.ops.SqueezeExcitation")
+
+# %% [markdown]
+# ## 2. ECA: drop the bottleneck, keep the neighbours
+# ECA's authors observed that the **dimensionality reduction** in SE's MLP hurts (a channel's weight is
+# predicted from a compressed code, not from the channels themselves), and that a channel mostly needs its
+# **neighbours**, not all C channels. ECA replaces the MLP with a 1-D convolution of size k across the channel
+# axis of the pooled descriptor: k weights in total, no reduction. The kernel grows slowly with the width,
+# `k = odd(|log₂(C)/γ + b/γ|)` with γ = 2, b = 1.
+#
+# Below: ECA *is* an SE-style "fully connected" layer whose C×C matrix is **banded and weight-shared** (a
+# Toeplitz matrix built from the k kernel weights) — checked against `F.linear` with that matrix.
+
+# %%
+eca = ECA(64)
+k = eca_kernel_size(64)
+weights = eca.conv.weight.detach().flatten()                         # k shared weights
+offsets = torch.arange(64)[None, :] - torch.arange(64)[:, None] + k // 2   # column - row + centre
+banded = torch.where((offsets >= 0) & (offsets < k), weights[offsets.clamp(0, k - 1)], torch.zeros(()))
+expected = x * torch.sigmoid(F.linear(x.mean((2, 3)), banded))[..., None, None]
+torch.testing.assert_close(eca(x), expected)
+assert eca.gate.shape == (4, 64, 1, 1) and count_parameters(eca) == k
+
+kernel_sizes = {c: eca_kernel_size(c) for c in (16, 32, 64, 128, 256, 512, 1024)}
+assert list(kernel_sizes.values()) == [3, 3, 3, 5, 5, 5, 5]
+for channels in (64, 256, 1024):
+    print(f"C={channels:5d}: SE (r=16) {count_parameters(SE(channels)):7,d} parameters, "
+          f"ECA (k={eca_kernel_size(channels)}) {count_parameters(ECA(channels))}")
+
+# %% [markdown]
+# ## 3. CBAM: what, then where
+# CBAM applies two gates in sequence (channel first — the order the paper found best):
+#
+# - **channel gate** `σ(MLP(avgpool(x)) + MLP(maxpool(x)))` — SE's idea with a second descriptor. Average
+#   pooling says how much a feature is present overall; **max pooling** keeps the strongest, most
+#   distinctive response, which averaging dilutes. Both go through **one shared MLP**, so the second
+#   descriptor costs no parameters;
+# - **spatial gate** `σ(conv₇ₓ₇([mean_c(x), max_c(x)]))` — pool *across channels* into two H×W maps, then a
+#   7×7 convolution (a large context for one output weight) gives one weight per position, shared by all
+#   channels.
+#
+# The cell below checks: the output has the input's shape; CBAM factorises into `x · channel gate · spatial
+# gate`; and why max pooling matters — two feature maps with **the same mean** but one with a sharp peak look
+# identical to SE, not to CBAM's channel gate.
+
+# %%
+cbam = CBAM(64).eval()
+out = cbam(x)
+channel_gate, spatial_gate = cbam.channel_gate.gate, cbam.spatial_gate.gate
+assert out.shape == x.shape
+assert channel_gate.shape == (4, 64, 1, 1) and spatial_gate.shape == (4, 1, 7, 7)
+torch.testing.assert_close(out, x * channel_gate * spatial_gate)
+
+# The spatial gate's input: channel-wise mean and max, the same as 3-D pooling over the channel axis.
+pooled = torch.cat([F.avg_pool3d(x[:, None], (64, 1, 1)), F.max_pool3d(x[:, None], (64, 1, 1))], 1)[:, :, 0]
+torch.testing.assert_close(pooled, torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1))
+
+# Same mean, different peak: SE's average descriptor cannot tell the two apart; CBAM's max descriptor can.
+flat = torch.ones(1, 64, 7, 7)
+peaked = torch.zeros(1, 64, 7, 7)
+peaked[..., 3, 3] = 49.0
+se(flat)
+se_flat = se.gate.clone()
+se(peaked)
+torch.testing.assert_close(se_flat, se.gate)
+cbam(flat)
+cbam_flat = cbam.channel_gate.gate.clone()
+cbam(peaked)
+assert not torch.allclose(cbam_flat, cbam.channel_gate.gate)
+
+# The shared MLP: CBAM's channel gate has exactly SE's parameters, with two descriptors instead of one.
+assert count_parameters(ChannelGate(64)) == count_parameters(SE(64))
+print(f"CBAM on 64 channels: {count_parameters(cbam)} parameters "
+      f"(channel {count_parameters(cbam.channel_gate)}, spatial {count_parameters(cbam.spatial_gate)})")
+
+# %% [markdown]
+# ## 4. Where the module goes: the residual branch
+# The SE paper compares placements and keeps the simplest good one: gate the **residual branch**, after its
+# last BN and **before the addition** with the shortcut. `AttentionBlock` is Chapter 1's `BasicBlock` with one
+# line added to `forward`:
+#
+# ```python
+# out = self.attention(self.bn2(self.conv2(out)))   # new
+# return self.relu(out + self.shortcut(x))
+# ```
+#
+# Gating the branch, not the sum, keeps the identity path clean: even a gate of 0 only switches the block's
+# correction off, the signal (and the gradient) still flows through the shortcut. Below we force SE's gate to 0
+# and check the block becomes `ReLU(shortcut(x))`. `attention_resnet(name)` builds the whole network for each of
+# the six variants.
+
+# %%
+block = attention_resnet("SE", width=16, blocks=(1, 1, 1)).stages[1][0].eval()
+assert isinstance(block, AttentionBlock) and isinstance(block.attention, SE)
+features = torch.randn(2, 16, 14, 14)
+with torch.no_grad():
+    block.attention.expand.bias.fill_(-1e4)                         # sigmoid(-1e4) = 0: the gate is shut
+    torch.testing.assert_close(block(features), F.relu(block.shortcut(features)))
+print(block)
+
+# %% [markdown]
+# ## 5. What the modules cost, before training
+# Parameters and FLOPs of one forward pass (from `torch.utils.flop_counter.FlopCounterMode`) for the six
+# variants at this profile's size. Note what FLOP counters see: matrix products and convolutions. The pooling,
+# sigmoids and element-wise products of the gates are **not counted** — cheap in arithmetic, but each is one more
+# pass over the feature map in memory, which is why we also measure images per second.
+
+# %%
+variants = {name: attention_resnet(name, width=WIDTH, blocks=BLOCKS) for name in ATTENTIONS}
+parameters = {name: count_parameters(model) for name, model in variants.items()}
+flops = {name: count_flops(model) for name, model in variants.items()}
+for name in variants:
+    print(f"{name:13s} {parameters[name]:9,d} parameters  {flops[name] / 1e6:7.2f} MFLOPs "
+          f"(+{100 * (parameters[name] / parameters['plain'] - 1):.2f} % parameters)")
+
+# ECA adds only its kernels; CBAM = channel-only + spatial-only; channel-only costs exactly what SE costs.
+stage_channels = [WIDTH * 2 ** i for i, count in enumerate(BLOCKS) for _ in range(count)]
+assert parameters["ECA"] - parameters["plain"] == sum(eca_kernel_size(c) for c in stage_channels)
+assert parameters["channel-only"] == parameters["SE"]
+assert parameters["CBAM"] - parameters["plain"] == (parameters["channel-only"] - parameters["plain"]
+                                                      + parameters["spatial-only"] - parameters["plain"])
+assert all(flops[name] > flops["plain"] for name in variants if name != "plain")
+assert max(flops.values()) < 1.05 * flops["plain"]            # every module: under 5 % more FLOPs
+assert max(parameters.values()) < 1.10 * parameters["plain"]  # and under 10 % more parameters
+
+# %% [markdown]
+# ## 6. Train the six variants
+# Same data, same seed, same schedule (`utils.training.fit`: one-cycle AdamW, light shift/flip augmentation outside smoke).
+# Checkpoints are keyed by model and settings, so rerunning this cell reuses them.
+
+# %%
+histories, accuracies = {}, {}
+for name, model in variants.items():
+    torch.manual_seed(0)                                        # same initial weights for the shared layers
+    model = variants[name] = attention_resnet(name, width=WIDTH, blocks=BLOCKS).to(device)
+    train_loader = DeviceLoader(train_images, train_labels, BATCH, shuffle=True, augment=AUGMENT, device=device,
+                                drop_last=True)
+    histories[name] = fit(model, train_loader, epochs=EPOCHS, lr=LR, val_loader=test_loader,
+                          name=f"attention-{name}", config={"train": len(train_labels), "batch": BATCH}, plot=False)
+    accuracies[name] = evaluate(model, test_loader)["acc"]
+
+for name, acc in accuracies.items():
+    assert acc > ACCURACY_BAR, f"{name} reached only {acc:.3f} test accuracy (bar {ACCURACY_BAR})"
+
+# %% [markdown]
+# ## 7. The comparison table, measured
+# Inference images/s is measured with all six models taking turns (best of several passes), so a burst of load
+# on a shared machine hits them alike; training images/s comes from `fit`'s own clock (first run only — a
+# reused checkpoint reports the run that made it).
+
+# %%
+speed_batch = standardize(test_images[:SPEED_BATCH])
+speeds = images_per_second(variants, speed_batch, rounds=SPEED_ROUNDS)
+rows = ["| variant | parameters | MFLOPs | inference img/s | training img/s | test accuracy |",
+        "|---|---:|---:|---:|---:|---:|"]
+for name in variants:
+    rows.append(f"| {name} | {parameters[name]:,} | {flops[name] / 1e6:.2f} | {speeds[name]:,.0f} | "
+                f"{histories[name].images_per_second:,.0f} | {accuracies[name]:.4f} |")
+table = "\n".join(rows)
+print(table)
+assert len(rows) == 2 + len(ATTENTIONS) and all(s > 0 for s in speeds.values())
+
+# %% [markdown]
+# How to read it (the numbers above are this run's; a rerun on CPU gives the same accuracies):
+#
+# - **Cost in parameters and FLOPs is small** — under 10 % and 5 % (asserted in section 5), ECA nearly nothing.
+# - **Cost in time can be larger than the FLOPs suggest**: every gate adds poolings, a sigmoid and a full-size
+#   multiplication that FLOP counters ignore, and the spatial gate does it at full resolution in every block.
+#   Element-wise work is memory-bound, so look at the images/s column — measured on a GPU it is the honest cost;
+#   on a busy shared CPU the timings are noisy, the accuracy column is not (seeded, same numbers on a rerun).
+# - **The accuracy gain is small** on 28×28 grey images with a small network, and a single seed's differences
+#   of a few tenths of a percent are within run-to-run noise. The papers' gains (≈1–2 % top-1 on ImageNet)
+#   come from deep networks on large, cluttered images, where "which channels" and "where" really vary from
+#   one image to the next. Judge a module by the table on *your* task, not by its paper.
+
+# %% [markdown]
+# ## 8. Look inside: where CBAM looks, and Grad-CAM beside it
+# For a few test images of each class we collect CBAM's spatial gate in every block (`collect_gates`) and the
+# Grad-CAM map of the predicted class (torchcam's `GradCAM` on the last stage) for the CBAM and the plain
+# network. Move the **image** slider, then the **block** slider, and compare: does the gate at full resolution
+# (first block) follow the garment's outline or the background? Does the last block's 7×7 gate agree with
+# Grad-CAM? Keep the difference in mind: the spatial gate is the network's own, input-driven weighting, used in
+# the forward pass; Grad-CAM is a post-hoc explanation of one class score.
+
+# %%
+sample_images, sample_labels = subset(test_images, test_labels, 40, seed=1)
+sample_inputs = standardize(sample_images).to(device)
+cbam_model, plain_model = variants["CBAM"], variants["plain"]
+predictions = predict(cbam_model, sample_inputs).argmax(1)
+spatial_gates = collect_gates(cbam_model, sample_inputs, SpatialGate)
+cams = {"CBAM ResNet": grad_cam(cbam_model, sample_inputs, "stages"),
+        "plain ResNet": grad_cam(plain_model, sample_inputs, "stages")}
+assert len(spatial_gates) == sum(BLOCKS)
+assert all(((g > 0) & (g < 1)).all() for g in spatial_gates.values())
+assert all(c.shape == (40, 28, 28) and 0 <= c.min() and c.max() <= 1 for c in cams.values())
+show(spatial_attention_explorer(sample_images.float() / 255, sample_labels, predictions, spatial_gates, cams))
+
+# %% [markdown]
+# ## 9. Look inside: which channels each class switches on (SE, ECA)
+# Averaging the channel gates over the test images of each class gives a classes × channels matrix per block.
+# The SE paper found early blocks **class-agnostic** (all classes weight the channels alike: generic edges and
+# textures) and the last blocks **class-specific**. Pick SE or ECA, a block and a class: the bars show the
+# channels that class turns up (green) or down (red) compared with the average class; Grad-CAM shows what the
+# same network looks at for two images of that class. The numbers printed below measure specialisation: the
+# spread of the class means, per block.
+
+# %%
+class_gates = {name: class_mean_gates(variants[name], standardize(test_images), test_labels, kind)
+               for name, kind in (("SE", SE), ("ECA", ECA))}
+for name, layers in class_gates.items():
+    assert all(g.shape == (10, c) for g, c in zip(layers.values(), stage_channels))
+    spread = [f"{g.std(0).mean():.3f}" for g in layers.values()]
+    print(f"{name}: spread of class-mean gates per block, first → last: {' → '.join(spread)}")
+channel_cams = {name: grad_cam(variants[name], sample_inputs, "stages") for name in class_gates}
+show(channel_weights_explorer(class_gates, sample_images.float() / 255, sample_labels, channel_cams))
+
+# %% [markdown]
+# ## Interview questions
+#
+# <details><summary>What do SE, ECA and CBAM compute, and how do they differ?</summary>
+#
+# All three multiply a feature map by a gate in (0, 1) computed from the map itself. **SE**: global average pool
+# → MLP C → C/r → C → sigmoid, one weight per channel. **ECA**: the same pooled descriptor, but a 1-D convolution
+# of size k ≈ log₂C across neighbouring channels instead of the MLP — no reduction, k parameters (a banded,
+# weight-shared version of SE's layer). **CBAM**: a channel gate from *average and max* descriptors through one
+# shared MLP, then a spatial gate from a 7×7 convolution over the channel-wise mean and max maps — "what" then
+# "where". (See cells "1. Squeeze-and-excitation", "2. ECA" and "3. CBAM", which check each against torchvision's
+# `SqueezeExcitation`, an explicit banded matrix and the factorisation `x · channel gate · spatial gate`.)
+# </details>
+#
+# <details><summary>Describe SE's squeeze, excitation and scale steps.</summary>
+#
+# Squeeze: global average pooling turns C×H×W into C numbers, a global summary that local convolutions lack.
+# Excitation: a two-layer bottleneck (ReLU, then sigmoid) maps that summary to C weights, each depending on all
+# channels. Scale: multiply each channel by its weight, the same at every position — the cell checks the
+# output/input ratio is constant over positions. (See cell "1. Squeeze-and-excitation".)
+# </details>
+#
+# <details><summary>Why does CBAM pool with both average and max?</summary>
+#
+# Average pooling measures how much of a feature there is overall; max pooling keeps its strongest, most
+# distinctive response, which an average of mostly-background positions dilutes. They are complementary, and
+# through a shared MLP the second descriptor costs no parameters. The cell builds two maps with the same mean,
+# one flat and one with a single peak: SE's gate is identical for both, CBAM's channel gate differs. For the
+# spatial gate, mean and max over channels likewise give "how active overall" and "strongest feature here".
+# (See cell "3. CBAM".)
+# </details>
+#
+# <details><summary>Why 1×1 convolutions instead of fully connected layers?</summary>
+#
+# On a pooled B×C×1×1 descriptor a 1×1 convolution is exactly a fully connected layer (the cell asserts it
+# equals `nn.Linear` with the same weights); written as a convolution it needs no flatten/reshape, keeps the
+# NCHW layout for broadcasting the gate back, and works unchanged on any spatial size. ECA goes further and
+# replaces the dense layer with a 1-D convolution across channels. (See cells "1. Squeeze-and-excitation" and
+# "2. ECA".)
+# </details>
+#
+# <details><summary>What is the reduction ratio r, and how do you choose it?</summary>
+#
+# SE's hidden width is C/r: r trades capacity for parameters (≈ 2C²/r per module — over 130 000 at C = 1024
+# with r = 16, against 5 for ECA, as cell "2. ECA" prints). The paper found r = 16 a good balance and performance fairly robust to
+# r; we floor the hidden width at 8 so narrow early stages keep a usable bottleneck. ECA's criticism: any
+# reduction hurts, because channel weights are predicted from a compressed code — hence no reduction at all,
+# and k neighbours instead. (See cells "2. ECA" and "5. What the modules cost".)
+# </details>
+#
+# <details><summary>Where do you insert the module in a residual block, and why there?</summary>
+#
+# On the residual branch, after the last BN and before the addition with the shortcut (SE paper's standard
+# placement; CBAM too). The identity path stays untouched, so a gate near 0 only switches the block's correction
+# off and gradients still flow through the shortcut; gating after the addition would gate the identity too and
+# hurt optimisation of deep stacks. The cell shuts the gate and checks the block becomes ReLU(shortcut(x)).
+# (See cell "4. Where the module goes".)
+# </details>
+#
+# <details><summary>What does ECA change compared with SE, and why?</summary>
+#
+# It removes the dimensionality reduction and replaces the dense C → C/r → C MLP with one 1-D convolution across
+# channels (local cross-channel interaction), with an adaptive kernel size k = odd(|log₂C/2 + 1/2|): 3 up to
+# 64 channels, 5 up to 1024. It costs k parameters instead of ≈ 2C²/r. (See cell "2. ECA" and the table.)
+# </details>
+#
+# <details><summary>What do the modules cost, and what do they bring?</summary>
+#
+# Parameters and FLOPs: a few percent (under 10 % and 5 % here, asserted; ECA almost nothing; the FLOP counter does not even see the
+# pooling, sigmoids and products). Time: more than the FLOPs suggest, because each gate is extra memory-bound
+# passes over the feature map — the spatial gate most (full resolution, a 7×7 convolution, every block). Benefit:
+# about 1–2 % top-1 on ImageNet in the papers; on a small 28×28 task the measured differences are within seed
+# noise. Measure on your task. (See cells "5. What the modules cost" and "7. The comparison table".)
+# </details>
+#
+# <details><summary>How is CBAM's spatial attention different from Grad-CAM?</summary>
+#
+# The spatial gate is part of the forward pass: the network computes it from the input and uses it to reweight
+# features, for every image, without a label. Grad-CAM is a post-hoc explanation of one class score, computed
+# from gradients at a chosen layer; it does not change the prediction. The two need not agree: a gate can damp
+# the background everywhere while Grad-CAM picks the few positions that decide one class. (See cell "8. Look
+# inside: where CBAM looks".)
+# </details>

@@ -1,0 +1,571 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 3a — Attention from scratch and the encoder–decoder Transformer
+#
+# A convolution mixes a pixel with its fixed neighbours; an RNN squeezes a whole sentence through one hidden
+# state. **Attention** lets every position *choose*, from the input itself, which other positions to read:
+# each token emits a query ("what I am looking for"), every token a key ("what I contain") and a value ("what
+# I hand over"); a token's output is the average of the values, weighted by how well its query matches each
+# key. Stack that with feed-forward layers, residuals and LayerNorm, add positions, and you have the
+# Transformer (Vaswani et al., 2017) — the block that Chapter 3b turns into ViT and Swin.
+#
+# The plan: write scaled dot-product and multi-head attention by hand and check them against PyTorch; see why
+# we divide by √d_k; draw the padding and causal masks; build sinusoidal positions; train an encoder–decoder
+# Transformer to **reverse digit strings** and an LSTM encoder–decoder on the same task; look at the learned
+# attention; time the teaching path against the fused kernel. Code: `utils/models/transformer.py` (the
+# blocks) and `utils/seq2seq.py` (the task, decoding, the LSTM) — open them beside this notebook.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils import start_chapter
+from utils.models.transformer import (DecoderBlock, EncoderBlock, MultiHeadAttention, Seq2SeqTransformer,
+                                      causal_mask, padding_mask, scaled_dot_product_attention,
+                                      sinusoidal_positional_encoding)
+from utils.plotting import show
+from utils.runtime import pick
+from utils.seq2seq import (PAD, VOCAB_SIZE, LSTMSeq2Seq, accuracy_by_length, attention_explorer, decode_digits,
+                           encode_digits, evaluate_seq2seq, greedy_decode, lstm_cell, make_loader,
+                           mask_figure, reversal_dataset, teacher_forcing_loss, token_labels, tokens_per_second)
+from utils.training import fit
+
+device = start_chapter("03a_attention_and_transformer")
+if device.type == "cpu":
+    torch.set_num_threads(1)  # these models are tiny: one thread beats the cost of synchronising several
+
+# %% [markdown]
+# ## Settings for this profile
+# `smoke` proves the notebook runs (short strings, a few epochs), `cpu` reaches a real result in minutes,
+# `gpu` is the full run with the issue's target (≥ 99 % of strings reversed exactly).
+
+# %%
+MIN_LEN = 2                                       # length 1 is its own reversal
+MAX_LEN = pick(smoke=5, cpu=10, gpu=16)            # strings of MIN_LEN..MAX_LEN digits
+TRAIN_SIZE = pick(smoke=1_536, cpu=12_000, gpu=100_000)
+VAL_SIZE = pick(smoke=200, cpu=1_000, gpu=2_000)
+EPOCHS = pick(smoke=4, cpu=6, gpu=15)
+BATCH = pick(smoke=64, cpu=128, gpu=512)
+LR = pick(smoke=5e-3, cpu=3e-3, gpu=2e-3)
+DIM, HEADS, DEPTH = pick(smoke=(32, 4, 2), cpu=(64, 4, 2), gpu=(128, 8, 3))
+EXACT_BAR = pick(smoke=0.5, cpu=0.95, gpu=0.99)    # greedy exact-match accuracy the Transformer must reach
+NO_POSITION_BAR = 0.5                             # without positions it must stay below half the bar
+
+# %% [markdown]
+# ## 1. Scaled dot-product attention, by hand
+# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}} + M\right) V$$
+# `Q` is (…, N_q, d_k), `K` is (…, N_k, d_k), `V` is (…, N_k, d_v). `QKᵀ` holds one score per (query, key)
+# pair; the softmax turns each row into weights that sum to 1; the output row is the weighted mean of the value
+# rows. The mask `M` is 0 where a key may be read and −∞ where not (we also accept booleans, True = allowed).
+# Our explicit version must agree with PyTorch's fused `F.scaled_dot_product_attention`.
+
+# %%
+q, k, v = torch.randn(2, 5, 8), torch.randn(2, 7, 8), torch.randn(2, 7, 3)
+allowed = torch.rand(2, 5, 7) > 0.3
+allowed[..., 0] = True                                   # every query keeps at least one key
+out, weights = scaled_dot_product_attention(q, k, v, allowed)
+print("q", tuple(q.shape), "k", tuple(k.shape), "v", tuple(v.shape), "→ out", tuple(out.shape),
+      "weights", tuple(weights.shape))
+assert out.shape == (2, 5, 3) and weights.shape == (2, 5, 7)
+torch.testing.assert_close(weights.sum(-1), torch.ones(2, 5))
+assert (weights[~allowed] == 0).all(), "a masked key must get exactly zero weight"
+torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=allowed))
+additive = torch.zeros(2, 5, 7).masked_fill(~allowed, float("-inf"))
+torch.testing.assert_close(scaled_dot_product_attention(q, k, v, additive)[0], out)
+torch.testing.assert_close(scaled_dot_product_attention(q, k, v)[0], F.scaled_dot_product_attention(q, k, v))
+print("explicit attention == F.scaled_dot_product_attention (boolean mask, additive mask, no mask)")
+
+# %% [markdown]
+# ## 2. Why divide by √d_k — the softmax-saturation experiment
+# If the entries of q and k are independent with mean 0 and variance 1, the dot product q·k is a sum of d_k
+# such products: its variance is **d_k**. With d_k = 512 the logits are spread over ±50, the softmax puts
+# almost all its weight on one key (a hard arg-max), and its gradient — `diag(p) − ppᵀ` — is almost zero, so
+# the queries and keys stop learning. Dividing by √d_k brings the variance back to 1 whatever the head width.
+
+# %%
+def saturation(dim: int, scaled: bool, queries: int = 256, keys: int = 16):
+    """Std of the logits, mean largest softmax weight, mean gradient norm of softmax w.r.t. the logits."""
+    q, k = torch.randn(queries, dim), torch.randn(keys, dim)
+    logits = (q @ k.T / (math.sqrt(dim) if scaled else 1.0)).requires_grad_()
+    p = logits.softmax(-1)
+    jacobian = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]      # ∂p/∂logits, (queries, keys, keys)
+    return logits.std().item(), p.max(-1).values.mean().item(), jacobian.norm(dim=(1, 2)).mean().item()
+
+
+head_dims = [4, 16, 64, 256, 1024]
+results = {scaled: [saturation(d, scaled) for d in head_dims] for scaled in (False, True)}
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+for scaled, rows in results.items():
+    label = "QKᵀ/√d_k" if scaled else "QKᵀ (unscaled)"
+    for ax, values, title in zip(axes, zip(*rows), ["std of the logits", "mean largest softmax weight",
+                                                   "softmax gradient norm"]):
+        ax.plot(head_dims, values, marker="o", label=label)
+        ax.set(xscale="log", xlabel="d_k", title=title)
+axes[0].set_yscale("log")
+axes[0].legend()
+fig.suptitle("Without the √d_k the softmax saturates and its gradient vanishes")
+fig.tight_layout()
+show(fig)
+for d, (unscaled, scaled) in zip(head_dims, zip(results[False], results[True])):
+    print(f"d_k={d:5d}  unscaled: std {unscaled[0]:6.1f} max-weight {unscaled[1]:.2f} grad {unscaled[2]:.3f}"
+          f"   scaled: std {scaled[0]:.2f} max-weight {scaled[1]:.2f} grad {scaled[2]:.3f}")
+assert all(0.8 < row[0] < 1.2 for row in results[True]), "scaled logits keep unit variance"
+assert results[False][-1][1] > 0.9 and results[True][-1][1] < 0.5, "unscaled softmax is a near one-hot"
+assert results[False][-1][2] < 0.2 * results[True][-1][2], "and its gradient has (almost) vanished"
+
+# %% [markdown]
+# ## 3. Multi-head attention, every shape printed
+# One attention computes one weighted average per query — one "way of looking". **Multi-head** attention
+# runs `h` smaller attentions in parallel, each with its own learned projections into a `dim/h`-wide
+# subspace, so one head can track the previous token while another matches content, at the cost of a single
+# full-width head. The steps, as in `MultiHeadAttention.forward`:
+#
+# 1. project: `Q = x W_q`, `K = x W_k`, `V = x W_v` (one fused (3·dim)×dim matrix) — (B, N, dim) each;
+# 2. split heads: (B, N, dim) → (B, N, h, dim/h) → (B, h, N, dim/h);
+# 3. attend per head: weights (B, h, N_q, N_k), output (B, h, N_q, dim/h);
+# 4. concatenate heads: → (B, N_q, dim); 5. output projection `W_o`: → (B, N_q, dim).
+
+# %%
+B, N, dim, heads = 2, 6, 32, 4
+mha = MultiHeadAttention(dim, heads)
+x = torch.randn(B, N, dim)
+print(f"x                       {tuple(x.shape)}")
+q, k, v = mha.qkv(x).chunk(3, dim=-1)
+print(f"Q, K, V after projection {tuple(q.shape)} each")
+q, k, v = (t.view(B, N, heads, dim // heads).transpose(1, 2) for t in (q, k, v))
+print(f"Q, K, V split into heads {tuple(q.shape)} = (B, heads, N, dim/heads)")
+logits = q @ k.transpose(-2, -1) / math.sqrt(dim // heads)
+print(f"QKᵀ/√d_k                 {tuple(logits.shape)} = (B, heads, N_q, N_k)")
+per_head = logits.softmax(-1) @ v
+print(f"softmax(·) V             {tuple(per_head.shape)}")
+concatenated = per_head.transpose(1, 2).reshape(B, N, dim)
+print(f"heads concatenated       {tuple(concatenated.shape)}")
+by_hand = mha.proj(concatenated)
+print(f"output projection        {tuple(by_hand.shape)}")
+
+out_explicit, weights = mha(x, need_weights=True)
+out_fused, no_weights = mha(x)
+torch.testing.assert_close(by_hand, out_explicit)
+torch.testing.assert_close(out_explicit, out_fused)
+assert weights.shape == (B, heads, N, N) and no_weights is None
+assert sum(p.numel() for p in mha.parameters()) == 4 * dim * dim + 4 * dim  # W_q, W_k, W_v, W_o + biases
+print("by hand == MultiHeadAttention (explicit path) == MultiHeadAttention (SDPA path)")
+
+# %% [markdown]
+# The same numbers as `torch.nn.MultiheadAttention` once it holds our weights: its `in_proj_weight` is our
+# fused `qkv.weight` (Q, K, V stacked) and its `out_proj` our `proj`. We check self-attention with a padding
+# mask (note PyTorch's `key_padding_mask` is True where a key is *blocked*, the opposite of ours), the
+# per-head weights, and cross-attention (queries from one sequence, keys and values from another).
+
+# %%
+reference = nn.MultiheadAttention(dim, heads, batch_first=True)
+with torch.no_grad():
+    reference.in_proj_weight.copy_(mha.qkv.weight)
+    reference.in_proj_bias.copy_(mha.qkv.bias)
+    reference.out_proj.weight.copy_(mha.proj.weight)
+    reference.out_proj.bias.copy_(mha.proj.bias)
+tokens = encode_digits(["123456", "7890"])                 # the second sentence has 2 padding positions
+keep = padding_mask(tokens)                                # (B, 1, 1, N): True at real tokens
+ours, our_weights = mha(x, mask=keep, need_weights=True)
+theirs, their_weights = reference(x, x, x, key_padding_mask=~keep[:, 0, 0], average_attn_weights=False)
+torch.testing.assert_close(ours, theirs)
+torch.testing.assert_close(our_weights, their_weights)
+queries = torch.randn(B, 3, dim)
+torch.testing.assert_close(mha(queries, x, x, mask=keep)[0],
+                           reference(queries, x, x, key_padding_mask=~keep[:, 0, 0])[0])
+print("MultiHeadAttention == nn.MultiheadAttention: self-attention with padding, per-head weights, cross-attention")
+
+# %% [markdown]
+# ## 4. Masks: padding vs causal
+# * **Padding mask** — sentences in a batch have different lengths, so short ones are filled with a padding
+#   token. No query may attend to padding: the mask is per *key*, shape (B, 1, 1, N_k), broadcast over heads
+#   and queries. It is used in the encoder and in the decoder's cross-attention.
+# * **Causal (sequence) mask** — in the decoder, position i predicts token i+1, so it must not see tokens
+#   after i: a lower-triangular (N, N) mask, the same for every sentence. With it one forward pass trains all
+#   positions at once (*teacher forcing*) without cheating.
+
+# %%
+examples = encode_digits(["31415", "27", "1618", "4"])
+show(mask_figure(examples, tgt_len=6, example=2))
+assert causal_mask(4).tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
+assert padding_mask(examples)[:, 0, 0].sum(1).tolist() == [5, 2, 4, 1]
+
+# %% [markdown]
+# The causal mask really blocks the future: change the last tokens of a sequence and the decoder block's
+# outputs at earlier positions do not move; without the mask they do.
+
+# %%
+block = DecoderBlock(dim, heads, 4 * dim).eval()
+memory = torch.randn(1, 5, dim)
+prefix = torch.randn(1, 6, dim)
+changed = prefix.clone()
+changed[:, 4:] = torch.randn(1, 2, dim)                         # new tokens at positions 4 and 5
+with torch.no_grad():
+    masked = [block(s, memory, causal_mask(6))[0] for s in (prefix, changed)]
+    unmasked = [block(s, memory)[0] for s in (prefix, changed)]
+torch.testing.assert_close(masked[0][:, :4], masked[1][:, :4])
+assert not torch.allclose(unmasked[0][:, :4], unmasked[1][:, :4]), "without the mask the past sees the future"
+print("causal mask: positions 0-3 unchanged when positions 4-5 change")
+
+# %% [markdown]
+# ## 5. Sinusoidal positional encoding
+# Attention is **permutation-equivariant**: shuffle the input tokens and the outputs shuffle the same way —
+# it has no idea of order. So we add a position signal to each token embedding:
+# $PE_{pos, 2i} = \sin(pos / 10000^{2i/d})$ on the **even** dimensions, $PE_{pos, 2i+1} = \cos(\cdot)$ of the
+# same angle on the **odd** ones. Each (sin, cos) pair is a clock turning at its own speed, from fast (the
+# first dimensions) to very slow (the last); together they give every position a unique code, bounded in
+# [−1, 1], defined for any length, and $PE_{pos+k}$ is a fixed *rotation* of $PE_{pos}$ — relative offsets
+# are a linear function the attention can learn.
+
+# %%
+encoder_block = EncoderBlock(dim, heads, 4 * dim).eval()
+order = torch.randperm(N)
+with torch.no_grad():
+    torch.testing.assert_close(encoder_block(x)[0][:, order], encoder_block(x[:, order])[0])
+print("no positions: permuting the input only permutes the output (attention cannot see order)")
+
+pe = sinusoidal_positional_encoding(64, 64)
+positions = torch.arange(64.0)
+torch.testing.assert_close(pe[:, 0], torch.sin(positions))              # dim 0: sin, fastest clock
+torch.testing.assert_close(pe[:, 1], torch.cos(positions))              # dim 1: cos of the same angle
+offset, pair = 3, 5                                                     # dims 10, 11 turn at angle w per step
+w = 10000 ** (-2 * pair / 64)
+rotation = torch.tensor([[math.cos(offset * w), -math.sin(offset * w)], [math.sin(offset * w), math.cos(offset * w)]])
+torch.testing.assert_close(pe[:-offset, 2 * pair: 2 * pair + 2] @ rotation, pe[offset:, 2 * pair: 2 * pair + 2],
+                           atol=1e-5, rtol=1e-4)
+fig, (ax_map, ax_curves) = plt.subplots(1, 2, figsize=(11, 3.4))
+ax_map.imshow(pe.T.numpy(), cmap="RdBu", aspect="auto")
+ax_map.set(title="PE: dimension × position", xlabel="position", ylabel="dimension")
+for d in (0, 1, 10, 11, 40):
+    ax_curves.plot(pe[:, d].numpy(), label=f"dim {d} ({'sin' if d % 2 == 0 else 'cos'})")
+ax_curves.set(title="a few dimensions: fast clocks first, slow last", xlabel="position")
+ax_curves.legend(fontsize=7)
+fig.tight_layout()
+show(fig)
+
+# %% [markdown]
+# **Added or concatenated?** Concatenating keeps content and position apart but spends dimensions on
+# position (or widens the model); adding costs nothing, and because token embeddings and sinusoids live in
+# nearly orthogonal directions of a high-dimensional space, the projections `W_q`, `W_k` can still pull them
+# apart. We compare both — and no positions at all — on the task below.
+#
+# ## 6. The task: reverse a digit string
+# `"4071" → "1704"`. The source is the digits, right-padded; the target is `<s>`, the reversed digits, `</s>`.
+# Output position j must read input position L−1−j — far away at the ends of the string, a different place
+# for every length.
+
+# %%
+train_src, train_tgt = reversal_dataset(TRAIN_SIZE, MIN_LEN, MAX_LEN, seed=1)
+val_src, val_tgt = reversal_dataset(VAL_SIZE, MIN_LEN, MAX_LEN, seed=2)
+for s, t in zip(train_src[:3], train_tgt[:3]):
+    print(" ".join(token_labels(s)), "  →  ", " ".join(token_labels(t)))
+assert [d[::-1] for d in decode_digits(train_src[:100])] == decode_digits(train_tgt[:100])
+assert decode_digits(encode_digits(["4071", "99"])) == ["4071", "99"]
+train_loader = make_loader(train_src, train_tgt, BATCH, shuffle=True, device=device)
+val_loader = make_loader(val_src, val_tgt, 500, device=device)
+print(f"{TRAIN_SIZE} training strings, {VAL_SIZE} validation strings, lengths {MIN_LEN}..{MAX_LEN}")
+
+# %% [markdown]
+# ## 7. The Transformer, end to end
+# `Seq2SeqTransformer` (read it in `utils/models/transformer.py`):
+#
+# 1. **embeddings** of the source and target tokens, × √dim, **+ sinusoidal positions**;
+# 2. **encoder** × depth: `x + SelfAttention(LN(x))` (padding mask), then `x + FeedForward(LN(x))`;
+# 3. **decoder** × depth: masked (causal) self-attention over the output written so far, then
+#    **cross-attention** — queries from the decoder, keys and values from the encoder's output — then the
+#    feed-forward; each with a residual and LayerNorm (*add & norm*);
+# 4. **output projection** to the vocabulary; softmax + cross-entropy against the next token (*loss*).
+#
+# The decoder needs **two attention blocks** because it has two questions: "what have I written so far?"
+# (self-attention, causal) and "which part of the input do I need now?" (cross-attention, the only path
+# from the source to the output). We use the *pre-norm* arrangement (LN inside the residual branch), which
+# trains stably without warm-up tricks; the 2017 paper normalised after the addition (post-norm).
+
+# %%
+def transformer(positions: str = "add") -> Seq2SeqTransformer:
+    return Seq2SeqTransformer(VOCAB_SIZE, VOCAB_SIZE, dim=DIM, num_heads=HEADS, depth=DEPTH,
+                              max_len=MAX_LEN + 2, positions=positions).to(device)
+
+
+model = transformer()
+src, tgt = train_src[:4].to(device), train_tgt[:4].to(device)
+with torch.no_grad():
+    embedded = model.embed(src, model.src_embed)
+    memory, _ = model.encode(src)
+    logits, _ = model.decode(memory, src, tgt[:, :-1])
+print(f"source tokens {tuple(src.shape)} → embedded + positions {tuple(embedded.shape)} → "
+      f"memory {tuple(memory.shape)}")
+print(f"target input {tuple(tgt[:, :-1].shape)} → logits {tuple(logits.shape)} (batch, target length, vocabulary)")
+parameters = sum(p.numel() for p in model.parameters())
+print(f"{parameters:,} parameters")
+assert memory.shape == (4, MAX_LEN, DIM) and logits.shape == (4, MAX_LEN + 1, VOCAB_SIZE)
+attention_params = 4 * DIM * DIM + 4 * DIM
+feed_forward_params = 2 * 4 * DIM * DIM + 4 * DIM + DIM
+expected = (2 * VOCAB_SIZE * DIM + DEPTH * (attention_params + feed_forward_params + 2 * 2 * DIM)
+            + DEPTH * (2 * attention_params + feed_forward_params + 3 * 2 * DIM) + 2 * 2 * DIM
+            + DIM * VOCAB_SIZE + VOCAB_SIZE)
+assert parameters == expected, (parameters, expected)
+
+# %% [markdown]
+# ## 8. Training with teacher forcing, decoding greedily
+# Training feeds the decoder the *true* previous tokens (`<s>`, target…) and asks for the next token at every
+# position in one pass (`teacher_forcing_loss`). At test time there is no target: `greedy_decode` writes one
+# token at a time, feeding back its own arg-max until `</s>`. The metric that matters is **exact match** —
+# the whole string reversed correctly, by greedy decoding.
+
+# %%
+CONFIG = dict(task="reverse", max_len=MAX_LEN, train=TRAIN_SIZE, batch=BATCH)
+history = fit(model, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
+              evaluate_fn=evaluate_seq2seq, name="03a-transformer", config=CONFIG)
+show(history.figure())
+decoded = greedy_decode(model, val_src[:6].to(device), MAX_LEN + 1)
+for s, d in zip(decode_digits(val_src[:6]), decode_digits(decoded)):
+    print(f"{s:>{MAX_LEN}} → {d:<{MAX_LEN}} {'✓' if d == s[::-1] else '✗'}")
+transformer_scores = evaluate_seq2seq(model, val_loader)
+print(f"Transformer: exact match {transformer_scores['acc']:.3f}, token accuracy {transformer_scores['token_acc']:.3f}")
+assert transformer_scores["acc"] >= EXACT_BAR, f"exact match {transformer_scores['acc']:.3f} < bar {EXACT_BAR}"
+
+# %% [markdown]
+# ## 9. Look inside: what the heads attend to
+# For reversal, the decoder's cross-attention should trace an **anti-diagonal**: while writing output j it
+# reads input L−1−j. Move the sliders to see each head, layer and kind of attention; usually one head of the
+# last layer draws a clean anti-diagonal while others look elsewhere (at neighbours, at the end marker).
+
+# %%
+longest_first = (val_src != PAD).sum(1).argsort(descending=True, stable=True)
+explorer = attention_explorer(model, val_src[longest_first[:12]].to(device))
+show(explorer)
+
+sample_src, sample_tgt = val_src[:200].to(device), val_tgt[:200].to(device)
+with torch.no_grad():
+    memory, _ = model.encode(sample_src, need_weights=True)
+    _, decoder_weights = model.decode(memory, sample_src, sample_tgt[:, :-1], need_weights=True)
+lengths = (sample_src != PAD).sum(1)
+out_pos = torch.arange(sample_tgt.shape[1] - 1, device=device)
+mirrored = lengths[:, None] - 1 - out_pos                              # the input each output must read
+valid = mirrored >= 0
+hits = []
+for layer, (_, cross) in enumerate(decoder_weights):
+    for head in range(HEADS):
+        read = cross[:, head].argmax(-1)                                  # (B, output positions)
+        hits.append(((read == mirrored) & valid).sum().item() / valid.sum().item())
+print("fraction of outputs whose arg-max cross-attention is the mirrored input, per (layer, head):",
+      [f"{h:.2f}" for h in hits])
+assert max(hits) > pick(smoke=0.5, cpu=0.7, gpu=0.7), "some head should read the mirrored position"
+
+# %% [markdown]
+# ## 10. Positions added vs concatenated vs none
+# Same model size, same training: sinusoids **added** to full-width embeddings, **concatenated** (half the
+# width for the token, half for the position), or **no positions**. Without positions the encoder cannot know
+# where a digit sits — we proved above it is permutation-equivariant — so it can only guess the order (it still
+# gets strings of one repeated digit, and some lucky guesses, right). Expect *added* and *concatenated* to land
+# close together — which one wins varies with the seed and the budget; the gap that matters is to *none*.
+
+# %%
+position_scores = {"add": transformer_scores["acc"]}
+for positions in ("concat", "none"):
+    variant = transformer(positions)
+    fit(variant, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
+        evaluate_fn=evaluate_seq2seq, name=f"03a-positions-{positions}", config=CONFIG, plot=False)
+    position_scores[positions] = evaluate_seq2seq(variant, val_loader)["acc"]
+for positions, score in position_scores.items():
+    print(f"positions {positions:<7} exact match {score:.3f}")
+assert position_scores["none"] < NO_POSITION_BAR * min(position_scores["add"], position_scores["concat"])
+
+# %% [markdown]
+# ## 11. The RNN way: hidden state, LSTM gates, and an LSTM encoder–decoder
+# An RNN reads one token at a time and carries everything it knows in a **hidden state** `h`, updated by
+# `h_t = tanh(W x_t + U h_{t-1})`: repeated multiplication by `U` makes gradients vanish or explode over long
+# spans. The **LSTM** adds a cell state `c` — a conveyor belt updated *additively* — and three gates in
+# (0, 1): the **forget** gate scales the old `c`, the **input** gate scales the new candidate written into
+# it, the **output** gate decides how much of `tanh(c)` to show as `h`. Our `lstm_cell` writes one step out;
+# it must equal `nn.LSTMCell`.
+
+# %%
+cell = nn.LSTMCell(5, 7)
+x_t, h, c = torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 7)
+torch.testing.assert_close(lstm_cell(x_t, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
+                           cell(x_t, (h, c)))
+print("lstm_cell == nn.LSTMCell")
+
+# %% [markdown]
+# The Sutskever-style **LSTM encoder–decoder** (`LSTMSeq2Seq`) reads the digits, and the decoder starts from
+# the encoder's final `(h, c)` — the whole input squeezed into a fixed-size vector, read strictly in order.
+# Attention removes that bottleneck: every output step looks at all input positions directly, at path length
+# 1, and all positions are computed in parallel instead of one after another. Same data, same epochs; the
+# LSTM's accuracy falls with the length of the string (in `smoke` it barely starts, in `cpu` it trails on the
+# longest strings):
+
+# %%
+lstm = LSTMSeq2Seq(VOCAB_SIZE, dim=DIM, num_layers=2).to(device)
+print(f"LSTM: {sum(p.numel() for p in lstm.parameters()):,} parameters (Transformer: {parameters:,})")
+fit(lstm, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
+    evaluate_fn=evaluate_seq2seq, name="03a-lstm", config=CONFIG, plot=False)
+lstm_scores = evaluate_seq2seq(lstm, val_loader)
+by_length = {name: accuracy_by_length(m, val_src.to(device), val_tgt.to(device))
+             for name, m in (("Transformer", model), ("LSTM encoder–decoder", lstm))}
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for name, scores in by_length.items():
+    ax.plot(list(scores), list(scores.values()), marker="o", label=name)
+ax.set(xlabel="string length", ylabel="exact match", title="Reversal accuracy by length", ylim=(-0.02, 1.02))
+ax.legend()
+show(fig)
+print(f"exact match: Transformer {transformer_scores['acc']:.3f}, LSTM {lstm_scores['acc']:.3f}")
+longest = {name: scores[MAX_LEN] for name, scores in by_length.items()}
+print(f"on {MAX_LEN}-digit strings: " + ", ".join(f"{name} {score:.3f}" for name, score in longest.items()))
+assert transformer_scores["acc"] >= lstm_scores["acc"], "attention should match or beat the fixed-size bottleneck"
+assert longest["Transformer"] >= longest["LSTM encoder–decoder"], "above all on the longest strings"
+
+# %% [markdown]
+# ## 12. LayerNorm, not BatchNorm
+# BatchNorm normalises each feature with statistics over the **batch** (and, for sequences, over all
+# positions): a token's output then depends on the other sentences in the batch, on how much padding they
+# carry, and on running averages that differ between training and inference — and sequence lengths vary.
+# **LayerNorm** normalises each token over its own features: no batch statistics, identical in training and
+# inference, indifferent to padding and batch size. Checked: change the *other* sentences and the padding;
+# LayerNorm's output for sentence 0 does not move, BatchNorm's (in training mode) does.
+
+# %%
+tokens_a = torch.randn(4, 6, dim)
+tokens_b = tokens_a.clone()
+tokens_b[1:] = 5 * torch.randn(3, 6, dim)                      # other sentences differ
+tokens_b[0, 4:] = 0.0                                          # and sentence 0 gets padding at the end
+layer_norm, batch_norm = nn.LayerNorm(dim), nn.BatchNorm1d(dim).train()
+torch.testing.assert_close(layer_norm(tokens_a)[0, :4], layer_norm(tokens_b)[0, :4])
+bn_a, bn_b = (batch_norm(t.transpose(1, 2)).transpose(1, 2) for t in (tokens_a, tokens_b))
+assert not torch.allclose(bn_a[0, :4], bn_b[0, :4], atol=1e-3)
+print("LayerNorm: a token's output depends on that token only; BatchNorm: on the whole batch and its padding")
+
+# %% [markdown]
+# ## 13. Speed: the teaching path vs the fused kernel (operator fusion)
+# The explicit path materialises the (B, heads, N, N) weight matrix and runs matmul, scale, mask, softmax and
+# matmul as separate kernels, each reading and writing memory. `F.scaled_dot_product_attention` **fuses**
+# them: on a GPU, FlashAttention computes the softmax in tiles kept in on-chip memory and never writes the
+# N×N matrix, so memory grows as N instead of N² and speed is bound by arithmetic, not by memory traffic.
+# Same model, same batch, forward + backward, tokens per second (`tokens_per_second`):
+
+# %%
+speed_src, speed_tgt = train_src[:BATCH].to(device), train_tgt[:BATCH].to(device)
+with torch.no_grad():
+    memory, _ = model.encode(speed_src)
+    explicit_logits = model.decode(memory, speed_src, speed_tgt[:, :-1], need_weights=True)[0]
+    fused_logits = model.decode(memory, speed_src, speed_tgt[:, :-1])[0]
+torch.testing.assert_close(explicit_logits, fused_logits, atol=1e-4, rtol=1e-4)
+steps = pick(smoke=2, cpu=5, gpu=20)
+teaching = tokens_per_second(model, speed_src, speed_tgt, need_weights=True, steps=steps)
+fused = tokens_per_second(model, speed_src, speed_tgt, need_weights=False, steps=steps)
+print(f"teaching path {teaching:,.0f} tokens/s   SDPA {fused:,.0f} tokens/s   ({fused / teaching:.2f}×) on {device}")
+if device.type == "cuda":
+    assert fused > teaching, "the fused kernel should win on a GPU"
+
+# %% [markdown]
+# ## 14. Data, model and pipeline parallelism
+# **Data parallelism**: every GPU holds a full copy of the model and processes a different slice of the batch;
+# after the backward pass the gradients are averaged across GPUs (all-reduce) so every copy takes the same
+# step. It scales throughput, not model size (PyTorch DDP; FSDP/ZeRO also shard the optimizer state,
+# gradients and weights to save memory).
+#
+# **Model (tensor) parallelism**: a single layer is split across GPUs — e.g. the attention heads or the
+# columns of a feed-forward matrix live on different devices, each computes its part, and the partial results
+# are gathered. It fits layers too big for one GPU but needs fast interconnect, since devices talk inside
+# every layer.
+#
+# **Pipeline parallelism**: consecutive groups of layers sit on different GPUs, like stations on an assembly
+# line; the batch is cut into micro-batches so that GPU 2 works on micro-batch 1 while GPU 1 starts
+# micro-batch 2. It fits deep models with little communication (only activations at stage boundaries), at
+# the cost of "bubbles" of idle time at the start and end of each batch.
+#
+# **Operator fusion** (for fast inference): merge several small operations into one kernel so intermediate
+# results stay in registers/on-chip memory instead of round-tripping through GPU memory — attention
+# (FlashAttention, above), bias + activation, LayerNorm, or a convolution with the BatchNorm that follows it
+# folded into its weights. `torch.compile` and TensorRT do much of this automatically.
+
+# %% [markdown]
+# ## Interview questions
+#
+# <details><summary>Walk through the Transformer end to end.</summary>
+#
+# Tokens → embeddings (× √d) + sinusoidal positions → encoder layers (multi-head self-attention with the
+# padding mask, add & norm, position-wise feed-forward, add & norm) → memory. The decoder embeds the shifted
+# target + positions, then per layer: causal self-attention, cross-attention over the memory, feed-forward,
+# each with residual and LayerNorm → linear projection to the vocabulary → softmax → cross-entropy against the
+# next token (teacher forcing); at inference, decode token by token (greedy or beam). (See cells "7. The
+# Transformer, end to end" and "8. Training with teacher forcing".)</details>
+#
+# <details><summary>Why several heads? How are heads split, attended and concatenated, and what are the
+# shapes of Q, K, V?</summary>
+#
+# One head gives one weighted average per query; h heads of width d/h give h different ways of looking (one
+# positional, one content-based, …) at the same cost as one full-width head. x (B, N, d) → Q, K, V (B, N, d)
+# → view (B, N, h, d/h) → transpose (B, h, N, d/h) → weights (B, h, N_q, N_k) → outputs (B, h, N_q, d/h) →
+# transpose and reshape (B, N_q, d) → W_o. (See cell "3. Multi-head attention, every shape printed" and the
+# explorer in "9. Look inside", where different heads attend to different things.)</details>
+#
+# <details><summary>Why divide by √d_k?</summary>
+#
+# With unit-variance entries, q·k has variance d_k; large logits saturate the softmax into a one-hot whose
+# gradient vanishes. Dividing by √d_k restores unit variance for any head width. (See cell "2. Why divide by
+# √d_k".)</details>
+#
+# <details><summary>What is the sinusoidal positional encoding (odd and even dimensions), and why add rather
+# than concatenate?</summary>
+#
+# Attention is permutation-equivariant, so order must be injected. Even dimensions 2i hold
+# sin(pos/10000^(2i/d)), odd ones cos of the same angle: clocks at geometric frequencies; bounded, unique
+# per position, any length, and PE(pos+k) is a rotation of PE(pos). Adding costs no width, and embeddings and
+# sinusoids are nearly orthogonal in high dimensions so the projections can separate them; concatenation
+# spends dimensions (or width) on position. Without any positions the model cannot reverse a string. (See
+# cells "5. Sinusoidal positional encoding" and "10. Positions added vs concatenated vs none".)</details>
+#
+# <details><summary>Padding mask vs sequence (causal) mask?</summary>
+#
+# Padding mask: per key, (B, 1, 1, N_k), hides the filler tokens of shorter sentences from every query; used in
+# encoder self-attention and decoder cross-attention. Causal mask: lower-triangular (N, N), same for all
+# sentences, stops decoder position i from seeing later tokens so teacher forcing trains all positions in
+# one pass without cheating. (See cell "4. Masks: padding vs causal", drawn and tested.)</details>
+#
+# <details><summary>Why does the decoder have two attention blocks?</summary>
+#
+# Masked self-attention reads what has been generated so far; cross-attention (queries from the decoder,
+# keys/values from the encoder's memory) is the only path by which the source reaches the output — for
+# reversal it reads the mirrored input position. (See cells "7." and "9. Look inside".)</details>
+#
+# <details><summary>LayerNorm vs BatchNorm in Transformers?</summary>
+#
+# BatchNorm's statistics mix sentences, positions and padding, vary with batch size and differ between training
+# and inference; LayerNorm normalises each token over its own features, so it behaves the same for any batch,
+# length or padding, in training and inference. (See cell "12. LayerNorm, not BatchNorm".)</details>
+#
+# <details><summary>RNN hidden state and LSTM gates vs attention?</summary>
+#
+# An RNN carries everything in one hidden state updated step by step (vanishing/exploding gradients, strictly
+# sequential). The LSTM's additive cell state with forget, input and output gates keeps gradients alive longer,
+# but an encoder–decoder still squeezes the input into a fixed-size vector. Attention lets every output read
+# any input directly (path length 1) and processes all positions in parallel; its cost is O(N²) in the
+# sequence length. (See cell "11. The RNN way": `lstm_cell` == `nn.LSTMCell`, and the accuracy-by-length
+# plot.)</details>
+#
+# <details><summary>Data, model and pipeline parallelism; operator fusion?</summary>
+#
+# Data: replicate the model, split the batch, all-reduce gradients. Model (tensor): split a layer's matrices or
+# heads across devices, communicate inside each layer. Pipeline: split the layer stack into stages, feed
+# micro-batches to fill the pipeline, pay bubbles. Fusion: one kernel for several ops so intermediates stay
+# on-chip — FlashAttention, measured against the explicit path. (See cells "13. Speed" and "14. Data, model
+# and pipeline parallelism".)</details>
+#
+# <details><summary>What does `F.scaled_dot_product_attention` add over the explicit formula?</summary>
+#
+# The same result (asserted to numerical precision) with a fused kernel: no N×N matrix in GPU memory,
+# FlashAttention or memory-efficient attention where available. Keep the explicit path for teaching and for
+# reading the attention weights. (See cells "1." and "13. Speed".)</details>

@@ -1,0 +1,760 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 3b — Vision Transformer and Swin
+#
+# Chapter 3a built attention from scratch and an encoder–decoder Transformer over token sequences.
+# Here the tokens are **image patches**. The Vision Transformer (ViT) cuts an image into squares, turns
+# each into a vector, and lets a plain Transformer encoder read the sequence. It has almost none of a
+# CNN's built-in assumptions: no locality, no translation equivariance, no pyramid. That is why it
+# loses to a ResNet on small data and wins at scale, and why it makes a poor backbone for detection and
+# segmentation. **Swin** brings the missing structure back (local windows, shifted windows, relative
+# positions, a pyramid made by patch merging) and keeps attention's flexibility.
+#
+# The plan: **intuition → build → verify → train → look inside**, for ViT first and Swin second.
+#
+# 1. Patches, class token and position embeddings, with the ViT-B/16 shapes
+# 2. A ViT trained on Fashion-MNIST; class token vs average pooling; 1-D vs 2-D vs sinusoidal positions
+# 3. Larger inputs: interpolating the position embeddings
+# 4. Inductive bias: ViT vs ResNet as the training set grows
+# 5. Looking inside: attention maps, rollout, mean attention distance (two explorers)
+# 6. Swin: windows, cyclic shift and its mask, relative position bias, patch merging, linear cost
+# 7. A small Swin trained on Fashion-MNIST; MetaFormer and TNT in one line each
+# 8. Interview questions
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import utils
+from utils import data, widgets
+from utils.attention import (attention_distance_figure, attention_map_figure, attention_rollout,
+                             mean_attention_distance, patch_centres)
+from utils.models import ResNet
+from utils.models.swin import SwinBlock, SwinTransformer
+from utils.models.transformer import MultiHeadAttention
+from utils.models.vit import PatchEmbed, ViT, interpolate_position_embedding, sincos_position_embedding
+from utils.plotting import image_grid, show
+from utils.runtime import pick
+from utils.swin import (PatchMerging, RelativePositionBias, attention_multiply_adds, relative_position_index,
+                        shifted_window_mask, window_partition, window_reverse)
+from utils.training import evaluate, fit
+
+device = utils.start_chapter("03b_vit_and_swin")
+
+
+def parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+# %% [markdown]
+# ## 1. An image as a sequence of patches
+#
+# **Intuition.** A Transformer reads a sequence of vectors. ViT makes one from an image by cutting it into
+# non-overlapping P×P patches and flattening each: a 224×224×3 image with P = 16 gives a 14×14 grid,
+# N = 196 patches, each of 16·16·3 = **768** numbers. A learned linear map projects each patch to the model
+# width D (768 in ViT-Base). A learned **class token** is prepended (N + 1 = **197** tokens) and a
+# **position embedding** is added to every token (attention itself is blind to order: permute the
+# tokens and the outputs permute with them).
+#
+# "Flatten each patch and multiply by a D×768 matrix" is exactly a convolution with kernel = stride = P,
+# which is how `PatchEmbed` does it. The cell below walks the ViT-B/16 shapes and asserts that the
+# convolution equals the unfold-and-matmul reading.
+
+# %%
+vit_b_embed = PatchEmbed(patch_size=16, in_channels=3, dim=768)
+image_224 = torch.randn(1, 3, 224, 224)
+patches_as_vectors = F.unfold(image_224, kernel_size=16, stride=16).transpose(1, 2)   # (1, 196, 768)
+tokens_b16 = vit_b_embed(image_224)
+print("image                  ", tuple(image_224.shape))
+print("patches, flattened     ", tuple(patches_as_vectors.shape), "  (16·16·3 = 768 values each)")
+print("patch embedding (conv) ", tuple(tokens_b16.shape))
+assert patches_as_vectors.shape == (1, 14 * 14, 16 * 16 * 3) == (1, 196, 768)
+linear_reading = patches_as_vectors @ vit_b_embed.proj.weight.flatten(1).T + vit_b_embed.proj.bias
+torch.testing.assert_close(tokens_b16, linear_reading, rtol=1e-4, atol=1e-4)
+assert parameters(vit_b_embed) == 768 * 768 + 768
+
+class_token = torch.zeros(1, 1, 768)
+with_class = torch.cat([class_token, tokens_b16], dim=1)
+position_b16 = torch.zeros(1, 197, 768)            # one learned vector per token, class token included
+encoder_input = with_class + position_b16
+print("+ class token          ", tuple(with_class.shape))
+print("+ position embedding   ", tuple(encoder_input.shape), " → 12 encoder blocks keep this shape")
+assert with_class.shape == encoder_input.shape == (1, 197, 768)
+
+# %% [markdown]
+# ### Class token or global average pooling?
+#
+# After the last block the classifier needs one vector. ViT borrows BERT's **class token**: an extra
+# learned token with no image content that gathers, through attention, whatever the head needs; its
+# output is the image's representation. The alternative is **global average pooling (GAP)** of the patch
+# outputs, as a CNN does (NiN, ResNet). Both work; the ViT paper found them equal once the learning rate
+# is tuned for each, and many later models (Swin, DeiT-III, MAE fine-tuning) use GAP. The class token has
+# one practical perk: its attention row is a ready-made "what did the model look at" map (section 5).
+# Both are trained below (`pool="cls"` and `pool="mean"`).
+#
+# ### Position embeddings: 1-D, 2-D or sinusoidal
+#
+# - **learned 1-D** (ViT's default): one free vector per patch index; the model must discover that index
+#   8 sits below index 1 on a 7-wide grid;
+# - **learned 2-D**: a row vector and a column vector of width D/2 each, concatenated: the grid is built in,
+#   with far fewer parameters (gh + gw vectors instead of gh·gw);
+# - **sinusoidal 2-D** (fixed, as in MAE): the Transformer's sin/cos clocks applied to the row in half the
+#   dimensions and to the column in the other half; nothing to learn, and any grid size works.
+#
+# The ViT paper found all three within a fraction of a percent of each other, and far better than no
+# position at all: at patch level, the learned 1-D table rediscovers the 2-D layout by itself. The
+# **similarity plot** shows it: for each patch, the cosine similarity of its position vector to every
+# other patch's, drawn on the grid. Below for the fixed sinusoids; after training, for the learned table.
+
+# %%
+def position_similarity(table, grid):
+    """(N, dim) table → (N, gh, gw): cosine similarity of each position's vector to all the others."""
+    unit = F.normalize(table.detach().float(), dim=1)
+    return (unit @ unit.T).reshape(-1, *grid)
+
+
+def neighbour_minus_far(similarity, grid):
+    """Mean similarity to grid neighbours (distance 1) minus that to patches at least half the grid away."""
+    centres = patch_centres(grid, 1)
+    distance = torch.cdist(centres, centres).float()
+    flat = similarity.reshape(len(similarity), -1)
+    return (flat[distance == 1].mean() - flat[distance >= max(grid) / 2].mean()).item()
+
+
+GRID = (7, 7)                                # 28×28 Fashion-MNIST images in 4×4 patches
+sincos_similarity = position_similarity(sincos_position_embedding(GRID, 64), GRID)
+show(image_grid(sincos_similarity, ncols=7, size=0.9, cmap="viridis",
+                suptitle="Sinusoidal 2-D position embedding: similarity of each patch to all others"))
+sincos_structure = neighbour_minus_far(sincos_similarity, GRID)
+print(f"sinusoidal: neighbours are {sincos_structure:.2f} more similar than distant patches")
+assert sincos_structure > 0.1
+
+# %% [markdown]
+# ## 2. A ViT trained on Fashion-MNIST
+#
+# 28×28 images in 4×4 patches give a 7×7 grid: 49 patch tokens + 1 class token. The model is small
+# (width, depth and data scale with the profile); the code path is the same in every profile. Training
+# uses the course's `fit` (AdamW, one-cycle schedule), with random shifts and flips as augmentation
+# outside the smoke profile: a ViT needs all the help with invariances it can get.
+
+# %%
+train_images, train_labels = data.fashion_mnist("train")
+test_images, test_labels = data.fashion_mnist("test")
+test_images, test_labels = data.subset(test_images, test_labels, pick(smoke=1000, cpu=5000, gpu=None))
+
+VIT = pick(smoke=dict(dim=32, depth=3, num_heads=4),
+           cpu=dict(dim=64, depth=4, num_heads=4),
+           gpu=dict(dim=192, depth=6, num_heads=6))
+TRAIN_SIZE = pick(smoke=2000, cpu=10_000, gpu=None)
+EPOCHS = pick(smoke=4, cpu=6, gpu=40)
+LR = pick(smoke=3e-3, cpu=2e-3, gpu=1e-3)
+BATCH = pick(smoke=64, cpu=128, gpu=256)
+AUGMENT = pick(smoke=False, cpu=True, gpu=True)   # shifts and flips pay off over many epochs
+
+
+test_loader = data.DeviceLoader(test_images, test_labels, 500, device=device)
+
+
+def train_loader(size):
+    """Shuffled (and, outside smoke, augmented) batches from a class-balanced subset of ``size`` training images."""
+    images, labels = data.subset(train_images, train_labels, size)
+    return data.DeviceLoader(images, labels, BATCH, shuffle=True, augment=AUGMENT, device=device)
+
+
+def train_vit(name, size=TRAIN_SIZE, epochs=EPOCHS, validate=False, **options):
+    """A seeded ViT (the profile's `VIT` settings, overridden by ``options``) trained by `fit`."""
+    torch.manual_seed(0)
+    model = ViT(**{**VIT, **options}).to(device)
+    history = fit(model, train_loader(size), epochs=epochs, lr=LR, val_loader=test_loader if validate else None,
+                  weight_decay=0.05, name=name, config=dict(size=size, **VIT, **options), plot=validate)
+    return model, history
+
+
+vit, vit_history = train_vit("03b-vit", validate=True)
+show(vit_history.figure(), title="ViT training")
+vit_accuracy = evaluate(vit, test_loader)["acc"]
+print(f"ViT ({parameters(vit):,} parameters): test accuracy {vit_accuracy:.3f}")
+assert vit_accuracy > pick(smoke=0.6, cpu=0.70, gpu=0.90)
+
+# %% [markdown]
+# ### Class token vs GAP, and three kinds of position embedding
+#
+# Same data, same budget, one change at a time. Expect the differences to be small (a point or two, with
+# noise of the same order on small data). Positions matter more than their exact form.
+
+# %%
+VARIANT_SIZE = pick(smoke=1000, cpu=5000, gpu=None)
+VARIANTS = {"class token + learned 1-D": train_vit("03b-vit-cls-learned", size=VARIANT_SIZE)[0]}
+VARIANT_OPTIONS = {"average pooling + learned 1-D": dict(pool="mean"),
+                   "class token + learned 2-D": dict(position="learned2d"),
+                   "class token + sinusoidal 2-D": dict(position="sincos")}
+for label, options in VARIANT_OPTIONS.items():
+    VARIANTS[label], _ = train_vit("03b-vit-" + "-".join(map(str, options.values())), size=VARIANT_SIZE, **options)
+variant_accuracy = {label: evaluate(model, test_loader)["acc"] for label, model in VARIANTS.items()}
+for label, accuracy in variant_accuracy.items():
+    print(f"{label:32s} test accuracy {accuracy:.3f}")
+assert min(variant_accuracy.values()) > pick(smoke=0.4, cpu=0.6, gpu=0.89)
+
+# %% [markdown]
+# Now the **similarity plot of the learned 1-D table**. It started as noise (trunc-normal, std 0.02), so
+# whatever 2-D structure it shows, training put there: bright neighbourhoods around each patch, like the
+# sinusoids above, and stronger the longer it trains. The learned 2-D table has the grid by construction.
+
+# %%
+learned_similarity = position_similarity(vit.position_embedding(), GRID)
+show(image_grid(learned_similarity.cpu(), ncols=7, size=0.9, cmap="viridis",
+                suptitle="Learned 1-D position embedding after training: similarity to all other patches"))
+learned_structure = neighbour_minus_far(learned_similarity, GRID)
+untrained_structure = neighbour_minus_far(position_similarity(ViT(**VIT).position_embedding(), GRID), GRID)
+print(f"learned 1-D: neighbours {learned_structure:+.3f} more similar than distant patches "
+      f"(untrained: {untrained_structure:+.3f})")
+assert learned_structure > untrained_structure + pick(smoke=0.1, cpu=0.2, gpu=0.2)
+
+# %% [markdown]
+# ## 3. A larger input: interpolating the position embeddings
+#
+# Patch embedding and attention work for any number of tokens; only the position table is tied to the
+# training grid. ViT fine-tunes at a higher resolution (224 → 384) by **resampling the learned table as a
+# 2-D image** (bicubic) to the new grid, keeping the patch size, so more patches of the same size. Here: a
+# 56×56 input (an upsampled Fashion-MNIST image) gives a 14×14 grid. On the training grid the
+# interpolation is the identity; on the new grid the model runs and still recognises most images, though
+# fine-tuning at the new size would be needed to recover full accuracy (a pixel is now half as big).
+
+# %%
+table = vit.position_embedding()
+torch.testing.assert_close(interpolate_position_embedding(table, GRID, GRID), table)
+print("position table", tuple(table.shape), "→", tuple(vit.position_embedding((14, 14)).shape))
+assert vit.position_embedding((14, 14)).shape == (14 * 14, VIT["dim"])
+
+big_images = F.interpolate(data.standardize(test_images), size=56, mode="bilinear", align_corners=False)
+big_logits = vit(big_images[:500].to(device))
+assert big_logits.shape == (500, 10)
+big_accuracy = (big_logits.argmax(1).cpu() == test_labels[:500]).float().mean().item()
+print(f"ViT trained at 28×28 (7×7 patches), evaluated at 56×56 (14×14 patches): accuracy {big_accuracy:.3f}")
+assert big_accuracy > 0.2
+
+# %% [markdown]
+# ### Hybrid CNN + ViT
+#
+# The ViT paper also tried a **hybrid**: instead of raw pixel patches, the tokens are the cells of a CNN's
+# feature map (a ResNet's stage-3 output, 14×14 for a 224 input, each cell projected to D). The CNN
+# supplies locality and translation equivariance in the early layers, where they help most, and the
+# Transformer mixes globally afterwards. Hybrids beat pure ViT at small compute budgets; the gap closes
+# as models grow. Many modern backbones (CoAtNet, early-convolution ViTs, the patchify stems of
+# ConvNeXt) are descendants of this idea: in code it is `PatchEmbed` with its single strided
+# convolution replaced by a few CNN stages.
+#
+# ## 4. Inductive bias: ViT vs ResNet as the training set grows
+#
+# A convolution assumes that nearby pixels belong together (**locality**) and that a pattern means the
+# same thing anywhere (**translation equivariance**, from sharing one kernel across positions). These
+# assumptions are right for images, so a CNN needs less data to learn. ViT assumes neither: its only
+# local operation is the patch embedding, and attention must *learn* from data which patches to relate.
+# With little data it overfits and loses; with enough data, the freedom pays off (the ViT paper: worse
+# than BiT ResNets on ImageNet-1k, better after pre-training on 300 M images).
+#
+# The experiment: Chapter 1's ResNet and our ViT, same optimiser, same number of updates per run, on
+# growing subsets of the training set. (At this small scale the ResNet stays ahead; the point is the
+# gap, which is largest on the smallest set.)
+
+# %%
+SIZES = pick(smoke=(200, 2000), cpu=(1000, 5000, 20_000), gpu=(1000, 10_000, 60_000))
+STEPS = pick(smoke=120, cpu=400, gpu=4000)
+RESNET = pick(smoke=dict(width=8, blocks=(1, 1, 1)), cpu=dict(width=16, blocks=(1, 1, 1)),
+              gpu=dict(width=32, blocks=(2, 2, 2)))
+
+
+def train_resnet(name, size, epochs):
+    torch.manual_seed(0)
+    model = ResNet(**RESNET).to(device)
+    fit(model, train_loader(size), epochs=epochs, lr=LR, weight_decay=0.05, name=name,
+        config=dict(size=size, **RESNET), plot=False)
+    return model
+
+
+data_size_results = {"ViT": [], "ResNet": []}
+for size in SIZES:
+    epochs = max(1, round(STEPS * BATCH / size))
+    vit_small, _ = train_vit(f"03b-size-vit-{size}", size=size, epochs=epochs)
+    resnet = train_resnet(f"03b-size-resnet-{size}", size, epochs)
+    data_size_results["ViT"].append(evaluate(vit_small, test_loader)["acc"])
+    data_size_results["ResNet"].append(evaluate(resnet, test_loader)["acc"])
+    print(f"{size:6d} images, {epochs} epochs: ViT {data_size_results['ViT'][-1]:.3f}  "
+          f"ResNet {data_size_results['ResNet'][-1]:.3f}")
+
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for name, accuracies in data_size_results.items():
+    ax.plot(SIZES, accuracies, marker="o", label=f"{name}")
+ax.set_xscale("log")
+ax.set_xlabel("training images")
+ax.set_ylabel("test accuracy")
+ax.set_title("Inductive bias: accuracy vs training-set size")
+ax.legend()
+show(fig)
+gaps = np.subtract(data_size_results["ResNet"], data_size_results["ViT"])
+print("ResNet − ViT gap per size:", np.round(gaps, 3))
+assert gaps[0] > 0, "with the least data, the CNN's built-in locality should win"
+assert gaps[0] > gaps[-1], "more data should narrow the gap: ViT learns from data what the CNN assumes"
+assert data_size_results["ViT"][-1] > data_size_results["ViT"][0] + 0.05, "ViT should gain from more data"
+
+# %% [markdown]
+# ## 5. Looking inside: attention maps and rollout
+#
+# Every block's attention is a (heads, 50, 50) matrix per image: row *q* is where token *q* looks. For
+# the class token (query 0) it is a saliency map. Single layers are hard to read, because each block also
+# keeps its input through the residual connection. **Attention rollout** (Abnar & Zuidema, 2020)
+# accounts for that: average the heads, model the residual as `0.5·A + 0.5·I`, renormalise the rows,
+# and multiply the layers' matrices: entry (q, k) of the product estimates how much output token q
+# draws on input patch k through all the layers.
+#
+# `forward(x, return_attention=True)` takes `MultiHeadAttention`'s explicit path (the training path
+# uses fused SDPA and never materialises the weights). The cell checks the explicit path against the
+# fused one and the rollout against its definition.
+
+# %%
+sample_images = data.standardize(test_images[:64]).to(device)
+with torch.no_grad():
+    fused_logits = vit(sample_images)
+    explicit_logits, vit_attentions = vit(sample_images, return_attention=True)
+torch.testing.assert_close(explicit_logits, fused_logits, rtol=1e-4, atol=1e-4)
+print("per layer:", tuple(vit_attentions[0].shape), "(images, heads, queries, keys) ×", len(vit_attentions))
+for weights in vit_attentions:
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1], device=device))
+
+rollout = attention_rollout(vit_attentions)
+by_hand = torch.eye(50, device=device)
+for weights in vit_attentions:
+    step = 0.5 * weights.mean(1) + 0.5 * torch.eye(50, device=device)
+    by_hand = (step / step.sum(-1, keepdim=True)) @ by_hand
+torch.testing.assert_close(rollout, by_hand)
+torch.testing.assert_close(rollout.sum(-1), torch.ones(64, 50, device=device))
+
+# %% [markdown]
+# **Explorer: attention maps.** Pick a layer, a head and a query token (0 = class token, 1–49 = patches in
+# row-major order, the red square); the heat map shows that token's attention over the image. Switch to
+# *rollout* to see attention composed through the layers up to the chosen one. Compare heads of one layer
+# (each selects different patches), and single layers with the rollout for the class token.
+
+# %%
+IMAGE_INDEX = 0
+attention_explorer = widgets.Explorer(
+    lambda layer, head, query, mode, image: attention_map_figure(
+        test_images[image, 0], [w[image] for w in vit_attentions], patch_size=4, layer=layer, head=head,
+        query=query, rollout=mode == "rollout"),
+    {"layer": widgets.slider("layer", 0, len(vit_attentions) - 1),
+     "head": widgets.slider("head", 0, VIT["num_heads"] - 1),
+     "query": widgets.slider("query token", 0, vit_attentions[0].shape[-1] - 1),
+     "mode": widgets.dropdown("map", ["single head", "rollout"]),
+     "image": widgets.slider("test image", 0, 15)},
+    title="ViT attention of one query token")
+show(attention_explorer)
+first = attention_explorer.image.value
+attention_explorer.set(layer=len(vit_attentions) - 1)
+assert attention_explorer.image.value != first, "moving the layer slider must redraw the map"
+attention_explorer.set(layer=0)
+
+# %% [markdown]
+# ## Mean attention distance: how far each head looks
+#
+# The ViT paper's Figure 7: for each head, the attention-weighted distance (in pixels) between a query
+# patch and the patches it attends to, averaged over queries and images. It is the Transformer's analogue
+# of a receptive field. In the paper's ViTs, trained on hundreds of millions of images, some heads of the
+# first layers already look across the whole image while others stay local (a CNN's first layers can
+# only be local), and distances grow with depth. An **untrained** ViT attends almost uniformly: every head
+# sits at the mean distance between two random patches, with no spread.
+#
+# Our small ViTs, trained for minutes on Fashion-MNIST, sit in between, and that is itself the lesson
+# of section 4: the heads become **selective** (the entropy of their attention rows drops, asserted
+# below), but what they select is content, bright or distinctive patches anywhere, so their mean
+# distances stay near the uniform value (measured in the `cpu` profile too: 0.2 px spread over heads
+# after 6 epochs on 10 000 images). Learning *where* to look, locality included, is exactly what takes
+# a ViT large data; a convolution has it from the start.
+#
+# `utils.attention.mean_attention_distance` drops the class token from queries and keys without
+# renormalising (attention to the class token counts as distance 0).
+
+# %%
+untrained_vit = ViT(**VIT).to(device).eval()
+with torch.no_grad():
+    _, untrained_attentions = untrained_vit(sample_images, return_attention=True)
+
+
+def distance_table(attentions):
+    """(layers, heads) mean attention distance in pixels, averaged over the sample images."""
+    return torch.stack([mean_attention_distance(w, GRID, 4).mean(0) for w in attentions]).cpu()
+
+
+attention_distances = {"trained": distance_table(vit_attentions),
+                       "untrained": distance_table(untrained_attentions)}
+uniform = torch.full((1, 1, 50, 50), 1 / 50)
+uniform_distance = mean_attention_distance(uniform, GRID, 4).item()
+for name, table in attention_distances.items():
+    print(f"{name:9s} per layer (mean over heads): {np.round(table.mean(1).numpy(), 2)} px;"
+          f" spread over heads (std): {table.std(1).mean():.2f} px")
+print(f"uniform attention would give {uniform_distance:.2f} px")
+torch.testing.assert_close(attention_distances["untrained"],
+                           torch.full_like(attention_distances["untrained"], uniform_distance), rtol=0.1, atol=0)
+
+
+def sharpest_head_entropy(attentions):
+    """The lowest mean row entropy (nats) of any head: log(50) ≈ 3.9 is uniform, lower is more selective."""
+    return min((-(w * w.clamp_min(1e-12).log()).sum(-1)).mean((0, 2)).min().item() for w in attentions)
+
+
+entropy = {"trained": sharpest_head_entropy(vit_attentions), "untrained": sharpest_head_entropy(untrained_attentions)}
+print(f"sharpest head's attention entropy: trained {entropy['trained']:.2f}, untrained {entropy['untrained']:.2f}"
+      f" nats (uniform {np.log(50):.2f})")
+assert entropy["trained"] < entropy["untrained"] - 0.2, "training makes some heads selective"
+
+# %% [markdown]
+# **Explorer: mean attention distance per head vs depth.** Each dot is one head; the dotted line is the
+# image side (28 px). Compare the trained model with the untrained one.
+
+# %%
+distance_explorer = widgets.Explorer(
+    lambda model: attention_distance_figure(
+        attention_distances if model == "both" else {model: attention_distances[model]}, image_size=28),
+    {"model": widgets.dropdown("model", ["trained", "untrained", "both"])},
+    title="Mean attention distance per head vs depth")
+show(distance_explorer)
+first = distance_explorer.image.value
+distance_explorer.set(model="untrained")
+assert distance_explorer.image.value != first
+distance_explorer.set(model="trained")
+
+# %% [markdown]
+# ## 6. Swin: a Transformer with a CNN's structure
+#
+# **Why plain ViT suits dense prediction poorly.** Detection and segmentation need features at several
+# scales (small objects at high resolution, large ones at low resolution; an FPN or U-Net decoder
+# consumes a pyramid). ViT has **one scale**: 16× downsampling from the first layer to the last, no
+# pooling. And global attention costs **O(N²)** in the number of tokens: doubling the image side
+# multiplies N by 4 and attention's cost by 16, so high-resolution inputs, which dense prediction
+# needs, are out of reach.
+#
+# **Swin's answers:**
+# - **Window attention (W-MSA)**: attention only within non-overlapping M×M windows (M = 7). Each token
+#   sees M² keys instead of N: cost 4NC² + 2M²NC, **linear** in N (the paper's eq. 1–2).
+# - **Shifted windows (SW-MSA)**: every other block moves the window grid by ⌊M/2⌋, so information
+#   crosses window borders. Implemented as a **cyclic shift** of the map (`torch.roll`) plus an attention
+#   **mask**, so the number of windows stays the same.
+# - **Relative position bias**: a learned bias per head and relative offset (Δrow, Δcol), added to
+#   the attention logits, instead of absolute position embeddings.
+# - **Patch merging**: between stages, each 2×2 group of tokens is concatenated (4C) and projected to 2C:
+#   resolution halves, width doubles, like a strided convolution. The result is a 4 stage pyramid at
+#   strides 4, 8, 16, 32 with ResNet's shapes, so it drops into any CNN detector or segmenter.
+#
+# ### Window partition and reverse
+#
+# A (B, H, W, C) map becomes (B·nW, M², C): each window is one short sequence, so attention runs on all
+# windows at once as a batch. `window_reverse` pastes the windows back.
+
+# %%
+feature_map = torch.randn(2, 14, 14, 8)
+windows = window_partition(feature_map, 7)
+print("map", tuple(feature_map.shape), "→ windows", tuple(windows.shape), "(2 images × 4 windows, 49 tokens)")
+assert windows.shape == (2 * 4, 49, 8)
+torch.testing.assert_close(windows[1].reshape(7, 7, 8), feature_map[0, :7, 7:])    # image 0, top-right window
+torch.testing.assert_close(window_reverse(windows, 7, 14, 14), feature_map)
+
+# %% [markdown]
+# ### Shifted windows: cyclic shift and mask
+#
+# Shifting the window grid by s = ⌊M/2⌋ would create partial windows at the borders (more windows,
+# padding). Swin instead **rolls** the whole map by −s: the strips that fall off the top and left wrap
+# around to the bottom and right, and the window grid stays the same. But a window at the bottom or
+# right now holds tokens that were far apart in the image; the mask lets a token attend only to tokens
+# from its own **region** (the 9 regions below, labelled by where the map was cut). After attention,
+# the map is rolled back by +s.
+#
+# Left: region labels of a 14×14 map after rolling by 3 (M = 7). Right: each window's 49×49 mask
+# (white = may attend). Window 0 is entirely interior; window 3 has four regions.
+
+# %%
+M, SHIFT, SIDE = 7, 3, 14
+mask = shifted_window_mask(SIDE, SIDE, M, SHIFT)
+labels = torch.zeros(SIDE, SIDE, dtype=torch.long)
+cuts = (slice(0, -M), slice(-M, -SHIFT), slice(-SHIFT, None))
+for region, (rows, cols) in enumerate([(r, c) for r in cuts for c in cuts]):
+    labels[rows, cols] = region
+fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+axes[0].imshow(labels, cmap="tab10", vmin=0, vmax=9)
+for r in range(SIDE):
+    for c in range(SIDE):
+        axes[0].text(c, r, int(labels[r, c]), ha="center", va="center", fontsize=6, color="white")
+axes[0].axhline(M - 0.5, color="black", linewidth=2)
+axes[0].axvline(M - 0.5, color="black", linewidth=2)
+axes[0].set_title("regions after cyclic shift")
+for w in range(4):
+    axes[w + 1].imshow(mask[w], cmap="gray", vmin=0, vmax=1)
+    axes[w + 1].set_title(f"window {w}: {int(mask[w].sum())} allowed pairs", fontsize=9)
+for ax in axes:
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("Shifted-window attention mask")
+fig.tight_layout()
+show(fig)
+
+assert mask.shape == (4, 49, 49) and torch.equal(mask, mask.transpose(1, 2))
+assert mask[0].all(), "an interior window holds one region: everything may attend"
+region_sizes = torch.tensor([[4 * 4, 4 * 3], [3 * 4, 3 * 3]]).flatten()   # window 3: four regions
+assert mask[3].sum() == (region_sizes ** 2).sum()
+assert shifted_window_mask(SIDE, SIDE, M, 0).all(), "no shift, no mask"
+
+# %% [markdown]
+# **Check: the mask makes shifted-window attention exact.** For one shifted block, the roll + window +
+# mask computation must equal attention over the *un-rolled* map where each token may attend exactly to
+# the tokens of its shifted window (computed without any roll, with one big mask over all 196 tokens).
+
+# %%
+block = SwinBlock(dim=16, num_heads=2, resolution=(SIDE, SIDE), window_size=M, shift_size=SHIFT).eval()
+tokens = torch.randn(1, SIDE * SIDE, 16)
+with torch.no_grad():
+    swin_out, _ = block(tokens)
+    # Same window membership, computed directly: token (r, c) lies in shifted window ((r−s) mod H) // M, …
+    rows, cols = torch.meshgrid(torch.arange(SIDE), torch.arange(SIDE), indexing="ij")
+    window_id = (((rows - SHIFT) % SIDE) // M * (SIDE // M) + ((cols - SHIFT) % SIDE) // M).flatten()
+    same_window = window_id[:, None] == window_id[None, :]
+    # ... and regions: a token is "wrapped" if the roll carried it across the border.
+    wrapped = ((rows < SHIFT).flatten()[:, None] == (rows < SHIFT).flatten()[None, :]) & \
+              ((cols < SHIFT).flatten()[:, None] == (cols < SHIFT).flatten()[None, :])
+    # Relative positions inside the shifted window, for the bias lookup.
+    local = torch.stack([((rows - SHIFT) % SIDE % M).flatten(), ((cols - SHIFT) % SIDE % M).flatten()])
+    offset = local[:, :, None] - local[:, None, :] + M - 1
+    bias = block.attn.relative_bias.table[offset[0] * (2 * M - 1) + offset[1]].permute(2, 0, 1)
+    global_mask = bias.masked_fill(~(same_window & wrapped), float("-inf"))[None]
+    attended, _ = block.attn.attn(block.norm1(tokens), mask=global_mask)
+    direct = tokens + attended
+    direct = direct + block.mlp(block.norm2(direct))
+torch.testing.assert_close(swin_out, direct, rtol=1e-5, atol=1e-5)
+print("shifted-window block == masked global attention over the same neighbourhoods")
+
+# %% [markdown]
+# ### Relative position bias
+#
+# Inside an M×M window, the offset between two tokens takes (2M − 1)² values (Δrow and Δcol each in
+# −(M−1)…M−1). Swin learns one bias per head for each offset, a table of (2M − 1)² × heads, and adds
+# `table[index]` to the attention logits, where `index` (M², M²) maps each pair of tokens to its offset.
+# Pairs with the same offset share a bias, anywhere in the window: translation equivariance, learned.
+# The paper reports +1.2% ImageNet top-1 over absolute position embeddings.
+
+# %%
+index = relative_position_index(M)
+fig, ax = plt.subplots(figsize=(3.6, 3.4))
+ax.imshow(index, cmap="viridis")
+ax.set_title("relative position index (49×49)")
+ax.set_xlabel("key token")
+ax.set_ylabel("query token")
+show(fig)
+assert index.shape == (49, 49) and index.unique().numel() == (2 * M - 1) ** 2
+assert (index.diagonal() == (M - 1) * (2 * M - 1) + (M - 1)).all(), "zero offset: one shared entry"
+# Token (0,0)→(1,1) and token (3,3)→(4,4) have the same offset, so the same bias.
+assert index[0 * M + 0, 1 * M + 1] == index[3 * M + 3, 4 * M + 4]
+relative_bias = RelativePositionBias(M, num_heads=3)
+assert relative_bias().shape == (3, 49, 49) and parameters(relative_bias) == 13 * 13 * 3
+
+# %% [markdown]
+# ### Patch merging: 4C → 2C
+#
+# Concatenate each 2×2 neighbourhood (4C channels), LayerNorm, then a linear map to 2C: the
+# Transformer's strided convolution. The concatenation is a space-to-depth rearrangement, the same
+# values as `F.pixel_unshuffle` in another channel order; the cell asserts both.
+
+# %%
+merge = PatchMerging(dim=8)
+merged = merge(feature_map)
+print("patch merging:", tuple(feature_map.shape), "→", tuple(merged.shape))
+assert merged.shape == (2, 7, 7, 16) and parameters(merge) == 2 * 4 * 8 + 4 * 8 * 16
+concatenated = torch.cat([feature_map[:, 0::2, 0::2], feature_map[:, 1::2, 0::2],
+                          feature_map[:, 0::2, 1::2], feature_map[:, 1::2, 1::2]], dim=-1)
+unshuffled = F.pixel_unshuffle(feature_map.permute(0, 3, 1, 2), 2)               # (B, C·4, 7, 7), C-major
+unshuffled = unshuffled.view(2, 8, 2, 2, 7, 7).permute(0, 4, 5, 3, 2, 1).reshape(2, 7, 7, 32)
+torch.testing.assert_close(concatenated, unshuffled)
+
+# %% [markdown]
+# ### Cost: quadratic vs linear
+#
+# One attention layer over N tokens of width C costs 4NC² (projections) + 2N²C (scores and weighted sum)
+# for global attention, and 4NC² + 2M²NC with M×M windows. Below: the formula, and the measured time of
+# one ViT block (global) and one Swin block (7×7 windows, shifted) of the same width, as the image grows.
+
+# %%
+COST_SIDES = pick(smoke=(14, 28, 56), cpu=(14, 28, 56, 84), gpu=(14, 28, 56, 112, 168))
+COST_DIM, COST_REPEATS = 32, pick(smoke=2, cpu=3, gpu=10)
+
+
+def seconds(module, x):
+    """Best-of-n forward time (the minimum is the least disturbed by other processes)."""
+    with torch.no_grad():
+        module(x)
+        times = []
+        for _ in range(COST_REPEATS):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            module(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+global_attention = MultiHeadAttention(COST_DIM, 2).to(device).eval()
+cost = {"ViT (global)": [], "Swin (7×7 windows)": []}
+for side in COST_SIDES:
+    x = torch.randn(1, side * side, COST_DIM, device=device)
+    window_block = SwinBlock(COST_DIM, 2, (side, side), window_size=7, shift_size=3).to(device).eval()
+    cost["ViT (global)"].append(seconds(lambda t: global_attention(t), x))
+    cost["Swin (7×7 windows)"].append(seconds(lambda t: window_block.attn(
+        window_partition(t.view(1, side, side, -1), 7), window_block.mask), x))
+tokens_n = [side * side for side in COST_SIDES]
+fig, (ax_formula, ax_time) = plt.subplots(1, 2, figsize=(9, 3.2))
+ax_formula.plot(tokens_n, [attention_multiply_adds(n, COST_DIM) for n in tokens_n], marker="o", label="global")
+ax_formula.plot(tokens_n, [attention_multiply_adds(n, COST_DIM, 7) for n in tokens_n], marker="o",
+                label="7×7 windows")
+ax_formula.set_title("multiply-adds (formula)")
+for name, values in cost.items():
+    ax_time.plot(tokens_n, np.array(values) * 1e3, marker="o", label=name)
+ax_time.set_title(f"measured time on {device.type} (ms)")
+for ax in (ax_formula, ax_time):
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens N")
+    ax.legend()
+fig.suptitle("Attention cost vs image size")
+fig.tight_layout()
+show(fig)
+
+growth = {name: values[-1] / values[0] for name, values in cost.items()}
+token_growth = tokens_n[-1] / tokens_n[0]
+print(f"tokens ×{token_growth:.0f}: global attention time ×{growth['ViT (global)']:.0f}, "
+      f"window attention time ×{growth['Swin (7×7 windows)']:.0f}")
+assert attention_multiply_adds(4 * 196, 32, 7) == 4 * attention_multiply_adds(196, 32, 7)      # linear
+assert attention_multiply_adds(4 * 196, 32) > 4 * attention_multiply_adds(196, 32)             # worse
+assert growth["ViT (global)"] > 2 * growth["Swin (7×7 windows)"]
+assert cost["ViT (global)"][-1] > cost["Swin (7×7 windows)"][-1]
+
+# %% [markdown]
+# ## 7. A small Swin on Fashion-MNIST
+#
+# 2×2 patches give a 14×14 map: stage 1 runs a W-MSA block and an SW-MSA block over four 7×7 windows;
+# patch merging brings it to 7×7 with twice the width, where one window covers the whole map (no shift
+# needed). `features` returns the pyramid: exactly what a detection or segmentation head would consume.
+
+# %%
+SWIN = pick(smoke=dict(dim=16, num_heads=(2, 4)), cpu=dict(dim=32, num_heads=(2, 4)),
+            gpu=dict(dim=64, num_heads=(4, 8), depths=(2, 6)))
+torch.manual_seed(0)
+swin = SwinTransformer(**SWIN).to(device)
+pyramid = swin.features(torch.zeros(2, 1, 28, 28, device=device))
+print("Swin feature pyramid:", [tuple(f.shape) for f in pyramid])
+assert [f.shape[1:3] for f in pyramid] == [(14, 14), (7, 7)]
+assert pyramid[1].shape[-1] == 2 * pyramid[0].shape[-1]
+
+swin_size = pick(smoke=600, cpu=10_000, gpu=None)
+fit(swin, train_loader(swin_size), epochs=pick(smoke=4, cpu=5, gpu=30), lr=pick(smoke=5e-3, cpu=2e-3, gpu=1e-3),
+    weight_decay=0.05,
+    name="03b-swin", config=dict(size=swin_size, **SWIN), plot=False)
+swin_accuracy = evaluate(swin, test_loader)["acc"]
+print(f"Swin ({parameters(swin):,} parameters): test accuracy {swin_accuracy:.3f}")
+assert swin_accuracy > pick(smoke=0.35, cpu=0.6, gpu=0.90)
+
+# %% [markdown]
+# ### Beyond attention: MetaFormer and TNT, one line each
+#
+# - **PoolFormer / MetaFormer** (Yu et al., 2022): keep the Transformer block's skeleton (norm, token
+#   mixer, residual, MLP) but replace attention with plain average pooling, and it still matches
+#   comparable ViTs and MLP-mixers on ImageNet. The claim: the *architecture* (the MetaFormer block), not
+#   the attention token mixer, is what makes these models work.
+# - **TNT** (Transformer in Transformer, Han et al., 2021): an inner Transformer attends among
+#   sub-patches inside each patch (local detail) and an outer Transformer attends among patches
+#   (global structure).
+
+# %% [markdown]
+# ## 8. Interview questions
+#
+# <details><summary>Walk the shapes of ViT-B/16 on a 224×224 image.</summary>
+# 224/16 = 14, so 14×14 = 196 patches of 16·16·3 = 768 values; a linear map (a 16×16 convolution with
+# stride 16) gives 196×768; prepend the class token: 197×768; add a learned 197×768 position embedding;
+# 12 encoder blocks keep 197×768; the class token's output feeds the head (see cell "An image as a
+# sequence of patches").</details>
+#
+# <details><summary>Why is patch embedding a convolution?</summary>
+# Flattening each P×P×C patch and applying the same D×(P²C) matrix is a convolution with kernel = stride =
+# P and D output channels; asserted equal to unfold + matmul (section 1).</details>
+#
+# <details><summary>Class token vs global average pooling?</summary>
+# The class token is an extra learned token that collects what the classifier needs through attention;
+# GAP averages all patch outputs, as a CNN does. Accuracy is about equal when each is tuned (our
+# comparison, "Class token vs GAP, and three kinds of position embedding"); GAP is simpler and
+# common in later models, the class token gives a ready attention map (section 5).</details>
+#
+# <details><summary>1-D vs 2-D vs sinusoidal position embeddings?</summary>
+# Learned 1-D: a free vector per patch index, which must learn the grid from data; learned 2-D: row and
+# column vectors concatenated, the grid built in; sinusoidal: fixed sin/cos per axis, nothing to learn,
+# any size. All perform about the same, and all are far better than none; the similarity plots show the
+# learned 1-D table acquiring 2-D structure (sections 1–2).</details>
+#
+# <details><summary>How do you run a ViT on a larger input than it was trained on?</summary>
+# Keep the patch size, so the grid grows; resample the learned position table as a 2-D map (bicubic) to
+# the new grid, then fine-tune at the new size. Sinusoidal tables are simply recomputed (section 3,
+# asserted to run at 56×56).</details>
+#
+# <details><summary>What is a hybrid CNN + ViT?</summary>
+# The tokens come from a CNN feature map (e.g. ResNet stage 3) rather than raw patches: the CNN supplies
+# locality early, the Transformer mixes globally later; better at small budgets (section 3, "Hybrid").</details>
+#
+# <details><summary>Why does ViT lose to a ResNet on small data and win at scale?</summary>
+# A CNN builds in locality and translation equivariance (weight sharing); ViT must learn them from data,
+# so with little data it overfits and with a lot of data its flexibility wins (ImageNet-21k / JFT
+# pre-training). Our data-size experiment shows the gap is largest on the smallest training set
+# (section 4).</details>
+#
+# <details><summary>What does mean attention distance show across depth?</summary>
+# How far each head looks (attention-weighted pixel distance between query and key patches), an analogue
+# of the receptive field. In the paper's large-data ViTs, early layers mix local and global heads and
+# distances grow with depth; an untrained ViT sits at the uniform value with no spread; our small,
+# briefly trained ViT has selective heads (lower entropy) but near-uniform distances: locality is
+# learned only with much data (section 5, explorer "Mean attention distance per head vs depth").</details>
+#
+# <details><summary>What is attention rollout?</summary>
+# Average the heads, add the identity for the residual (0.5·A + 0.5·I), renormalise rows, multiply
+# through the layers: how much each output token depends on each input patch (section 5, asserted
+# against a direct computation; explorer "ViT attention of one query token").</details>
+#
+# <details><summary>Why does plain ViT suit dense prediction poorly?</summary>
+# It has one scale (stride 16 throughout, no pyramid for FPN/U-Net heads) and global attention is
+# quadratic in the number of tokens, so high-resolution maps are too expensive (section 6).</details>
+#
+# <details><summary>What is Swin's complexity, and why?</summary>
+# Attention within M×M windows: each token sees M² keys, so 4NC² + 2M²NC, linear in N, versus 4NC² + 2N²C
+# for global attention; measured and plotted in "Cost: quadratic vs linear".</details>
+#
+# <details><summary>Why shifted windows, and why the cyclic shift and mask?</summary>
+# Fixed windows never exchange information; shifting the grid by M/2 every other block connects
+# neighbouring windows. Rolling the map keeps the number of windows constant (no padding); the mask
+# stops tokens that the roll brought together from attending to each other (the mask is drawn and
+# the block asserted equal to masked global attention, "Shifted windows: cyclic shift and mask").</details>
+#
+# <details><summary>What is the relative position bias?</summary>
+# A learned (2M−1)² × heads table indexed by the offset between query and key inside a window, added to
+# the logits; pairs with the same offset share a bias (section "Relative position bias").</details>
+#
+# <details><summary>What does patch merging do?</summary>
+# Concatenates each 2×2 neighbourhood (C → 4C), applies LayerNorm and a linear map 4C → 2C: half the
+# resolution, twice the channels, a learned downsampling that builds the pyramid (section "Patch
+# merging", asserted equal to pixel_unshuffle up to channel order).</details>
+#
+# <details><summary>PoolFormer/MetaFormer's claim; TNT in one line?</summary>
+# MetaFormer: the block structure matters more than the token mixer; even average pooling works.
+# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (section 7).</details>

@@ -1,0 +1,593 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 4 — Object detection: boxes, IoU, NMS, YOLO and mAP
+#
+# **Deep Vision Lab · Chapter 4.** A classifier says *what*; a detector says *what and where*, for every
+# object in the image, in one pass. Everything a one-stage detector such as YOLO does is in this notebook:
+#
+# 1. **data** — synthetic *Fashion scenes* with exact boxes (no detection data set can be downloaded here);
+# 2. **geometry** — box formats, IoU and its descendants GIoU, DIoU, CIoU, written by hand;
+# 3. **post-processing** — non-maximum suppression (and DIoU-NMS), letterboxing, decoding;
+# 4. **anchors** — k-means on box shapes with a 1 − IoU distance (YOLOv2);
+# 5. **two detectors** — a YOLOv1 grid detector, then a YOLOX/YOLOv8-style anchor-free detector with a
+#    decoupled head, trained here;
+# 6. **evaluation** — precision–recall curves, VOC AP and COCO mAP@[.5:.95], by hand and against torchmetrics;
+# 7. **the YOLO family v1 → v8**, and the interview questions.
+#
+# Open `utils/detection.py` (boxes, NMS, mAP), `utils/models/yolo.py` (the detectors) and `utils/scenes.py`
+# (the data) beside this notebook: every function there is asserted here against `torchvision.ops` or
+# `torchmetrics`.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torchvision.ops as ops
+import torchvision.transforms.v2 as T
+from torchmetrics.detection import MeanAveragePrecision
+
+from utils import start_chapter
+from utils.data import CLASSES, DeviceLoader, fashion_mnist
+from utils.detection import (average_precision_coco, average_precision_voc, batched_nms, box_convert, box_iou,
+                             iou_loss, kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision, nms,
+                             precision_recall, render_detections, unletterbox_boxes, wh_iou)
+from utils.models.yolo import (AnchorFreeDetector, GridDetector, anchor_free_loss, centre_assignment, detect_all,
+                               pad_targets, random_flip, scene_input, unpad_targets, yolo_v1_loss)
+from utils.plotting import show
+from utils.runtime import pick, profile
+from utils.scenes import fashion_scenes
+from utils.training import fit
+from utils.widgets import Explorer, dropdown, slider
+
+device = start_chapter("04_detection")
+
+# Scaled by profile: smoke (CI) runs in under a minute, cpu in minutes, gpu reaches the issue's targets.
+SIZE = pick(smoke=64, cpu=64, gpu=128)                # canvas side in pixels
+SCALES = dict(min_scale=pick(smoke=12, cpu=12, gpu=16), max_scale=SIZE // 2)
+TRAIN_SCENES = pick(smoke=256, cpu=2000, gpu=20_000)
+TEST_SCENES = pick(smoke=64, cpu=300, gpu=2000)
+EPOCHS_V1 = pick(smoke=2, cpu=4, gpu=30)
+EPOCHS = pick(smoke=5, cpu=10, gpu=60)
+WIDTH = pick(smoke=16, cpu=16, gpu=32)                # channels of the anchor-free detector's first stage
+BATCH = pick(smoke=16, cpu=32, gpu=64)
+
+# %% [markdown]
+# ## 1. Fashion scenes: a detection data set with exact labels
+# `fashion_scenes` pastes 1–4 Fashion-MNIST items onto a textured, noisy canvas at random scales and positions,
+# rejecting placements whose box overlaps an earlier one by more than `max_overlap` IoU. Each target holds
+# `boxes` (xyxy, a `tv_tensors.BoundingBoxes`), `labels`, instance `masks` and a `semantic` map — exact, because
+# we drew the scene. Test scenes use only test-split items, so no garment seen in training is evaluated.
+
+# %%
+train_scenes = fashion_scenes("train", TRAIN_SCENES, size=SIZE, **SCALES)
+test_scenes = fashion_scenes("test", TEST_SCENES, size=SIZE, **SCALES)
+image, target = test_scenes[0]
+assert image.shape == (1, SIZE, SIZE) and image.dtype == torch.uint8
+assert target["boxes"].shape == (len(target["labels"]), 4) and target["boxes"].format.value == "XYXY"
+assert target["masks"].shape == (len(target["labels"]), SIZE, SIZE) and target["masks"].dtype == torch.bool
+# each box is exactly the tight box of its mask, and the semantic map is 1 + class on the mask
+for box, mask, label in zip(target["boxes"], target["masks"], target["labels"]):
+    ys, xs = mask.nonzero(as_tuple=True)
+    assert box.tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+    assert (target["semantic"][mask] == label + 1).all()
+pairwise = [box_iou(b, b).fill_diagonal_(0).max().item() for b in train_scenes.boxes if len(b) > 1]
+assert max(pairwise) <= 0.3 + 1e-6, "placements respect max_overlap"
+objects = torch.cat(train_scenes.labels)
+print(f"{len(train_scenes)} training scenes with {len(objects)} objects, {len(test_scenes)} test scenes; "
+      f"objects per class: {torch.bincount(objects, minlength=10).tolist()}")
+
+
+def draw_scene(ax, image, boxes, labels, color="yellow", scores=None):
+    ax.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=255)
+    for i, (box, label) in enumerate(zip(boxes, labels)):
+        x1, y1, x2, y2 = box.tolist()
+        ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color=color, lw=1.3))
+        text = CLASSES[label] + (f" {scores[i]:.2f}" if scores is not None else "")
+        ax.text(x1, y1 - 1, text, color=color, fontsize=6, va="bottom")
+    ax.axis("off")
+
+
+fig, axes = plt.subplots(2, 6, figsize=(13, 4.6))
+for i in range(6):
+    image, target = test_scenes[i]
+    draw_scene(axes[0, i], image, target["boxes"], target["labels"])
+    axes[1, i].imshow(target["semantic"], cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
+    axes[1, i].axis("off")
+fig.suptitle("Fashion scenes: boxes and labels (top), semantic masks (bottom)")
+show(fig)
+
+# %% [markdown]
+# Because targets are `tv_tensors`, `torchvision.transforms.v2` moves boxes and masks *with* the image. A
+# horizontal flip maps x to W − x, so a box (x1, y1, x2, y2) becomes (W − x2, y1, W − x1, y2):
+
+# %%
+flipped_scenes = fashion_scenes("test", TEST_SCENES, size=SIZE, **SCALES, transforms=T.RandomHorizontalFlip(p=1.0))
+flipped_image, flipped_target = flipped_scenes[0]
+image, target = test_scenes[0]
+expected = torch.stack([SIZE - target["boxes"][:, 2], target["boxes"][:, 1], SIZE - target["boxes"][:, 0],
+                        target["boxes"][:, 3]], 1)
+torch.testing.assert_close(flipped_target["boxes"].as_subclass(torch.Tensor), expected)
+assert torch.equal(flipped_image, image.flip(-1)) and torch.equal(flipped_target["masks"], target["masks"].flip(-1))
+
+# %% [markdown]
+# ## 2. Box formats
+# Three conventions appear in every codebase, and mixing them up is the classic detection bug:
+#
+# | format | meaning | used by |
+# |---|---|---|
+# | `xyxy` | corners (x1, y1, x2, y2) | torchvision, VOC, NMS |
+# | `xywh` | top-left corner + width, height | COCO annotation files |
+# | `cxcywh` | centre + width, height | YOLO labels and heads, DETR |
+
+# %%
+boxes = test_scenes.boxes[0]
+for fmt in ("xywh", "cxcywh"):
+    ours = box_convert(boxes, "xyxy", fmt)
+    torch.testing.assert_close(ours, ops.box_convert(boxes, "xyxy", fmt))
+    torch.testing.assert_close(box_convert(ours, fmt, "xyxy"), boxes)  # and back
+print("xyxy", boxes[0].tolist(), "→ cxcywh", box_convert(boxes[:1], "xyxy", "cxcywh")[0].tolist())
+
+# %% [markdown]
+# ## 3. IoU, GIoU, DIoU, CIoU
+# **IoU** = |A∩B| / |A∪B| is *the* overlap measure: scale-invariant, 1 for a perfect box, 0 for disjoint ones.
+# As a *loss* it has a flaw: for disjoint boxes it is 0 whatever the distance, so there is no gradient telling
+# the box where to move. Each descendant adds a term:
+#
+# * **GIoU** (2019) = IoU − |C \ (A∪B)| / |C|, with C the smallest box enclosing both: negative and still
+#   informative when boxes do not touch (range −1…1).
+# * **DIoU** (2020) = IoU − ρ²/c²: penalises the distance ρ between *centres*, normalised by the diagonal c of
+#   C — converges faster than GIoU, which first grows the box until it overlaps.
+# * **CIoU** = DIoU − αv, with v = 4/π²·(atan(w_gt/h_gt) − atan(w/h))² measuring the aspect-ratio mismatch and
+#   α = v / (1 − IoU + v) its weight: overlap, centre distance and shape — YOLOv4/v5/v8's box loss.
+#
+# `utils.detection.box_iou(boxes1, boxes2, kind)` computes all four pairwise (N×M), from one broadcast function.
+
+# %%
+generator = torch.Generator().manual_seed(0)
+
+
+def random_boxes(n):
+    corner = torch.rand(n, 2, generator=generator) * 100
+    return torch.cat([corner, corner + 1 + torch.rand(n, 2, generator=generator) * 50], 1)
+
+
+a, b = random_boxes(40), random_boxes(30)
+references = {"iou": ops.box_iou, "giou": ops.generalized_box_iou, "diou": ops.distance_box_iou,
+              "ciou": ops.complete_box_iou}
+for kind, reference in references.items():
+    assert box_iou(a, b, kind).shape == (40, 30)
+    torch.testing.assert_close(box_iou(a, b, kind), reference(a, b))
+torch.testing.assert_close(iou_loss(a[:30], b, "ciou"), ops.complete_box_iou_loss(a[:30], b, reduction="mean"))
+torch.testing.assert_close(iou_loss(a[:30], b, "giou"), ops.generalized_box_iou_loss(a[:30], b, reduction="mean"))
+# Degenerate boxes are defined, not NaN: a zero-area box overlaps nothing.
+point = torch.tensor([[5.0, 5.0, 5.0, 5.0]])
+assert box_iou(point, point).item() == 0 and torch.isfinite(box_iou(point, a, "ciou")).all()
+print("IoU, GIoU, DIoU, CIoU (and the GIoU/CIoU losses) equal torchvision.ops")
+
+# %% [markdown]
+# Left: what each measure looks at — the intersection (IoU), the enclosing box C (GIoU), the centre distance ρ
+# against C's diagonal c (DIoU), and the two aspect ratios (CIoU). Middle: slide a predicted box past a fixed
+# target: IoU is flat at 0 once they separate, while GIoU and DIoU keep
+# falling with distance — that slope is the gradient a disjoint prediction needs. A prediction with the right
+# overlap but the wrong shape is what CIoU's extra term catches (right).
+
+# %%
+target_box = torch.tensor([[40.0, 40.0, 60.0, 60.0]])
+shifts = torch.linspace(-50, 50, 201)
+sliding = torch.stack([target_box[0] + torch.stack([s, torch.tensor(0.0)] * 2) for s in shifts])
+heights = torch.linspace(4, 80, 150)
+stretched = torch.stack([torch.stack([torch.tensor(40.0), 50 - h / 2, torch.tensor(60.0), 50 + h / 2]) for h in heights])
+fig, (drawing, left, right) = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [0.8, 1, 1]})
+box_a, box_b = torch.tensor([10.0, 30.0, 50.0, 60.0]), torch.tensor([35.0, 10.0, 70.0, 45.0])
+for box, colour, name in ((box_a, "tab:blue", "A (prediction)"), (box_b, "tab:green", "B (ground truth)")):
+    drawing.add_patch(plt.Rectangle(box[:2].tolist(), *(box[2:] - box[:2]).tolist(), fill=False, color=colour, lw=2, label=name))
+overlap_corner = torch.maximum(box_a[:2], box_b[:2])
+drawing.add_patch(plt.Rectangle(overlap_corner.tolist(), *(torch.minimum(box_a[2:], box_b[2:]) - overlap_corner).tolist(),
+                                color="tab:orange", alpha=0.5, label="A∩B"))
+corner, far = torch.minimum(box_a[:2], box_b[:2]), torch.maximum(box_a[2:], box_b[2:])
+drawing.add_patch(plt.Rectangle(corner.tolist(), *(far - corner).tolist(), fill=False, ls="--", color="k", label="C (enclosing)"))
+centres = torch.stack([(box_a[:2] + box_a[2:]) / 2, (box_b[:2] + box_b[2:]) / 2])
+drawing.plot(*centres.T, "r-o", ms=4, label="ρ (centre distance)")
+drawing.plot([corner[0], far[0]], [corner[1], far[1]], "k:", label="c (diagonal of C)")
+values = {kind: box_iou(box_a[None], box_b[None], kind).item() for kind in references}
+drawing.set(xlim=(0, 80), ylim=(70, 0), aspect="equal",
+            title="  ".join(f"{k}={v:.2f}" for k, v in values.items()))
+drawing.legend(fontsize=6, loc="lower left")
+for kind in references:
+    left.plot(shifts, box_iou(sliding, target_box, kind)[:, 0], label=kind)
+    right.plot(heights / 20, box_iou(stretched, target_box, kind)[:, 0], label=kind)
+left.set(xlabel="horizontal shift of the prediction (px), target 20×20", ylabel="value", title="moving a box")
+right.set(xlabel="aspect ratio h/w of a centred prediction", title="stretching a box")
+fig.suptitle("The IoU family: what each measures, and how it responds to moving and stretching a box")
+left.legend()
+right.legend()
+show(fig)
+assert (box_iou(sliding, target_box)[shifts.abs() >= 20] == 0).all()               # IoU: no signal
+assert (box_iou(sliding[:60], target_box, "giou").diff(dim=0) > 0).all()             # GIoU: still a slope
+
+# %% [markdown]
+# ## 4. Non-maximum suppression
+# A detector proposes many overlapping boxes per object. **Greedy NMS** keeps the highest-scoring box, deletes
+# every remaining box whose IoU with it exceeds a threshold, and repeats. Ours builds the IoU matrix once
+# (sorted by score) and walks it row by row. `batched_nms` runs it per class with one trick: shift each class's
+# boxes far apart, so boxes of different classes never overlap — one call instead of a loop over classes.
+#
+# **DIoU-NMS** (YOLOv4) suppresses with IoU − ρ²/c² instead: two overlapping boxes whose *centres* are far
+# apart are probably two objects (occlusion), so the second survives.
+
+# %%
+boxes, scores, labels = random_boxes(200), torch.rand(200, generator=generator), torch.randint(0, 5, (200,), generator=generator)
+for threshold in (0.3, 0.5, 0.7):
+    assert torch.equal(nms(boxes, scores, threshold), ops.nms(boxes, scores, threshold))
+    assert torch.equal(batched_nms(boxes, scores, labels, threshold), ops.batched_nms(boxes, scores, labels, threshold))
+assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0                     # no boxes: nothing kept
+# Two overlapping garments: plain NMS at 0.3 removes the second, DIoU-NMS keeps both (centres far apart).
+pair = torch.tensor([[10.0, 10.0, 50.0, 50.0], [22.0, 22.0, 62.0, 62.0]])
+pair_scores = torch.tensor([0.9, 0.8])
+print(f"IoU {box_iou(pair[:1], pair[1:]).item():.3f}, DIoU {box_iou(pair[:1], pair[1:], 'diou').item():.3f}")
+assert nms(pair, pair_scores, 0.3).tolist() == [0]
+assert nms(pair, pair_scores, 0.3, kind="diou").tolist() == [0, 1]
+print("NMS and batched NMS equal torchvision.ops; DIoU-NMS keeps the occluded object")
+
+# %% [markdown]
+# ## 5. Anchors from k-means (YOLOv2)
+# Anchor-based detectors (Faster R-CNN, YOLOv2–v5) predict each box as a correction of a prior shape, an
+# *anchor*. Hand-picked anchors fit no data set; YOLOv2 clusters the training boxes' (w, h) with k-means, using
+# **d = 1 − IoU** (boxes compared as if centred together) instead of Euclidean distance, under which big boxes
+# would produce big errors and dominate. The quality measure is the mean IoU of each box with its best anchor.
+
+# %%
+wh = torch.cat(train_scenes.boxes)[:, 2:] - torch.cat(train_scenes.boxes)[:, :2]
+results = {k: kmeans_anchors(wh, k) for k in (1, 3, 5, 9)}
+for k, (anchors, mean_iou) in results.items():
+    print(f"k={k}: mean best IoU {mean_iou:.3f}  anchors (w×h) {[tuple(round(v) for v in a.tolist()) for a in anchors]}")
+squares = torch.linspace(SCALES["min_scale"], SCALES["max_scale"], 5)[:, None].repeat(1, 2)
+square_iou = wh_iou(wh, squares).max(1).values.mean().item()
+assert results[9][1] > results[5][1] > results[3][1] > results[1][1], "more anchors fit better"
+assert results[5][1] > square_iou, "k-means beats 5 hand-spaced square anchors"
+print(f"5 evenly spaced square anchors: mean best IoU {square_iou:.3f}")
+
+fig, (ax_points, ax_anchors) = plt.subplots(1, 2, figsize=(10, 4))
+anchors5 = results[5][0]
+assignment = wh_iou(wh, anchors5).argmax(1)
+ax_points.scatter(wh[:, 0], wh[:, 1], c=assignment, s=4, cmap="tab10")
+ax_points.scatter(anchors5[:, 0], anchors5[:, 1], c="k", marker="x", s=80)
+ax_points.set(xlabel="box width", ylabel="box height", title="training boxes, 5 k-means clusters (1 − IoU)")
+for w, h in anchors5.tolist():
+    ax_anchors.add_patch(plt.Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.5))
+ax_anchors.set(xlim=(-SIZE / 2, SIZE / 2), ylim=(-SIZE / 2, SIZE / 2), aspect="equal", title="the 5 anchors, centred")
+show(fig)
+
+# %% [markdown]
+# ## 6. Pre-processing: letterbox
+# A detector trained on square inputs must not see stretched objects. **Letterboxing** (YOLOv5) scales the
+# image so its *longer* side fits, keeps the aspect ratio, and pads the rest with grey (114); predictions are
+# mapped back by undoing the padding and the scale. Here a wide crop of a scene goes through it and back.
+
+# %%
+image, target = test_scenes[1]
+crop = image[:, SIZE // 4: 3 * SIZE // 4, :]                       # a wide SIZE/2 × SIZE strip
+crop_boxes = target["boxes"].as_subclass(torch.Tensor) - torch.tensor([0, SIZE // 4, 0, SIZE // 4])
+boxed, scale, pad = letterbox(crop, SIZE)
+assert boxed.shape == (1, SIZE, SIZE) and pad == (0, SIZE // 4)
+assert (boxed[:, :pad[1]] == 114).all(), "padding is YOLO grey"
+there = letterbox_boxes(crop_boxes, scale, pad)
+torch.testing.assert_close(unletterbox_boxes(there, scale, pad), crop_boxes)        # and back exactly
+fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+axes[0].imshow(crop[0], cmap="gray", vmin=0, vmax=255)
+axes[0].set_title(f"input {tuple(crop.shape[1:])}")
+axes[1].imshow(boxed[0], cmap="gray", vmin=0, vmax=255)
+axes[1].set_title(f"letterboxed to {SIZE}×{SIZE}, scale {scale:.2f}, pad {pad}")
+show(fig)
+
+# %% [markdown]
+# ## 7. YOLOv1: a grid that answers "what is centred here?"
+# YOLOv1 divides the image into an S×S grid. The cell containing an object's *centre* is responsible for it.
+# Each cell predicts **B boxes** — (x, y) of the centre relative to the cell, (√w, √h) relative to the image,
+# and a confidence = P(object)·IoU — plus **one** class distribution of C classes: an output tensor
+# **S×S×(5B + C)** (7×7×30 for VOC's 20 classes with B = 2). The loss is sum-squared error with
+# λ_coord = 5 on coordinates and λ_noobj = 0.5 on the confidence of boxes without objects (most of them).
+# Ours: S = SIZE/16, B = 2, C = 10.
+
+# %%
+train_targets = pad_targets(train_scenes.boxes, train_scenes.labels, max_objects=4)
+test_targets = unpad_targets(pad_targets(test_scenes.boxes, test_scenes.labels, max_objects=4))
+grid_model = GridDetector(image_size=SIZE, grid=SIZE // 16, boxes_per_cell=2, num_classes=10,
+                          width=pick(smoke=16, cpu=32, gpu=32)).to(device)
+output = grid_model(scene_input(train_scenes.images[:2]).to(device))
+assert output.shape == (2, SIZE // 16, SIZE // 16, 5 * 2 + 10)
+print(f"YOLOv1-style output: {tuple(output.shape[1:])} = S×S×(5B+C), "
+      f"{sum(p.numel() for p in grid_model.parameters()):,} parameters")
+
+loader = DeviceLoader(train_scenes.images, train_targets, batch_size=BATCH, shuffle=True, device=device,
+                      prepare=scene_input, drop_last=True)
+first_loss = yolo_v1_loss(grid_model, next(iter(loader))).item()
+grid_history = fit(grid_model, loader, epochs=EPOCHS_V1, lr=3e-3, loss_fn=yolo_v1_loss, plot=False,
+                   name="04_yolo_v1", config={"scenes": TRAIN_SCENES, "size": SIZE})
+assert grid_history.last("train_loss") < first_loss, "the YOLOv1 loss goes down"
+grid_map = mean_average_precision(detect_all(grid_model, test_scenes.images, 0.01, 0.5), test_targets)
+print(f"YOLOv1-style grid detector after {EPOCHS_V1} epochs: mAP@0.5 = {grid_map['map_50']:.3f}, "
+      f"mAP@[.5:.95] = {grid_map['map']:.3f}")
+
+# %% [markdown]
+# YOLOv1's limits show up in its design: one class per cell and one object per cell (two garments centred in
+# the same cell → one is lost), coarse localisation, and boxes learnt from scratch without priors. YOLOv2
+# added anchors (section 5) and finer grids; modern YOLOs went further and dropped anchors again.
+#
+# ## 8. An anchor-free detector with a decoupled head (YOLOX / YOLOv8 style)
+# `AnchorFreeDetector` (in `utils/models/yolo.py`):
+#
+# * **backbone**: strided Conv-BN-SiLU units and YOLOv8's **C2f** blocks (split, a chain of bottlenecks whose
+#   every output is kept, concatenate, fuse);
+# * **neck**: a small **PAN** — stride-16 features are upsampled into stride 8 (top-down: semantics for small
+#   objects), then stride 8 is downsampled back into 16 (bottom-up: detail for large objects);
+# * **decoupled head** per level: one branch classifies, another regresses — **anchor-free**: at each grid point
+#   it predicts the distances (l, t, r, b) from the point to the four box sides, plus an objectness.
+#
+# Training needs an **assignment**: which points learn which object? We use YOLOX's *centre prior*: a point
+# is positive for an object if it lies inside its box and within 2.5 strides of its centre (a point claimed
+# twice takes the smaller object). YOLOX refines this with SimOTA, YOLOv8 with a task-aligned assigner; both
+# start from the same candidates. Losses: CIoU on positive boxes, BCE on objectness (all points) and classes
+# (positives).
+
+# %%
+model = AnchorFreeDetector(num_classes=10, width=WIDTH).to(device)
+points, strides = model.points(SIZE, device)
+output = model(scene_input(train_scenes.images[:2]).to(device))
+assert output.shape == (2, (SIZE // 8) ** 2 + (SIZE // 16) ** 2, 4 + 1 + 10)
+head = model.heads[0]
+print(f"anchor-free output: {tuple(output.shape[1:])} = points of both levels × (4 sides + objectness + 10 classes); "
+      f"{sum(p.numel() for p in model.parameters()):,} parameters, "
+      f"{sum(p.numel() for p in head.cls_branch.parameters()):,} in one level's class branch")
+
+assigned = centre_assignment(points, strides, train_targets[:1].to(device))[0].cpu()
+image = train_scenes.images[0]
+fig, ax = plt.subplots(figsize=(4.5, 4.5))
+draw_scene(ax, image, train_scenes.boxes[0], train_scenes.labels[0])
+positive = assigned >= 0
+ax.scatter(*points.cpu()[~positive].T, s=2, c="gray")
+ax.scatter(*points.cpu()[positive].T, s=14 * strides.cpu()[positive] / 8, c=assigned[positive], cmap="autumn")
+ax.set_title("centre assignment: positive points per object\n(small dots stride 8, large stride 16)")
+show(fig)
+assert positive.sum() >= len(train_scenes.labels[0]), "every object gets at least one positive point"
+
+# %%
+flip_generator = torch.Generator().manual_seed(0)
+
+
+def anchor_free_flip_loss(model, batch):
+    """The anchor-free loss on a batch whose scenes are mirrored at random (boxes too)."""
+    return anchor_free_loss(model, random_flip(*batch, flip_generator))
+
+
+loader = DeviceLoader(train_scenes.images, train_targets, batch_size=BATCH, shuffle=True, device=device,
+                      prepare=scene_input, drop_last=True)
+start = time.perf_counter()
+history = fit(model, loader, epochs=EPOCHS, lr=3e-3, loss_fn=anchor_free_flip_loss, plot=False,
+              name="04_anchor_free", config={"scenes": TRAIN_SCENES, "size": SIZE, "width": WIDTH})
+print(f"trained in {time.perf_counter() - start:.1f} s ({profile()} profile)")
+assert history.last("train_loss") < history["train_loss"][0] or history.from_checkpoint
+fig = history.figure()
+fig.suptitle("anchor-free detector: training loss (CIoU + objectness + classes)")
+show(fig)
+
+# %% [markdown]
+# ### Post-processing, written out
+# `model.detect` is the whole inference pipeline: scale the input, run the network, **decode** (side
+# distances × stride around each point → xyxy boxes; score = objectness × best class probability), a
+# **confidence filter** (most points are background — filtering first makes NMS cheap), then **per-class NMS**
+# and a cap of 100 detections per image. (Fast in practice: keep it all on the GPU, filter before NMS,
+# batch the NMS with the class-offset trick, and export the decode into the model graph.)
+
+# %%
+raw = model(scene_input(test_scenes.images[:1]).to(device)).float()
+decoded_boxes, objectness, class_probs = model.decode(raw, SIZE)
+print(f"{decoded_boxes.shape[1]} candidate boxes, {(objectness * class_probs.max(-1).values >= 0.25).sum().item()} "
+      f"above confidence 0.25, {len(model.detect(test_scenes.images[:1], 0.25, 0.5)[0]['boxes'])} after NMS")
+predictions = detect_all(model, test_scenes.images, confidence=0.01, iou_threshold=0.5)
+
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+for ax, i in zip(axes, range(4)):
+    confident = predictions[i]["scores"] >= 0.3
+    draw_scene(ax, test_scenes.images[i], test_targets[i]["boxes"], test_targets[i]["labels"], color="yellow")
+    draw_scene(ax, test_scenes.images[i], predictions[i]["boxes"][confident], predictions[i]["labels"][confident],
+               color="cyan", scores=predictions[i]["scores"][confident])
+fig.suptitle("test scenes: ground truth (yellow), detections with score ≥ 0.3 (cyan)")
+show(fig)
+
+# %% [markdown]
+# ## 9. Evaluation: precision, recall, AP and mAP
+# Rank all detections of a class by score. Going down the list, a detection is a **true positive** if it
+# matches a not-yet-matched ground-truth box of its class with IoU ≥ t, else a **false positive**;
+# **precision** = TP / detections so far, **recall** = TP / ground-truth boxes. **AP** is the area under this
+# PR curve after replacing each precision by the best precision at any higher recall (the monotone envelope):
+#
+# * **VOC AP@0.5** (2010+): all-point interpolation — the exact area under the envelope, at IoU 0.5;
+# * **COCO AP**: the envelope sampled at 101 recall points, averaged; **mAP@[.5:.95]** also averages over 10
+#   IoU thresholds 0.50, 0.55, …, 0.95, rewarding precise boxes. mAP = the mean over classes.
+#
+# Our `mean_average_precision` takes torchmetrics' format and must give torchmetrics' numbers.
+
+# %%
+ours = mean_average_precision(predictions, test_targets)
+metric = MeanAveragePrecision(iou_type="bbox", class_metrics=True)
+metric.update(predictions, test_targets)
+theirs = metric.compute()
+for key in ("map", "map_50", "map_75"):
+    torch.testing.assert_close(torch.tensor(ours[key], dtype=torch.float64), theirs[key].double(), atol=1e-6, rtol=0)
+torch.testing.assert_close(ours["map_per_class"].double(), theirs["map_per_class"].double(), atol=1e-6, rtol=0)
+print(f"anchor-free detector on {len(test_scenes)} test scenes ({profile()}): mAP@0.5 = {ours['map_50']:.3f}, "
+      f"mAP@0.75 = {ours['map_75']:.3f}, mAP@[.5:.95] = {ours['map']:.3f}, VOC mAP@0.5 = {ours['voc_map_50']:.3f} "
+      f"(torchmetrics: {theirs['map']:.3f})")
+assert ours["map_50"] >= pick(smoke=0.05, cpu=0.40, gpu=0.90), "mAP@0.5 bar for this profile"
+assert ours["map"] >= pick(smoke=0.01, cpu=0.20, gpu=0.60), "mAP@[.5:.95] bar for this profile"
+assert ours["map_50"] > grid_map["map_50"], "the anchor-free detector beats the YOLOv1 grid"
+
+# A hand-checkable case for the two interpolations: 3 ground truths; detections ranked TP, FP, TP.
+precision, recall = np.array([1.0, 0.5, 2 / 3]), np.array([1 / 3, 1 / 3, 2 / 3])
+assert abs(average_precision_voc(precision, recall) - (1 / 3 * 1.0 + 1 / 3 * 2 / 3)) < 1e-9
+assert abs(average_precision_coco(precision, recall) - (34 * 1.0 + 33 * 2 / 3) / 101) < 1e-9
+
+# %%
+fig, (ax_curves, ax_bars) = plt.subplots(1, 2, figsize=(12, 4))
+for label in range(10):
+    curve = precision_recall(predictions, test_targets, label, 0.5)
+    if curve is not None:
+        ax_curves.plot(curve[1], curve[0], lw=1.2, label=f"{CLASSES[label]} ({average_precision_voc(*curve[:2]):.2f})")
+ax_curves.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR curves at IoU 0.5 (VOC AP)")
+ax_curves.legend(fontsize=7)
+thresholds = torch.linspace(0.5, 0.95, 10)
+per_threshold = []
+for t in thresholds.tolist():
+    aps = [average_precision_coco(*c[:2]) for c in
+           (precision_recall(predictions, test_targets, label, t) for label in range(10)) if c is not None]
+    per_threshold.append(sum(aps) / len(aps))
+ax_bars.bar([f"{t:.2f}" for t in thresholds.tolist()], per_threshold)
+ax_bars.set(xlabel="IoU threshold", ylabel="COCO mAP", title=f"mAP@[.5:.95] = mean of these = {ours['map']:.3f}")
+show(fig)
+assert abs(sum(per_threshold) / 10 - ours["map"]) < 1e-6
+
+# %% [markdown]
+# Bad input is defined, not surprising — the same conventions as COCO and torchmetrics:
+
+# %%
+empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+one_truth = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([3])}
+assert mean_average_precision([empty], [one_truth])["map"] == 0.0            # nothing found: AP 0
+no_truth = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
+assert mean_average_precision([empty], [no_truth])["map"] == -1.0            # nothing to find: undefined (−1)
+try:
+    box_iou(torch.tensor([[10.0, 10.0, 5.0, 20.0]]), a)
+except ValueError as error:
+    print("ValueError:", error)
+else:
+    raise AssertionError("a box with x2 < x1 must be rejected")
+
+# %% [markdown]
+# ## 10. Explorer: confidence, NMS and the PR curve
+# Move the **confidence** slider and watch the operating point slide along the PR curve: a high threshold gives
+# few, precise detections (top left); a low one finds everything but adds false positives (bottom right).
+# **NMS IoU** near 1 keeps duplicates (red boxes on top of green ones); near 0 it deletes neighbours that were
+# real objects. Green: true positives; red: false positives; orange dashed: missed ground truth.
+
+# %%
+explored_images, explored_targets = test_scenes.images[:300], test_targets[:300]        # a widget must stay quick
+candidates = detect_all(model, explored_images, confidence=0.01, iou_threshold=1.0)       # before NMS
+class_options = [("all classes", -1)] + [(name, i) for i, name in enumerate(CLASSES)]
+
+
+def render(confidence, nms_iou, class_filter, scene):
+    return render_detections(explored_images, candidates, explored_targets, scene=scene, confidence=confidence / 100,
+                             nms_iou=nms_iou / 100, label=None if class_filter < 0 else class_filter,
+                             class_names=CLASSES)
+
+
+explorer = Explorer(render, {"confidence": slider("confidence %", 1, 95, 30),
+                             "nms_iou": slider("NMS IoU %", 5, 100, 50),
+                             "class_filter": dropdown("class", class_options, -1),
+                             "scene": slider("scene", 0, len(explored_images) - 1, 0)},
+                    title="Detection explorer")
+show(explorer)
+before = explorer.image.value
+explorer.set(confidence=80)
+assert explorer.image.value != before, "the first control changes the figure"
+explorer.set(confidence=30)
+
+# %% [markdown]
+# ## 11. The YOLO family, v1 → v8: what changed and why
+#
+# | version | year | what changed | why |
+# |---|---|---|---|
+# | v1 | 2015 | one CNN, S×S grid (7×7), each cell B = 2 boxes + one class vector: 7×7×30 output; sum-squared loss, λ_coord = 5, λ_noobj = 0.5, √w √h | detection as a single regression: real time (45 fps); λ_noobj because empty cells dominate; √ so small-box errors cost more |
+# | v2 | 2016 | BatchNorm, high-res classifier pre-training, **anchors from k-means with 1 − IoU distance**, centre predicted relative to the cell (sigmoid), 13×13 grid at **416 input**, multi-scale training, passthrough layer | priors that match the data; stable training (no box drifting across the image); an odd grid has a centre cell for large objects |
+# | v3 | 2018 | Darknet-53 (residual), **three scales 13/26/52** (FPN-like), 3 anchors per scale: **3×(5+80) = 255** channels per cell on COCO, **independent sigmoid classes** (BCE) | small objects on fine grids; multi-label classes (e.g. "woman" and "person") |
+# | v4 | 2020 | **CSP**Darknet53, **SPP**, **PAN** neck, **Mish**, **mosaic** augmentation, label smoothing, **CIoU loss**, **DIoU-NMS**, CmBN, self-adversarial training | "bag of freebies" (training tricks, free at inference) and "bag of specials" (cheap modules) for best speed/accuracy on one GPU |
+# | v5 | 2020 | PyTorch, **Focus** slicing stem (later a 6×6 conv), CSP (C3) in backbone *and* neck, SPPF, **adaptive anchors** (k-means + genetic evolution at start-up), **letterbox** with minimal padding, auto-learning hyper-parameters | engineering: easy training and export, fast inference on rectangular images |
+# | v6 | 2022 | **RepVGG** blocks (multi-branch in training, **re-parameterised** into one 3×3 conv for inference), efficient **decoupled head**, **anchor-free**, **SimOTA** then TAL assignment, **SIoU** loss | hardware-friendly inference; decoupled heads and anchor-free assignment improve accuracy |
+# | v7 | 2022 | E-ELAN, compound scaling, planned re-parameterisation, auxiliary heads | more gradient paths at the same cost |
+# | v8 | 2023 | **C2f** instead of C3 (every bottleneck output concatenated), **anchor-free decoupled head** (no objectness), task-aligned assigner, DFL + CIoU box loss, mosaic off for the last epochs | richer gradient flow; no anchors to tune; classification and localisation scored together |
+#
+# YOLOX (2021) introduced the decoupled head + anchor-free + SimOTA combination into the YOLO line; our
+# `AnchorFreeDetector` follows it (objectness kept), with v8's C2f blocks.
+
+# %% [markdown]
+# ## Interview questions
+#
+# <details><summary>What do YOLO's pre-processing and post-processing do, and how are they made fast?</summary>
+# Pre: letterbox to the input size (keep aspect ratio, pad with grey), BGR→RGB, HWC→CHW, scale to [0, 1]
+# (our `scene_input`). Post: decode the raw tensor to boxes and scores (points/anchors + offsets × stride),
+# drop boxes under a confidence threshold, per-class NMS, cap at max detections, undo the letterbox. Fast: all
+# on the GPU in batches, filter before NMS, class-offset trick for batched NMS, decode exported into the model,
+# half precision / TensorRT (see "Post-processing, written out" and section 6 above).</details>
+#
+# <details><summary>YOLOv1: what is the S×S×(5B+C) output, and what are the loss weights for?</summary>
+# Each of S×S cells predicts B boxes of (x, y, √w, √h, confidence) and one C-class distribution; 7×7×30 on
+# VOC. λ_coord = 5 up-weights localisation; λ_noobj = 0.5 down-weights the confidence loss of the many boxes
+# with no object, which would otherwise push all confidences to 0; √w, √h make a given pixel error matter more
+# for small boxes (see section 7 and `yolo_v1_loss`).</details>
+#
+# <details><summary>YOLOv2: how are anchors chosen and why 1 − IoU?</summary>
+# k-means over the training boxes' (w, h) with distance 1 − IoU (boxes aligned at their centres): Euclidean
+# distance would let large boxes dominate, while IoU is what the detector is judged by. Locations are predicted
+# relative to the cell through a sigmoid, and the input is 416 so the grid is an odd 13×13 (see section 5).</details>
+#
+# <details><summary>YOLOv3: why three scales and 255 channels?</summary>
+# Predictions at strides 32, 16, 8 (13/26/52 grids at 416) so small objects are found on fine maps; each scale
+# has 3 anchors × (4 box + 1 objectness + 80 classes) = 255 channels. Classes use independent sigmoids with
+# BCE (multi-label), not softmax (see section 11).</details>
+#
+# <details><summary>YOLOv4, v5, v6, v8: what did each add?</summary>
+# v4: mosaic, label smoothing, CIoU loss, DIoU-NMS, CmBN, CSP backbone, SPP, PAN neck, Mish. v5: Focus stem,
+# CSP in the neck, adaptive anchors, letterbox, PyTorch tooling. v6: RepVGG re-parameterisation, efficient
+# decoupled head, anchor-free, SimOTA, SIoU. v8: C2f instead of C3, anchor-free decoupled head (see the table
+# in section 11; C2f, PAN and the decoupled head are in `utils/models/yolo.py`).</details>
+#
+# <details><summary>IoU, GIoU, DIoU, CIoU: what does each add?</summary>
+# IoU: overlap, but 0 with no gradient for disjoint boxes. GIoU subtracts the empty fraction of the enclosing
+# box, so disjoint boxes still get a signal. DIoU subtracts the normalised squared centre distance, converging
+# faster. CIoU adds an aspect-ratio consistency term αv (see section 3 and its plots).</details>
+#
+# <details><summary>Hand-write IoU and NMS. What is DIoU-NMS, and what other NMS variants exist?</summary>
+# IoU: intersection = clamp(min(x2) − max(x1), 0) × clamp(min(y2) − max(y1), 0), union = areas − intersection.
+# NMS: sort by score, keep the best, drop boxes with IoU above the threshold, repeat (`utils/detection.py`,
+# asserted against torchvision in section 4). DIoU-NMS suppresses with IoU − ρ²/c², so an overlapping box with
+# a distant centre (an occluded second object) survives (section 4's example). Other variants: Soft-NMS decays
+# the scores of overlapping boxes instead of deleting them (better recall in crowds); class-aware (batched) vs
+# class-agnostic NMS; Matrix/Fast NMS compute all suppressions in parallel from the IoU matrix; DETR-style
+# set prediction needs no NMS at all.</details>
+#
+# <details><summary>How are AP and mAP computed (VOC and COCO)?</summary>
+# Per class: sort detections by score, mark TP/FP by greedy matching at an IoU threshold, accumulate precision
+# and recall, take the monotone envelope of precision. VOC: area under it (all points) at IoU 0.5. COCO: mean
+# of the envelope at 101 recall points, averaged over IoU 0.50:0.05:0.95; mAP averages over classes
+# (section 9, equal to torchmetrics).</details>
+#
+# <details><summary>Anchor-based vs anchor-free detectors?</summary>
+# Anchor-based (YOLOv2–v5, Faster R-CNN) regress offsets from preset box shapes that must be tuned per data set
+# and multiply the outputs. Anchor-free (FCOS, YOLOX, v6, v8) predict from each grid point directly (here the
+# distances to the four sides), fewer hyper-parameters and outputs; assignment (centre prior, SimOTA, TAL) then
+# decides which points learn which object (sections 5 and 8).</details>
+#
+# <details><summary>Coupled vs decoupled heads?</summary>
+# A coupled head predicts class, box and objectness from the same convolution; classification wants
+# translation-invariant features and localisation wants precise edges, so they conflict. A decoupled head gives
+# each its own branch — faster convergence and higher AP for a small cost (`DecoupledHead`, section 8).</details>
+#
+# <details><summary>What is focal loss and where does it fit?</summary>
+# FL = −(1 − p_t)^γ log p_t: it down-weights easy, well-classified examples (γ = 2) so the few hard ones and the
+# rare positives are not drowned by thousands of easy background points — RetinaNet's answer to the
+# foreground/background imbalance a dense detector has (here handled by the objectness prior bias −4.6 ≈
+# logit(0.01) and loss normalisation by the positives, section 8; Chapter 5 compares it on pixels).</details>
+#
+# <details><summary>Why letterbox instead of resizing?</summary>
+# Resizing to a square distorts aspect ratios the network learnt; letterboxing scales by one factor and pads,
+# and the boxes map back exactly by subtracting the pad and dividing by the scale (section 6).</details>

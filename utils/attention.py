@@ -1,0 +1,146 @@
+"""Reading a Vision Transformer's attention: mean attention distance, attention rollout, and their figures.
+
+Introduced in Chapter 3 (03b). Attention maps are ``(..., heads, N, N)`` tensors whose rows are queries
+and sum to 1; the first ``num_prefix_tokens`` tokens (the class token) are not image patches.
+
+- `mean_attention_distance` — how far, in pixels, each head looks (the ViT paper's Figure 7);
+- `attention_rollout` — attention composed through the layers (Abnar & Zuidema, 2020);
+- `attention_map_figure`, `attention_distance_figure` — the render functions behind the chapter's explorers.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def _grid(grid_size) -> tuple[int, int]:
+    grid = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    if len(grid) != 2 or min(grid) < 1:
+        raise ValueError(f"grid_size must be a positive int or (gh, gw), not {grid_size!r}")
+    return grid
+
+
+def patch_centres(grid_size, patch_size: float) -> torch.Tensor:
+    """(gh·gw, 2) pixel coordinates (row, column) of the patch centres, in row-major patch order."""
+    gh, gw = _grid(grid_size)
+    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    return (torch.stack([rows.flatten(), cols.flatten()], dim=1).double() + 0.5) * patch_size
+
+
+def mean_attention_distance(attn: torch.Tensor, grid_size, patch_size: float,
+                            num_prefix_tokens: int = 1) -> torch.Tensor:
+    """attn (..., heads, N, N) with N = num_prefix_tokens + gh·gw → (..., heads) distances in pixels.
+
+    For each query patch: Σ over key patches of weight × Euclidean distance between the patch centres;
+    then the mean over query patches. Prefix tokens are dropped from queries and keys, without
+    renormalising the rows (attention paid to the class token counts as distance 0).
+    """
+    gh, gw = _grid(grid_size)
+    expected = num_prefix_tokens + gh * gw
+    if attn.dim() < 3 or attn.shape[-1] != expected or attn.shape[-2] != expected:
+        raise ValueError(f"attn must be (..., heads, {expected}, {expected}) for a {gh}×{gw} grid with "
+                         f"{num_prefix_tokens} prefix token(s); got {tuple(attn.shape)}")
+    distances = torch.cdist(patch_centres((gh, gw), patch_size), patch_centres((gh, gw), patch_size))
+    patches = attn[..., num_prefix_tokens:, num_prefix_tokens:]                  # (..., heads, P, P)
+    per_query = (patches.double() * distances.to(attn.device)).sum(-1)          # (..., heads, P)
+    return per_query.mean(-1).to(attn.dtype)
+
+
+def attention_rollout(attentions) -> torch.Tensor:
+    """List of per-layer (B, heads, N, N) maps → (B, N, N): how much each output token draws on each input.
+
+    Abnar & Zuidema (2020): average the heads, add the residual as 0.5·A + 0.5·I, renormalise the rows,
+    and multiply through the layers (last layer on the left).
+    """
+    attentions = list(attentions)
+    if not attentions:
+        raise ValueError("attention_rollout needs at least one layer's attention")
+    shape = attentions[0].shape
+    if len(shape) != 4 or shape[-1] != shape[-2] or any(a.shape != shape for a in attentions):
+        raise ValueError("every layer's attention must be (B, heads, N, N) with one common shape; got "
+                         + ", ".join(str(tuple(a.shape)) for a in attentions))
+    identity = torch.eye(shape[-1], dtype=attentions[0].dtype, device=attentions[0].device)
+    rollout = identity.expand(shape[0], -1, -1)
+    for layer in attentions:
+        mixed = 0.5 * layer.mean(1) + 0.5 * identity                              # (B, N, N)
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        rollout = mixed @ rollout
+    return rollout
+
+
+def attention_map_figure(image, attentions, patch_size: int, layer: int, head: int, query: int,
+                         rollout: bool = False, num_prefix_tokens: int = 1):
+    """The attention of one query token over the image, as a heat map beside the image.
+
+    image (H, W); attentions: per-layer (heads, N, N) maps of that image. ``query`` 0 is the class token
+    when there is one, else patch 0. With ``rollout`` the map is the rollout up to ``layer`` (heads averaged).
+    """
+    image = torch.as_tensor(image).squeeze().float().cpu().numpy()
+    height, width = image.shape
+    grid = (height // patch_size, width // patch_size)
+    depth, (heads, tokens, _) = len(attentions), attentions[0].shape
+    if not 0 <= layer < depth:
+        raise ValueError(f"layer={layer} is out of range: the model has layers 0 to {depth - 1}")
+    if not 0 <= head < heads:
+        raise ValueError(f"head={head} is out of range: each layer has heads 0 to {heads - 1}")
+    if not 0 <= query < tokens:
+        raise ValueError(f"query={query} is out of range: choose a token from 0 to {tokens - 1}")
+    if tokens != num_prefix_tokens + grid[0] * grid[1]:
+        raise ValueError(f"{tokens} tokens do not match a {grid[0]}×{grid[1]} grid of {patch_size}-pixel "
+                         f"patches plus {num_prefix_tokens} prefix token(s)")
+    if rollout:
+        row = attention_rollout([a[None].float().cpu() for a in attentions[:layer + 1]])[0, query]
+        what = f"rollout through layers 0–{layer}"
+    else:
+        row = attentions[layer][head, query].float().cpu()
+        what = f"layer {layer}, head {head}"
+    heat = row[num_prefix_tokens:].reshape(grid).numpy()
+
+    fig, (ax_image, ax_heat) = plt.subplots(1, 2, figsize=(6.4, 3.3))
+    ax_image.imshow(image, cmap="gray")
+    if query < num_prefix_tokens:
+        ax_image.set_title("query: class token")
+    else:
+        r, c = divmod(query - num_prefix_tokens, grid[1])
+        ax_image.add_patch(plt.Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size, patch_size,
+                                         fill=False, edgecolor="red", linewidth=2))
+        ax_image.set_title(f"query: patch ({r}, {c})")
+    ax_heat.imshow(image, cmap="gray")
+    shown = ax_heat.imshow(heat, cmap="inferno", alpha=0.7, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+    fig.colorbar(shown, ax=ax_heat, fraction=0.046)
+    ax_heat.set_title(what + (f"\n{row[:num_prefix_tokens].sum():.0%} on the class token"
+                              if num_prefix_tokens else ""), fontsize=9)
+    for ax in (ax_image, ax_heat):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def attention_distance_figure(distances: dict, image_size: int | None = None):
+    """Mean attention distance of every head against depth, one panel per model.
+
+    distances: name → (layers, heads) tensor of pixels (from `mean_attention_distance`); ``image_size``
+    draws the image's side as a reference line.
+    """
+    if not distances:
+        raise ValueError("give at least one model's distances, e.g. {'trained': tensor (layers, heads)}")
+    fig, axes = plt.subplots(1, len(distances), figsize=(3.6 * len(distances), 3.2), sharey=True, squeeze=False)
+    top = max(float(d.max()) for d in distances.values())
+    for ax, (name, table) in zip(axes.flat, distances.items()):
+        table = torch.as_tensor(table).float().cpu()
+        if table.dim() != 2:
+            raise ValueError(f"{name!r}: distances must be (layers, heads); got {tuple(table.shape)}")
+        layers, heads = table.shape
+        for h in range(heads):
+            ax.scatter(range(layers), table[:, h].numpy(), s=18, label=f"head {h}")
+        ax.set_xticks(range(layers))
+        ax.set_xlabel("layer (depth)")
+        ax.set_title(name)
+        if image_size:
+            ax.axhline(image_size, color="gray", linestyle=":", linewidth=1)
+        ax.set_ylim(0, max(top, image_size or 0) * 1.08)
+    axes.flat[0].set_ylabel("mean attention distance (pixels)")
+    axes.flat[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

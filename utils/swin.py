@@ -1,0 +1,103 @@
+"""The pieces that make Swin (Liu et al., 2021) a hierarchical, linear-cost Transformer.
+
+Introduced in Chapter 3 (03b); `utils.models.swin` assembles them. Feature maps are channels-last,
+``(B, H, W, C)``; a window holds ``window_size²`` tokens.
+
+- `window_partition` / `window_reverse` — cut a map into non-overlapping windows and paste them back;
+- `shifted_window_mask` — which tokens of a cyclically shifted window may attend to each other;
+- `relative_position_index`, `RelativePositionBias` — one learned bias per head and relative offset;
+- `attention_multiply_adds` — the cost of global vs window attention (the paper's eq. 1–2);
+- `PatchMerging` — 2×2 neighbours concatenated (4C) and projected to 2C: half the resolution, twice the width.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C) → (B·nW, window_size², C), windows in row-major order within each image."""
+    batch, height, width, channels = x.shape
+    if height % window_size or width % window_size:
+        raise ValueError(f"a {height}×{width} map does not split into {window_size}×{window_size} windows: "
+                         f"pad it or pick a window size that divides both sides")
+    x = x.view(batch, height // window_size, window_size, width // window_size, window_size, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, channels)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
+    """(B·nW, window_size², C) → (B, H, W, C): the inverse of `window_partition`."""
+    rows, cols = height // window_size, width // window_size
+    channels = windows.shape[-1]
+    x = windows.view(-1, rows, cols, window_size, window_size, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels)
+
+
+def shifted_window_mask(height: int, width: int, window_size: int, shift_size: int) -> torch.Tensor:
+    """bool (num_windows, window_size², window_size²): True where attention is allowed, as in the Swin paper.
+
+    After rolling the map by ``-shift_size`` the bottom and right windows hold tokens that were far apart
+    in the image. Label the map's regions (rows and columns cut at ``-window_size`` and ``-shift_size``);
+    two tokens of a window may attend to each other only when they carry the same label.
+    """
+    if height % window_size or width % window_size:
+        raise ValueError(f"{height}×{width} is not a whole number of {window_size}×{window_size} windows")
+    if not 0 <= shift_size < window_size:
+        raise ValueError(f"shift_size={shift_size} must be in [0, window_size={window_size})")
+    labels = torch.zeros(1, height, width, 1)
+    if shift_size:
+        cuts = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
+        for region, (rows, cols) in enumerate(itertools.product(cuts, cuts)):
+            labels[:, rows, cols, :] = region
+    windows = window_partition(labels, window_size).squeeze(-1)                  # (nW, M²)
+    return windows[:, :, None] == windows[:, None, :]
+
+
+def relative_position_index(window_size: int) -> torch.Tensor:
+    """long (M², M²): for tokens i, j of an M×M window, the row of their offset (Δr, Δc) in a (2M−1)² table."""
+    rows, cols = torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+    coords = torch.stack([rows.flatten(), cols.flatten()])                       # (2, M²)
+    offset = coords[:, :, None] - coords[:, None, :] + window_size - 1            # (2, M², M²) in [0, 2M−2]
+    return offset[0] * (2 * window_size - 1) + offset[1]
+
+
+class RelativePositionBias(nn.Module):
+    """A learned (2M−1)² × heads table, looked up by relative offset: forward() → (heads, M², M²) logits bias."""
+
+    def __init__(self, window_size: int, num_heads: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.table, std=0.02)
+        self.register_buffer("index", relative_position_index(window_size), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        return self.table[self.index].permute(2, 0, 1)
+
+
+class PatchMerging(nn.Module):
+    """(B, H, W, C) → (B, H/2, W/2, 2C): each 2×2 neighbourhood concatenated (4C), normalised, projected."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x):
+        if x.shape[1] % 2 or x.shape[2] % 2:
+            raise ValueError(f"patch merging needs an even height and width; got {tuple(x.shape[1:3])}")
+        # The paper's order: top-left, bottom-left, top-right, bottom-right.
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+def attention_multiply_adds(tokens: int, dim: int, window_size: int | None = None) -> int:
+    """Multiply-adds of one self-attention layer over ``tokens`` tokens of width ``dim`` (Swin paper, eq. 1–2).
+
+    4·N·C² for the Q, K, V and output projections plus 2·N·K·C for the scores and the weighted sum, where
+    each query sees K = N keys (global attention, ViT: quadratic in N) or K = M² (windows of M×M: linear).
+    """
+    keys = tokens if window_size is None else window_size * window_size
+    return 4 * tokens * dim * dim + 2 * tokens * keys * dim
