@@ -1,0 +1,734 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 1c — Why training works
+#
+# **Deep Vision Lab · Chapter 1: CNNs, from convolution to ResNet** (1a convolution by hand → 1b architectures →
+# **1c why training works** → 1d look inside)
+#
+# Chapter 1b trained a zoo of CNNs and every one of them learned. That is not luck: it rests on a handful of
+# choices — the loss, the normalisation, the initialisation, the activation, the optimiser, the batch size and
+# learning rate, the regularisers. Each was invented because its absence made training fail in a specific,
+# measurable way. In this notebook we break training on purpose, one choice at a time, and *measure* the
+# failure: loss curves, per-layer gradient norms, dead units, accuracy under shifted inputs.
+#
+# The instruments live in `utils/diagnostics.py`; the notebook is about what they show.
+
+# %%
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+import matplotlib.pyplot as plt
+
+from utils import scratch, start_chapter
+from utils import diagnostics as dx
+from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
+from utils.plotting import image_grid, show
+from utils.runtime import pick, profile, seed_everything
+from utils.training import evaluate, fit
+from utils.widgets import Explorer, dropdown, slider
+
+device = start_chapter("01c_why_training_works")
+
+TRAIN_SIZE = pick(smoke=2_000, cpu=20_000, gpu=60_000)
+TEST_SIZE = pick(smoke=1_000, cpu=10_000, gpu=10_000)
+WIDTH = pick(smoke=8, cpu=16, gpu=32)           # channels of the first stage of the CNNs below
+train_images, train_labels = subset(*fashion_mnist("train"), TRAIN_SIZE)
+test_images, test_labels = subset(*fashion_mnist("test"), TEST_SIZE)
+test_loader = DeviceLoader(test_images, test_labels, 1000, device=device)
+print(f"profile={profile()}: {len(train_labels)} training and {len(test_labels)} test images")
+
+# %% [markdown]
+# ## 1. Softmax and cross-entropy
+# A classifier outputs one real number per class, the **logits** `z`. Softmax turns them into probabilities,
+# $p_k = e^{z_k} / \sum_j e^{z_j}$, and cross-entropy scores the probability given to the true class:
+# $L = -\log p_y$. Two facts every interviewer likes:
+#
+# * subtracting `max z` before `exp` changes nothing mathematically but stops `exp(1000)` from overflowing;
+# * the gradient of the loss with respect to the logits is simply `p − onehot(y)`: push the true class up by
+#   how much it is missing, every other class down by its probability.
+#
+# `utils.scratch.softmax` and `cross_entropy` (Chapter 1a) are written in NumPy; here we check them against
+# torch, including on logits so large that a naive `exp` overflows.
+
+# %%
+logits = torch.randn(8, 10, dtype=torch.float64) * 3
+labels = torch.randint(0, 10, (8,))
+torch.testing.assert_close(torch.from_numpy(scratch.softmax(logits.numpy())), logits.softmax(-1))
+assert np.isclose(scratch.cross_entropy(logits.numpy(), labels.numpy()), F.cross_entropy(logits, labels).item())
+
+huge = logits * 500                                      # naive exp overflows to inf here
+with np.errstate(over="ignore", invalid="ignore"):
+    naive = np.exp(huge.numpy()) / np.exp(huge.numpy()).sum(-1, keepdims=True)
+assert np.isnan(naive).any() and np.isfinite(scratch.softmax(huge.numpy())).all()
+assert np.isclose(scratch.cross_entropy(huge.numpy(), labels.numpy()), F.cross_entropy(huge, labels).item())
+
+logits.requires_grad_(True)
+F.cross_entropy(logits, labels).backward()
+expected = (logits.softmax(-1) - F.one_hot(labels, 10)) / len(labels)   # mean over the batch → divide by N
+torch.testing.assert_close(logits.grad, expected.detach())
+print("softmax, cross-entropy and ∂L/∂z = p − onehot(y) match torch ✓")
+
+# %% [markdown]
+# ## 2. BatchNorm vs LayerNorm: which axes?
+# Both normalisers compute a mean and variance, subtract and divide, then apply a learned per-feature scale γ and
+# shift β. They differ only in **which axes the statistics are taken over**:
+#
+# * **BatchNorm2d** — per *channel*, over the batch and both spatial axes (N, H, W). Every image in the batch
+#   influences every other image's output.
+# * **LayerNorm** (over C, H, W) — per *sample*, over its own features. No dependence on the rest of the batch,
+#   identical in training and inference; the normaliser of Transformers.
+#
+# On a small tensor we check the claim directly: after BatchNorm every channel has mean 0 and variance 1; after
+# LayerNorm every sample does. Both are asserted equal to `torch.nn` and to our NumPy versions from Chapter 1a.
+
+# %%
+x = torch.randn(4, 3, 5, 5) * torch.tensor([1.0, 5.0, 0.2]).view(1, 3, 1, 1) + torch.tensor([0.0, 3.0, -2.0]).view(1, 3, 1, 1)
+bn, ln = nn.BatchNorm2d(3).train(), nn.LayerNorm([3, 5, 5])
+y_bn, y_ln = bn(x).detach(), ln(x).detach()
+torch.testing.assert_close(y_bn.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)          # per channel
+torch.testing.assert_close(y_bn.var(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+torch.testing.assert_close(y_ln.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)          # per sample
+torch.testing.assert_close(y_ln.var(dim=(1, 2, 3), unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+assert not torch.allclose(y_bn.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-2)  # BN does NOT centre each sample
+
+running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
+ours_bn = scratch.batch_norm(x.numpy(), running_mean, running_var, training=True)
+np.testing.assert_allclose(ours_bn, y_bn.numpy(), rtol=1e-4, atol=1e-5)
+np.testing.assert_allclose(running_mean, bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)   # same running update
+np.testing.assert_allclose(running_var, bn.running_var.numpy(), rtol=1e-5, atol=1e-6)
+np.testing.assert_allclose(scratch.layer_norm(x.numpy(), (3, 5, 5)), y_ln.numpy(), rtol=1e-4, atol=1e-5)
+print("per-channel stats after BN:", y_bn.mean(dim=(0, 2, 3)).numpy().round(4), "| per-sample stats after LN:",
+      y_ln.mean(dim=(1, 2, 3)).numpy().round(4))
+
+# %% [markdown]
+# ### Training vs evaluation mode
+# In training mode BN uses the *current batch's* statistics and nudges its running averages towards them
+# (`running = 0.9·running + 0.1·batch`). In evaluation mode it uses only the running averages. So in training
+# mode an image's output depends on which other images share its batch — fine for learning, unacceptable for a
+# prediction (the answer for your photo must not depend on someone else's). Below: the same first image in two
+# different batches gives two different outputs in training mode and identical outputs in eval mode.
+
+# %%
+bn = nn.BatchNorm2d(3)
+companions_a, companions_b = torch.randn(7, 3, 5, 5), torch.randn(7, 3, 5, 5) * 4 + 2
+batch_a, batch_b = torch.cat([x[:1], companions_a]), torch.cat([x[:1], companions_b])
+train_a, train_b = bn.train()(batch_a)[0], bn(batch_b)[0]
+eval_a, eval_b = bn.eval()(batch_a)[0], bn(batch_b)[0]
+print(f"training mode: |out_a − out_b| = {(train_a - train_b).abs().max():.3f}   "
+      f"eval mode: {(eval_a - eval_b).abs().max():.3f}")
+assert (train_a - train_b).abs().max() > 0.1
+torch.testing.assert_close(eval_a, eval_b)
+expected = (x[0] - bn.running_mean.view(3, 1, 1)) / (bn.running_var.view(3, 1, 1) + bn.eps).sqrt()
+torch.testing.assert_close(eval_a, expected.detach())       # eval = normalise with the running statistics
+print("running mean after two training batches:", bn.running_mean.numpy().round(3))
+
+# %% [markdown]
+# ### What γ and β are for
+# Forcing every channel to mean 0 and variance 1 would restrict what a layer can express (a sigmoid after it would
+# always live in its linear middle). γ (`weight`) and β (`bias`) give that freedom back: with γ = √(σ² + ε) and
+# β = μ the layer is exactly the identity. The network can learn any scale and offset it likes — but now they are
+# two explicit, well-conditioned parameters per channel instead of an accident of all the weights below.
+
+# %%
+bn = nn.BatchNorm2d(3).train()
+with torch.no_grad():
+    bn.weight.copy_((x.var(dim=(0, 2, 3), unbiased=False) + bn.eps).sqrt())
+    bn.bias.copy_(x.mean(dim=(0, 2, 3)))
+torch.testing.assert_close(bn(x), x, atol=1e-4, rtol=1e-4)
+print("γ = √(σ² + ε), β = μ turn BatchNorm into the identity ✓")
+
+# %% [markdown]
+# ## 3. What BatchNorm buys — measured
+# The same CNN (six 3×3 convolutions, `utils.diagnostics.SmallCNN`, torch's default initialisation) trained twice
+# with the same plain loop, the same SGD with momentum, the same learning rate and the same batches: once without
+# and once with BatchNorm after every convolution. We record the loss at every step and the gradient norm of every
+# layer. The loop itself is the lesson here, so it is written out in `dx.train_steps`: forward, loss,
+# `zero_grad`, `backward`, `step`.
+
+# %%
+BN_STEPS = pick(smoke=120, cpu=600, gpu=2_000)
+BN_LR = 0.1
+traces, bn_models = {}, {}
+for use_bn in (False, True):
+    seed_everything(1)
+    model = dx.SmallCNN(width=WIDTH, convs=2, batch_norm=use_bn).to(device)
+    loader = DeviceLoader(train_images, train_labels, 32, shuffle=True, device=device, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=BN_LR, momentum=0.9)
+    label = "with BN" if use_bn else "without BN"
+    if use_bn:
+        conv1_std_at_init = model.features[:1](next(iter(loader))[0]).std(dim=(0, 2, 3)).detach().cpu()
+    traces[label], bn_models[label] = dx.train_steps(model, loader, optimizer, BN_STEPS), model
+    print(f"{label:10}: final loss {traces[label].smoothed_loss()[-1]:.3f}  "
+          f"test acc {evaluate(model, test_loader)['acc']:.3f}  ({traces[label].seconds:.1f} s)")
+
+# %%
+fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(11, 3.6))
+for label, trace in traces.items():
+    ax_loss.plot(trace.smoothed_loss(), label=label)
+    norms = trace.grad_norms
+    ax_grad.semilogy(norms[:, 0], label=f"{label}: first conv", ls="-")
+    ax_grad.semilogy(norms[:, -1], label=f"{label}: classifier", ls="--", color=ax_grad.lines[-1].get_color())
+ax_loss.set(xlabel="step", ylabel="training loss (10-step mean)", title="same CNN, same SGD, same batches")
+ax_grad.set(xlabel="step", ylabel="‖∂L/∂W‖", title="gradient norms of the first and last layer")
+ax_loss.legend(), ax_grad.legend(fontsize=8)
+fig.tight_layout()
+show(fig)
+
+final = {label: trace.smoothed_loss(20)[-1] for label, trace in traces.items()}
+accuracy = {label: evaluate(model, test_loader)["acc"] for label, model in bn_models.items()}
+assert final["with BN"] < final["without BN"], final
+assert accuracy["with BN"] > pick(smoke=0.5, cpu=0.75, gpu=0.8), accuracy
+spread = {label: (t.grad_norms[: BN_STEPS // 5].log10().std(1)).mean().item() for label, t in traces.items()}
+print("early spread of log10 gradient norms across layers:", {k: round(v, 2) for k, v in spread.items()})
+assert spread["with BN"] < spread["without BN"], spread
+
+# %% [markdown]
+# Without BN the early layers receive gradients orders of magnitude smaller than the classifier, and at this
+# learning rate the loss stays stuck near ln 10 ≈ 2.3 (chance); with BN every layer gets a gradient of similar
+# size from the first step and the loss drops at once (the *spread* printed above is the standard deviation of
+# log₁₀‖∂L/∂W‖ across layers, averaged over the first fifth of training). BN also lets us use larger learning rates,
+# and the batch-to-batch noise in its statistics acts as a mild regulariser.
+#
+# ### Why not normalise with whole-dataset statistics while training?
+# Because the statistics belong to *this* layer under *these* weights, and the weights change at every step. The
+# spread (standard deviation) of the first convolution's output per channel, before vs after training (same images):
+
+# %%
+with torch.no_grad():
+    after = bn_models["with BN"].features[:1](next(iter(DeviceLoader(train_images, train_labels, 32, shuffle=True,
+                                                                      device=device, seed=1)))[0])
+conv1_std_after = after.std(dim=(0, 2, 3)).cpu()
+print("per-channel std of conv1's output, at init:", conv1_std_at_init.numpy().round(2))
+print("                           after training:", conv1_std_after.numpy().round(2))
+assert (conv1_std_after / conv1_std_at_init - 1).abs().max() > 0.2     # the statistics moved with the weights
+# %% [markdown]
+# Whole-dataset statistics would have to be recomputed with a full pass over the data after every step (thousands
+# of times the cost of the step itself) or go stale immediately. A batch gives a cheap, unbiased, slightly noisy
+# estimate under the current weights — and the gradient then flows through the normalisation itself, so the
+# optimiser cannot "undo" it by shifting the mean. For inference the weights are frozen, so the running averages
+# collected during training are a good estimate of the whole-dataset statistics.
+#
+# ## 4. Initialisation and activations: vanishing and exploding gradients
+# A plain deep network multiplies the backpropagated signal by one weight matrix and one activation slope per
+# layer. If each layer scales the signal's variance by a factor *a*, twenty layers scale it by *a*²⁰ — so *a*
+# must be very close to 1:
+#
+# * **Xavier/Glorot** — Var(W) = 2/(fan_in + fan_out): keeps the variance for activations with slope 1 around
+#   zero and symmetric outputs (tanh, the linear part of sigmoid).
+# * **Kaiming/He** — Var(W) = 2/fan_in: the factor 2 pays back the half of its input that ReLU zeroes.
+#
+# Below, a 20-layer MLP (width 256) at initialisation: the norm of ∂L/∂a at each activation's output for one
+# batch of 256 real images, for every activation under each initialisation, plus ReLU with a Kaiming
+# standard deviation 1.5 times too large.
+
+# %%
+x_batch, y_batch = standardize(train_images[:256]), train_labels[:256]
+configs = [(a, i, 1.0) for a in dx.ACTIVATIONS for i in ("xavier", "kaiming")] + [("relu", "kaiming", 1.5)]
+signal, stats = {}, {}
+for activation, init, scale in configs:
+    seed_everything(0)
+    net = dx.plain_mlp(20, 256, activation, init, scale)
+    key = f"{activation} + {init}" + (f" ×{scale:g}" if scale != 1 else "")
+    signal[key] = dx.layer_gradient_norms(net, x_batch, y_batch)["signal"].numpy()
+    stats[key] = dx.activation_statistics(net, x_batch)
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+for key, norms in signal.items():
+    ax = axes[0] if "xavier" in key else axes[1]
+    ax.semilogy(range(1, 21), norms, marker=".", label=key)
+for ax, title in zip(axes, ("Xavier initialisation", "Kaiming initialisation")):
+    ax.set(xlabel="activation layer (1 = input side)", title=title)
+    ax.legend(fontsize=8)
+axes[0].set_ylabel("‖∂L/∂a‖ per image")
+fig.tight_layout()
+show(fig)
+
+ratio = {key: norms[0] / norms[-1] for key, norms in signal.items()}   # input side / output side
+print("\n".join(f"{key:22} layer1/layer20 = {r:9.2e}" for key, r in ratio.items()))
+assert ratio["sigmoid + xavier"] < 1e-6 and ratio["sigmoid + kaiming"] < 1e-6      # sigmoid: slope ≤ 1/4
+assert ratio["relu + xavier"] < 1e-2                                                   # vanishing
+assert 0.1 < ratio["relu + kaiming"] < 10 and 0.1 < ratio["tanh + xavier"] < 10        # the right pairs
+assert ratio["relu + kaiming ×1.5"] > 1e2                                              # exploding
+
+# %% [markdown]
+# What the plots say:
+#
+# * **Sigmoid** vanishes under any initialisation: its slope is at most ¼, so twenty layers multiply the signal
+#   by at most 4⁻²⁰ ≈ 10⁻¹², and its outputs are all positive (not zero-centred), which slows learning further.
+# * **tanh** has slope 1 at zero: with **Xavier** the signal survives; **ReLU** needs **Kaiming** (with Xavier
+#   it halves the variance per layer and the signal vanishes). Too large a scale makes the signal explode
+#   instead — (1.5²)²⁰ ≈ 10⁷ in variance.
+# * **GELU** (x·Φ(x)) and **Mish** (x·tanh(softplus(x))) behave like ReLU for large |x| and need Kaiming too,
+#   but they are smooth and let a small gradient through for negative inputs.
+#
+# ### Saturation and dead units
+# Two ways an activation stops gradients: a **saturated** sigmoid/tanh (|input| large → slope ≈ 0) and a **dead**
+# ReLU (input negative for *every* example → output and gradient exactly 0 for good: no gradient, no recovery).
+# `dx.activation_statistics` counts both. Saturation, with tanh weights four times too large:
+
+# %%
+seed_everything(0)
+saturated = dx.activation_statistics(dx.plain_mlp(8, 256, "tanh", "xavier", scale=4.0), x_batch)
+healthy = dx.activation_statistics(dx.plain_mlp(8, 256, "tanh", "xavier"), x_batch)
+print("fraction of tanh inputs with slope < 5 %: healthy", round(np.mean([s["flat"] for s in healthy]), 3),
+      "| weights ×4:", round(np.mean([s["flat"] for s in saturated]), 3))
+assert np.mean([s["flat"] for s in saturated]) > 0.4 > np.mean([s["flat"] for s in healthy])
+
+# %% [markdown]
+# Dead ReLUs are mostly *made by training*: a large update pushes a unit's bias and weights so that its input is
+# negative for every image, and then nothing ever changes it again. The same 4-layer ReLU MLP trained briefly
+# with Adam at a sane (10⁻³) and a ten times too large (10⁻²) learning rate; for comparison, GELU and Mish at the
+# large rate. Their slope on the negative side is small but not zero, so a unit pushed there still gets gradient
+# and can come back.
+
+# %%
+DEAD_STEPS = pick(smoke=60, cpu=200, gpu=400)
+dead = {}
+for activation, lr in (("relu", 1e-3), ("relu", 1e-2), ("gelu", 1e-2), ("mish", 1e-2)):
+    seed_everything(0)
+    net = dx.plain_mlp(4, 256, activation, "kaiming").to(device)
+    loader = DeviceLoader(train_images, train_labels, 64, shuffle=True, device=device)
+    dx.train_steps(net, loader, torch.optim.Adam(net.parameters(), lr=lr), DEAD_STEPS)
+    units = dx.activation_statistics(net, x_batch.to(device))
+    dead[f"{activation}, lr={lr:g}"] = float(np.mean([s["dead"] for s in units]))
+print("fraction of dead units (zero output for all 256 images):", {k: round(v, 3) for k, v in dead.items()})
+assert dead["relu, lr=0.01"] > max(0.2, 3 * dead["relu, lr=0.001"])
+assert max(dead["gelu, lr=0.01"], dead["mish, lr=0.01"]) < dead["relu, lr=0.01"] / 4
+
+# %% [markdown]
+# **Explore:** choose an activation, an initialisation, a depth and a scale; the panels show the backpropagated
+# signal, the weight gradients and the activation statistics of the fresh network.
+
+# %%
+init_explorer = Explorer(
+    lambda activation, init, depth, scale_percent: dx.gradient_norm_figure(activation, init, depth,
+                                                                           scale_percent / 100),
+    {"activation": dropdown("activation", list(dx.ACTIVATIONS), "sigmoid"),
+     "init": dropdown("init", ["xavier", "kaiming"], "xavier"),
+     "depth": slider("depth", 2, 40, 20),
+     "scale_percent": slider("weight scale %", 25, 300, 100)},
+    title="Vanishing and exploding gradients in a plain MLP")
+show(init_explorer)
+
+# %% [markdown]
+# ## 5. Batch size and learning rate
+# One epoch is a fixed amount of data. A batch of B images gives one step whose gradient noise shrinks like
+# 1/√B; so per epoch, small batches take *many noisy* steps, large batches *few accurate* ones. Large batches
+# use the hardware better (a GPU computes 1024 images nearly as fast as 16), so an epoch takes less time — but
+# with the same learning rate they make less progress per epoch, and need a larger learning rate to catch up
+# (the "linear scaling rule": multiply lr by k when multiplying B by k, up to a limit). A small grid, same MLP,
+# same number of epochs, plain SGD:
+
+# %%
+GRID_EPOCHS = pick(smoke=2, cpu=3, gpu=5)
+batch_sizes, learning_rates = (16, 128, 1024), (0.01, 0.1, 1.0)
+grid_loss, grid_seconds = np.zeros((3, 3)), np.zeros((3, 3))
+for i, batch_size in enumerate(batch_sizes):
+    for j, lr in enumerate(learning_rates):
+        seed_everything(0)
+        net = dx.plain_mlp(2, 256, "relu", "kaiming").to(device)
+        loader = DeviceLoader(train_images, train_labels, batch_size, shuffle=True, device=device)
+        trace = dx.train_steps(net, loader, torch.optim.SGD(net.parameters(), lr=lr), GRID_EPOCHS * len(loader))
+        grid_loss[i, j] = evaluate(net, test_loader)["loss"] if not trace.diverged else np.nan
+        grid_seconds[i, j] = trace.seconds / GRID_EPOCHS
+grid_loss[~(grid_loss < 10)] = np.nan        # NaN or a test loss above 10: the run blew up
+
+fig, (ax_loss, ax_time) = plt.subplots(1, 2, figsize=(11, 3.4))
+image = ax_loss.imshow(grid_loss, cmap="viridis_r")
+for (i, j), value in np.ndenumerate(grid_loss):
+    ax_loss.text(j, i, "diverged" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                 bbox={"facecolor": "white", "alpha": 0.8})
+ax_loss.set(xticks=range(3), xticklabels=learning_rates, yticks=range(3), yticklabels=batch_sizes,
+            xlabel="learning rate", ylabel="batch size", title=f"test loss after {GRID_EPOCHS} epochs")
+fig.colorbar(image, ax=ax_loss)
+ax_time.bar([str(b) for b in batch_sizes], grid_seconds.mean(1))
+ax_time.set(xlabel="batch size", ylabel="seconds per epoch", title=f"speed on {device.type}")
+fig.tight_layout()
+show(fig)
+
+best_lr = {b: learning_rates[int(np.nanargmin(row))] for b, row in zip(batch_sizes, grid_loss)}
+print("best learning rate per batch size:", best_lr)
+assert grid_seconds[0].mean() > grid_seconds[-1].mean()          # big batches: faster epochs
+assert grid_loss[-1, 0] > grid_loss[0, 0]                          # ...but at small lr, less progress per epoch
+assert best_lr[1024] >= best_lr[16]                                # and they want a larger learning rate
+
+# %% [markdown]
+# ## 6. Optimisers: what each one adapts
+# All of them follow the negative gradient `g`; they differ in what they remember:
+#
+# | optimiser | update | adapts |
+# |---|---|---|
+# | SGD | θ −= lr·g | nothing |
+# | SGD + momentum | v = 0.9v + g; θ −= lr·v | the *direction*: a running sum, so consistent directions speed up and zig-zags cancel |
+# | AdaGrad | s += g²; θ −= lr·g/√s | a *per-parameter step size*: shrinks with all past gradients (good for rare features, but steps die out) |
+# | RMSprop | s = 0.9s + 0.1g²; θ −= lr·g/√s | per-parameter step size from a *moving* average: AdaGrad that forgets |
+# | Adam | momentum on g **and** RMSprop on g², both bias-corrected | both: direction and per-parameter scale |
+#
+# `dx.hand_trajectory` writes these five rules out in NumPy; we assert they match `torch.optim` step for step on
+# the narrow valley f(x, y) = 0.1x² + 2y² (curvature 20 times larger across the valley than along it).
+
+# %%
+for name, lr in (("SGD", 0.4), ("SGD+momentum", 0.1), ("AdaGrad", 0.5), ("RMSprop", 0.05), ("Adam", 0.1)):
+    np.testing.assert_allclose(dx.hand_trajectory(name, lr, 50), dx.optimizer_trajectory(name, lr, 50), atol=1e-7)
+first_step = dx.optimizer_trajectory("Adam", 0.1, 1)
+np.testing.assert_allclose(np.abs(first_step[1] - first_step[0]), [0.1, 0.1], rtol=1e-6)
+print("hand-written updates == torch.optim ✓; Adam's first step is lr in every coordinate:",
+      (first_step[1] - first_step[0]).round(4))
+
+# %% [markdown]
+# Adam's first step has length `lr` in *every* coordinate, however different the gradients (0.8 along the valley,
+# 4 across it): dividing by √(g²) keeps only the sign. Plain SGD must keep lr below 2/4 = 0.5 or it diverges
+# across the valley, and then crawls along it (rate 1 − 0.2·lr per step). Momentum accelerates along the valley;
+# the adaptive methods rescale each coordinate. Move the learning rate:
+
+# %%
+trajectory_explorer = Explorer(
+    lambda lr_exponent_tenths, steps: dx.trajectory_figure(lr_exponent_tenths / 10, steps),
+    {"lr_exponent_tenths": slider("log10(lr) ×10", -30, 5, -10), "steps": slider("steps", 5, 200, 60)},
+    title="Optimisers on a narrow valley")
+show(trajectory_explorer)
+
+sgd, momentum = (dx.valley(dx.optimizer_trajectory(n, 0.1, 60)[-1]) for n in ("SGD", "SGD+momentum"))
+assert momentum < sgd / 10, (sgd, momentum)                # same lr: momentum gets 10× closer along the valley
+assert not np.isfinite(dx.valley(dx.optimizer_trajectory("SGD", 0.6, 60)[-1])) or \
+    dx.valley(dx.optimizer_trajectory("SGD", 0.6, 60)[-1]) > 1e3          # lr > 2/curvature: divergence
+
+# %% [markdown]
+# And on Fashion-MNIST: the same MLP trained by each optimiser at a typical learning rate for it, same batches.
+# Adam starts fastest; with each learning rate tuned the final differences are small — which is why SGD with
+# momentum (and a schedule) remains a strong choice for CNNs. Momentum's lr is 10× smaller than plain SGD's
+# because its velocity sums about 1/(1 − 0.9) = 10 gradients.
+
+# %%
+OPT_STEPS = pick(smoke=120, cpu=800, gpu=2_000)
+optimizer_lrs = {"SGD": 0.05, "SGD+momentum": 0.01, "AdaGrad": 0.05, "RMSprop": 1e-3, "Adam": 1e-3}
+optimizer_traces = {}
+for name, lr in optimizer_lrs.items():
+    seed_everything(0)
+    net = dx.plain_mlp(2, 256, "relu", "kaiming").to(device)
+    loader = DeviceLoader(train_images, train_labels, 64, shuffle=True, device=device)
+    optimizer_traces[name] = dx.train_steps(net, loader, dx.make_optimizer(name, net.parameters(), lr), OPT_STEPS)
+
+fig, ax = plt.subplots(figsize=(7, 3.6))
+for name, trace in optimizer_traces.items():
+    ax.plot(trace.smoothed_loss(20), label=f"{name} (lr {optimizer_lrs[name]:g})")
+ax.set(xlabel="step", ylabel="training loss (20-step mean)", title="optimisers on Fashion-MNIST, MLP 784-256-256-10")
+ax.legend()
+show(fig)
+final_loss = {name: round(float(trace.smoothed_loss(20)[-1]), 3) for name, trace in optimizer_traces.items()}
+early_loss = {name: round(float(np.mean(trace.loss[:100])), 3) for name, trace in optimizer_traces.items()}
+print("mean loss over the first 100 steps:", early_loss, "\nfinal loss:", final_loss)
+assert early_loss["Adam"] < early_loss["SGD"]                      # per-parameter scaling: the fastest start
+assert max(final_loss.values()) < pick(smoke=0.7, cpu=0.6, gpu=0.6)  # and every one of them trains
+
+# %% [markdown]
+# ## 7. Where translation invariance comes from — and where it breaks
+# A convolution is *equivariant*: shift the input, and its feature maps shift the same way. Invariance (the same
+# answer) needs a head that forgets *where*: **global average pooling** averages each channel over all positions.
+# A **flatten + fully connected** head keeps a separate weight for every position, so a shifted object lands on
+# different weights. We train both heads on unshifted images (no augmentation) and test them on images moved
+# sideways by up to 6 pixels.
+
+# %%
+SHIFT_EPOCHS = pick(smoke=3, cpu=4, gpu=10)
+shift_models, shift_accuracy, shifts = {}, {}, list(range(-6, 7, 2))
+shift_test = pick(smoke=500, cpu=None, gpu=None)           # test images per shift (None: all)
+shift_test_images, shift_test_labels = test_images[:shift_test], test_labels[:shift_test]
+for head in ("gap", "flatten"):
+    seed_everything(2)
+    model = dx.SmallCNN(width=WIDTH, convs=1, batch_norm=True, head=head).to(device)
+    loader = DeviceLoader(train_images, train_labels, 64, shuffle=True, device=device, seed=2)
+    fit(model, loader, epochs=SHIFT_EPOCHS, lr=1e-2, val_loader=test_loader, name=f"01c-shift-{head}",
+        config={"train_size": TRAIN_SIZE, "head": head}, plot=False)
+    shift_models[head] = model
+    shift_accuracy[head] = dx.accuracy_under_shift(model, shift_test_images, shift_test_labels, shifts)
+
+fig, (ax_examples, ax_curve) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1.4]})
+ax_examples.imshow(torch.cat([dx.shift_images(test_images[:1], s)[0, 0] for s in (-6, 0, 6)], 1), cmap="gray")
+ax_examples.set(title="test image shifted by −6, 0, +6 px", xticks=[], yticks=[])
+for head, acc in shift_accuracy.items():
+    ax_curve.plot(shifts, acc, marker="o", label={"gap": "global average pooling", "flatten": "flatten + FC"}[head])
+ax_curve.set(xlabel="horizontal shift (pixels)", ylabel="test accuracy", title="accuracy vs shift")
+ax_curve.legend()
+fig.tight_layout()
+show(fig)
+
+centre = shifts.index(0)
+far = [i for i, s in enumerate(shifts) if abs(s) >= 3]
+for head, acc in shift_accuracy.items():
+    print(f"{head:8}: unshifted {acc[centre]:.3f}, mean over |shift| ≥ 3: {acc[far].mean():.3f}")
+    assert acc[centre] > pick(smoke=0.65, cpu=0.8, gpu=0.85)
+assert shift_accuracy["gap"][far].mean() > shift_accuracy["flatten"][far].mean() + 0.05
+
+# %% [markdown]
+# The pooled head degrades far more slowly — but it is not perfectly invariant either. Where invariance breaks:
+#
+# * **Subsampling** (max-pooling, strided convolution) is equivariant only to shifts by multiples of its stride;
+#   a 1-pixel shift changes which pixel wins each pooling window (aliasing — Zhang, 2019, "Making CNNs shift-
+#   invariant again").
+# * **Borders:** zero padding tells the network where the edge is, and a large shift pushes the object out of
+#   the frame.
+# * **The data:** Fashion-MNIST items are always centred, so nothing taught the network that position is
+#   irrelevant; augmentation with random shifts (`random_shift_flip`) is how we teach it.
+#
+# Even a 1-pixel shift changes the pooled features of the GAP network a little:
+
+# %%
+with torch.no_grad():
+    features = shift_models["gap"].features.eval()
+    pooled = [features(standardize(dx.shift_images(test_images[:256], s)).to(device)).mean(dim=(2, 3))
+              for s in (0, 1)]
+similarity = F.cosine_similarity(pooled[0], pooled[1]).mean().item()
+print(f"cosine similarity of pooled features, shift 0 vs 1 px: {similarity:.4f}")
+assert 0.5 < similarity < 0.9999
+
+# %% [markdown]
+# ## 8. Regularisation: Dropout vs Dropout2d, L1 vs L2, bias vs variance
+# **Dropout** zeroes each activation independently with probability p during training (and scales the survivors
+# by 1/(1−p) so the expected value is unchanged; at evaluation it does nothing). In a feature map, neighbouring
+# pixels are strongly correlated, so a zeroed pixel is easily guessed from its neighbours. **Dropout2d** zeroes
+# *whole channels* instead, forcing the network not to rely on any single feature map.
+
+# %%
+seed_everything(0)
+feature_map = torch.ones(1, 8, 12, 12)
+dropped = nn.Dropout(p=0.5).train()(feature_map)[0]
+dropped_2d = nn.Dropout2d(p=0.5).train()(feature_map)[0]
+show(image_grid(torch.cat([dropped, dropped_2d]), titles=[f"Dropout ch {c}" for c in range(8)] +
+                [f"Dropout2d ch {c}" for c in range(8)], ncols=8, cmap="gray",
+                suptitle="Which elements are zeroed (black), p = 0.5"))
+assert set(dropped.unique().tolist()) == {0.0, 2.0} and set(dropped_2d.unique().tolist()) <= {0.0, 2.0}
+per_channel = dropped_2d.flatten(1)
+assert ((per_channel == 0).all(1) | (per_channel == 2).all(1)).all()      # Dropout2d: whole channels
+assert not ((dropped.flatten(1) == 0).all(1) | (dropped.flatten(1) == 2).all(1)).all()   # Dropout: scattered
+torch.testing.assert_close(nn.Dropout(0.5).eval()(feature_map), feature_map)  # eval: identity
+
+# %% [markdown]
+# **L1 vs L2.** Adding λ·Σw² (L2, *weight decay*) to the loss pulls each weight towards zero in proportion to its
+# size: big weights shrink a lot, small ones barely — weights become small but not zero. λ·Σ|w| (L1) pulls every
+# weight with the *same* force λ whatever its size, so weights that the data does not defend are driven all the
+# way to zero: a **sparse** model. Seen on a linear classifier (softmax regression), whose 10 weight templates are
+# images, trained with `fit` and each penalty in the loss (AdamW's own decay off):
+
+# %%
+REG_EPOCHS = pick(smoke=4, cpu=8, gpu=15)
+regularised = {}
+for kind, strength in (("l2", 3e-3), ("l1", 3e-3)):
+    seed_everything(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to(device)
+    loader = DeviceLoader(train_images, train_labels, 128, shuffle=True, device=device)
+    fit(linear, loader, epochs=REG_EPOCHS, lr=1e-2, val_loader=test_loader, weight_decay=0.0,
+        loss_fn=dx.penalized_loss(kind, strength), name=f"01c-{kind}", config={"train_size": TRAIN_SIZE},
+        plot=False)
+    regularised[kind] = linear
+
+fig, axes = plt.subplots(2, 6, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1] * 5 + [2]})
+for row, (kind, linear) in enumerate(regularised.items()):
+    weights = linear[1].weight.detach().cpu()
+    for k in range(5):
+        axes[row, k].imshow(weights[k].view(28, 28), cmap="RdBu", vmin=-weights.abs().max(), vmax=weights.abs().max())
+        axes[row, k].set(xticks=[], yticks=[], title=f"{kind.upper()}: {CLASSES[k]}")
+    axes[row, 5].hist(weights.flatten().numpy(), bins=80)
+    axes[row, 5].set(title=f"{kind.upper()} weights: {dx.sparsity(linear, 1e-3):.0%} below 1e-3", yscale="log")
+fig.suptitle("L2 vs L1: class templates of a linear classifier and all its weights")
+fig.tight_layout()
+show(fig)
+sparse = {kind: dx.sparsity(linear, 1e-3) for kind, linear in regularised.items()}
+acc = {kind: evaluate(linear, test_loader)["acc"] for kind, linear in regularised.items()}
+print("fraction of weights below 1e-3:", {k: round(v, 3) for k, v in sparse.items()}, "| test accuracy:", acc)
+assert sparse["l1"] > 4 * sparse["l2"] and sparse["l1"] > 0.1
+assert min(acc.values()) > pick(smoke=0.6, cpu=0.78, gpu=0.8)
+
+# %% [markdown]
+# **Bias vs variance.** On a small training set (500 images), a tiny model (4 hidden units) cannot even fit the
+# training data — high *bias*: training and test accuracy both low, close together. A large model
+# (two layers of 512) fits the training set perfectly and generalises worse than it fits — high *variance*: a big
+# gap between training and test accuracy. The cures differ: more capacity for bias; more data, augmentation,
+# regularisation or a smaller model for variance.
+
+# %%
+SMALL_SET = 500
+BV_EPOCHS = pick(smoke=30, cpu=40, gpu=60)
+few_images, few_labels = subset(train_images, train_labels, SMALL_SET, seed=3)
+few_loader = DeviceLoader(few_images, few_labels, 50, shuffle=True, device=device)
+bias_variance = {}
+for label, width in (("small (4 units)", 4), ("large (2×512)", 512)):
+    seed_everything(0)
+    net = dx.plain_mlp(1 if width == 4 else 2, width, "relu", "kaiming").to(device)
+    fit(net, few_loader, epochs=BV_EPOCHS, lr=3e-3, weight_decay=0.0, name=f"01c-bias-variance-{width}",
+        config={"subset": SMALL_SET}, plot=False)
+    bias_variance[label] = {"train": evaluate(net, DeviceLoader(few_images, few_labels, 500, device=device))["acc"],
+                            "test": evaluate(net, test_loader)["acc"]}
+for label, result in bias_variance.items():
+    print(f"{label:16} train {result['train']:.3f}  test {result['test']:.3f}  gap {result['train'] - result['test']:.3f}")
+small, large = bias_variance.values()
+assert large["train"] > 0.97 and large["train"] - large["test"] > small["train"] - small["test"]
+assert small["train"] < large["train"] - 0.1
+
+# %% [markdown]
+# ## 9. Freezing layers, `detach`, and devices
+# **Freezing** a layer (`requires_grad_(False)`) removes it from the gradient computation: no `.grad`, so the
+# optimiser leaves it exactly as it was — how we fine-tune only the head of a pretrained network. Pass only the
+# trainable parameters to the optimiser (`fit` does) so that its weight decay cannot touch the frozen ones either.
+
+# %%
+seed_everything(0)
+model = dx.SmallCNN(width=8).to(device)
+model.features.requires_grad_(False)
+before = {name: p.detach().clone() for name, p in model.named_parameters()}
+optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+x_small, y_small = next(iter(DeviceLoader(train_images, train_labels, 32, device=device)))
+F.cross_entropy(model(x_small), y_small).backward()
+optimizer.step()
+for name, p in model.named_parameters():
+    if name.startswith("features"):
+        assert p.grad is None and torch.equal(p, before[name]), name     # frozen: untouched
+    else:
+        assert not torch.equal(p, before[name]), name                     # the head moved
+print("frozen features unchanged, head updated ✓ — trainable parameters:",
+      sum(p.numel() for p in model.parameters() if p.requires_grad), "of", sum(p.numel() for p in model.parameters()))
+
+# %% [markdown]
+# **`detach()`** returns the same numbers cut off from the graph: gradients do not flow back through it. Use it
+# for targets that must be treated as constants (a teacher's output, a moving average), and to log values without
+# keeping the whole graph alive. Below y = w·x + (w·x).detach(): numerically 2wx, but its gradient with respect to
+# w is x, not 2x.
+
+# %%
+w = torch.tensor(3.0, requires_grad=True)
+x_value = torch.tensor(2.0)
+y = w * x_value + (w * x_value).detach()
+y.backward()
+assert y.item() == 12.0 and w.grad.item() == 2.0      # dy/dw = x = 2 (the detached half contributes nothing)
+print(f"y = {y.item()}, dy/dw = {w.grad.item()} (not 4): the detached branch is a constant")
+
+# %% [markdown]
+# **Devices.** Parameters and inputs must be on the same device; `model.to(device)` moves the parameters in place,
+# `tensor.to(device)` returns a copy. `start_chapter` chose `device` (CUDA, else Apple MPS, else CPU), and our
+# `DeviceLoader` keeps the whole dataset on it so no batch is copied during training.
+
+# %%
+model = dx.SmallCNN(width=8).to(device)
+batch, _ = next(iter(DeviceLoader(test_images, test_labels, 16, device=device)))
+assert next(model.parameters()).device.type == device.type and batch.device.type == device.type
+logits_on_device = model(batch)
+logits_on_cpu = model.cpu()(batch.cpu())
+torch.testing.assert_close(logits_on_device.detach().cpu(), logits_on_cpu.detach(), atol=1e-4, rtol=1e-4)
+print(f"model and batch on {device}; same logits after moving both to the CPU ✓")
+
+# %% [markdown]
+# ## Interview questions
+#
+# <details><summary>What does BatchNorm normalise over, and LayerNorm?</summary>
+# BatchNorm2d computes one mean and variance per channel over the batch and both spatial axes (N, H, W); LayerNorm
+# computes them per sample over that sample's features (here C, H, W). So BN couples the images of a batch and LN
+# does not (see cell "BatchNorm vs LayerNorm: which axes?").
+# </details>
+#
+# <details><summary>Why does BN behave differently in training and inference?</summary>
+# In training it normalises with the current batch's statistics (and updates running averages); in eval mode it
+# uses the running averages, so a prediction does not depend on the other images in the batch and works for a
+# batch of one. The same image in two batches gives two outputs in training mode and identical ones in eval mode
+# (see cell "Training vs evaluation mode"). Forgetting `model.eval()` is a classic bug.
+# </details>
+#
+# <details><summary>Why not use whole-dataset statistics while training?</summary>
+# The statistics depend on the weights below, which change every step: they would need a full pass over the data
+# after each step or go stale at once (the per-channel statistics of conv1 drift during training — see cell "Why not
+# normalise with whole-dataset statistics while training?"). A batch is a cheap, current estimate, gradients flow
+# through it, and its noise regularises; at inference the weights are fixed, so running averages suffice.
+# </details>
+#
+# <details><summary>What are γ and β for?</summary>
+# A learned per-channel scale and shift applied after normalising, so the layer can represent any mean and
+# variance — including undoing the normalisation entirely (γ = √(σ²+ε), β = μ gives the identity; see cell
+# "What γ and β are for").
+# </details>
+#
+# <details><summary>What does BatchNorm buy?</summary>
+# The same CNN with the same optimiser and batches: with BN the loss falls from the first steps, gradient norms are
+# similar across layers, and test accuracy is higher; without BN the early layers get much smaller gradients and
+# the loss stalls (see cell "What BatchNorm buys — measured"). It also tolerates larger learning rates and its
+# batch noise regularises mildly.
+# </details>
+#
+# <details><summary>How do batch size and learning rate change convergence and speed?</summary>
+# Larger batches give less noisy gradients and faster epochs (better hardware use) but fewer steps per epoch, so
+# at the same learning rate they progress less per epoch and want a larger learning rate (roughly linear scaling,
+# up to a limit); too large a learning rate diverges (see cell "Batch size and learning rate"). Very large
+# batches also tend to generalise a little worse without tuning.
+# </details>
+#
+# <details><summary>Xavier vs Kaiming initialisation: which activation each suits?</summary>
+# Xavier (Var = 2/(fan_in+fan_out)) keeps the signal's variance for symmetric, slope-1 activations like tanh;
+# Kaiming (Var = 2/fan_in) compensates for ReLU (and GELU/Mish) zeroing about half their input. ReLU + Xavier
+# vanishes, ReLU + Kaiming stays flat, 1.5× Kaiming explodes (see cell "Initialisation and activations").
+# </details>
+#
+# <details><summary>Sigmoid and tanh saturation; vanishing and exploding gradients; dead ReLUs?</summary>
+# Backprop multiplies by one weight matrix and one activation slope per layer, so the signal scales
+# geometrically with depth: sigmoid's slope ≤ ¼ makes it vanish (10⁻¹² over 20 layers), too-large weights make
+# it explode. Saturated sigmoid/tanh (large |input|) have slope ≈ 0; a dead ReLU outputs 0 for every input and
+# never receives gradient again — large learning rates create many (see cells "Initialisation and activations",
+# "Saturation and dead units").
+# </details>
+#
+# <details><summary>What do Mish and GELU change?</summary>
+# They are smooth ReLU-like curves (x·Φ(x), x·tanh(softplus(x))) that are non-zero and have non-zero slope for
+# negative inputs, so units are far harder to kill (almost no dead units at a learning rate that kills many ReLUs) and the loss surface is
+# smoother; they still want Kaiming-style initialisation (see cell "Saturation and dead units").
+# </details>
+#
+# <details><summary>Where does CNN translation invariance come from, and where does it break?</summary>
+# Convolutions are translation-equivariant; pooling — above all global average pooling — turns that into
+# invariance. A flatten + FC head has a weight per position and loses accuracy fast under shifts. It breaks with
+# strided subsampling (aliasing: a 1-pixel shift changes the pooled features), at borders/padding, and when the
+# training data were always centred (see cell "Where translation invariance comes from").
+# </details>
+#
+# <details><summary>Dropout vs Dropout2d?</summary>
+# Dropout zeroes individual activations (scaling survivors by 1/(1−p)); Dropout2d zeroes entire channels, which
+# suits conv feature maps whose neighbouring pixels are correlated. Both are the identity in eval mode (see cell
+# "Regularisation: Dropout vs Dropout2d").
+# </details>
+#
+# <details><summary>L1 vs L2 regularisation?</summary>
+# L2 (weight decay) shrinks weights in proportion to their size — small but dense; L1 pushes with a constant force
+# and drives unneeded weights to zero — sparse. The L1 classifier has far more near-zero weights, mostly on the
+# uninformative border pixels (see cell "L1 vs L2").
+# </details>
+#
+# <details><summary>Bias vs variance?</summary>
+# Bias: the model is too simple to fit even the training set (a 4-unit MLP — low train and test accuracy).
+# Variance: it fits the training set perfectly but not the test set (a 2×512 MLP on 500 images — large gap).
+# More capacity fixes bias; more data, augmentation, regularisation or less capacity fix variance (see cell
+# "Bias vs variance").
+# </details>
+#
+# <details><summary>Softmax and cross-entropy?</summary>
+# Softmax exponentiates and normalises logits into probabilities (subtract the max first for stability);
+# cross-entropy is −log p of the true class, and its gradient w.r.t. the logits is p − onehot(y) (see cell
+# "Softmax and cross-entropy").
+# </details>
+#
+# <details><summary>SGD with momentum, AdaGrad, RMSprop, Adam — what does each adapt?</summary>
+# Momentum adapts the direction (a running sum of gradients); AdaGrad a per-parameter step size from the sum of
+# all squared gradients (steps decay forever); RMSprop the same from a moving average; Adam combines momentum with
+# RMSprop and corrects the bias of both at the start, so its first step is lr in every coordinate (see cell
+# "Optimisers: what each one adapts", the trajectory explorer and the Fashion-MNIST loss curves).
+# </details>
+#
+# <details><summary>How do you freeze layers, what does `detach` do, how do you move data to a device?</summary>
+# `module.requires_grad_(False)` (and give the optimiser only trainable parameters): no gradient, no update.
+# `t.detach()` gives the same values without a graph, so no gradient flows through it. `model.to(device)` moves
+# parameters in place, `tensor.to(device)` returns a copy; both must be on the same device (see cell "Freezing
+# layers, detach, and devices").
+# </details>
