@@ -68,11 +68,18 @@ def lab(tmp_path_factory):
     """The course's own JupyterLab on a free localhost port, with a token; always shut down afterwards."""
     port, token = free_port(), secrets.token_hex(16)
     home = tmp_path_factory.mktemp("jupyter")
+    notebooks = home / "chapters"  # a copy: JupyterLab autosaves outputs into what it opens
+    notebooks.mkdir()
+    for chapter in WIDGET_CHAPTERS:
+        shutil.copy(CHAPTERS / f"{chapter}.ipynb", notebooks)
+    notification = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the widgets
     env = dict(os.environ, COURSE_PROFILE="smoke", JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={CHAPTERS}", "--expose-app-in-browser",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}", "--expose-app-in-browser",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          f"--LabApp.user_settings_dir={home / 'settings'}", "--ServerApp.allow_root=True"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -97,26 +104,32 @@ def lab(tmp_path_factory):
 
 
 # JavaScript helpers run in the page, against the JupyterLab app exposed by --expose-app-in-browser.
-RUN_ALL = """async () => {
-  const app = window.jupyterapp;
-  const panel = app.shell.currentWidget;
+PANEL = """(path) => window.jupyterapp && Array.from(window.jupyterapp.shell.widgets('main'))
+  .find(w => w.context && w.context.path === path && w.content)"""
+RUN_ALL = """async (path) => {
+  const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
+  window.jupyterapp.shell.activateById(panel.id);
   await panel.sessionContext.ready;
-  await app.commands.execute('notebook:run-all-cells');
+  await window.jupyterapp.commands.execute('notebook:run-all-cells');
 }"""
-STATE = """() => {
-  const panel = window.jupyterapp.shell.currentWidget;
+STATE = """(path) => {
+  const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const errors = [];
-  for (const cell of panel.content.widgets) {
-    if (cell.model.type !== 'code') continue;
+  for (const cell of cells) {
     for (let i = 0; i < cell.model.outputs.length; i++) {
-      const out = cell.model.outputs.get(i);
-      if (out.type === 'error') errors.push(out.toJSON().ename + ': ' + out.toJSON().evalue);
+      const out = cell.model.outputs.get(i).toJSON();
+      if (out.output_type === 'error') errors.push(out.ename + ': ' + out.evalue);
     }
   }
-  return {status: kernel ? kernel.status : 'none', pending: cells.filter(c => c.promptNode && c.promptNode.textContent.includes('*')).length,
+  return {status: kernel ? kernel.status : 'none',
+          pending: cells.filter(c => c.promptNode && c.promptNode.textContent.includes('*')).length,
           unexecuted: cells.filter(c => c.model.executionCount === null).length, errors};
+}"""
+SHUTDOWN = """async (path) => {
+  const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
+  await panel.sessionContext.shutdown();
 }"""
 
 
@@ -159,17 +172,20 @@ def _change_first_control(explorer) -> None:
 @pytest.mark.skipif(not WIDGET_CHAPTERS, reason="no chapter has explorers")
 @pytest.mark.parametrize("chapter", WIDGET_CHAPTERS)
 def test_explorers_render_and_react(browser, lab, chapter):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     url, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{url}/lab/tree/{chapter}.ipynb?token={token}", wait_until="domcontentloaded")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                               "&& window.jupyterapp.shell.currentWidget.content", timeout=120_000)
-        page.evaluate(RUN_ALL)
+        path = f"{chapter}.ipynb"
+        # a workspace of its own, reset, so JupyterLab does not restore the previous test's notebooks
+        page.goto(f"{url}/lab/workspaces/{chapter}/tree/{path}?reset&token={token}", wait_until="domcontentloaded")
+        page.wait_for_function(PANEL, arg=path, timeout=120_000)
+        page.evaluate(RUN_ALL, path)
         deadline = time.time() + RUN_TIMEOUT_S
         while True:
-            state = page.evaluate(STATE)
+            state = page.evaluate(STATE, path)
             if state["errors"]:
                 page.screenshot(path=str(ARTIFACTS / f"{chapter}-error.png"), full_page=True)
                 raise AssertionError(f"{chapter}: a cell failed in JupyterLab: {state['errors']}")
@@ -193,8 +209,12 @@ def test_explorers_render_and_react(browser, lab, chapter):
             source = image.get_attribute("src")
             before = image.screenshot()
             _change_first_control(explorer)
-            page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
-                                   arg=[image.element_handle(), source], timeout=120_000)
+            try:
+                page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
+                                       arg=[image.element_handle(), source], timeout=120_000)
+            except PlaywrightTimeout:
+                page.screenshot(path=str(ARTIFACTS / f"{chapter}-explorer{i}-stuck.png"), full_page=True)
+                raise AssertionError(f"{chapter}: explorer {i} did not redraw after its first control was moved")
             page.wait_for_timeout(500)
             after = image.screenshot()
             (ARTIFACTS / f"{chapter}-explorer{i}-before.png").write_bytes(before)
@@ -202,5 +222,6 @@ def test_explorers_render_and_react(browser, lab, chapter):
             changed = _pixel_difference(before, after)
             assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
         page.screenshot(path=str(ARTIFACTS / f"{chapter}.png"), full_page=True)
+        page.evaluate(SHUTDOWN, path)  # free the kernel's memory before the next chapter
     finally:
         page.close()
