@@ -17,11 +17,11 @@ $(STAMP): requirements.txt pyproject.toml
 data: $(STAMP)  ## make Fashion-MNIST available (data/, $$COURSE_DATA_DIR, Debian package, or download)
 	$(BIN)/python -m utils.data
 
-notebooks: $(STAMP)  ## regenerate every .ipynb from its jupytext .py source
-	$(BIN)/jupytext --to ipynb $(CHAPTERS)
+notebooks: $(STAMP)  ## regenerate every .ipynb from its jupytext .py source (--update keeps cell ids)
+	$(BIN)/jupytext --update --to ipynb $(CHAPTERS)
 
 lab: $(STAMP) data notebooks  ## set up and open the course in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=chapters
+	$(BIN)/jupyter lab --notebook-dir=chapters $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) data test-unit test-notebooks test-browser  ## set up, then run every test
 
@@ -35,7 +35,7 @@ test-notebooks: $(STAMP)
 	  --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react
-	COURSE_PROFILE=smoke $(BIN)/pytest -q -m browser tests
+	COURSE_PROFILE=smoke $(BIN)/pytest -q -rs -m browser tests
 
 bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results table
 	$(BIN)/python -m utils.bench
