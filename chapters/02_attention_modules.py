@@ -48,9 +48,9 @@ device = start_chapter("02_attention_modules")
 # the full run: Chapter 1's ResNet (width 32, two blocks per stage) on all 60 000 images.
 
 # %%
-TRAIN_SIZE = pick(smoke=512, cpu=5_000, gpu=None)       # training images per variant (None: all 60 000)
+TRAIN_SIZE = pick(smoke=512, cpu=15_000, gpu=None)       # training images per variant (None: all 60 000)
 TEST_SIZE = pick(smoke=256, cpu=2_000, gpu=None)
-EPOCHS = pick(smoke=2, cpu=3, gpu=15)
+EPOCHS = pick(smoke=2, cpu=4, gpu=15)
 WIDTH = pick(smoke=8, cpu=16, gpu=32)
 BLOCKS = pick(smoke=(1, 1, 1), cpu=(1, 1, 1), gpu=(2, 2, 2))
 BATCH = pick(smoke=32, cpu=128, gpu=256)
