@@ -29,7 +29,6 @@
 # 8. Interview questions
 
 # %%
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,7 +44,7 @@ from utils.models.swin import SwinBlock, SwinTransformer
 from utils.models.transformer import MultiHeadAttention
 from utils.models.vit import PatchEmbed, ViT, interpolate_position_embedding, sincos_position_embedding
 from utils.plotting import image_grid, show
-from utils.runtime import pick
+from utils.runtime import pick, timed
 from utils.swin import (PatchMerging, RelativePositionBias, attention_multiply_adds, relative_position_index,
                         shifted_window_mask, window_partition, window_reverse)
 from utils.training import evaluate, fit
@@ -597,16 +596,7 @@ def seconds(module, x):
     """Best-of-n forward time (the minimum is the least disturbed by other processes)."""
     with torch.no_grad():
         module(x)
-        times = []
-        for _ in range(COST_REPEATS):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            module(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return min(times)
+        return min(timed(module, x) for _ in range(COST_REPEATS))
 
 
 global_attention = MultiHeadAttention(COST_DIM, 2).to(device).eval()

@@ -19,7 +19,6 @@ before the addition, where the SE paper puts it; `count_flops` and `images_per_s
 from __future__ import annotations
 
 import math
-import time
 from functools import partial
 
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models.resnet import BasicBlock, ResNet
+from .runtime import timed
 
 
 def hidden_channels(channels: int, reduction: int, minimum: int = 8) -> int:
@@ -255,13 +255,5 @@ def images_per_second(models: dict[str, nn.Module], batch: torch.Tensor, rounds:
         model.eval()(batch.to(next(model.parameters()).device))
     for _ in range(rounds):
         for name, model in models.items():
-            dev = next(model.parameters()).device
-            inputs = batch.to(dev)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(inputs)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], timed(model, batch.to(next(model.parameters()).device)))
     return {name: len(batch) / seconds for name, seconds in best.items()}
