@@ -1,17 +1,29 @@
 """`make bench`: the course's speed and accuracy targets, measured and written into the README's results table.
 
-Introduced with Chapter 1 (01b's best ResNet). Trains that ResNet on Fashion-MNIST the course's way
-(device-resident data, batched on-device augmentation, bf16 autocast and channels_last on CUDA) and
-measures time-to-accuracy and images/s; then times the same model fed by a plain ``torchvision``
-Dataset + ``transforms.v2`` + ``DataLoader`` pipeline. On a GPU it uses the gpu profile's settings; without
-one it measures CPU figures with the cpu profile's settings and the table says that no GPU was measured.
+Introduced with Chapter 1 (01b's best ResNet); each later chapter with a target adds a benchmark here. On a GPU
+every benchmark trains with its chapter's ``gpu``-profile settings; without one it measures CPU figures with the
+``cpu``-profile settings, and the table says that no GPU was measured.
+
+    python -m utils.bench                   # every benchmark, the whole table rewritten
+    python -m utils.bench vit detection     # only these; their rows replace the old ones
+
+The benchmarks:
+
+- ``resnet``: Chapter 1's ResNet the course's way (device-resident data, batched on-device augmentation, bf16
+  autocast and channels_last on CUDA): time to accuracy and images/s, against the same model fed by a plain
+  ``torchvision`` Dataset + ``transforms.v2`` + ``DataLoader`` pipeline;
+- ``vit``: Chapter 3b's ViT: test accuracy and time to the target;
+- ``attention``: Chapter 3a's encoder–decoder Transformer: training tokens/s of the explicit teaching path vs
+  ``F.scaled_dot_product_attention`` on the same model and batch;
+- ``detection``: Chapter 4's anchor-free detector: mAP@0.5 and mAP@[.5:.95] on the test scenes;
+- ``segmentation``: Chapter 5's U-Net: mIoU on the test scenes.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import re
+import sys
 import time
 from pathlib import Path
 
@@ -21,12 +33,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .data import MEAN, STD, DeviceLoader, fashion_mnist, subset
-from .models import ResNet
 from .runtime import describe, device, seed_everything
-from .training import autocast, evaluate, fit
+from .training import History, autocast, evaluate, fit
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+COLUMNS = ("benchmark", "what", "device", "train s", "result", "gpu target", "throughput")
 
 
 class PlainFashionMNIST(Dataset):
@@ -75,55 +87,152 @@ def _sync(dev):
         torch.cuda.synchronize()
 
 
-def run() -> list[dict]:
-    dev = device()
-    gpu = dev.type == "cuda"
-    settings = (dict(width=32, epochs=18, batch=512, lr=4e-3, train=None, target=0.94, compile=True, workers=8)
-                if gpu else
-                dict(width=16, epochs=2, batch=128, lr=3e-3, train=None, target=0.88, compile=False, workers=2))
-    print(describe(), settings)
-    seed_everything(0)
-    train_images, train_labels = subset(*fashion_mnist("train"), settings["train"])
-    test_images, test_labels = fashion_mnist("test")
-    model = ResNet(width=settings["width"]).to(dev)
-    history = fit(model, DeviceLoader(train_images, train_labels, settings["batch"], shuffle=True, augment=True,
-                                      device=dev, drop_last=True),
-                  epochs=settings["epochs"], lr=settings["lr"],
-                  val_loader=DeviceLoader(test_images, test_labels, 2048, device=dev), compile=settings["compile"],
-                  plot=False)
-    elapsed, time_to_target = 0.0, None
+def _time_to(history: History, key: str, target: float) -> str:
+    """Training seconds until the logged ``key`` first reached ``target``, as a table cell."""
+    elapsed = 0.0
     for row in history.rows:
         elapsed += row["seconds"]
-        if time_to_target is None and row["val_acc"] >= settings["target"]:
-            time_to_target = elapsed
+        if row.get(key, float("-inf")) >= target:
+            return f"{elapsed:.0f} s to ≥{target:.0%}"
+    return f"≥{target:.0%} not reached"
+
+
+def _classification_data(train_size):
+    train_images, train_labels = subset(*fashion_mnist("train"), train_size)
+    return train_images, train_labels, *fashion_mnist("test")
+
+
+def bench_resnet(gpu: bool) -> dict:
+    from .models import ResNet
+    s = (dict(width=32, epochs=18, batch=512, lr=4e-3, target=0.94, compile=True, workers=8) if gpu else
+         dict(width=16, epochs=2, batch=128, lr=3e-3, target=0.88, compile=False, workers=2))
+    dev = device()
+    train_images, train_labels, test_images, test_labels = _classification_data(None)
+    model = ResNet(width=s["width"]).to(dev)
+    history = fit(model, DeviceLoader(train_images, train_labels, s["batch"], shuffle=True, augment=True,
+                                      device=dev, drop_last=True),
+                  epochs=s["epochs"], lr=s["lr"], val_loader=DeviceLoader(test_images, test_labels, 2048, device=dev),
+                  compile=s["compile"], plot=False)
     accuracy = evaluate(model, DeviceLoader(test_images, test_labels, 2048, device=dev))["acc"]
-    steps = 50 if gpu else 20
-    plain = plain_pipeline_images_per_second(ResNet(width=settings["width"]).to(dev), train_images, train_labels,
-                                             settings["batch"], steps, settings["workers"])
+    plain = plain_pipeline_images_per_second(ResNet(width=s["width"]).to(dev), train_images, train_labels,
+                                             s["batch"], 50 if gpu else 20, s["workers"])
+    return {"what": f"Ch. 1 ResNet (width {s['width']}), {s['epochs']} epochs, 60 000 images",
+            "train s": f"{history.train_seconds:.0f}",
+            "result": f"test acc {accuracy:.4f}; {_time_to(history, 'val_acc', s['target'])}",
+            "gpu target": "≥ 94% in ≤ 60 s; ≥ 5× plain pipeline",
+            "throughput": f"{history.images_per_second:,.0f} images/s vs {plain:,.0f} for a plain DataLoader "
+                          f"({history.images_per_second / plain:.1f}×)"}
+
+
+def bench_vit(gpu: bool) -> dict:
+    """Chapter 3b's main ViT, with that chapter's gpu- or cpu-profile settings."""
+    from .models.vit import ViT
+    s = (dict(model=dict(dim=192, depth=6, num_heads=6), train=None, epochs=40, lr=1e-3, batch=256, compile=True)
+         if gpu else
+         dict(model=dict(dim=64, depth=4, num_heads=4), train=10_000, epochs=6, lr=2e-3, batch=128, compile=False))
+    dev = device()
+    train_images, train_labels, test_images, test_labels = _classification_data(s["train"])
+    model = ViT(**s["model"]).to(dev)
+    history = fit(model, DeviceLoader(train_images, train_labels, s["batch"], shuffle=True, augment=True, device=dev),
+                  epochs=s["epochs"], lr=s["lr"], weight_decay=0.05,
+                  val_loader=DeviceLoader(test_images, test_labels, 1000, device=dev), compile=s["compile"],
+                  plot=False)
+    accuracy = evaluate(model, DeviceLoader(test_images, test_labels, 1000, device=dev))["acc"]
+    return {"what": f"Ch. 3b ViT (dim {s['model']['dim']}, depth {s['model']['depth']}), {s['epochs']} epochs, "
+                    f"{len(train_images):,} images",
+            "train s": f"{history.train_seconds:.0f}",
+            "result": f"test acc {accuracy:.4f}; {_time_to(history, 'val_acc', 0.92)}",
+            "gpu target": "≥ 92% in ≤ 120 s",
+            "throughput": f"{history.images_per_second:,.0f} images/s"}
+
+
+def bench_attention(gpu: bool) -> dict:
+    """Chapter 3a's Transformer: the explicit attention (teaching path) vs SDPA, forward + backward."""
+    from .models.transformer import Seq2SeqTransformer
+    from .seq2seq import VOCAB_SIZE, reversal_dataset, tokens_per_second
+    dim, heads, depth, max_len, batch = (128, 8, 3, 16, 512) if gpu else (64, 4, 2, 10, 128)
+    dev = device()
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(VOCAB_SIZE, VOCAB_SIZE, dim=dim, num_heads=heads, depth=depth).to(dev)
+    src, tgt = (t.to(dev) for t in reversal_dataset(batch, 2, max_len))
+    steps = 20 if gpu else 5
+    teaching = tokens_per_second(model, src, tgt, need_weights=True, steps=steps)
+    fused = tokens_per_second(model, src, tgt, need_weights=False, steps=steps)
+    return {"what": f"Ch. 3a Transformer (dim {dim}, {heads} heads, depth {depth}), batch {batch}, training step",
+            "train s": "—", "result": f"SDPA {fused / teaching:.2f}× the teaching path",
+            "gpu target": "SDPA faster than the teaching path",
+            "throughput": f"{teaching:,.0f} tokens/s teaching path vs {fused:,.0f} SDPA"}
+
+
+def bench_detection(gpu: bool) -> dict:
+    """Chapter 4's anchor-free detector, with that chapter's gpu- or cpu-profile settings."""
+    from .detection import mean_average_precision
+    from .models.yolo import (AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, random_flip,
+                              scene_input, unpad_targets)
+    from .scenes import fashion_scenes
+    s = (dict(size=128, min_scale=16, train=20_000, test=2000, epochs=60, width=32, batch=64) if gpu else
+         dict(size=64, min_scale=12, train=2000, test=300, epochs=10, width=16, batch=32))
+    dev = device()
+    scales = dict(size=s["size"], min_scale=s["min_scale"], max_scale=s["size"] // 2)
+    train, test = fashion_scenes("train", s["train"], **scales), fashion_scenes("test", s["test"], **scales)
+    flips = torch.Generator().manual_seed(0)
+    model = AnchorFreeDetector(num_classes=10, width=s["width"]).to(dev)
+    loader = DeviceLoader(train.images, pad_targets(train.boxes, train.labels, max_objects=4), batch_size=s["batch"],
+                          shuffle=True, device=dev, prepare=scene_input, drop_last=True)
+    history = fit(model, loader, epochs=s["epochs"], lr=3e-3, plot=False,
+                  loss_fn=lambda m, batch: anchor_free_loss(m, random_flip(*batch, flips)))
+    targets = unpad_targets(pad_targets(test.boxes, test.labels, max_objects=4))
+    scores = mean_average_precision(detect_all(model, test.images, confidence=0.01, iou_threshold=0.5), targets)
+    return {"what": f"Ch. 4 anchor-free detector (width {s['width']}), {s['train']:,} scenes of {s['size']} px, "
+                    f"{s['epochs']} epochs",
+            "train s": f"{history.train_seconds:.0f}",
+            "result": f"mAP@0.5 {scores['map_50']:.3f}, mAP@[.5:.95] {scores['map']:.3f} ({s['test']:,} test scenes)",
+            "gpu target": "mAP@0.5 ≥ 0.90, mAP@[.5:.95] ≥ 0.60",
+            "throughput": f"{history.images_per_second:,.0f} scenes/s"}
+
+
+BENCHMARKS = {"resnet": bench_resnet, "vit": bench_vit, "attention": bench_attention, "detection": bench_detection}
+
+
+def run(names=None) -> list[dict]:
+    """Run the named benchmarks (all by default); one table row each."""
+    names = list(names or BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")
+    dev = device()
+    gpu = dev.type == "cuda"
     name = torch.cuda.get_device_name(dev) if gpu else f"CPU ({os.cpu_count()} cores), no GPU measured"
-    return [{
-        "what": f"Ch. 1 ResNet (width {settings['width']}), {settings['epochs']} epochs, full train set",
-        "device": name, "train s": f"{history.train_seconds:.0f}",
-        "time to target": (f"{time_to_target:.0f} s to ≥{settings['target']:.0%}" if time_to_target is not None
-                           else f"not reached (≥{settings['target']:.0%})"),
-        "test acc": f"{accuracy:.4f}", "images/s (course loop)": f"{history.images_per_second:,.0f}",
-        "images/s (plain DataLoader)": f"{plain:,.0f}",
-        "speed-up": f"{history.images_per_second / plain:.1f}×",
-    }]
+    print(describe())
+    rows = []
+    for bench in names:
+        seed_everything(0)
+        print(f"--- {bench}")
+        row = {"benchmark": bench, "device": name, **BENCHMARKS[bench](gpu)}
+        print(row)
+        rows.append({key: row[key] for key in COLUMNS})
+    return rows
 
 
-def write_table(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = [f"Measured by `make bench` on {datetime.date.today()}.", "",
-             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
-    table = "\n".join(lines)
-    text = README.read_text()
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), f"{START}\n{table}\n{END}", text, flags=re.S)
-        README.write_text(text)
-    return table
+def merge_table(text: str, rows: list[dict], date: str) -> str:
+    """``text`` with the table between the bench markers holding ``rows``, in place of old rows of the same
+    benchmark (rows of other benchmarks are kept, in ``BENCHMARKS`` order)."""
+    if START not in text or END not in text:
+        raise ValueError(f"the README has no {START} … {END} block to write the results into")
+    block = text[text.index(START) + len(START):text.index(END)]
+    kept = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(COLUMNS) and cells[0] in BENCHMARKS:
+            kept[cells[0]] = dict(zip(COLUMNS, cells))
+    kept.update({row["benchmark"]: row for row in rows})
+    lines = [f"Measured by `make bench`; last run on {date}.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(kept[b][c] for c in COLUMNS) + " |" for b in BENCHMARKS if b in kept]
+    return text[:text.index(START)] + START + "\n" + "\n".join(lines) + "\n" + text[text.index(END):]
 
 
 if __name__ == "__main__":
-    print(write_table(run()))
+    results = run(sys.argv[1:])
+    README.write_text(merge_table(README.read_text(), results, str(datetime.date.today())))
+    print(README.read_text().split(START)[1].split(END)[0])
