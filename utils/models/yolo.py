@@ -198,15 +198,16 @@ class DecoupledHead(nn.Module):
 class AnchorFreeDetector(nn.Module):
     """Backbone (C2f stages) → PAN neck (top-down then bottom-up) over strides 8 and 16 → one decoupled head
     per level. ``forward`` returns ``N×P×(4+1+C)``: for every grid point P of both levels, raw side
-    distances (l, t, r, b), objectness logit and class logits."""
+    distances (l, t, r, b), objectness logit and class logits. ``in_channels`` > 1 stacks several aligned
+    images as channels (Chapter 7's early fusion of visible and infrared)."""
 
     strides = (8, 16)
 
-    def __init__(self, num_classes: int = 10, width: int = 16):
+    def __init__(self, num_classes: int = 10, width: int = 16, in_channels: int = 1):
         super().__init__()
         w = width
         self.num_classes = num_classes
-        self.stem = nn.Sequential(conv(1, w, 3, 2), conv(w, 2 * w, 3, 2), C2f(2 * w, 2 * w))     # stride 4
+        self.stem = nn.Sequential(conv(in_channels, w, 3, 2), conv(w, 2 * w, 3, 2), C2f(2 * w, 2 * w))  # stride 4
         self.stage8 = nn.Sequential(conv(2 * w, 4 * w, 3, 2), C2f(4 * w, 4 * w, 2))            # stride 8
         self.stage16 = nn.Sequential(conv(4 * w, 8 * w, 3, 2), C2f(8 * w, 8 * w, 2))           # stride 16
         self.top_down = C2f(12 * w, 4 * w)         # upsampled stride-16 features enrich stride 8
