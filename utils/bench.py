@@ -191,7 +191,39 @@ def bench_detection(gpu: bool) -> dict:
             "throughput": f"{history.images_per_second:,.0f} scenes/s"}
 
 
-BENCHMARKS = {"resnet": bench_resnet, "vit": bench_vit, "attention": bench_attention, "detection": bench_detection}
+def bench_segmentation(gpu: bool) -> dict:
+    """Chapter 5's U-Net, with that chapter's gpu- or cpu-profile settings (best validation mIoU kept)."""
+    from .models.unet import UNet
+    from .scenes import fashion_scenes
+    from .segmentation import MaskLoader, evaluate_segmentation, segmentation_loss
+    s = (dict(size=128, train=20_000, test=1000, width=32, epochs=30, batch=64, lr=5e-3) if gpu else
+         dict(size=64, train=3000, test=500, width=8, epochs=8, batch=16, lr=1e-2))
+    dev = device()
+    scales = dict(size=s["size"], min_scale=s["size"] // 4, max_scale=s["size"] // 2)
+    images, masks = fashion_scenes("train", s["train"], **scales).tensors()
+    test_images, test_masks = fashion_scenes("test", s["test"], **scales).tensors()
+    n_val = len(images) // 10
+    augment = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=0, translate=(0.1, 0.1),
+                                                                     scale=(0.9, 1.1))])
+    classes = 11  # background + 10 Fashion-MNIST classes
+    evaluate_fn = lambda model, loader: evaluate_segmentation(model, loader, classes)  # noqa: E731
+    model = UNet(classes, width=s["width"], depth=3).to(dev)
+    history = fit(model, MaskLoader(images[:-n_val], masks[:-n_val], s["batch"], shuffle=True, transform=augment,
+                                    device=dev),
+                  epochs=s["epochs"], lr=s["lr"],
+                  val_loader=MaskLoader(images[-n_val:], masks[-n_val:], 64, device=dev),
+                  loss_fn=segmentation_loss("cross_entropy+dice"), evaluate_fn=evaluate_fn, monitor="val_miou",
+                  plot=False)
+    scores = evaluate_fn(model, MaskLoader(test_images, test_masks, 64, device=dev))
+    return {"what": f"Ch. 5 U-Net (width {s['width']}), {s['train']:,} scenes of {s['size']} px, {s['epochs']} epochs",
+            "train s": f"{history.train_seconds:.0f}",
+            "result": f"mIoU {scores['miou']:.3f}, pixel accuracy {scores['pa']:.3f} ({s['test']:,} test scenes)",
+            "gpu target": "mIoU ≥ 0.85",
+            "throughput": f"{history.images_per_second:,.0f} scenes/s"}
+
+
+BENCHMARKS = {"resnet": bench_resnet, "vit": bench_vit, "attention": bench_attention, "detection": bench_detection,
+              "segmentation": bench_segmentation}
 
 
 def run(names=None) -> list[dict]:
