@@ -97,6 +97,15 @@ def test_segmentation_loss_averages_deep_supervision_heads():
         seg.segmentation_loss("hinge")
 
 
+def test_deep_supervision_loss_is_the_mean_of_the_heads_losses():
+    x, masks = torch.randn(2, 1, 16, 16), torch.randint(0, 3, (2, 16, 16))
+    model = UNetPlusPlus(3, width=4, depth=3).train()   # training mode: one logit map per head, batch statistics
+    per_head = [F.cross_entropy(out, masks) + seg.dice_loss(out, masks) for out in model(x)]
+    assert len(per_head) == 3
+    torch.testing.assert_close(seg.segmentation_loss("cross_entropy+dice")(model, (x, masks)),
+                               sum(per_head) / len(per_head))
+
+
 def test_evaluate_segmentation_reports_metrics():
     model = UNet(3, width=4, depth=2)
     loader = seg.MaskLoader(torch.randint(0, 255, (6, 1, 16, 16), dtype=torch.uint8),
