@@ -31,7 +31,7 @@ test-unit: $(STAMP)
 # Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax).
 test-notebooks: $(STAMP)
 	rm -rf data/checkpoints/smoke
-	COURSE_PROFILE=smoke $(BIN)/pytest -q -p no:randomly --nbval-lax --nbval-current-env \
+	COURSE_PROFILE=smoke PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_patience --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react
