@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .data import MEAN, STD, DeviceLoader, fashion_mnist, subset
+from .data import CLASSES, MEAN, STD, DeviceLoader, fashion_mnist, subset
 from .runtime import describe, device, seed_everything
 from .training import History, autocast, evaluate, fit
 
@@ -205,7 +205,7 @@ def bench_segmentation(gpu: bool) -> dict:
     n_val = len(images) // 10
     augment = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=0, translate=(0.1, 0.1),
                                                                      scale=(0.9, 1.1))])
-    classes = 11  # background + 10 Fashion-MNIST classes
+    classes = 1 + len(CLASSES)  # background + the Fashion-MNIST classes
     evaluate_fn = lambda model, loader: evaluate_segmentation(model, loader, classes)  # noqa: E731
     model = UNet(classes, width=s["width"], depth=3).to(dev)
     history = fit(model, MaskLoader(images[:-n_val], masks[:-n_val], s["batch"], shuffle=True, transform=augment,
