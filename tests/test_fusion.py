@@ -17,7 +17,6 @@ from utils.models.yolo import AnchorFreeDetector
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path, monkeypatch):
     """Scenes are cached under a temporary data folder, never in the repository's data/."""
-    monkeypatch.setattr(fu, "data_dir", lambda: tmp_path)
     monkeypatch.setattr("utils.scenes.data_dir", lambda: tmp_path)
 
 

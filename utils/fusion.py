@@ -37,16 +37,13 @@ unless a name says otherwise; ``fusion_metrics`` also takes NumPy arrays and uin
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import data_dir
-from .scenes import fashion_scenes
+from .scenes import cached_scenes, fashion_scenes
 
 FORMAT_VERSION = 1
 CONDITIONS = ("clear", "low_light", "haze")
@@ -148,12 +145,6 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ paired scenes
-def _cache_path(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap) -> Path:
-    key = (f"{split}-n{count}-s{size}-seed{seed}-scale{min_scale}to{max_scale}-k{max_objects}"
-           f"-overlap{max_overlap:g}-v{FORMAT_VERSION}")
-    return data_dir() / "fusion" / f"{key}.pt"
-
-
 def _smooth_field(size: int, cells: int, generator: torch.Generator) -> torch.Tensor:
     """A size×size random field in [0, 1] that varies slowly (bilinear upsampling of cells×cells noise)."""
     coarse = torch.rand(1, 1, cells, cells, generator=generator)
@@ -317,15 +308,9 @@ class FusionScenes:
 def fusion_scenes(split: str, count: int, size: int = 64, seed: int = 0, min_scale: int = 12,
                   max_scale: int = 32, max_objects: int = 4, max_overlap: float = 0.3) -> FusionScenes:
     """``count`` deterministic infrared–visible scenes of ``split``, cached under ``data/fusion/``."""
-    path = _cache_path(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
-    if path.is_file():
-        return FusionScenes(torch.load(path, weights_only=True))
-    arrays = _generate(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(arrays, partial)
-    partial.replace(path)  # atomic: a reader in another process never sees half a file
-    return FusionScenes(arrays)
+    return FusionScenes(cached_scenes("fusion", FORMAT_VERSION, _generate, split=split, count=count, size=size,
+                                      seed=seed, min_scale=min_scale, max_scale=max_scale, max_objects=max_objects,
+                                      max_overlap=max_overlap))
 
 
 # ----------------------------------------------------------------------------------------- classical fusion

@@ -35,7 +35,6 @@ so a second call costs a file read. ``transforms`` is a ``torchvision.transforms
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +48,21 @@ PLACEMENT_TRIES = 20
 MIN_VISIBLE = 0.5        # every object keeps at least this fraction of its pixels
 
 
-def _cache_path(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap) -> Path:
+def cached_scenes(folder: str, version: int, make, *, split, count, size, seed, min_scale, max_scale, max_objects,
+                  max_overlap) -> dict:
+    """The arrays of ``make(split, count, size, seed, …)``, cached in ``data/<folder>/`` under a name made of every
+    argument and ``version``: a second call costs a file read. Also used by Chapter 7's infrared–visible scenes."""
     key = (f"{split}-n{count}-s{size}-seed{seed}-scale{min_scale}to{max_scale}-k{max_objects}"
-           f"-overlap{max_overlap:g}-v{FORMAT_VERSION}")
-    return data_dir() / "scenes" / f"{key}.pt"
+           f"-overlap{max_overlap:g}-v{version}")
+    path = data_dir() / folder / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    arrays = make(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(arrays, partial)
+    partial.replace(path)  # atomic: a reader in another process never sees half a file
+    return arrays
 
 
 def _check_arguments(split, count, size, min_scale, max_scale, max_objects, max_overlap) -> None:
@@ -198,13 +208,6 @@ def fashion_scenes(split: str, count: int, size: int = 128, seed: int = 0, min_s
                    transforms=None) -> FashionScenes:
     """``count`` deterministic scenes of ``split`` ("train" or "test"), cached under ``data/scenes/``."""
     _check_arguments(split, count, size, min_scale, max_scale, max_objects, max_overlap)
-    path = _cache_path(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
-    if path.is_file():
-        arrays = torch.load(path, weights_only=True)
-    else:
-        arrays = _generate(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(arrays, partial)
-        partial.replace(path)  # atomic: a reader in another process never sees half a file
+    arrays = cached_scenes("scenes", FORMAT_VERSION, _generate, split=split, count=count, size=size, seed=seed,
+                           min_scale=min_scale, max_scale=max_scale, max_objects=max_objects, max_overlap=max_overlap)
     return FashionScenes(arrays, size, transforms)
