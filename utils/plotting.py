@@ -20,6 +20,8 @@ if "ipykernel" not in sys.modules:  # plain python: draw off-screen, figures go 
 import matplotlib.pyplot as plt  # noqa: E402
 
 OUTPUTS = Path(__file__).resolve().parents[1] / "chapters" / "outputs"
+PAD_INCHES = 0.05  # white margin around a saved figure
+MAX_DPI = 150  # 10-pt text at 21 px: drawn any larger, a figure's text outgrows the notebook's own
 _state = {"chapter": "scratch", "count": 0}
 
 
@@ -38,6 +40,11 @@ def set_chapter(name: str) -> Path:
     """Name the chapter whose figures `show` saves; returns its output folder."""
     _state.update(chapter=name, count=0)
     return OUTPUTS / name
+
+
+def current_chapter() -> str:
+    """The name given to the last `set_chapter` ("scratch" before any)."""
+    return _state["chapter"]
 
 
 def output_dir() -> Path:
@@ -69,12 +76,28 @@ def show(fig=None, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def figure_png(fig, dpi: int = 80) -> bytes:
+def display_dpi(fig, width: int, max_height: int) -> float:
+    """The dpi that draws ``fig`` within ``width`` × ``max_height`` pixels, at most `MAX_DPI`.
+
+    The PNG is then shown at its natural size, so what the learner sees is what was drawn: never upscaled.
+    """
+    fig_width, fig_height = fig.get_size_inches() + 2 * PAD_INCHES
+    return min(width / fig_width, max_height / fig_height, MAX_DPI)
+
+
+def figure_png(fig, dpi: float = 80) -> bytes:
     """The figure as PNG bytes (for image widgets and static fallbacks); closes it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, read from a PNG's header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not PNG data: pass the bytes figure_png returns")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.3, suptitle=None):
@@ -92,4 +115,52 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: fl
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    return fig
+
+
+def colorbar(image, ax, label: str):
+    """A colourbar for ``image`` (what ``imshow`` returned) beside ``ax``, saying what the colour measures."""
+    return ax.figure.colorbar(image, ax=ax, label=label, shrink=0.85)
+
+
+def _number(value: float) -> str:
+    """A bar's label: thousands separators for counts, three decimals for scores."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def comparison_chart(rows: dict[str, dict[str, float]], columns: dict[str, str], title: str = "",
+                     log: tuple[str, ...] = (), best: dict[str, str] | None = None, width: float = 10.0):
+    """Compare named things on several measures: one horizontal bar panel per column, each bar labelled with
+    its number.
+
+    ``rows`` maps a name (e.g. a network) to {column: value}; ``columns`` maps the columns to show to their axis
+    labels (say the unit); ``log`` names columns drawn on a log axis; ``best`` maps a column to "max" or "min",
+    and that column's winning bar is drawn darker.
+    """
+    best = best or {}
+    missing = sorted({c for row in rows.values() for c in columns if c not in row})
+    if not rows or not columns or missing:
+        raise ValueError(f"give at least one row and one column, every row holding every column (missing: {missing})")
+    if unknown := {v for v in best.values() if v not in ("max", "min")}:
+        raise ValueError(f"best takes 'max' or 'min' per column, not {sorted(unknown)}")
+    names = list(rows)
+    fig, axes = plt.subplots(1, len(columns), figsize=(width, 0.9 + 0.32 * len(names)), sharey=True,
+                             layout="constrained", squeeze=False)
+    for ax, (column, label) in zip(axes[0], columns.items()):
+        values = np.array([rows[name][column] for name in names], dtype=float)
+        colours = np.full(len(names), "tab:blue", dtype=object)
+        if column in best:
+            colours[(np.argmax if best[column] == "max" else np.argmin)(values)] = "navy"
+        bars = ax.barh(names, values, color=colours.tolist())
+        ax.bar_label(bars, [_number(v) for v in values], padding=3, fontsize=8)
+        if column in log:  # bars start below the smallest value; the numbers need room past the largest
+            ax.set_xscale("log")
+            ax.set_xlim(values.min() / 3, values.max() * 20)
+        else:
+            ax.margins(x=0.3)
+        ax.set_xlabel(label)
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0, 0].invert_yaxis()  # first row on top, as in a table
+    if title:
+        fig.suptitle(title)
     return fig

@@ -1,8 +1,10 @@
 """The course's widget pattern: a plain, tested ``render(**values) -> Figure`` behind thin ipywidgets controls.
 
 Introduced in Chapter 1 (01d). An `Explorer` shows its controls above the rendered figure (a PNG in an
-``ipywidgets.Image``) and redraws whenever a control changes. A value the render function rejects
-(``ValueError``) is shown as a message under the controls, never as a traceback. Where no widget front end
+``ipywidgets.Image``) and redraws whenever a control changes. The PNG is drawn at the size it is shown (dpi
+chosen so it fits ``width`` × ``max_height`` pixels; the image is displayed at its natural width, never
+stretched), so the figure and its controls fit one 1600×1000 screen. A value the render function rejects
+(``ValueError``) is shown as a plain message under the controls, never as a traceback. Where no widget front end
 exists (nbval, nbconvert, GitHub) the notebook output carries a static PNG of the current figure, and under
 plain ``python`` `utils.plotting.show` saves that figure to the chapter's output folder.
 """
@@ -15,17 +17,25 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from .plotting import figure_png
+from .plotting import display_dpi, figure_png, png_size
+
+DISPLAY_WIDTH = 960  # px: fits JupyterLab's notebook column in a 1600-px window, side bar open
+MAX_HEIGHT = 640     # px: the figure, its title and two rows of controls fit a 1000-px-tall window
 
 
 class Explorer(widgets.VBox):
-    """``controls`` maps each keyword of ``render`` to the widget that sets it."""
+    """``controls`` maps each keyword of ``render`` to the widget that sets it; the figure is drawn to fit
+    ``width`` × ``max_height`` pixels and shown at exactly its drawn size."""
 
-    def __init__(self, render: Callable, controls: dict[str, widgets.ValueWidget], title: str = ""):
+    def __init__(self, render: Callable, controls: dict[str, widgets.ValueWidget], title: str = "",
+                 width: int = DISPLAY_WIDTH, max_height: int = MAX_HEIGHT):
+        if width < 100 or max_height < 100:
+            raise ValueError(f"width={width} and max_height={max_height} are pixels: give at least 100 each")
         self.render = render
         self.controls = controls
+        self.width, self.max_height = width, max_height
         self.message = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         super().__init__([widgets.HTML(f"<b>{html.escape(title)}</b>"),
                           widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
                           self.message, self.image])
@@ -64,7 +74,9 @@ class Explorer(widgets.VBox):
             self.message.value = f"<span style='color:#b00020'>{html.escape(str(error))}</span>"
             return
         self.message.value = ""
-        self.image.value = figure_png(fig)
+        png = figure_png(fig, dpi=display_dpi(fig, self.width, self.max_height))
+        self.image.layout.width = f"{png_size(png)[0]}px"  # its natural width: the browser never stretches it
+        self.image.value = png
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
