@@ -45,7 +45,7 @@ def test_checkpoint_is_reused_and_config_change_retrains(tiny):
     assert not retrained.from_checkpoint
 
 
-def test_keyboard_interrupt_keeps_best_and_history(tiny):
+def test_keyboard_interrupt_keeps_best_saves_incomplete_and_reraises(tiny, capsys):
     x, y = tiny
     calls = {"n": 0}
 
@@ -56,10 +56,35 @@ def test_keyboard_interrupt_keeps_best_and_history(tiny):
         return training.evaluate(model, loader)
 
     model = small_model()
-    history = training.fit(model, data.DeviceLoader(x, y, 64), epochs=3, lr=1e-3,
+    with pytest.raises(KeyboardInterrupt):   # one Ctrl-C stops the whole cell, not just this model
+        training.fit(model, data.DeviceLoader(x, y, 64), epochs=3, lr=1e-3, name="stopped",
+                     val_loader=data.DeviceLoader(x, y, 256), evaluate_fn=interrupting_eval, plot=False)
+    assert "interrupted after 1 of 3 epochs; kept epoch 1" in capsys.readouterr().out
+    kept = training.evaluate(model, data.DeviceLoader(x, y, 256))["acc"]
+    assert not model.training
+    # the incomplete checkpoint holds the kept weights but is never reused as a finished run
+    calls["n"] = 10  # no more interruptions
+    history = training.fit(small_model(), data.DeviceLoader(x, y, 64), epochs=3, lr=1e-3, name="stopped",
                            val_loader=data.DeviceLoader(x, y, 256), evaluate_fn=interrupting_eval, plot=False)
-    assert history.interrupted and len(history.rows) == 1
-    assert training.evaluate(model, data.DeviceLoader(x, y, 256))["acc"] == pytest.approx(history.last("val_acc"))
+    assert "holds an interrupted run (1 of 3 epochs)" in capsys.readouterr().out
+    assert not history.from_checkpoint and len(history.rows) == 3 and 0 < kept <= 1
+
+
+def test_keyboard_interrupt_in_first_epoch_keeps_nothing(tiny, capsys):
+    x, y = tiny
+
+    def interrupting_loss(model, batch):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(small_model(), data.DeviceLoader(x, y, 64), epochs=2, lr=1e-3, loss_fn=interrupting_loss,
+                     name="never", plot=False)
+    assert "nothing was kept" in capsys.readouterr().out
+    assert not list(tiny_checkpoints())
+
+
+def tiny_checkpoints():
+    return (training.data_dir() / "checkpoints").rglob("*.pt")
 
 
 def test_unknown_optimizer(tiny):

@@ -28,18 +28,18 @@ How a scene is made (all randomness from one generator seeded by ``seed`` and ``
    ``masks`` are the *visible* pixels (disjoint) and ``boxes`` their tight boxes (x2, y2 exclusive).
 
 Scenes are cached in ``data/scenes/`` as a ``.pt`` file keyed by every argument (except ``transforms``),
-so a second call costs a file read. ``transforms`` is a ``torchvision.transforms.v2`` transform called as
+written atomically and verified on load (`utils.checkpoints`), so a second call costs a file read and a
+damaged cache is reported and rebuilt. ``transforms`` is a ``torchvision.transforms.v2`` transform called as
 ``transforms(image, target)``; v2 moves boxes and masks together with the image.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
 
+from .checkpoints import atomic_save, verified_load
 from .data import data_dir, fashion_mnist
 
 FORMAT_VERSION = 1
@@ -55,13 +55,10 @@ def cached_scenes(folder: str, version: int, make, *, split, count, size, seed, 
     key = (f"{split}-n{count}-s{size}-seed{seed}-scale{min_scale}to{max_scale}-k{max_objects}"
            f"-overlap{max_overlap:g}-v{version}")
     path = data_dir() / folder / f"{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    arrays = make(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(arrays, partial)
-    partial.replace(path)  # atomic: a reader in another process never sees half a file
+    arrays = verified_load(path)  # None when absent or damaged (then it says so)
+    if arrays is None:
+        arrays = make(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap)
+        atomic_save(arrays, path)   # a failed write warns; the scenes are still returned
     return arrays
 
 
