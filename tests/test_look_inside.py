@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from utils.look_inside import (centre_unit, effective_fields, erf_radius, feature_map_explorer, feature_maps,
-                               inside_window, map_layers, receptive_field_explorer, render_feature_maps,
-                               unit_window)
+from utils.look_inside import (EDGE_DETECTORS, centre_unit, edge_match, effective_fields, erf_radius,
+                               feature_map_explorer, feature_maps, inside_window, kernel_figure, map_layers,
+                               receptive_field_explorer, render_feature_maps, render_receptive_fields, unit_window)
 from utils.models import ResNet, VGG
 from utils.receptive_field import LayerRF
 
@@ -118,3 +118,33 @@ def test_vgg_feature_maps():
     model = VGG().eval()
     names = list(map_layers(model))
     assert "features.0.0" in names and "features.0.3" in names   # first conv and first pool
+
+
+def test_edge_match_scores_sobel_kernels_one():
+    sobels = torch.stack(list(EDGE_DETECTORS.values()))
+    score, names = edge_match(torch.cat([sobels, -sobels + 5]))    # sign flips and offsets do not matter
+    torch.testing.assert_close(score, torch.ones(8))
+    assert names[:4] == list(EDGE_DETECTORS)
+    blob = torch.tensor([[[0.0, 1, 0], [1, 4, 1], [0, 1, 0]]])       # centre-surround: no orientation
+    assert edge_match(blob)[0].item() < 0.1
+    with pytest.raises(ValueError, match="K×3×3"):
+        edge_match(torch.zeros(2, 5, 5))
+
+
+def test_kernel_figure_has_scale_and_scores():
+    fig = kernel_figure(torch.randn(16, 3, 3, generator=torch.Generator().manual_seed(0)), "stem")
+    titled = [ax for ax in fig.axes if ax.get_title().startswith("edge ")]
+    assert len(titled) == 16
+    assert any(ax.get_ylabel() == "weight" for ax in fig.axes)         # the colourbar says what colour means
+    assert fig.get_layout_engine() is not None
+
+
+def test_explorer_figures_have_colourbars_and_open_early(resnet, images):
+    layers = map_layers(resnet)
+    explorer = feature_map_explorer(resnet, images)
+    assert list(layers).index(explorer.controls["layer"].value) <= 2   # opens where a unit sees a few pixels
+    fig = render_feature_maps(resnet, images, layers, 0, "stem.0", 0, 3, 3)
+    assert any(ax.get_ylabel().startswith("activation") for ax in fig.axes)
+    erfs = effective_fields({"a": resnet}, layers, images[:1])
+    fig = render_receptive_fields(layers, erfs, "stem.0")
+    assert any("∂" in ax.get_ylabel() for ax in fig.axes) and fig.axes[0].get_ylabel() == "pixels"

@@ -12,6 +12,7 @@ import torch
 from matplotlib.patches import Rectangle
 from torch import nn
 
+from .plotting import colorbar
 from .receptive_field import LayerRF, effective_receptive_field, receptive_field
 from .widgets import Explorer, dropdown, slider
 
@@ -69,7 +70,8 @@ def _check_range(name: str, value: int, size: int, what: str) -> None:
 
 def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: int, layer: str, channel: int,
                         unit_row: int, unit_col: int, channels_shown: int = 8):
-    """Input image with the selected unit's receptive field, and ``channels_shown`` maps of ``layer``."""
+    """Input image with the selected unit's receptive field, and ``channels_shown`` maps of ``layer`` (two rows,
+    one colour scale for all of them, so channels can be compared)."""
     _check_range("images", image_index, len(images), "image")
     if layer not in layers:
         raise ValueError(f"unknown layer {layer!r}: choose one of {list(layers)}")
@@ -79,22 +81,73 @@ def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: 
     _check_range(layer, unit_row, maps.shape[1], "unit row")
     _check_range(layer, unit_col, maps.shape[2], "unit column")
     shown = list(range(channel, min(channel + channels_shown, maps.shape[0])))
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(1.6 * (1 + len(shown)), 2.2))
-    axes[0].imshow(image[0].cpu().numpy(), cmap="gray")
-    top, left, bottom, right = unit_window(layers[layer], unit_row, unit_col)
-    axes[0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=1.5))
+    columns = -(-channels_shown // 2)
+    fig = plt.figure(figsize=(9.4, 3.9), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1, 2.1])
+    ax_input = left.subplots()
+    ax_input.imshow(image[0].cpu().numpy(), cmap="gray")
+    top, left_edge, bottom, right_edge = unit_window(layers[layer], unit_row, unit_col)
+    ax_input.add_patch(Rectangle((left_edge - 0.5, top - 0.5), right_edge - left_edge, bottom - top, fill=False,
+                                 color="red", lw=1.5))
     height, width = image.shape[-2:]  # widen the view so a window reaching into the padding stays visible
-    axes[0].set_xlim(min(left, 0) - 0.5, max(right, width) - 0.5)
-    axes[0].set_ylim(max(bottom, height) - 0.5, min(top, 0) - 0.5)
-    axes[0].set_title(f"RF {layers[layer].rf:.0f}px", fontsize=8)
-    for ax, c in zip(axes[1:], shown):
-        ax.imshow(maps[c], cmap="magma")
-        ax.scatter([unit_col], [unit_row], s=12, c="cyan", marker="s")
-        ax.set_title(f"ch {c}", fontsize=8)
-    for ax in axes:
+    ax_input.set_xlim(min(left_edge, 0) - 0.5, max(right_edge, width) - 0.5)
+    ax_input.set_ylim(max(bottom, height) - 0.5, min(top, 0) - 0.5)
+    ax_input.set_title(f"input; red: the {layers[layer].rf:.0f}-px receptive\nfield of unit ({unit_row}, {unit_col})",
+                       fontsize=9)
+    ax_input.axis("off")
+    axes = right.subplots(2, columns)
+    low, high = maps[shown].min(), maps[shown].max()
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"{layer}: {maps.shape[0]}×{maps.shape[1]}×{maps.shape[2]}", fontsize=9)
-    fig.tight_layout()
+    for ax, c in zip(axes.flat, shown):
+        drawn = ax.imshow(maps[c], cmap="magma", vmin=low, vmax=high)
+        ax.scatter([unit_col], [unit_row], s=14, c="cyan", marker="s")
+        ax.set_title(f"channel {c}", fontsize=9)
+    colorbar(drawn, axes, "activation (one scale for all)")
+    right.suptitle(f"{layer}: {maps.shape[0]} channels of {maps.shape[1]}×{maps.shape[2]} (cyan: the unit)",
+                   fontsize=10)
+    return fig
+
+
+EDGE_DETECTORS = {  # Sobel kernels in four orientations: what "an oriented edge detector" means for a 3×3
+    "vertical edge": torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]),
+    "horizontal edge": torch.tensor([[-1.0, -2, -1], [0, 0, 0], [1, 2, 1]]),
+    "diagonal edge ↘": torch.tensor([[-2.0, -1, 0], [-1, 0, 1], [0, 1, 2]]),
+    "diagonal edge ↙": torch.tensor([[0.0, -1, -2], [1, 0, -1], [2, 1, 0]]),
+}
+
+
+def edge_match(kernels: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+    """For each 3×3 kernel (K×3×3): its largest |cosine similarity| with a Sobel kernel of `EDGE_DETECTORS` (the
+    kernel's mean removed first: a brightness offset is not an edge) and that detector's name.
+
+    1 is a perfect (possibly sign-flipped) oriented edge detector; random 3×3 kernels score about 0.5.
+    """
+    if kernels.ndim != 3 or kernels.shape[1:] != (3, 3):
+        raise ValueError(f"kernels must be K×3×3, got {tuple(kernels.shape)}: pass conv.weight[:, 0]")
+    flat = kernels.detach().float().cpu().flatten(1)
+    flat = flat - flat.mean(1, keepdim=True)
+    detectors = torch.stack([d.flatten() for d in EDGE_DETECTORS.values()])
+    cosine = (flat @ detectors.T).abs() / (flat.norm(dim=1, keepdim=True) * detectors.norm(dim=1) + 1e-12)
+    best, index = cosine.max(1)
+    return best, [list(EDGE_DETECTORS)[i] for i in index]
+
+
+def kernel_figure(kernels: torch.Tensor, title: str, columns: int = 8):
+    """3×3 kernels (K×3×3) on one symmetric colour scale, apart from each other, each titled with its best
+    `edge_match` score."""
+    match, _ = edge_match(kernels)
+    rows = -(-len(kernels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.15 * columns + 0.9, 1.25 * rows + 0.4), layout="constrained",
+                             squeeze=False)
+    limit = kernels.abs().max().item() or 1.0
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, kernel, score in zip(axes.flat, kernels.detach().cpu(), match):
+        drawn = ax.imshow(kernel.numpy(), cmap="coolwarm", vmin=-limit, vmax=limit)
+        ax.set_title(f"edge {score:.2f}", fontsize=8)
+    colorbar(drawn, axes, "weight")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -105,7 +158,7 @@ def feature_map_explorer(model, images, input_shape=(1, 28, 28)) -> Explorer:
     probe = feature_maps(model, images[0], names)
     controls = {
         "image_index": slider("image", 0, len(images) - 1),
-        "layer": dropdown("layer", names, names[len(names) // 2]),
+        "layer": dropdown("layer", names, names[min(2, len(names) - 1)]),  # early: a window of a few pixels
         "channel": slider("first channel", 0, max(m.shape[0] for m in probe.values()) - 1),
         "unit_row": slider("unit row", 0, input_shape[1] - 1, 3),
         "unit_col": slider("unit column", 0, input_shape[2] - 1, 3),
@@ -144,26 +197,27 @@ def render_receptive_fields(records: dict[str, LayerRF], erfs: dict[str, dict[st
         raise ValueError(f"unknown layer {layer!r}: choose one of {list(records)}")
     names = list(records)
     index = names.index(layer)
-    fig, axes = plt.subplots(1, 1 + len(erfs), figsize=(4.2 + 2.4 * len(erfs), 2.8),
-                             gridspec_kw={"width_ratios": [1.8] + [1] * len(erfs)})
-    axes[0].plot([records[n].rf for n in names], marker=".", label="receptive field (px)")
-    axes[0].plot([records[n].jump for n in names], marker=".", label="jump (px)")
+    fig, axes = plt.subplots(1, 1 + len(erfs), figsize=(4.4 + 2.9 * len(erfs), 3.4), layout="constrained",
+                             gridspec_kw={"width_ratios": [1.6] + [1] * len(erfs)})
+    axes[0].plot([records[n].rf for n in names], marker=".", label="receptive field")
+    axes[0].plot([records[n].jump for n in names], marker=".", label="jump")
     axes[0].axvline(index, color="red", lw=1)
-    axes[0].set(xlabel="layer (execution order)", title=f"{layer}: RF {records[layer].rf:.0f}, "
-                f"jump {records[layer].jump:.0f}, start {records[layer].start:.1f}")
-    axes[0].title.set_fontsize(8)
-    axes[0].legend(fontsize=7)
+    axes[0].set(xlabel="layer (execution order)", ylabel="pixels")
+    axes[0].set_title(f"{layer}: RF {records[layer].rf:.0f}, jump {records[layer].jump:.0f}, "
+                      f"start {records[layer].start:.1f}", fontsize=9)
+    axes[0].legend(fontsize=8)
     for ax, (label, maps) in zip(axes[1:], erfs.items()):
         erf = maps[layer]
         h, w = erf.shape
-        ax.imshow(erf / (erf.max() or 1), cmap="viridis")
+        drawn = ax.imshow(erf / (erf.max() or 1), cmap="viridis", vmin=0, vmax=1)
         top, left, bottom, right = unit_window(records[layer], *centre_unit(records[layer], h, w))
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=1))
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
-        ax.set_title(f"ERF {label}: 95% in {erf_radius(erf):.0f}px", fontsize=8)
+        ax.set_title(f"effective RF, {label}:\n95% of it in {erf_radius(erf):.0f} px", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
+    colorbar(drawn, list(axes[1:]), "|∂ centre unit / ∂ pixel| (÷ max)")
+    fig.suptitle("red square: the centre unit's theoretical receptive field", fontsize=9)
     return fig
 
 
@@ -196,5 +250,5 @@ def effective_fields(models: dict[str, nn.Module], layers, inputs: torch.Tensor)
 def receptive_field_explorer(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]]) -> Explorer:
     """Choose a layer: its theoretical RF/jump in context and its effective RF for each model."""
     names = list(records)
-    controls = {"layer": dropdown("layer", names, names[len(names) // 2])}
+    controls = {"layer": dropdown("layer", names, names[min(2, len(names) - 1)])}
     return Explorer(lambda layer: render_receptive_fields(records, erfs, layer), controls, "Receptive-field explorer")
