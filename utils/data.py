@@ -7,8 +7,11 @@ Introduced in Chapter 1 (01a). `fashion_mnist` looks, in order, in
 3. a torchvision download into ``data/`` (needs internet).
 
 The raw IDX files are checked by size and SHA-256 of their decompressed bytes, so a recompressed
-``.gz`` (Debian's are) is accepted and a truncated or foreign file is not. Run ``python -m utils.data``
-to see which source is used.
+``.gz`` (Debian's are) is accepted and a truncated, corrupt or foreign file is not: it is skipped with a
+one-line warning naming it, and the next source is tried. The download gives up after
+``DOWNLOAD_TIMEOUT`` seconds without an answer and removes the folders it made. When no source works, the
+error names every rejected file and the three remedies. Run ``python -m utils.data`` to see which source
+is used.
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
+import socket
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .checkpoints import warn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -36,7 +44,9 @@ _FILES = {
     "t10k-labels-idx1-ubyte": (10008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
 _PREFIX = {"train": "train", "test": "t10k"}
+DOWNLOAD_TIMEOUT = 20  # seconds a download may wait for the server to answer before giving up
 _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+_rejected: dict[Path, str] = {}  # file → why it was skipped (each is warned about once)
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -48,17 +58,35 @@ def data_dir() -> Path:
     return Path(os.environ.get("COURSE_DATA_DIR") or REPO_ROOT / "data")
 
 
-def _read_verified(folder: Path, name: str) -> bytes | None:
-    """The decompressed bytes of ``name`` (raw or .gz) under ``folder``, or None if absent or wrong."""
+def _problem(raw: bytes, name: str) -> str | None:
+    """Why ``raw`` is not the IDX file ``name`` (None when it is)."""
     size, digest = _FILES[name]
+    if len(raw) != size:
+        return f"{len(raw):,} bytes instead of {size:,} (truncated or another file)"
+    if hashlib.sha256(raw).hexdigest() != digest:
+        return "wrong checksum (corrupt, or another data set)"
+    return None
+
+
+def _read_verified(folder: Path, name: str) -> bytes | None:
+    """The decompressed bytes of ``name`` (raw or .gz) under ``folder``, or None if absent or wrong; a file
+    that is there but wrong is skipped with a warning and remembered for the final error."""
     for sub in ("", "fashion-mnist", "FashionMNIST/raw"):
         for suffix in ("", ".gz"):
             path = folder / sub / (name + suffix)
             if not path.is_file():
                 continue
-            raw = gzip.decompress(path.read_bytes()) if suffix else path.read_bytes()
-            if len(raw) == size and hashlib.sha256(raw).hexdigest() == digest:
+            try:
+                raw = gzip.decompress(path.read_bytes()) if suffix else path.read_bytes()
+                problem = _problem(raw, name)
+            except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; EOFError: truncated
+                kind = "zlib.error" if isinstance(error, zlib.error) else type(error).__name__
+                problem = f"unreadable ({kind}: {error})"
+            if problem is None:
                 return raw
+            if _rejected.get(path) != problem:
+                warn(f"skipping {path}: {problem}")
+                _rejected[path] = problem
     return None
 
 
@@ -70,9 +98,21 @@ def _parse_idx(raw: bytes) -> np.ndarray:
 
 
 def _download(folder: Path) -> None:
+    """torchvision's download into ``folder/FashionMNIST/raw``, giving up after `DOWNLOAD_TIMEOUT` seconds of
+    silence; a failed or interrupted download removes the folders it created (and what it wrote in them)."""
     from torchvision.datasets import FashionMNIST
 
-    FashionMNIST(str(folder), download=True)
+    created = [p for p in (folder, folder / "FashionMNIST", folder / "FashionMNIST" / "raw") if not p.exists()]
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # torchvision's urlopen has none: a silent server hangs forever
+    try:
+        FashionMNIST(str(folder), download=True)
+    except BaseException:
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _locate() -> tuple[Path, str]:
@@ -80,20 +120,26 @@ def _locate() -> tuple[Path, str]:
     candidates = [(data_dir(), "$COURSE_DATA_DIR" if os.environ.get("COURSE_DATA_DIR") else "data/"),
                   (DEBIAN_DIR, "Debian package dataset-fashion-mnist")]
     for folder, label in candidates:
-        if all(_read_verified(folder, name) is not None for name in _FILES):
+        if all([_read_verified(folder, name) is not None for name in _FILES]):  # a list: check (and warn) all four
             return folder, label
     try:
         _download(data_dir())
-    except Exception as error:  # no internet, no write access, no torchvision mirror reachable
-        raise DataNotFoundError(
-            "Fashion-MNIST was not found. Any one of these fixes it:\n"
-            f"  1. put the four IDX files (train-images-idx3-ubyte.gz, ...) in {data_dir()} "
-            "or point $COURSE_DATA_DIR at a folder holding them;\n"
-            "  2. install Debian's package: sudo apt-get install dataset-fashion-mnist;\n"
-            "  3. connect to the internet and rerun: torchvision downloads it into data/.\n"
-            f"(The download failed with: {type(error).__name__}: {error})"
-        ) from None
-    return data_dir(), "torchvision download"
+        failure = None if all([_read_verified(data_dir(), name) is not None for name in _FILES]) else \
+            "the downloaded files did not verify"
+    except Exception as error:  # no internet, a silent server, no write access, no torchvision
+        failure = f"{type(error).__name__}: {error}"
+    if failure is None:
+        return data_dir(), "torchvision download"
+    rejected = "".join(f"\n  - {path}: {problem}" for path, problem in _rejected.items())
+    raise DataNotFoundError(
+        "No usable copy of Fashion-MNIST was found. Any one of these fixes it:\n"
+        f"  1. put the four IDX files (train-images-idx3-ubyte.gz, ...) in {data_dir()} "
+        "or point $COURSE_DATA_DIR at a folder holding them;\n"
+        "  2. install Debian's package: sudo apt-get install dataset-fashion-mnist;\n"
+        "  3. connect to the internet and rerun: torchvision downloads it into data/.\n"
+        + (f"Files found but rejected (delete or replace them):{rejected}\n" if rejected else "")
+        + f"(The download failed with: {failure})"
+    ) from None
 
 
 def source() -> str:
@@ -137,18 +183,26 @@ def subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: i
 
 def standardize(images: torch.Tensor) -> torch.Tensor:
     """uint8 images → float, zero mean and unit variance under the training-set statistics."""
+    if not torch.is_tensor(images) or images.dtype != torch.uint8:
+        raise TypeError(f"standardize takes uint8 images (0–255, as fashion_mnist returns them), not "
+                        f"{images.dtype if torch.is_tensor(images) else type(images).__name__}: float images "
+                        "are already scaled, so standardising them again would be wrong; pass the uint8 images")
     return (images.float() / 255 - MEAN) / STD
 
 
 def random_shift_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Per-image random translation by up to ``pad`` pixels and horizontal flip, in one batched op.
 
-    ``x`` is ``B×C×H×W`` on any device; one gather does what RandomCrop(padding)+RandomHorizontalFlip
-    do image by image, so augmentation costs nothing next to the model on a GPU.
+    ``x`` is ``B×C×H×W`` on any device, ``generator`` on the same device: the random draws are made where the
+    images are, so a training step never waits for a host-to-device copy. One gather does what
+    RandomCrop(padding)+RandomHorizontalFlip do image by image, so augmentation costs nothing next to the model.
     """
+    if generator.device.type != x.device.type:
+        raise ValueError(f"the generator is on {generator.device.type} but the images are on {x.device.type}: "
+                         "draw on the images' device, torch.Generator(device=x.device), so no copy waits on it")
     b, _, h, w = x.shape
-    shifts = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
-    flips = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    shifts = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=x.device)
+    flips = torch.rand(b, generator=generator, device=x.device) < 0.5
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     rows = torch.arange(h, device=x.device) + shifts[0, :, None]            # B×H
     cols = torch.arange(w, device=x.device) + shifts[1, :, None]            # B×W
@@ -167,6 +221,13 @@ class DeviceLoader:
 
     def __init__(self, images, labels, batch_size=256, *, shuffle=False, augment=False, device=None,
                  prepare=standardize, seed=0, drop_last=False):
+        if not torch.is_tensor(images) or not torch.is_tensor(labels):
+            raise TypeError("DeviceLoader takes two tensors, images (N×…) and labels (N×…)")
+        if images.ndim == 0 or labels.ndim == 0 or len(images) != len(labels):
+            raise ValueError(f"images and labels must have one row per item: got {tuple(images.shape)} images "
+                             f"and {tuple(labels.shape)} labels")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.device = torch.device(device or "cpu")
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
@@ -178,11 +239,12 @@ class DeviceLoader:
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        # Drawn on the device: on a GPU the shuffle and the augmentation never copy from the host.
+        generator = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + self.epoch)
         self.epoch += 1
         n = len(self.labels)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
+        order = (torch.randperm(n, generator=generator, device=self.device) if self.shuffle
+                 else torch.arange(n, device=self.device))
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.prepare(self.images[idx])
