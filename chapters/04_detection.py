@@ -361,7 +361,7 @@ show(fig)
 assert positive.sum() >= len(train_scenes.labels[0]), "every object gets at least one positive point"
 
 # %%
-flip_generator = torch.Generator().manual_seed(0)
+flip_generator = torch.Generator(device=device).manual_seed(0)  # flips drawn where the batch is
 
 
 def anchor_free_flip_loss(model, batch):

@@ -635,7 +635,7 @@ def detector_inputs(scenes, y):
 train_inputs, test_inputs = detector_inputs(train, train_y), detector_inputs(test, test_y)
 train_targets = pad_targets(train.boxes, train.labels, max_objects=4)
 test_targets = unpad_targets(pad_targets(test.boxes, test.labels, max_objects=4))
-flip_generator = torch.Generator().manual_seed(0)
+flip_generator = torch.Generator(device=device).manual_seed(0)  # flips drawn where the batch is
 
 
 def flipped_loss(model, batch):

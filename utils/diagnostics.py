@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import model_device
+
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "mish": nn.Mish}
 INITS = ("xavier", "kaiming", "default")
 OPTIMIZERS = ("SGD", "SGD+momentum", "AdaGrad", "RMSprop", "Adam")
@@ -113,6 +115,8 @@ def layer_gradient_norms(model: nn.Module, inputs: torch.Tensor, labels: torch.T
     backpropagated signal ‖∂loss/∂a‖ (per sample, root-mean-square over the batch) at the output of each of
     the A activation modules — the quantity that vanishes or explodes as it travels back through depth.
     """
+    dev = model_device(model)
+    inputs, labels = inputs.to(dev), labels.to(dev)
     weights = [w for _, w in weight_layers(model)]
     outputs, hooks = [], [module.register_forward_hook(lambda module, args, output: outputs.append(output))
                           for module in model.modules() if isinstance(module, tuple(ACTIVATIONS.values()))]
@@ -151,7 +155,7 @@ def activation_statistics(model: nn.Module, inputs: torch.Tensor) -> list[dict]:
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model(inputs)
+            model(inputs.to(model_device(model)))
     finally:
         for handle in hooks:
             handle.remove()

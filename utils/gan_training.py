@@ -70,10 +70,10 @@ def train_gan(G, D, images: torch.Tensor, labels: torch.Tensor, *, steps: int, b
     D.to(device)
     G.train(), D.train()
     opt_g, opt_d = optimizers(G, D, lr)
-    sampler = torch.Generator().manual_seed(seed)
+    sampler = torch.Generator(device=device).manual_seed(seed)  # draws on the device: no host copy per step
     records = []
     for _ in tqdm(range(steps), desc=desc, leave=False, mininterval=1.0):
-        batch = torch.randint(0, len(images), (batch_size,), generator=sampler).to(device)
+        batch = torch.randint(0, len(images), (batch_size,), generator=sampler, device=device)
         records.append(gan_step(G, D, images[batch], labels[batch], opt_g, opt_d, non_saturating, info_weight))
     G.eval(), D.eval()
     return {key: torch.stack([r[key] for r in records]).float().cpu().numpy() for key in records[0]}
@@ -119,7 +119,7 @@ def chase_fixed_discriminator(G, D, *, steps: int, batch_size: int = 64, lr: flo
     G = copy.deepcopy(G).train()
     D = copy.deepcopy(D).eval().requires_grad_(False)
     opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    sampler = torch.Generator().manual_seed(seed)
+    sampler = torch.Generator(device=G.device).manual_seed(seed)
     for _ in range(steps):
         inputs = G.sample_inputs(batch_size, sampler)
         loss = generator_loss(D(G(**inputs), inputs.get("labels")))

@@ -142,5 +142,5 @@ def checkerboard_amplitude(images: torch.Tensor) -> float:
     if images.ndim != 4:
         raise ValueError(f"expected images N×C×H×W, got shape {tuple(images.shape)}")
     h, w = images.shape[-2:]
-    signs = (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :])
+    signs = (-1.0) ** (torch.arange(h, device=images.device)[:, None] + torch.arange(w, device=images.device)[None, :])
     return (images.float() * signs).sum((-2, -1)).abs().mean().item() / (h * w)

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from .runtime import model_device
+
 # Layers that keep every unit's window: element-wise, normalisation, regularisation.
 _PASS_THROUGH_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
@@ -79,7 +81,7 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
     """
     model = model.eval()
     graph = torch.fx.symbolic_trace(model)
-    ShapeProp(graph).propagate(torch.zeros(1, *input_shape))
+    ShapeProp(graph).propagate(torch.zeros(1, *input_shape, device=model_device(model)))
     modules = dict(graph.named_modules())
     state: dict[str, LayerRF] = {}
     records: list[LayerRF] = []
@@ -150,8 +152,7 @@ def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs:
     ``inputs`` (N×C×H×W) defaults to one image of Gaussian noise. The model is evaluated in eval mode.
     """
     model = model.eval()
-    param = next(model.parameters(), None)
-    dev = param.device if param is not None else torch.device("cpu")
+    dev = model_device(model)
     x = (torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)) if inputs is None
          else inputs.detach().float().clone()).to(dev).requires_grad_(True)
     if layer is None:

@@ -23,6 +23,7 @@ import torch
 
 PROFILES = ("smoke", "cpu", "gpu")
 PROFILE_VARIABLE = "COURSE_PROFILE"
+RETRAIN_VARIABLE = "COURSE_RETRAIN"  # set (by `make verify`) to retrain models instead of reusing checkpoints
 
 
 def profile() -> str:
@@ -46,6 +47,11 @@ def pick(*, smoke, cpu, gpu):
     return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[profile()]
 
 
+def retrain_requested() -> bool:
+    """True when ``$COURSE_RETRAIN`` asks every `fit` to train afresh (and overwrite its checkpoint)."""
+    return os.environ.get(RETRAIN_VARIABLE, "").lower() not in ("", "0", "false")
+
+
 def device() -> torch.device:
     """The fastest device present, in the order cuda → mps → cpu."""
     if torch.cuda.is_available():
@@ -53,6 +59,14 @@ def device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model`` lives (its first parameter or buffer; the CPU for a model with neither). Utilities that take
+    a model and tensors move the tensors there, so a learner can pass CPU tensors to a model on the GPU."""
+    tensor = next(model.parameters(), None)
+    tensor = tensor if tensor is not None else next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -78,8 +92,14 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
+def device_name() -> str:
+    """The active device in words: the GPU's name ("NVIDIA H100 80GB HBM3"), or "CPU (2 threads)", or "mps"."""
+    dev = device()
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({torch.get_num_threads()} threads)" if dev.type == "cpu" else dev.type
+
+
 def describe() -> str:
     """One line for the top of a chapter: profile, device, library versions."""
-    dev = device()
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
-    return f"profile={profile()}  device={name}  torch={torch.__version__}  threads={torch.get_num_threads()}"
+    return f"profile={profile()}  device={device_name()}  torch={torch.__version__}  threads={torch.get_num_threads()}"

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DeviceLoader
+from .runtime import model_device
 from .widgets import Explorer, dropdown, slider
 
 PAD, BOS, EOS, DIGIT_OFFSET = 0, 1, 2, 3
@@ -103,6 +104,7 @@ def greedy_decode(model, src: torch.Tensor, max_new_tokens: int) -> torch.Tensor
     prefix (a KV cache would avoid that; at these lengths it does not matter).
     """
     model.eval()
+    src = src.to(model_device(model))
     memory, _ = model.encode(src)
     output = torch.full((len(src), 1), BOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(len(src), dtype=torch.bool, device=src.device)
@@ -149,7 +151,7 @@ def evaluate_seq2seq(model, loader) -> dict:
 @torch.no_grad()
 def accuracy_by_length(model, src: torch.Tensor, tgt: torch.Tensor) -> dict[int, float]:
     """Greedy exact-match accuracy for each source length present in ``src``."""
-    correct = exact_match(greedy_decode(model, src, tgt.shape[1] - 1), tgt).cpu()
+    correct = exact_match(greedy_decode(model, src, tgt.shape[1] - 1).cpu(), tgt.cpu())
     lengths = (src != PAD).sum(1).cpu()
     return {int(n): correct[lengths == n].float().mean().item() for n in lengths.unique()}
 

@@ -74,10 +74,12 @@ class Generator(nn.Module):
         return next(self.parameters()).device
 
     def sample_inputs(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """z ~ N(0, I), plus uniformly drawn labels for a conditional generator."""
-        inputs = {"z": torch.randn(n, self.latent_dim, generator=generator)}
+        """z ~ N(0, I), plus uniformly drawn labels for a conditional generator; drawn where ``generator`` lives
+        (the model's device without one, so a training step never copies noise from the host)."""
+        where = generator.device if generator is not None else self.device
+        inputs = {"z": torch.randn(n, self.latent_dim, generator=generator, device=where)}
         if self.num_classes:
-            inputs["labels"] = torch.randint(0, self.num_classes, (n,), generator=generator)
+            inputs["labels"] = torch.randint(0, self.num_classes, (n,), generator=generator, device=where)
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     @torch.no_grad()
@@ -160,10 +162,12 @@ class InfoGANGenerator(Generator):
         self.body = DCGANGenerator(noise_dim + categories + continuous, width)
 
     def sample_inputs(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """z ~ N(0, I), category ~ Uniform{0..categories−1}, continuous ~ Uniform(−1, 1)."""
-        inputs = {"z": torch.randn(n, self.latent_dim, generator=generator),
-                  "category": torch.randint(0, self.categories, (n,), generator=generator),
-                  "continuous": torch.rand(n, self.continuous, generator=generator) * 2 - 1}
+        """z ~ N(0, I), category ~ Uniform{0..categories−1}, continuous ~ Uniform(−1, 1); drawn like
+        `Generator.sample_inputs`."""
+        where = generator.device if generator is not None else self.device
+        inputs = {"z": torch.randn(n, self.latent_dim, generator=generator, device=where),
+                  "category": torch.randint(0, self.categories, (n,), generator=generator, device=where),
+                  "continuous": torch.rand(n, self.continuous, generator=generator, device=where) * 2 - 1}
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def forward(self, z: torch.Tensor, category: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:

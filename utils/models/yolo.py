@@ -294,8 +294,13 @@ def anchor_free_loss(model: AnchorFreeDetector, batch, box_kind: str = "ciou", b
 
 
 def random_flip(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-    """Mirror a random half of a batch left–right, boxes included (x ↦ W − x): the detectors' augmentation."""
-    flip = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
+    """Mirror a random half of a batch left–right, boxes included (x ↦ W − x): the detectors' augmentation.
+
+    ``generator`` lives on the images' device (``torch.Generator(device=images.device)``): no host copy per step."""
+    if generator.device.type != images.device.type:
+        raise ValueError(f"the generator is on {generator.device.type} but the images are on "
+                         f"{images.device.type}: pass torch.Generator(device=images.device)")
+    flip = torch.rand(len(images), generator=generator, device=images.device) < 0.5
     width = images.shape[-1]
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     mirrored = targets.clone()
