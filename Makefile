@@ -4,10 +4,25 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CHAPTERS := $(sort $(wildcard chapters/*.py))
-NOTEBOOKS := $(CHAPTERS:.py=.ipynb)
+CHAPTER_SOURCES := $(sort $(wildcard chapters/*.py))
+NOTEBOOKS := $(CHAPTER_SOURCES:.py=.ipynb)
+# `make verify` settings: PROFILE=smoke|cpu|gpu (default: automatic), CHAPTERS="01b 04" (default: all),
+# JOBS=n chapters at once (default: 1 on CPU, 6 on a GPU), README=1 to write the table into README.md.
+PROFILE ?=
+CHAPTERS ?=
+JOBS ?=
+README ?=
+# A GPU machine prepared by ../shared/gpu/prepare.sh (`source .gpu/env.sh`) has no internet: its own python3
+# with .gpu/site on PYTHONPATH runs the course, and no .venv is made.
+ifneq ($(findstring .gpu/site,$(PYTHONPATH)),)
+VERIFY_PYTHON := python3
+VERIFY_SETUP :=
+else
+VERIFY_PYTHON := $(BIN)/python
+VERIFY_SETUP := $(STAMP) data
+endif
 
-.PHONY: lab test test-unit test-notebooks test-browser notebooks data bench clean
+.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +33,7 @@ data: $(STAMP)  ## make Fashion-MNIST available (data/, $$COURSE_DATA_DIR, Debia
 	$(BIN)/python -m utils.data
 
 notebooks: $(STAMP)  ## regenerate every .ipynb from its jupytext .py source (--update keeps cell ids)
-	$(BIN)/jupytext --update --to ipynb $(CHAPTERS)
+	$(BIN)/jupytext --update --to ipynb $(CHAPTER_SOURCES)
 
 lab: $(STAMP) data notebooks  ## set up and open the course in JupyterLab
 	$(BIN)/jupyter lab --notebook-dir=chapters $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -36,6 +51,10 @@ test-notebooks: $(STAMP)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react
 	COURSE_PROFILE=smoke $(BIN)/pytest -q -rs -m browser tests
+
+verify: $(VERIFY_SETUP)  ## run every chapter as a script; write chapters/outputs/verify-<profile>.md
+	$(VERIFY_PYTHON) -m utils.verify --profile "$(PROFILE)" --chapters "$(CHAPTERS)" --jobs "$(JOBS)" \
+	  $(if $(README),--readme)
 
 bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results table
 	$(BIN)/python -m utils.bench

@@ -3,13 +3,16 @@
 A chapter starts with ``device = start_chapter("<notebook name>")``.
 """
 
+from . import results
 from .plotting import set_chapter
 from .runtime import describe, device, seed_everything
 
 
 def start_chapter(name: str, seed: int = 0):
-    """Seed everything, route saved figures to ``chapters/outputs/<name>``, print the set-up; return the device."""
+    """Seed everything, route saved figures and headline results to ``chapters/outputs/<name>``, print the
+    set-up; return the device."""
     set_chapter(name)
+    results.start(name)
     seed_everything(seed)
     print(describe())
     return device()

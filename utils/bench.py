@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .data import CLASSES, MEAN, STD, DeviceLoader, fashion_mnist, subset
+from .results import merge_block
 from .runtime import describe, device, seed_everything
 from .training import History, autocast, evaluate, fit
 
@@ -175,7 +176,7 @@ def bench_detection(gpu: bool) -> dict:
     dev = device()
     scales = dict(size=s["size"], min_scale=s["min_scale"], max_scale=s["size"] // 2)
     train, test = fashion_scenes("train", s["train"], **scales), fashion_scenes("test", s["test"], **scales)
-    flips = torch.Generator().manual_seed(0)
+    flips = torch.Generator(device=dev).manual_seed(0)
     model = AnchorFreeDetector(num_classes=10, width=s["width"]).to(dev)
     loader = DeviceLoader(train.images, pad_targets(train.boxes, train.labels, max_objects=4), batch_size=s["batch"],
                           shuffle=True, device=dev, prepare=scene_input, drop_last=True)
@@ -249,19 +250,8 @@ def run(names=None) -> list[dict]:
 def merge_table(text: str, rows: list[dict], date: str) -> str:
     """``text`` with the table between the bench markers holding ``rows``, in place of old rows of the same
     benchmark (rows of other benchmarks are kept, in ``BENCHMARKS`` order)."""
-    if START not in text or END not in text:
-        raise ValueError(f"the README has no {START} … {END} block to write the results into")
-    block = text[text.index(START) + len(START):text.index(END)]
-    kept = {}
-    for line in block.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == len(COLUMNS) and cells[0] in BENCHMARKS:
-            kept[cells[0]] = dict(zip(COLUMNS, cells))
-    kept.update({row["benchmark"]: row for row in rows})
-    lines = [f"Measured by `make bench`; last run on {date}.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(kept[b][c] for c in COLUMNS) + " |" for b in BENCHMARKS if b in kept]
-    return text[:text.index(START)] + START + "\n" + "\n".join(lines) + "\n" + text[text.index(END):]
+    return merge_block(text, START, END, f"Measured by `make bench`; last run on {date}.", COLUMNS,
+                       {row["benchmark"]: [row[c] for c in COLUMNS] for row in rows}, list(BENCHMARKS))
 
 
 if __name__ == "__main__":

@@ -119,8 +119,9 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: fl
 
 
 def colorbar(image, ax, label: str):
-    """A colourbar for ``image`` (what ``imshow`` returned) beside ``ax``, saying what the colour measures."""
-    return ax.figure.colorbar(image, ax=ax, label=label, shrink=0.85)
+    """A colourbar for ``image`` (what ``imshow`` returned) beside ``ax`` (one axes or several sharing the
+    scale), saying what the colour measures."""
+    return image.axes.figure.colorbar(image, ax=ax, label=label, shrink=0.85)
 
 
 def _number(value: float) -> str:
@@ -161,6 +162,32 @@ def comparison_chart(rows: dict[str, dict[str, float]], columns: dict[str, str],
         ax.set_xlabel(label)
         ax.tick_params(axis="x", labelsize=8)
     axes[0, 0].invert_yaxis()  # first row on top, as in a table
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def labelled_grid(panels, row_labels, col_labels, colour_label: str, title: str = "", cmap: str = "viridis",
+                  vmin: float | None = None, vmax: float | None = None, size: float = 0.85):
+    """Panels (R·C×H×W, row-major) in an R×C grid, rows and columns labelled, on one colour scale with its
+    colourbar — e.g. a position embedding's similarity map for every patch of the grid."""
+    panels = np.asarray(panels.detach().cpu() if hasattr(panels, "detach") else panels, dtype=float)
+    rows, columns = len(row_labels), len(col_labels)
+    if panels.ndim != 3 or len(panels) != rows * columns:
+        raise ValueError(f"panels must be {rows}·{columns}×H×W (one per grid cell, row-major), got {panels.shape}")
+    vmin = panels.min() if vmin is None else vmin
+    vmax = panels.max() if vmax is None else vmax
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 1.4, size * rows + 0.5), layout="constrained",
+                             squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        drawn = ax.imshow(panels[k], cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, label in zip(axes[:, 0], row_labels):
+        ax.set_ylabel(label, fontsize=8)
+    for ax, label in zip(axes[0], col_labels):
+        ax.set_title(label, fontsize=8)
+    colorbar(drawn, axes, colour_label)
     if title:
         fig.suptitle(title)
     return fig

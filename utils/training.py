@@ -8,9 +8,10 @@ a live loss/metric plot, and one summary line at the end; it keeps the best weig
 saves a checkpoint under ``data/checkpoints/`` (atomically, with a checksum: `utils.checkpoints`), keyed
 by the model's structure, every setting of every submodule and the training config: rerunning the cell
 reuses an up-to-date checkpoint instead of retraining, changing anything retrains, and a damaged file is
-reported and retrained. Ctrl-C loads the best weights so far into the model, saves them marked
-incomplete (never reused as a finished run), and re-raises, so one Ctrl-C stops the whole cell. On CUDA
-it uses bf16 autocast and channels_last, and ``compile=True`` wraps the model in `torch.compile`.
+reported and retrained; ``$COURSE_RETRAIN=1`` (set by `make verify`) retrains everything. Ctrl-C loads the
+best weights so far into the model, saves them marked incomplete (never reused as a finished run), and
+re-raises, so one Ctrl-C stops the whole cell. On CUDA it uses bf16 autocast and channels_last, and
+``compile=True`` wraps the model in `torch.compile`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from . import plotting
 from .checkpoints import atomic_save, verified_load
 from .data import data_dir
-from .runtime import device as default_device, profile
+from .runtime import device as default_device, profile, retrain_requested
 
 
 @dataclass
@@ -285,7 +286,7 @@ def fit(
                     evaluate=getattr(evaluate_fn, "__name__", repr(evaluate_fn)) if val_loader is not None else None,
                     steps_per_epoch=steps_per_epoch)
     path = checkpoint_path(name, model, settings) if name else None
-    saved = verified_load(path) if path is not None else None
+    saved = verified_load(path) if path is not None and not retrain_requested() else None
     if saved is not None and saved["complete"]:
         model.load_state_dict(saved["model"])
         model.eval()
