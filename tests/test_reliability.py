@@ -249,3 +249,106 @@ def test_fit_output_is_one_bar_and_one_summary(tiny, capsys):
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1 and "quiet: 3 epochs" in captured.out
     assert "batch" not in captured.err   # no per-batch bar
+
+
+# ----------------------------------------------------------------------------- silently wrong, now refused
+def test_nms_refuses_nan_scores_and_mismatched_lengths():
+    from utils.detection import batched_nms, nms, postprocess
+
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    with pytest.raises(ValueError, match="NaN"):
+        nms(boxes, torch.tensor([float("nan"), 0.9, 0.8]), 0.5)
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+        batched_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1]), 0.5)
+    with pytest.raises(ValueError, match=r"scores must have shape \(3,\)"):
+        batched_nms(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 1, 1]), 0.5)
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+        postprocess(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 1, 1]))
+
+
+def test_map_refuses_nan_scores_and_mismatched_lengths():
+    from utils.detection import mean_average_precision
+
+    target = [{"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1])}]
+    nan = [{"boxes": torch.tensor([[0.0, 0, 10, 10]]), "scores": torch.tensor([float("nan")]),
+            "labels": torch.tensor([1])}]
+    with pytest.raises(ValueError, match="NaN"):
+        mean_average_precision(nan, target)
+    short = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 9, 9]]), "scores": torch.tensor([0.9]),
+              "labels": torch.tensor([1, 1])}]
+    with pytest.raises(ValueError, match=r"preds\[0\]\['scores'\] must have shape \(2,\)"):
+        mean_average_precision(short, target)
+
+
+def test_iou_loss_refuses_inverted_boxes():
+    from utils.detection import iou_loss
+
+    good = torch.tensor([[0.0, 0, 10, 10]])
+    assert iou_loss(good, good).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="x2 < x1"):
+        iou_loss(torch.tensor([[10.0, 10, 0, 0]]), good)
+    with pytest.raises(ValueError, match="N×4"):
+        iou_loss(good, torch.zeros(2, 4))
+
+
+def test_mean_attention_distance_refuses_logits():
+    from utils.attention import mean_attention_distance
+
+    logits = torch.randn(1, 2, 5, 5) * 3
+    distances = mean_attention_distance(logits.softmax(-1), 2, 4)
+    assert distances.shape == (1, 2) and (distances >= 0).all()
+    with pytest.raises(ValueError, match="softmax"):
+        mean_attention_distance(logits, 2, 4)
+
+
+def test_fusion_metrics_refuses_unit_range_floats_and_ssim_2d_inputs():
+    from utils import fusion as fu
+
+    ir = torch.rand(16, 16, generator=torch.Generator().manual_seed(0)) * 255
+    assert fu.fusion_metrics(ir, ir, ir)["PSNR"] == float("inf")
+    with pytest.raises(ValueError, match=r"\[0, 1\].*fused \* 255"):
+        fu.fusion_metrics(ir / 255, ir, ir)
+    with pytest.raises(ValueError, match=r"image\[None, None\]"):
+        fu.ssim(ir, ir)
+    with pytest.raises(ValueError, match="data_range=1.0"):
+        fu.ssim((ir / 255)[None, None], (ir / 255)[None, None])
+    assert fu.ssim((ir / 255)[None, None], (ir / 255)[None, None], 1.0).item() == pytest.approx(1.0)
+
+
+def test_receptive_field_refuses_what_it_cannot_follow():
+    from utils.receptive_field import receptive_field
+
+    assert receptive_field(nn.Sequential(nn.Conv2d(1, 1, 7)), (1, 16, 16))[-1].rf == 7
+    with pytest.raises(ValueError, match=r"non-square kernel \(1, 7\)"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, (1, 7))), (1, 16, 16))
+    with pytest.raises(ValueError, match=r"without the batch dimension: pass \(1, 16, 16\)"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), (8, 1, 16, 16))
+    with pytest.raises(ValueError, match="not square"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 16, 32))
+
+
+def test_explorer_shows_every_render_error_as_the_message():
+    from utils.widgets import Explorer, slider
+
+    def render(value):
+        if value == 1:
+            raise KeyError("no such layer")
+        raise ValueError("value must be 0")
+
+    explorer = Explorer(render, {"value": slider("value", 0, 2, 1)})
+    assert "KeyError" in explorer.message.value and "no such layer" in explorer.message.value
+    explorer.set(value=2)
+    assert "value must be 0" in explorer.message.value and "ValueError" not in explorer.message.value
+
+
+def test_channel_weights_explorer_names_the_bad_model():
+    from utils.attention_views import channel_weights_explorer
+
+    gates = {"SE": {"block1": torch.rand(10, 4)}}
+    images, labels = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    explorer = channel_weights_explorer(gates, images, labels, {"SE": torch.rand(4, 8, 8)})
+    render = explorer.render
+    with pytest.raises(ValueError, match="model must be one of"):
+        render(model="ECA", layer=0, label=0)
+    with pytest.raises(ValueError, match="layer must be in 0..0"):
+        render(model="SE", layer=3, label=0)

@@ -41,6 +41,10 @@ def mean_attention_distance(attn: torch.Tensor, grid_size, patch_size: float,
     if attn.dim() < 3 or attn.shape[-1] != expected or attn.shape[-2] != expected:
         raise ValueError(f"attn must be (..., heads, {expected}, {expected}) for a {gh}×{gw} grid with "
                          f"{num_prefix_tokens} prefix token(s); got {tuple(attn.shape)}")
+    tolerance = 1e-3 if attn.dtype in (torch.float32, torch.float64) else 2e-2
+    if attn.numel() and (attn.min() < 0 or ((attn.double().sum(-1) - 1).abs() > tolerance).any()):
+        raise ValueError("attn must hold attention probabilities (each row ≥ 0, summing to 1), not logits: "
+                         "apply softmax(-1) to the scores first")
     distances = torch.cdist(patch_centres((gh, gw), patch_size), patch_centres((gh, gw), patch_size))
     patches = attn[..., num_prefix_tokens:, num_prefix_tokens:]                  # (..., heads, P, P)
     per_query = (patches.double() * distances.to(attn.device)).sum(-1)          # (..., heads, P)

@@ -145,8 +145,12 @@ def channel_weights_explorer(class_gates: dict[str, dict[str, torch.Tensor]], im
     layer_count = len(class_gates[models[0]])
 
     def render(model: str, layer: int, label: int):
-        if model not in class_gates or not 0 <= layer < len(class_gates[model]):
-            raise ValueError(f"model must be one of {models} and layer in 0..{len(class_gates[model]) - 1}")
+        if model not in class_gates:
+            raise ValueError(f"model must be one of {models}, not {model!r}")
+        if not 0 <= layer < len(class_gates[model]):
+            raise ValueError(f"layer must be in 0..{len(class_gates[model]) - 1} for {model}, not {layer}")
+        if not 0 <= label < len(CLASSES):
+            raise ValueError(f"label must be a class index in 0..{len(CLASSES) - 1}, not {label}")
         name = list(class_gates[model])[layer]
         chosen = torch.nonzero(labels == label).flatten()[:per_class]
         if len(chosen) == 0:

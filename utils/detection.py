@@ -11,6 +11,8 @@ Bad input, defined once for the whole module:
 - a zero-area box is legal: its IoU with anything is 0, and GIoU/DIoU/CIoU stay finite (an ε guards
   every division), where torchvision would return NaN;
 - empty inputs give empty results: `box_iou` of N and 0 boxes is N×0, `nms` of no boxes keeps none;
+- scores, labels and boxes of one image must have one entry per box, and a NaN score (a diverged model) is
+  refused: it cannot be ranked, and ranking it anyway silently suppresses valid boxes;
 - `mean_average_precision`: an image with no predictions contributes only misses; an image with no targets
   contributes only false positives; a class with no targets anywhere is left out of the mean (its entry in
   ``map_per_class`` is −1) and its predictions are ignored; with no targets at all every value is −1 —
@@ -59,6 +61,16 @@ def _check_boxes(boxes: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(f"{name} holds a box with x2 < x1 or y2 < y1: boxes must be xyxy "
                          "(convert xywh or cxcywh with box_convert first)")
     return boxes.float()
+
+
+def _check_per_box(values: torch.Tensor, count: int, name: str) -> None:
+    """``values`` must be a 1-D tensor with one entry per box; scores must not be NaN."""
+    if not torch.is_tensor(values) or values.shape != (count,):
+        shape = tuple(values.shape) if torch.is_tensor(values) else type(values).__name__
+        raise ValueError(f"{name} must have shape ({count},), one per box, got {shape}")
+    if values.is_floating_point() and torch.isnan(values).any():
+        raise ValueError(f"{name} hold NaN: the model's output is broken (check its loss for NaN); "
+                         "NaN cannot be ranked")
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -117,7 +129,13 @@ def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou"
 
 
 def iou_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ciou") -> torch.Tensor:
-    """Mean of 1 − IoU-family(pred_i, target_i): the box-regression loss of YOLOv4+ (0 for no boxes)."""
+    """Mean of 1 − IoU-family(pred_i, target_i): the box-regression loss of YOLOv4+ (0 for no boxes).
+
+    ``pred`` and ``target`` are N×4 xyxy; an inverted box (x2 < x1: usually xywh passed as xyxy) is refused.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must both be N×4, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    _check_boxes(torch.cat([pred.detach(), target.detach()]), "pred or target")  # one check, one sync
     if len(pred) == 0:
         return pred.sum() * 0.0
     return (1 - paired_box_iou(pred, target, kind)).mean()
@@ -133,8 +151,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, kind: s
     `torchvision.ops.nms`.
     """
     boxes = _check_boxes(boxes, "boxes")
-    if scores.shape != (len(boxes),):
-        raise ValueError(f"scores must have shape ({len(boxes)},) to match boxes, got {tuple(scores.shape)}")
+    _check_per_box(scores, len(boxes), "scores")
     order = torch.sort(scores, descending=True, stable=True).indices
     overlap = box_iou(boxes[order], boxes[order], kind)   # one matrix, then a cheap loop over rows
     suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
@@ -153,6 +170,8 @@ def batched_nms(boxes, scores, labels, iou_threshold: float, kind: str = "iou") 
     Same result as `torchvision.ops.batched_nms` (for kind="iou").
     """
     boxes = _check_boxes(boxes, "boxes")
+    _check_per_box(scores, len(boxes), "scores")
+    _check_per_box(labels, len(boxes), "labels")
     if len(boxes) == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     offsets = labels.to(boxes) * (boxes.max() + 1)
@@ -166,6 +185,11 @@ def postprocess(boxes, scores, labels, confidence: float = 0.25, iou_threshold: 
     ``boxes`` N×4, ``scores`` N, ``labels`` N for one image → ``{"boxes", "scores", "labels"}`` (torchmetrics format).
     Filtering first is what makes NMS fast: most of a grid's thousands of candidates are background.
     """
+    boxes = _check_boxes(boxes, "boxes")
+    _check_per_box(scores, len(boxes), "scores")
+    _check_per_box(labels, len(boxes), "labels")
+    if not isinstance(max_detections, int) or max_detections < 0:
+        raise ValueError(f"max_detections must be a non-negative integer, not {max_detections!r}")
     confident = scores >= confidence
     boxes, scores, labels = boxes[confident], scores[confident], labels[confident]
     keep = batched_nms(boxes, scores, labels, iou_threshold, kind)[:max_detections]
@@ -243,6 +267,9 @@ def _check_detections(preds: list, targets: list) -> None:
             missing = keys - set(item)
             if missing:
                 raise ValueError(f"{name}[{i}] lacks {sorted(missing)}: each entry is a dict with {sorted(keys)}")
+            _check_boxes(item["boxes"], f"{name}[{i}]['boxes']")
+            for key in sorted(keys - {"boxes"}):
+                _check_per_box(item[key], len(item["boxes"]), f"{name}[{i}][{key!r}]")
 
 
 def _greedy_match(ious: np.ndarray, thresholds) -> np.ndarray:

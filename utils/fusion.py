@@ -54,6 +54,7 @@ CONDITION_ODDS = (0.4, 0.3, 0.3)
 CLASS_WARMTH = torch.tensor([110.0, 110.0, 105.0, 110.0, 100.0, 5.0, 110.0, 5.0, -10.0, 5.0])
 TEMPERATURE_JITTER = 8.0
 METHODS = ("average", "max", "weighted", "laplacian", "gradient")
+WEIGHTED_METHODS = ("weighted", "laplacian")  # the methods of METHODS that use an infrared weight
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SSIM", "PSNR", "Qabf", "MSE", "NRMSE")
 EPS = 1e-12
 
@@ -444,6 +445,7 @@ def pansharpen(multispectral: torch.Tensor, panchromatic: torch.Tensor) -> torch
 def _as_image(x, name: str) -> torch.Tensor:
     """An H×W NumPy array or tensor (uint8, or float on 0–255) → float64 tensor; anything else → ValueError."""
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x.detach().cpu())
+    floating = x.is_floating_point()
     if x.ndim != 2:
         raise ValueError(f"{name} must be one H×W grey image, got shape {tuple(x.shape)}: pass image[0] for a "
                          "1×H×W tensor, and the Y channel (rgb_to_ycbcr) for a colour image")
@@ -453,6 +455,8 @@ def _as_image(x, name: str) -> torch.Tensor:
     if x.min() < -1e-3 or x.max() > 255 + 1e-3:   # a tolerance for float round-off (x / 255 * 255)
         raise ValueError(f"{name} has values in [{x.min():.3g}, {x.max():.3g}]; metrics read the 0–255 scale: "
                          "multiply images in [0, 1] by 255")
+    if floating and 0 < x.max() <= 1:  # EN, PSNR and Qabf would be silently wrong on this scale
+        raise ValueError(f"{name} is a float image in [0, 1]; the metrics read the 0–255 scale: pass {name} * 255")
     return x.clamp(0, 255)
 
 
@@ -501,8 +505,16 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.T
 
     SSIM = (2μ_xμ_y + C₁)(2σ_xy + C₂) / ((μ_x² + μ_y² + C₁)(σ_x² + σ_y² + C₂)), C₁ = (0.01 L)², C₂ = (0.03 L)²,
     local statistics under an 11-tap Gaussian window (σ = 1.5) on reflect-padded images, averaged over all
-    H×W positions — the settings and border handling of `torchmetrics` (≥ 1.5).
+    H×W positions — the settings and border handling of `torchmetrics` (≥ 1.5). ``data_range`` is the span of
+    the pixel scale: 255 for images on 0–255, 1.0 for images in [0, 1].
     """
+    if x.ndim != 4 or x.shape != y.shape:
+        raise ValueError(f"ssim takes two N×1×H×W batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}: "
+                         "for one H×W image pass image[None, None]")
+    if min(x.shape[-2:]) < 6 or not x.is_floating_point() or not y.is_floating_point():
+        raise ValueError(f"ssim needs float images of at least 6×6 pixels, got {x.dtype} {tuple(x.shape[-2:])}")
+    if data_range > 1 and 0 < max(x.max(), y.max()) <= 1:  # a default of 255 with [0, 1] images: SSIM ≈ 1
+        raise ValueError(f"the images lie in [0, 1] but data_range={data_range}: pass data_range=1.0")
     window = gaussian_kernel(1.5, 11)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     stats = _separable(torch.cat([x, y, x * x, y * y, x * y]), window).split(len(x))
@@ -621,20 +633,27 @@ def corner_error(estimated: torch.Tensor, true: torch.Tensor, size: int) -> floa
 
 # ---------------------------------------------------------------------------------------------- explorer
 def render_fusion(infrared: torch.Tensor, visible: torch.Tensor, scene: int = 0, method: str = "laplacian",
-                  weight: float = 0.5, learned: dict | None = None):
-    """The fusion explorer's figure for one scene: infrared, visible, the fused colour image, |F − IR|, |F − VIS|,
-    and the row of fusion metrics.
+                  weight: float = 0.5, learned: dict | None = None, conditions=None,
+                  weighted: tuple[str, ...] = WEIGHTED_METHODS):
+    """The fusion explorer's figure for one scene: infrared, visible, the fused colour image, |F − IR|, |F − VIS|
+    (with their scales), and the row of fusion metrics.
 
     ``infrared`` N×1×H×W and ``visible`` N×3×H×W (uint8 or float on 0–255); ``method`` one of `METHODS` or a key
     of ``learned``, a dict of name → ``fn(ir, y, weight)`` on …×1×H×W floats on 0–255 returning the fused Y.
+    ``conditions`` (optional, N names such as "low_light") puts the scene's condition in the title; ``weighted``
+    names the methods that use ``weight`` (the title shows it only for them).
     """
     import matplotlib.pyplot as plt
+
+    from .plotting import colorbar
 
     learned = learned or {}
     if not 0 <= scene < len(infrared):
         raise ValueError(f"scene must be between 0 and {len(infrared) - 1}, not {scene}")
     if method not in METHODS and method not in learned:
         raise ValueError(f"method must be one of {METHODS + tuple(learned)}, not {method!r}")
+    if conditions is not None and len(conditions) != len(infrared):
+        raise ValueError(f"conditions must name one condition per scene ({len(infrared)}), got {len(conditions)}")
     _check_weight(weight)
     ir = infrared[scene].double()
     rgb = visible[scene].double()
@@ -646,24 +665,28 @@ def render_fusion(infrared: torch.Tensor, visible: torch.Tensor, scene: int = 0,
     fused_y, vis_y = rgb_to_ycbcr(fused_rgb)[0], rgb_to_ycbcr(rgb)[0]
     metrics = fusion_metrics(fused_y.clamp(0, 255), ir[0], vis_y)
 
-    fig = plt.figure(figsize=(12.5, 3.7))
-    grid = fig.add_gridspec(2, 5, height_ratios=[1, 0.2])
+    fig = plt.figure(figsize=(10, 3.9), layout="constrained")
+    images, table_area = fig.subfigures(2, 1, height_ratios=[1, 0.22])
+    axes = images.subplots(1, 5)
     panels = [(ir[0], "infrared", "inferno"), (rgb, "visible", None), (fused_rgb, f"fused: {method}", None),
-              ((fused_y - ir[0]).abs(), "|F − IR| (0–128)", "magma"),
-              ((fused_y - vis_y).abs(), "|F − VIS| (0–128)", "magma")]
-    for column, (image, title, cmap) in enumerate(panels):
-        ax = fig.add_subplot(grid[0, column])
+              ((fused_y - ir[0]).abs(), "|F − IR|", "magma"), ((fused_y - vis_y).abs(), "|F − VIS|", "magma")]
+    for ax, (image, title, cmap) in zip(axes, panels):
         if image.ndim == 3:
             ax.imshow(image.permute(1, 2, 0).numpy() / 255)
         else:  # differences on half the range, one scale for every method so that they can be compared
-            ax.imshow(image.numpy(), cmap=cmap, vmin=0, vmax=255 if cmap == "inferno" else 128)
+            drawn = ax.imshow(image.numpy(), cmap=cmap, vmin=0, vmax=255 if cmap == "inferno" else 128)
+            if cmap == "inferno":
+                colorbar(drawn, ax, "IR level (0–255)")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    table = fig.add_subplot(grid[1, :])
+    colorbar(drawn, list(axes[3:]), "|difference| (grey levels)")
+    table = table_area.subplots()
     table.axis("off")
     shown = ("EN", "SD", "SF", "AG", "MI", "SSIM", "PSNR", "Qabf")
     table.table(cellText=[[f"{metrics[k]:.3f}" for k in shown]], colLabels=list(shown), loc="center",
                 cellLoc="center").scale(1, 1.3)
-    fig.suptitle(f"scene {scene}: {method}" + (f", infrared weight {weight:.2f}" if method in ("weighted", "laplacian")
-                                              or method in learned else ""), fontsize=10)
+    condition = f" ({conditions[scene].replace('_', ' ')})" if conditions is not None else ""
+    fig.suptitle(f"scene {scene}{condition}: {method}" + (f", infrared weight {weight:.2f}" if method in weighted
+                                                          else " (no weight: the slider does not apply)"),
+                 fontsize=10)
     return fig

@@ -57,6 +57,10 @@ def _as_pair(value) -> int:
 
 
 def _window(previous: LayerRF, name: str, kernel, stride, padding, dilation=1) -> LayerRF:
+    for setting, value in (("kernel", kernel), ("stride", stride), ("padding", padding), ("dilation", dilation)):
+        if isinstance(value, (tuple, list)) and len(set(value)) > 1:
+            raise ValueError(f"layer {name!r} has a non-square {setting} {tuple(value)}: receptive_field follows "
+                             "square windows only (one side for both axes)")
     k_eff = _as_pair(dilation) * (_as_pair(kernel) - 1) + 1
     return LayerRF(name, previous.rf + (k_eff - 1) * previous.jump, previous.jump * _as_pair(stride),
                    previous.start + ((k_eff - 1) / 2 - _as_pair(padding)) * previous.jump)
@@ -79,6 +83,13 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
     (the model's output). Raises ``ValueError`` naming any layer whose effect on the receptive field is
     unknown (for example a transposed convolution or an attention block).
     """
+    shape = tuple(input_shape)
+    if len(shape) == 4:
+        raise ValueError(f"input_shape is one image's C×H×W, without the batch dimension: pass {shape[1:]}")
+    if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(f"input_shape must be C×H×W positive integers, such as (1, 28, 28), not {input_shape!r}")
+    if shape[1] != shape[2]:
+        raise ValueError(f"input_shape {shape} is not square: receptive_field follows one side, so give H == W")
     model = model.eval()
     graph = torch.fx.symbolic_trace(model)
     ShapeProp(graph).propagate(torch.zeros(1, *input_shape, device=model_device(model)))

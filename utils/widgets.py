@@ -70,8 +70,9 @@ class Explorer(widgets.VBox):
     def _redraw(self, change=None) -> None:
         try:
             fig = self.render(**self.values())
-        except ValueError as error:
-            self.message.value = f"<span style='color:#b00020'>{html.escape(str(error))}</span>"
+        except Exception as error:  # noqa: BLE001 — every render error becomes the red message, never a traceback
+            text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+            self.message.value = f"<span style='color:#b00020'>{html.escape(text)}</span>"
             return
         self.message.value = ""
         png = figure_png(fig, dpi=display_dpi(fig, self.width, self.max_height))
@@ -94,6 +95,9 @@ def slider(description: str, low: int, high: int, value: int | None = None) -> w
 def dropdown(description: str, options, value=None) -> widgets.Dropdown:
     """A dropdown with the course's layout."""
     options = list(options)
+    if any(isinstance(o, tuple) and o[1] is None for o in options):
+        raise ValueError("an option whose value is None shows as a blank dropdown: give it a real value, e.g. "
+                         "('all', 0)")
     return widgets.Dropdown(options=options, value=value if value is not None else
                             (options[0][1] if isinstance(options[0], tuple) else options[0]),
                             description=description, style={"description_width": "initial"})
