@@ -352,3 +352,16 @@ def test_channel_weights_explorer_names_the_bad_model():
         render(model="ECA", layer=0, label=0)
     with pytest.raises(ValueError, match="layer must be in 0..0"):
         render(model="SE", layer=3, label=0)
+
+
+def test_rescaling_helpers_refuse_already_scaled_input_and_subset_checks_its_arguments():
+    from utils.metrics import to_generator_range
+
+    images = torch.full((2, 1, 28, 28), 255, dtype=torch.uint8)
+    assert to_generator_range(images).max().item() == 1.0
+    with pytest.raises(TypeError, match="uint8"):
+        to_generator_range(images.float() / 255)
+    with pytest.raises(ValueError, match="one row per item"):
+        data.subset(images, torch.zeros(3), 1)
+    with pytest.raises(ValueError, match="positive integer"):
+        data.subset(images, torch.zeros(2), -5)

@@ -170,6 +170,10 @@ def fashion_mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: int = 0):
     """A class-balanced random subset of ``size`` items (all of them when size is None or too big)."""
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels must have one row per item: got {len(images)} and {len(labels)}")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive integer (or None for everything), not {size!r}")
     if size is None or size >= len(labels):
         return images, labels
     generator = torch.Generator().manual_seed(seed)

@@ -20,6 +20,9 @@ from torch import nn
 
 def to_generator_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 images in [0, 255] → float in [-1, 1], the range of a tanh generator (and of the classifier's input)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"to_generator_range takes uint8 images (0–255), not {images.dtype}: float images are "
+                        "already scaled, and scaling them again would be silently wrong")
     return images.float() / 127.5 - 1
 
 
