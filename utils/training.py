@@ -61,20 +61,21 @@ class History:
         return self.images_seen / max(self.train_seconds, 1e-9)
 
     def figure(self):
-        """Losses on the left, every other metric on the right, against epochs."""
+        """Losses on the left and, if any were measured, the other metrics on the right, against epochs."""
         import matplotlib.pyplot as plt
 
-        fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.2))
         keys = [k for k in self.rows[0] if k not in ("epoch", "seconds", "lr")] if self.rows else []
+        has_metrics = any("loss" not in k for k in keys)
+        fig, axes = plt.subplots(1, 1 + has_metrics, figsize=(9 if has_metrics else 5, 3.2), layout="constrained",
+                                 squeeze=False)
+        ax_loss, ax_metric = axes[0, 0], axes[0, -1]
         for key in keys:
             ax = ax_loss if "loss" in key else ax_metric
             ax.plot(self["epoch"], self[key], marker="o", label=key)
-        for ax, title in ((ax_loss, "loss"), (ax_metric, "metrics")):
-            ax.set_xlabel("epoch")
-            ax.set_title(title)
+        for ax, label in ((ax_loss, "loss"), (ax_metric, "metric"))[:1 + has_metrics]:
+            ax.set(xlabel="epoch", ylabel=label)
             if ax.lines:
                 ax.legend()
-        fig.tight_layout()
         return fig
 
 
@@ -90,8 +91,10 @@ def classification_loss(model, batch, label_smoothing: float = 0.0):
 
 
 def autocast(dev: torch.device):
-    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    """bf16 autocast on a CUDA GPU with native bf16 (Ampere and later: tensor cores, no loss scaling needed);
+    float32 on older GPUs (T4, V100: emulated bf16 would be slower than float32) and elsewhere."""
+    native_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.autocast("cuda", dtype=torch.bfloat16) if native_bf16 else torch.autocast(dev.type, enabled=False)
 
 
 def _to(batch, dev):
