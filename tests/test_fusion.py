@@ -267,10 +267,16 @@ def test_render_fusion_figure_and_errors():
     ir = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
     rgb = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     fig = fu.render_fusion(ir, rgb, scene=1, method="laplacian", weight=0.3,
-                           learned={"copy IR": lambda a, y, w: a})
-    assert len(fig.axes) == 6
+                           learned={"copy IR": lambda a, y, w: a}, conditions=["clear", "low_light"])
+    assert len([ax for ax in fig.axes if ax.images]) == 5 and len(fig.axes) == 8       # 5 panels, 2 scales, metrics
+    assert {ax.get_ylabel() for ax in fig.axes} >= {"IR level (0–255)", "|difference| (grey levels)"}
+    assert fig.get_suptitle() == "scene 1 (low light): laplacian, infrared weight 0.30"
     plt.close(fig)
-    plt.close(fu.render_fusion(ir, rgb, scene=0, method="copy IR", learned={"copy IR": lambda a, y, w: a}))
+    fig = fu.render_fusion(ir, rgb, scene=0, method="copy IR", learned={"copy IR": lambda a, y, w: a})
+    assert "does not apply" in fig.get_suptitle()                       # a method that ignores the weight says so
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one condition per scene"):
+        fu.render_fusion(ir, rgb, conditions=["clear"])
     with pytest.raises(ValueError, match="scene must be between 0 and 1"):
         fu.render_fusion(ir, rgb, scene=2)
     with pytest.raises(ValueError, match="method must be one of"):

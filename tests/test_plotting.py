@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from utils.plotting import MAX_DPI, colorbar, comparison_chart, display_dpi, figure_png, png_size
-from utils.widgets import Explorer, slider
+from utils.widgets import Explorer, dropdown, slider
 
 
 def test_display_dpi_fits_the_box_and_caps_text_size():
@@ -66,3 +66,46 @@ def test_comparison_chart_draws_every_number():
         comparison_chart({"A": {"acc": 1}}, {"params": "p"})
     with pytest.raises(ValueError, match="max"):
         comparison_chart(rows, {"acc": "a"}, best={"acc": "highest"})
+
+
+def test_labelled_grid_labels_rows_columns_and_scale():
+    from utils.plotting import labelled_grid
+
+    panels = np.random.default_rng(0).uniform(-1, 1, (6, 3, 3))
+    fig = labelled_grid(panels, ["r0", "r1"], ["c0", "c1", "c2"], "cosine similarity", vmin=-1, vmax=1)
+    grid = [ax for ax in fig.axes if ax.images]
+    assert len(grid) == 6 and all(ax.images[0].get_clim() == (-1, 1) for ax in grid)
+    assert [grid[0].get_ylabel(), grid[3].get_ylabel()] == ["r0", "r1"]
+    assert [ax.get_title() for ax in grid[:3]] == ["c0", "c1", "c2"]
+    assert any(ax.get_ylabel() == "cosine similarity" for ax in fig.axes)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one per grid cell"):
+        labelled_grid(panels[:5], ["r0", "r1"], ["c0", "c1", "c2"], "x")
+
+
+def test_dropdown_opens_on_a_visible_choice():
+    assert dropdown("classes", [("all", 0), ("shirt", 1)]).label == "all"
+    assert dropdown("model", ["a", "b"], "b").value == "b"
+    with pytest.raises(ValueError, match="blank"):
+        dropdown("classes", [("all", None), ("shirt", 1)])
+
+
+def test_comparison_chart_wraps_panels_into_rows():
+    rows = {name: {f"m{k}": float(k) + 1 for k in range(5)} for name in ("A", "B")}
+    fig = comparison_chart(rows, {f"m{k}": f"metric {k}" for k in range(5)}, per_row=3)
+    drawn = [ax for ax in fig.axes if ax.patches]
+    assert len(drawn) == 5 and len(fig.axes) == 6                       # 2 rows of 3, the last panel left empty
+    assert drawn[4].get_xlabel() == "metric 4"
+    plt.close(fig)
+
+
+def test_history_figure_draws_no_empty_panel():
+    from utils.training import History
+
+    losses_only = History(rows=[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}])
+    fig = losses_only.figure()
+    assert len(fig.axes) == 1 and fig.axes[0].get_ylabel() == "loss"
+    plt.close(fig)
+    fig = History(rows=[{"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}]).figure()
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "metric"] and all(ax.lines for ax in fig.axes)
+    plt.close(fig)

@@ -137,7 +137,12 @@ def test_overlay_and_overlay_figure():
         seg.overlay(image, labels, 3, opacity=2)
     fig = seg.overlay_figure(image, labels, np.roll(labels, 1, 0), ["a", "b"], right="errors", only_class=2)
     assert len(fig.axes) == 3 and "px wrong" in fig.axes[2].get_title()
-    assert [t.get_text() for t in fig.legends[0].texts] == ["b"]     # classes present, background left out
+    legend = lambda ax: [t.get_text() for t in ax.get_legend().texts]  # noqa: E731
+    assert legend(fig.axes[1]) == ["b"]                               # classes present, background left out
+    assert legend(fig.axes[2]) == ["right (object pixel)", "wrong"]    # the error map's colours, not classes
+    plt.close(fig)
+    fig = seg.overlay_figure(image, labels, np.where(labels == 2, 1, 0), ["a", "b"])
+    assert [t.get_text() for t in fig.legends[0].texts] == ["a", "b"]  # truth and prediction classes
     plt.close(fig)
     with pytest.raises(ValueError, match="only_class"):
         seg.overlay_figure(image, labels, labels, ["a", "b"], only_class=3)

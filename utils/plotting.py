@@ -130,9 +130,10 @@ def _number(value: float) -> str:
 
 
 def comparison_chart(rows: dict[str, dict[str, float]], columns: dict[str, str], title: str = "",
-                     log: tuple[str, ...] = (), best: dict[str, str] | None = None, width: float = 10.0):
-    """Compare named things on several measures: one horizontal bar panel per column, each bar labelled with
-    its number.
+                     log: tuple[str, ...] = (), best: dict[str, str] | None = None, width: float = 10.0,
+                     per_row: int = 4):
+    """Compare named things on several measures: one horizontal bar panel per column (``per_row`` panels to a
+    row), each bar labelled with its number.
 
     ``rows`` maps a name (e.g. a network) to {column: value}; ``columns`` maps the columns to show to their axis
     labels (say the unit); ``log`` names columns drawn on a log axis; ``best`` maps a column to "max" or "min",
@@ -145,9 +146,12 @@ def comparison_chart(rows: dict[str, dict[str, float]], columns: dict[str, str],
     if unknown := {v for v in best.values() if v not in ("max", "min")}:
         raise ValueError(f"best takes 'max' or 'min' per column, not {sorted(unknown)}")
     names = list(rows)
-    fig, axes = plt.subplots(1, len(columns), figsize=(width, 0.9 + 0.32 * len(names)), sharey=True,
-                             layout="constrained", squeeze=False)
-    for ax, (column, label) in zip(axes[0], columns.items()):
+    grid_rows, grid_columns = -(-len(columns) // per_row), min(len(columns), per_row)
+    fig, axes = plt.subplots(grid_rows, grid_columns, figsize=(width, grid_rows * (0.7 + 0.3 * len(names)) + 0.3),
+                             sharey=True, layout="constrained", squeeze=False)
+    for ax in axes.flat[len(columns):]:
+        ax.axis("off")
+    for ax, (column, label) in zip(axes.flat, columns.items()):
         values = np.array([rows[name][column] for name in names], dtype=float)
         colours = np.full(len(names), "tab:blue", dtype=object)
         if column in best:

@@ -255,7 +255,7 @@ def overlay_figure(image, target, prediction, class_names, opacity: float = 0.5,
         raise ValueError(f"right must be 'prediction' or 'errors', not {right!r}")
     if only_class is not None and not 1 <= only_class < num_classes:
         raise ValueError(f"only_class must be a class from 1 to {num_classes - 1} (or None for all)")
-    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 4.0), layout="constrained")
     scores = segmentation_metrics(torch.as_tensor(prediction)[None], torch.as_tensor(target)[None], num_classes)
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title("image")
@@ -273,12 +273,18 @@ def overlay_figure(image, target, prediction, class_names, opacity: float = 0.5,
         rgb[wrong] = (1 - opacity) * rgb[wrong] + opacity * np.array([0.9, 0.1, 0.1])
         axes[2].imshow(rgb)
         axes[2].set_title(f"errors: {int(wrong.sum())} px wrong")
-    present = sorted((set(np.unique(target)) | set(np.unique(prediction))) - {0})
+    present = sorted((set(np.unique(target)) | set(np.unique(prediction) if right == "prediction" else ())) - {0})
     colours = palette(num_classes)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in present]
-    fig.legend(handles, [class_names[c - 1] for c in present], loc="lower center", ncol=max(len(present), 1),
-               fontsize=8, frameon=False)
+    labels = [class_names[c - 1] for c in present]
+    legend = dict(loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=8, frameon=False, ncol=2)
+    if right == "errors":  # there colour means right or wrong, not a class: a legend of its own under that panel
+        axes[1].legend(handles, labels, **legend)
+        axes[2].legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in ((0.1, 0.7, 0.2), (0.9, 0.1, 0.1))],
+                       ["right (object pixel)", "wrong"], **legend)
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6) or 1, fontsize=8,
+                   frameon=False)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
