@@ -121,3 +121,59 @@ def test_a_training_step_never_waits_for_the_host():
             opt.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+
+def _detector_and_batch(device: str):
+    """A small detector and a batch of 4 images with 1–3 boxes each (−1 rows pad the targets)."""
+    from utils.models.yolo import AnchorFreeDetector
+
+    torch.manual_seed(0)
+    images = torch.randn(4, 1, 64, 64, device=device)
+    targets = torch.full((4, 3, 5), -1.0, device=device)
+    for i, count in enumerate((1, 2, 3, 1)):
+        for j in range(count):
+            x, y = 4 + 14 * j, 6 + 12 * i
+            targets[i, j] = torch.tensor([float(i + j), x, y, x + 20, y + 18])
+    return AnchorFreeDetector(num_classes=10, width=8).to(device), (images, targets)
+
+
+def test_detector_loss_weights_positives_instead_of_indexing_them():
+    """The sync-free loss equals YOLOX's loss written with boolean indexing (which waits for the host on a GPU)."""
+    from utils.detection import iou_loss
+    from utils.models.yolo import anchor_free_loss, centre_assignment
+
+    model, (images, targets) = _detector_and_batch("cpu")
+    out = model(images).float()
+    boxes, _, _ = model.decode(out, 64)
+    positive = centre_assignment(*model.points(64, "cpu"), targets) >= 0
+    assigned = centre_assignment(*model.points(64, "cpu"), targets).clamp(min=0)
+    matched = torch.gather(targets, 1, assigned[..., None].expand(-1, -1, 5))
+    count = positive.sum()
+    indexed = (5 * iou_loss(boxes[positive], matched[positive][:, 1:])
+               + nn.functional.binary_cross_entropy_with_logits(out[..., 4], positive.float(), reduction="sum") / count
+               + nn.functional.binary_cross_entropy_with_logits(
+                   out[..., 5:][positive], nn.functional.one_hot(matched[positive][:, 0].long(), 10).float(),
+                   reduction="sum") / count)
+    assert count > 0, "the test batch must give the detector positive points"
+    assert torch.allclose(anchor_free_loss(model, (images, targets)), indexed, rtol=1e-5), \
+        "the weighted loss must equal the indexed one"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_detector_training_step_never_waits_for_the_host():
+    from utils.models.yolo import anchor_free_loss, random_flip
+
+    model, batch = _detector_and_batch("cuda")
+    flips = torch.Generator(device="cuda").manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters())
+    anchor_free_loss(model, batch).backward()  # warm-up outside the check
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with training.autocast(torch.device("cuda")):
+            loss = anchor_free_loss(model, random_flip(*batch, flips))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

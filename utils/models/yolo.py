@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..detection import iou_loss, paired_box_iou, postprocess
+from ..detection import paired_box_iou, postprocess
 
 
 def scene_input(images: torch.Tensor) -> torch.Tensor:
@@ -277,19 +277,26 @@ def centre_assignment(points, strides, targets, radius: float = 2.5):
 
 def anchor_free_loss(model: AnchorFreeDetector, batch, box_kind: str = "ciou", box_weight: float = 5.0):
     """CIoU (or GIoU) loss on the boxes of positive points, BCE on every point's objectness and on the
-    classes of positive points; each averaged over the positives, as YOLOX does."""
+    classes of positive points; each averaged over the positives, as YOLOX does.
+
+    Positives are selected by weighting with a 0/1 mask, not by indexing with it: the number of positives is then
+    never needed on the host, so a training step on a GPU does not wait for it."""
     images, targets = batch
     out = model(images).float()
     boxes, _, _ = model.decode(out, images.shape[-1])
     points, strides = model.points(images.shape[-1], out.device)
     assigned = centre_assignment(points, strides, targets)
-    positive = assigned >= 0
+    positive = (assigned >= 0).float()                                                     # N×P
     matched = torch.gather(targets, 1, assigned.clamp(min=0)[..., None].expand(-1, -1, 5))  # N×P×5
     count = positive.sum().clamp(min=1)
-    box_loss = iou_loss(boxes[positive], matched[positive][:, 1:], box_kind)
-    obj_loss = F.binary_cross_entropy_with_logits(out[..., 4], positive.float(), reduction="sum") / count
-    class_target = F.one_hot(matched[positive][:, 0].long(), model.num_classes).float()
-    cls_loss = F.binary_cross_entropy_with_logits(out[..., 5:][positive], class_target, reduction="sum") / count
+    # Background points get a fixed valid target so their (zero-weighted) IoU stays finite.
+    target_boxes = torch.where(positive[..., None] > 0, matched[..., 1:], boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
+    box_iou_value = paired_box_iou(boxes.flatten(0, 1), target_boxes.flatten(0, 1), box_kind).view_as(positive)
+    box_loss = ((1 - box_iou_value) * positive).sum() / count
+    obj_loss = F.binary_cross_entropy_with_logits(out[..., 4], positive, reduction="sum") / count
+    class_target = F.one_hot(matched[..., 0].long().clamp(min=0), model.num_classes).float()
+    class_bce = F.binary_cross_entropy_with_logits(out[..., 5:], class_target, reduction="none").sum(-1)
+    cls_loss = (class_bce * positive).sum() / count
     return box_weight * box_loss + obj_loss + cls_loss
 
 
