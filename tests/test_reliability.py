@@ -365,3 +365,15 @@ def test_rescaling_helpers_refuse_already_scaled_input_and_subset_checks_its_arg
         data.subset(images, torch.zeros(3), 1)
     with pytest.raises(ValueError, match="positive integer"):
         data.subset(images, torch.zeros(2), -5)
+
+
+def test_feature_maps_refuses_a_batch_or_raw_pixels():
+    from utils.look_inside import feature_maps
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    image = torch.rand(1, 8, 8)
+    assert feature_maps(model, image, ["0"])["0"].shape == (2, 6, 6)
+    with pytest.raises(ValueError, match=r"images\[i\]"):
+        feature_maps(model, image[None], ["0"])
+    with pytest.raises(ValueError, match="standardize"):
+        feature_maps(model, (image * 255).to(torch.uint8), ["0"])

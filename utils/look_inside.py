@@ -32,6 +32,10 @@ def map_layers(model: nn.Module, input_shape=(1, 28, 28)) -> dict[str, LayerRF]:
 @torch.no_grad()
 def feature_maps(model: nn.Module, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
     """Outputs of the named ``layers`` for one ``image`` (C×H×W float): name → C_l×H_l×W_l tensor on the CPU."""
+    if not torch.is_tensor(image) or image.ndim != 3 or not image.is_floating_point():
+        raise ValueError(f"feature_maps takes one C×H×W float image (standardised), got "
+                         f"{(image.dtype, tuple(image.shape)) if torch.is_tensor(image) else type(image).__name__}: "
+                         "for a batch pass images[i]; for uint8 pass utils.data.standardize(images)[i]")
     modules = dict(model.named_modules())
     missing = [name for name in layers if name not in modules]
     if missing:
