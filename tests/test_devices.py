@@ -11,7 +11,10 @@ Covered public functions (model on the pretend GPU, inputs on the CPU as a learn
 ``receptive_field``, ``map_layers``, ``effective_receptive_field``, ``feature_maps``, ``evaluate``, ``predict``,
 ``collect_gates``, ``layer_gradient_norms``, ``activation_statistics``, ``accuracy_under_shift``,
 ``class_agreement``, ``checkerboard_amplitude``, ``greedy_decode``, ``accuracy_by_length``,
-``Generator.sample_inputs``. Random draws made on the device (``DeviceLoader``'s shuffle, ``random_shift_flip``,
+``Generator.sample_inputs``, and with images on the pretend GPU the fusion functions (``gaussian_blur``,
+``sobel``, ``laplacian``, ``gradient_magnitude``, ``rgb_to_ycbcr``, ``ycbcr_to_rgb``, ``luminance``,
+``laplacian_fusion``, ``gradient_fusion``, ``colour_fusion``, ``pansharpen``, ``ssim``), ``mean_attention_distance``,
+``attention_rollout``, ``dice_loss``, ``focal_loss`` and ``confusion_matrix``. Random draws made on the device (``DeviceLoader``'s shuffle, ``random_shift_flip``,
 ``random_flip``, the GAN's batch sampler) need a real CUDA generator: on the CPU the tests check that a generator
 on the wrong device is refused by name; on a GPU, `test_a_training_step_never_waits_for_the_host` runs a
 `DeviceLoader`-fed training loop under ``torch.cuda.set_sync_debug_mode("error")``.
@@ -24,12 +27,13 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from utils import data, diagnostics, look_inside, metrics, receptive_field as rf, seq2seq, training
+from utils import attention, data, diagnostics, fusion, look_inside, metrics, receptive_field as rf, seq2seq, training
 from utils.attention_modules import SE, attention_resnet, collect_gates
 from utils.models import ResNet
 from utils.models.gan import DCGANGenerator
 from utils.models.transformer import Seq2SeqTransformer
 from utils.models.yolo import random_flip
+from utils.segmentation import confusion_matrix, dice_loss, focal_loss
 
 MISMATCH = re.compile(r"same device|expected device|different devices|two different devices|"
                       r"device type for generator|Device Propagation|generator is on", re.IGNORECASE)
@@ -93,6 +97,38 @@ def test_sequence_utilities_follow_the_model():
 def test_tensor_utilities_work_where_the_tensors_are():
     runs_on_pretend_gpu(lambda: metrics.checkerboard_amplitude(torch.rand(2, 1, 8, 8, device=GPU)))
     runs_on_pretend_gpu(lambda generator: generator.sample_inputs(4), DCGANGenerator(8, 8), must_finish=True)
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "sobel", "laplacian", "gradient_magnitude", "rgb_to_ycbcr",
+                                  "ycbcr_to_rgb", "luminance", "laplacian_fusion", "gradient_fusion", "colour_fusion",
+                                  "pansharpen", "ssim", "mean_attention_distance", "attention_rollout", "dice_loss",
+                                  "focal_loss", "confusion_matrix"])
+def test_image_functions_compute_where_the_images_are(name):
+    grey = lambda: torch.rand(1, 1, 16, 16, device=GPU) * 255  # noqa: E731
+    rgb = lambda: torch.rand(1, 3, 16, 16, device=GPU) * 255  # noqa: E731
+    attn = lambda: torch.softmax(torch.rand(1, 2, 5, 5, device=GPU), -1)  # noqa: E731
+    logits = lambda: torch.rand(2, 3, 8, 8, device=GPU)  # noqa: E731
+    labels = lambda: torch.randint(0, 3, (2, 8, 8), device=GPU)  # noqa: E731
+    calls = {
+        "gaussian_blur": lambda: fusion.gaussian_blur(grey(), 1.0),
+        "sobel": lambda: fusion.sobel(grey()),
+        "laplacian": lambda: fusion.laplacian(grey()),
+        "gradient_magnitude": lambda: fusion.gradient_magnitude(grey()),
+        "rgb_to_ycbcr": lambda: fusion.rgb_to_ycbcr(rgb()),
+        "ycbcr_to_rgb": lambda: fusion.ycbcr_to_rgb(rgb()),
+        "luminance": lambda: fusion.luminance(rgb()),
+        "laplacian_fusion": lambda: fusion.laplacian_fusion(grey(), grey()),
+        "gradient_fusion": lambda: fusion.gradient_fusion(grey(), grey()),
+        "colour_fusion": lambda: fusion.colour_fusion(grey(), rgb(), fusion.maximum),
+        "pansharpen": lambda: fusion.pansharpen(rgb(), grey()),
+        "ssim": lambda: fusion.ssim(grey(), grey()),
+        "mean_attention_distance": lambda: attention.mean_attention_distance(attn(), 2, 4.0),
+        "attention_rollout": lambda: attention.attention_rollout([attn(), attn()]),
+        "dice_loss": lambda: dice_loss(logits(), labels()),
+        "focal_loss": lambda: focal_loss(logits(), labels()),
+        "confusion_matrix": lambda: confusion_matrix(labels(), labels(), 3),
+    }
+    runs_on_pretend_gpu(calls[name])
 
 
 def test_generators_on_the_wrong_device_are_refused_by_name():

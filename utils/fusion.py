@@ -126,7 +126,7 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """RGB (…×3×H×W, 0–255) → YCbCr (…×3×H×W): luminance carries the structure, Cb and Cr the colour."""
     if rgb.shape[-3] != 3:
         raise ValueError(f"rgb_to_ycbcr takes …×3×H×W images, got shape {tuple(rgb.shape)}")
-    matrix = RGB_TO_YCBCR.to(rgb.dtype if rgb.is_floating_point() else torch.float64)
+    matrix = RGB_TO_YCBCR.to(rgb.device, rgb.dtype if rgb.is_floating_point() else torch.float64)
     out = torch.einsum("ij,...jhw->...ihw", matrix, rgb.to(matrix.dtype))
     return out + CHROMA_OFFSET.to(out)[:, None, None]
 
@@ -135,7 +135,7 @@ def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     """YCbCr (…×3×H×W) → RGB, the exact inverse of `rgb_to_ycbcr` (not clamped)."""
     if ycbcr.shape[-3] != 3:
         raise ValueError(f"ycbcr_to_rgb takes …×3×H×W images, got shape {tuple(ycbcr.shape)}")
-    inverse = torch.linalg.inv(RGB_TO_YCBCR).to(ycbcr.dtype)
+    inverse = torch.linalg.inv(RGB_TO_YCBCR).to(ycbcr)
     return torch.einsum("ij,...jhw->...ihw", inverse, ycbcr - CHROMA_OFFSET.to(ycbcr)[:, None, None])
 
 
