@@ -44,5 +44,8 @@ def test_figure_draws_every_block_with_its_shape():
         assert "×".join(map(str, block.shape)) in texts
     assert f"{sum(p.numel() for p in model.parameters()):,} parameters" in fig.axes[0].get_title()
     plt.close(fig)
+    fig = architecture_figure({"tiny": (model, (torch.zeros(1, 1, 28, 28),))}, names=True)
+    assert any(t.get_text().startswith("4.0: Conv2d 3×3 /2") for t in fig.axes[0].texts)
+    plt.close(fig)
     with pytest.raises(ValueError, match="at least one model"):
         architecture_figure({})

@@ -117,12 +117,13 @@ def _levels(blocks: list[Block], example: torch.Tensor) -> list[float]:
 
 
 def architecture_figure(models: dict[str, tuple[nn.Module, tuple]], title: str = "", column_width: float = 2.1,
-                        box_height: float = 0.34):
+                        box_height: float = 0.34, names: bool = False):
     """One column per model: its blocks as boxes, top to bottom, labelled with type, output shape and parameters.
 
     ``models`` maps a label to ``(model, inputs)`` (a tuple of example tensors). A box moves right by one step
     each time the block's output is half as wide as the input (log₂ of the downsampling). A box reads
-    "type · parameters" and, on the right, the output shape (channels×height×width, or features).
+    "type · parameters" (``names``: "path: type · parameters") and, on the right, the output shape
+    (channels×height×width, or tokens×features).
     """
     if not models:
         raise ValueError("give at least one model: {'ResNet': (model, (torch.zeros(1, 1, 28, 28),))}")
@@ -132,7 +133,7 @@ def architecture_figure(models: dict[str, tuple[nn.Module, tuple]], title: str =
     deepest = max((max(v, default=0) for v in levels.values()), default=0)
     shift = 0.16 if deepest else 0.0
     width = sum(column_width + shift * max(v, default=0) for v in levels.values()) + 0.3 * len(models)
-    fig, axes = plt.subplots(1, len(models), figsize=(max(width, 3.5), box_height * 1.35 * longest + 0.9),
+    fig, axes = plt.subplots(1, len(models), figsize=(max(width, 0.075 * len(title), 3.5), box_height * 1.35 * longest + 0.9),
                              layout="constrained", squeeze=False,
                              gridspec_kw={"width_ratios": [column_width + shift * max(v, default=0)
                                                            for v in levels.values()]})
@@ -143,7 +144,8 @@ def architecture_figure(models: dict[str, tuple[nn.Module, tuple]], title: str =
             ax.add_patch(FancyBboxPatch((x, y - box_height), column_width - 0.05, box_height,
                                         boxstyle="round,pad=0,rounding_size=0.05", fc=_COLOURS[block.colour],
                                         ec="0.4", lw=0.6))
-            ax.text(x + 0.06, y - box_height / 2, block.kind + (f" · {_count(block.params)}" if block.params else ""),
+            text = (f"{block.name}: " if names else "") + block.kind
+            ax.text(x + 0.06, y - box_height / 2, text + (f" · {_count(block.params)}" if block.params else ""),
                     va="center", fontsize=7)
             ax.text(x + column_width - 0.1, y - box_height / 2, _format_shape(block.shape), va="center",
                     ha="right", fontsize=7, family="monospace")
