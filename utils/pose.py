@@ -1,0 +1,759 @@
+"""Multi-person pose estimation: stick-figure scenes, keypoint heatmaps, part affinity fields (PAFs), peak finding,
+limb matching (Hungarian and greedy), assembly of people, OKS and keypoint AP.
+
+Introduced in Chapter 8 (08_pose). The bottom-up pipeline of OpenPose (Cao et al., 2017), written out:
+
+    maps  = network(image)                       # J heatmaps + 2L PAF channels
+    peaks = find_peaks(heatmaps, threshold)      # candidate keypoints of every type
+    for each limb (a → b):
+        scores = limb_scores(paf_of_limb, peaks[a], peaks[b])    # line integral of the PAF, A×B
+        connections[limb] = match_limbs(scores, "hungarian")       # bipartite matching
+    people = assemble_people(peaks, connections)                  # connected limbs → skeletons
+
+Coordinates: pixel (x, y) sits at integer (x, y) — column x, row y — so a keypoint at (3, 5) is the centre of
+the pixel in row 5, column 3. Keypoints are ``…×J×3`` tensors of (x, y, v); in ground truth v is COCO's
+visibility flag (0 not labelled — here: outside the canvas, 1 labelled but hidden behind a later person,
+2 visible); in predictions the third column is the keypoint's confidence.
+
+Scenes::
+
+    scenes = pose_scenes(split, count, size=64, seed=0, min_scale=20, max_scale=44, max_people=6,
+                         max_overlap=0.5)
+    scenes.images      # uint8 N×1×S×S
+    scenes.keypoints   # list of N float32 tensors P×J×3 (x, y, v)
+    scenes.boxes       # list of N float32 tensors P×4, xyxy: each person's drawn pixels, clipped to the canvas
+    scenes.padded()    # N×max_people×J×3, v = 0 for padding: device-resident training batches
+
+A person is a 14-keypoint stick figure (`KEYPOINTS`, `LIMBS`: a tree rooted at the neck) with a random lean, arm
+and leg angles and height in [min_scale, max_scale] pixels; its left limbs are drawn brighter than its right ones
+(a figure facing us has its left side on the image's right), so left and right can be told apart. 1 to
+``max_people`` people per scene, placed so that their keypoint boxes overlap by IoU ≤ ``max_overlap`` and at least
+`MIN_INSIDE` keypoints lie on the canvas (the rest are truncated); later people are drawn over earlier ones.
+Cached under ``data/pose/`` by `utils.scenes.cached_scenes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from .detection import COCO_IOU_THRESHOLDS, average_precision_coco
+from .scenes import cached_scenes
+
+KEYPOINTS = ("head", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+             "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")
+# (parent, child) pairs in breadth-first order from the neck: assembly grows each person outwards along them
+LIMBS = ((1, 0), (1, 2), (1, 5), (1, 8), (1, 11), (2, 3), (5, 6), (8, 9), (11, 12), (3, 4), (6, 7), (9, 10),
+         (12, 13))
+LIMB_NAMES = tuple(f"{KEYPOINTS[a]}→{KEYPOINTS[b]}" for a, b in LIMBS)
+# COCO's per-keypoint OKS constants (head ≈ ears, neck ≈ shoulders): how far a keypoint may stray, relative to
+# the person's size, before OKS falls — wide for hips (hard to place on a real body), narrow for the face
+SIGMAS = np.array([0.035, 0.079, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087,
+                   0.089])
+FORMAT_VERSION = 1
+MIN_INSIDE = 7            # a placed person keeps at least this many keypoints on the canvas
+PLACEMENT_TRIES = 20
+# brightness of each limb relative to the person's: left side bright, right side dim, torso in between
+_LIMB_SHADE = {(1, 0): 0.8, (1, 2): 0.8, (1, 5): 0.8, (1, 8): 0.8, (1, 11): 0.8}
+_LIMB_SHADE.update({limb: 0.55 if KEYPOINTS[limb[1]].startswith("right") else 1.0 for limb in LIMBS[5:]})
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def _check_keypoints(keypoints, name: str, columns=(2, 3)) -> torch.Tensor:
+    if not torch.is_tensor(keypoints):
+        raise TypeError(f"{name} must be a tensor of keypoints (…×J×3: x, y, v), got {type(keypoints).__name__}")
+    if keypoints.ndim < 2 or keypoints.shape[-1] not in columns:
+        raise ValueError(f"{name} must end in J×{columns[-1]} (x, y, v), got shape {tuple(keypoints.shape)}")
+    return keypoints
+
+
+def _check_point(point, name: str) -> torch.Tensor:
+    point = torch.as_tensor(point, dtype=torch.float32)
+    if point.shape[-1:] != (2,):
+        raise ValueError(f"{name} must be an (x, y) pair (or …×2 pairs), got shape {tuple(point.shape)}")
+    return point
+
+
+def _check_size(height, width) -> None:
+    for value, name in ((height, "height"), (width, "width")):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer number of pixels, not {value!r}")
+
+
+# --------------------------------------------------------------------------------------------- stick figures
+def _direction(angle: float) -> torch.Tensor:
+    """The unit vector at ``angle`` radians from straight down (0 = down, +π/2 = image right)."""
+    return torch.tensor([math.sin(angle), math.cos(angle)])
+
+
+def random_pose(height: float, generator: torch.Generator) -> torch.Tensor:
+    """One stick figure of about ``height`` pixels: ``J×2`` keypoints relative to its neck at (0, 0)."""
+    if height <= 0:
+        raise ValueError(f"height must be positive, not {height}")
+
+    def uniform(low, high):
+        return low + (high - low) * float(torch.rand((), generator=generator))
+
+    lean = uniform(-0.3, 0.3)
+    down, across = _direction(lean), torch.tensor([math.cos(lean), -math.sin(lean)])   # across: to image right
+    h = height
+    points = torch.zeros(len(KEYPOINTS), 2)
+    points[0] = -0.13 * h * _direction(lean + uniform(-0.3, 0.3))                        # head above the neck
+    hips = 0.33 * h * down
+    for side, shoulder, hip in ((-1, 2, 8), (1, 5, 11)):      # right side on the image's left, left on its right
+        points[shoulder] = side * 0.11 * h * across
+        points[hip] = hips + side * 0.08 * h * across
+        upper = lean + side * uniform(-0.3, 2.7)                                          # arm: hanging to raised
+        points[shoulder + 1] = points[shoulder] + 0.17 * h * _direction(upper)
+        points[shoulder + 2] = points[shoulder + 1] + 0.15 * h * _direction(upper + uniform(-2.0, 2.0))
+        thigh = lean + side * uniform(-0.2, 0.7)
+        points[hip + 1] = points[hip] + 0.23 * h * _direction(thigh)
+        points[hip + 2] = points[hip + 1] + 0.22 * h * _direction(thigh + uniform(-0.5, 0.5))
+    return points
+
+
+def _background(size: int, generator: torch.Generator) -> torch.Tensor:
+    """A size×size float texture in about [5, 75]: smooth blobs plus fine noise."""
+    coarse = torch.rand(1, 1, 6, 6, generator=generator)
+    smooth = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    return (10 + 40 * torch.rand((), generator=generator)) * smooth + 8 * torch.rand(size, size, generator=generator) + 5
+
+
+def _segment_distance(points: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """Distance of each of ``points`` (M×2) to each segment (L×2 starts, L×2 ends) → L×M."""
+    direction = ends - starts
+    length2 = (direction ** 2).sum(-1).clamp(min=1e-9)
+    along = (((points[None] - starts[:, None]) * direction[:, None]).sum(-1) / length2[:, None]).clamp(0, 1)
+    closest = starts[:, None] + along[..., None] * direction[:, None]
+    return (points[None] - closest).norm(dim=-1)
+
+
+def draw_people(poses: list[torch.Tensor], heights: list[float], size: int, generator: torch.Generator,
+                shades: list[float] | None = None):
+    """Render stick figures (each ``J×2`` absolute keypoints) over a random background, later ones on top.
+
+    Returns ``(image uint8 size×size, keypoints P×J×3 with COCO visibility, boxes P×4 xyxy clipped)``:
+    v = 0 outside the canvas, 1 hidden under a later person's pixels, 2 visible. A person's box is the tight box
+    of its own drawn pixels on the canvas (x2, y2 exclusive).
+    """
+    if len(poses) != len(heights):
+        raise ValueError(f"need one height per pose, got {len(poses)} poses and {len(heights)} heights")
+    canvas = _background(size, generator)
+    owner = torch.zeros(size, size, dtype=torch.long)                      # 0 = background, k + 1 = person k
+    boxes = torch.zeros(len(poses), 4)
+    for k, (pose, height) in enumerate(zip(poses, heights)):
+        shade = shades[k] if shades is not None else 150 + 105 * float(torch.rand((), generator=generator))
+        thickness, radius = max(1.6, 0.06 * height), max(2.0, 0.07 * height)
+        # only the pixels near the figure can be drawn: render that window of the canvas
+        x0, y0 = (pose.min(0).values - radius - 1).floor().long().clamp(0, size).tolist()
+        x1, y1 = (pose.max(0).values + radius + 2).ceil().long().clamp(0, size).tolist()
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float32), torch.arange(x0, x1, dtype=torch.float32),
+                                indexing="ij")
+        pixels = torch.stack([xs.flatten(), ys.flatten()], -1)
+        starts = torch.stack([pose[a] for a, b in LIMBS])
+        ends = torch.stack([pose[b] for a, b in LIMBS])
+        cover = (thickness / 2 + 0.5 - _segment_distance(pixels, starts, ends)).clamp(0, 1)          # L×M
+        head = (radius + 0.5 - (pixels - pose[0]).norm(dim=-1)).clamp(0, 1)
+        values = torch.tensor([_LIMB_SHADE[limb] for limb in LIMBS] + [0.8]) * shade
+        alpha, strongest = torch.cat([cover, head[None]]).max(0)
+        alpha, value = alpha.view(y1 - y0, x1 - x0), values[strongest].view(y1 - y0, x1 - x0)
+        window = canvas[y0:y1, x0:x1]
+        window.copy_(window * (1 - alpha) + value * alpha)
+        drawn = alpha > 0.5
+        owner[y0:y1, x0:x1][drawn] = k + 1
+        rows, cols = drawn.any(1).nonzero().flatten(), drawn.any(0).nonzero().flatten()
+        if len(rows):
+            boxes[k] = torch.tensor([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1],
+                                    dtype=torch.float32)
+    canvas += 6 * torch.randn(size, size, generator=generator)                                     # sensor noise
+    keypoints = torch.zeros(len(poses), len(KEYPOINTS), 3)
+    for k, pose in enumerate(poses):
+        keypoints[k, :, :2] = pose
+        inside = ((pose > -0.5) & (pose < size - 0.5)).all(-1)
+        col, row = pose.round().long().clamp(0, size - 1).unbind(-1)
+        keypoints[k, :, 2] = torch.where(inside, torch.where(owner[row, col] == k + 1, 2.0, 1.0), 0.0)
+    return canvas.clamp(0, 255).round().to(torch.uint8), keypoints, boxes
+
+
+def _keypoint_box(pose: torch.Tensor) -> torch.Tensor:
+    return torch.cat([pose.min(0).values, pose.max(0).values])
+
+
+def _box_iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    lt, rb = torch.maximum(box[:2], boxes[:, :2]), torch.minimum(box[2:], boxes[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    return inter / ((box[2:] - box[:2]).prod() + (boxes[:, 2:] - boxes[:, :2]).prod(1) - inter).clamp(min=1e-9)
+
+
+def _generate(split, count, size, seed, min_scale, max_scale, max_people, max_overlap) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)              # tensors of a few dozen numbers: a thread pool costs more than it saves
+    try:
+        return _generate_scenes(split, count, size, seed, min_scale, max_scale, max_people, max_overlap)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _generate_scenes(split, count, size, seed, min_scale, max_scale, max_people, max_overlap) -> dict:
+    generator = torch.Generator().manual_seed(seed * 2 + (split == "test") + 7919)
+    images, keypoints, boxes = [], [], []
+    for _ in range(count):
+        poses, heights = [], []
+        for _ in range(int(torch.randint(1, max_people + 1, (1,), generator=generator))):
+            height = float(torch.randint(min_scale, max_scale + 1, (1,), generator=generator))
+            pose = random_pose(height, generator)
+            for _ in range(PLACEMENT_TRIES):
+                centre = torch.rand(2, generator=generator) * size
+                placed = pose - (pose.min(0).values + pose.max(0).values) / 2 + centre
+                inside = ((placed > -0.5) & (placed < size - 0.5)).all(-1).sum()
+                if inside < MIN_INSIDE:
+                    continue
+                if poses and _box_iou(_keypoint_box(placed), torch.stack([_keypoint_box(p) for p in poses])).max() \
+                        > max_overlap:
+                    continue
+                poses.append(placed)
+                heights.append(height)
+                break
+        image, scene_keypoints, scene_boxes = draw_people(poses, heights, size, generator)
+        images.append(image)
+        keypoints.append(scene_keypoints)
+        boxes.append(scene_boxes)
+    return {"images": torch.stack(images)[:, None], "keypoints": keypoints, "boxes": boxes}
+
+
+class PoseScenes:
+    """Generated stick-figure scenes (see the module docstring)."""
+
+    def __init__(self, arrays: dict, max_people: int):
+        self.images = arrays["images"]
+        self.keypoints = arrays["keypoints"]
+        self.boxes = arrays["boxes"]
+        self.max_people = max_people
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def padded(self) -> torch.Tensor:
+        """All keypoints as one ``N×max_people×J×3`` tensor, v = 0 for padding."""
+        out = torch.zeros(len(self), self.max_people, len(KEYPOINTS), 3)
+        for i, k in enumerate(self.keypoints):
+            out[i, :len(k)] = k
+        return out
+
+    def ground_truth(self, indices=None) -> list[dict]:
+        """Per scene ``{"keypoints": P×J×3, "boxes": P×4}``: the format of `keypoint_ap` and `coco_keypoint_ap`."""
+        indices = range(len(self)) if indices is None else indices
+        return [{"keypoints": self.keypoints[i], "boxes": self.boxes[i]} for i in indices]
+
+
+def pose_scenes(split: str, count: int, size: int = 64, seed: int = 0, min_scale: int = 20, max_scale: int = 44,
+                max_people: int = 6, max_overlap: float = 0.5) -> PoseScenes:
+    """``count`` deterministic stick-figure scenes of ``split`` ("train" or "test"), cached under ``data/pose/``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, not {count!r}")
+    if not 12 <= min_scale <= max_scale <= size:
+        raise ValueError(f"need 12 ≤ min_scale ≤ max_scale ≤ size (person heights in pixels), got min_scale="
+                         f"{min_scale}, max_scale={max_scale}, size={size}: lower the scales or enlarge the canvas")
+    if not isinstance(max_people, int) or max_people < 1:
+        raise ValueError(f"max_people must be a positive integer, not {max_people!r}")
+    if not 0.0 <= max_overlap < 1.0:
+        raise ValueError(f"max_overlap is an IoU bound in [0, 1), not {max_overlap}")
+    arrays = cached_scenes("pose", FORMAT_VERSION, _generate, split=split, count=count, size=size, seed=seed,
+                           min_scale=min_scale, max_scale=max_scale, max_objects=max_people, max_overlap=max_overlap)
+    return PoseScenes(arrays, max_people)
+
+
+# ------------------------------------------------------------------------------------------ training targets
+def gaussian_heatmap(height: int, width: int, center_xy, sigma: float) -> torch.Tensor:
+    """``height×width`` map of exp(−((x − cx)² + (y − cy)²) / 2σ²), pixel (x, y) at integer coordinates."""
+    _check_size(height, width)
+    center = _check_point(center_xy, "center_xy")
+    if center.shape != (2,):
+        raise ValueError(f"center_xy must be one (x, y) pair, got shape {tuple(center.shape)}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, not {sigma}")
+    ys, xs = torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32)
+    d2 = (xs[None, :] - center[0]) ** 2 + (ys[:, None] - center[1]) ** 2
+    return torch.exp(-d2 / (2 * sigma ** 2))
+
+
+def limb_paf(height: int, width: int, p1, p2, limb_width: float) -> torch.Tensor:
+    """``2×height×width`` part affinity field of one limb: the unit vector from ``p1`` to ``p2`` at every pixel
+    within ``limb_width`` of the segment (measured across it, and between its ends along it), zero elsewhere.
+    A zero-length limb has no direction: its field is zero."""
+    _check_size(height, width)
+    p1, p2 = _check_point(p1, "p1"), _check_point(p2, "p2")
+    if p1.shape != (2,) or p2.shape != (2,):
+        raise ValueError("p1 and p2 must each be one (x, y) pair")
+    if not limb_width > 0:
+        raise ValueError(f"limb_width must be positive, not {limb_width}")
+    return _pafs(p1[None], p2[None], torch.ones(1, dtype=torch.bool), height, width, limb_width)[0]
+
+
+def _pafs(p1: torch.Tensor, p2: torch.Tensor, valid: torch.Tensor, height: int, width: int,
+          limb_width: float) -> torch.Tensor:
+    """Vectorised `limb_paf`: p1, p2 ``…×2``, valid ``…`` → ``…×2×H×W``."""
+    vector = p2 - p1
+    length = vector.norm(dim=-1, keepdim=True)
+    unit = vector / length.clamp(min=1e-6)
+    ys = torch.arange(height, dtype=p1.dtype, device=p1.device)
+    xs = torch.arange(width, dtype=p1.dtype, device=p1.device)
+    rel_x = xs[None, :] - p1[..., 0, None, None]                     # …×1×W  (then broadcast to …×H×W)
+    rel_y = ys[:, None] - p1[..., 1, None, None]                     # …×H×1
+    ux, uy = unit[..., 0, None, None], unit[..., 1, None, None]
+    along = rel_x * ux + rel_y * uy
+    across = (rel_x * uy - rel_y * ux).abs()
+    inside = (along >= 0) & (along <= length[..., None]) & (across <= limb_width)
+    inside &= (valid & (length[..., 0] > 1e-6))[..., None, None]
+    return torch.stack([ux * inside, uy * inside], -3)
+
+
+def pose_targets(keypoints: torch.Tensor, size: int, stride: int = 2, sigma: float = 2.0, limb_width: float = 1.5):
+    """Training targets at the network's output resolution (``size // stride``), for a batch of scenes.
+
+    ``keypoints``: ``B×P×J×3`` in image pixels (v = 0 for absent keypoints and padding). Returns
+    ``(heatmaps B×J×h×w, pafs B×2L×h×w)``: per keypoint type the *maximum* over people of `gaussian_heatmap`
+    (so two close people keep two peaks), per limb the *mean* over the people whose limb covers a pixel of
+    `limb_paf` (OpenPose's rule: where limbs cross, the field points along their average). ``sigma`` and
+    ``limb_width`` are in image pixels. A pixel (i, j) of the output map covers image pixels
+    i·stride … i·stride + stride − 1, so an image coordinate x maps to (x + 0.5) / stride − 0.5.
+    """
+    _check_keypoints(keypoints, "keypoints", columns=(3,))
+    if keypoints.ndim != 4:
+        raise ValueError(f"keypoints must be B×P×J×3, got shape {tuple(keypoints.shape)}: "
+                         f"use scenes.padded() or add batch and people dimensions")
+    if not isinstance(stride, int) or stride < 1 or size % stride:
+        raise ValueError(f"stride must be a positive integer dividing size={size}, not {stride!r}")
+    h = size // stride
+    points = (keypoints[..., :2] + 0.5) / stride - 0.5
+    labelled = keypoints[..., 2] > 0
+    s = sigma / stride
+    grid = torch.arange(h, dtype=points.dtype, device=points.device)
+    gx = torch.exp(-(grid - points[..., 0, None]) ** 2 / (2 * s ** 2))            # B×P×J×w
+    gy = torch.exp(-(grid - points[..., 1, None]) ** 2 / (2 * s ** 2))            # B×P×J×h
+    heat = (gy[..., :, None] * gx[..., None, :]) * labelled[..., None, None]      # B×P×J×h×w
+    heatmaps = heat.amax(1) if heat.shape[1] else heat.sum(1)
+    pafs = []
+    for a, b in LIMBS:
+        field = _pafs(points[:, :, a], points[:, :, b], labelled[:, :, a] & labelled[:, :, b], h, h,
+                      limb_width / stride)                                        # B×P×2×h×w
+        count = (field.abs().sum(2, keepdim=True) > 0).sum(1).clamp(min=1)
+        pafs.append(field.sum(1) / count)
+    return heatmaps, torch.cat(pafs, 1)
+
+
+# ------------------------------------------------------------------------------------------------- decoding
+def find_peaks(heatmaps: torch.Tensor, threshold: float = 0.1) -> list[torch.Tensor]:
+    """Heatmap NMS: a pixel is a peak when it is the maximum of its 3×3 neighbourhood and above ``threshold``.
+
+    ``heatmaps``: ``J×H×W``. Returns J tensors ``K×3`` of (x, y, score), highest score first.
+    """
+    if not torch.is_tensor(heatmaps) or heatmaps.ndim != 3:
+        raise ValueError(f"heatmaps must be a J×H×W tensor, got {getattr(heatmaps, 'shape', type(heatmaps))}")
+    heatmaps = heatmaps.float()
+    pooled = F.max_pool2d(heatmaps[None], 3, stride=1, padding=1)[0]
+    peaks = []
+    for channel, is_peak in zip(heatmaps, (heatmaps == pooled) & (heatmaps > threshold)):
+        ys, xs = is_peak.nonzero(as_tuple=True)
+        found = torch.stack([xs.float(), ys.float(), channel[ys, xs]], -1)
+        peaks.append(found[found[:, 2].argsort(descending=True)])
+    return peaks
+
+
+def paf_score(paf: torch.Tensor, p1, p2, samples: int = 10) -> torch.Tensor:
+    """The line integral of a limb's field from ``p1`` to ``p2``, as OpenPose approximates it: the mean, over
+    ``samples`` evenly spaced points from p1 to p2 (both ends included), of the dot product of the field at the
+    nearest pixel with the unit vector p1→p2.
+
+    ``paf``: ``2×H×W``; ``p1``, ``p2``: ``…×2`` pairs (broadcast against each other) → scores of shape ``…``.
+    1 for a candidate lying along a limb of the same direction, ≈ 0 across empty space, negative backwards;
+    a zero-length pair scores 0.
+    """
+    if not torch.is_tensor(paf) or paf.ndim != 3 or paf.shape[0] != 2:
+        raise ValueError(f"paf must be a 2×H×W field, got {getattr(paf, 'shape', type(paf))}")
+    if not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"samples must be an integer ≥ 2 (both ends are sampled), not {samples!r}")
+    p1, p2 = _check_point(p1, "p1").to(paf.device), _check_point(p2, "p2").to(paf.device)
+    p1, p2 = torch.broadcast_tensors(p1, p2)
+    vector = p2 - p1
+    length = vector.norm(dim=-1, keepdim=True)
+    unit = vector / length.clamp(min=1e-6)
+    steps = torch.linspace(0, 1, samples, device=paf.device)[:, None]
+    points = p1[..., None, :] + steps * vector[..., None, :]                      # …×samples×2
+    col = points[..., 0].round().long().clamp(0, paf.shape[2] - 1)
+    row = points[..., 1].round().long().clamp(0, paf.shape[1] - 1)
+    field = paf.float()[:, row, col]                                               # 2×…×samples
+    dots = field[0] * unit[..., None, 0] + field[1] * unit[..., None, 1]
+    return dots.mean(-1) * (length[..., 0] > 1e-6)
+
+
+def limb_scores(paf: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, samples: int = 10) -> torch.Tensor:
+    """`paf_score` of every candidate pair: starts ``A×(2+)`` and ends ``B×(2+)`` peaks → ``A×B`` scores."""
+    return paf_score(paf, starts[:, None, :2], ends[None, :, :2], samples)
+
+
+def match_limbs(scores: torch.Tensor, method: str = "hungarian", min_score: float = 0.05) -> torch.Tensor:
+    """Choose limbs: a one-to-one matching between start peaks (rows) and end peaks (columns) of ``scores``.
+
+    "hungarian": the matching of maximum total score (`scipy.optimize.linear_sum_assignment`); "greedy": take the
+    best remaining pair whose two ends are both still free, repeatedly (what OpenPose does — the same answer in
+    almost every real case, simpler and faster). Only pairs scoring above ``min_score`` ≥ 0 may be matched.
+    Returns ``K×3`` rows of (start index, end index, score), best first.
+    """
+    if not torch.is_tensor(scores) or scores.ndim != 2:
+        raise ValueError(f"scores must be an A×B tensor, got {getattr(scores, 'shape', type(scores))}")
+    if method not in ("hungarian", "greedy"):
+        raise ValueError(f"method must be 'hungarian' or 'greedy', not {method!r}")
+    if not min_score >= 0:
+        raise ValueError(f"min_score must be ≥ 0 (invalid pairs are given weight 0), not {min_score}")
+    valid = scores.detach().cpu().double()
+    valid = torch.where(valid > min_score, valid, torch.zeros_like(valid))
+    if method == "hungarian":
+        rows, cols = linear_sum_assignment(valid.numpy(), maximize=True)
+        pairs = [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if valid[r, c] > 0]
+    else:
+        pairs, used_rows, used_cols = [], set(), set()
+        for flat in valid.flatten().argsort(descending=True, stable=True).tolist():
+            r, c = divmod(flat, valid.shape[1])
+            if valid[r, c] <= 0:
+                break
+            if r not in used_rows and c not in used_cols:
+                pairs.append((r, c))
+                used_rows.add(r)
+                used_cols.add(c)
+    out = torch.tensor([(r, c, float(valid[r, c])) for r, c in pairs], dtype=torch.float64).reshape(-1, 3)
+    return out[out[:, 2].argsort(descending=True)]
+
+
+def assemble_people(peaks: list[torch.Tensor], connections: list[torch.Tensor], min_parts: int = 4,
+                    min_mean_score: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grow skeletons from matched limbs, in `LIMBS` order (outwards from the neck).
+
+    A connection (i, j) of limb a → b joins the person that already owns peak i of type a (or peak j of type b);
+    if two different people own its ends and share no keypoint type, they are merged; if nobody owns either end,
+    it starts a new person. People with fewer than ``min_parts`` keypoints, or whose mean score per part
+    (peak scores plus limb scores, over their parts) is below ``min_mean_score``, are dropped.
+
+    Returns ``(keypoints P×J×3 (x, y, peak score; zeros where missing), scores P)``; a person's score is the sum of
+    its peak and limb scores over J + L, so complete, confident skeletons rank first.
+    """
+    if len(peaks) != len(KEYPOINTS) or len(connections) != len(LIMBS):
+        raise ValueError(f"need {len(KEYPOINTS)} peak tensors and {len(LIMBS)} connection tensors, got "
+                         f"{len(peaks)} and {len(connections)}")
+    people = []                                      # each: [peak index per type (−1 = none), total score]
+    for (a, b), found in zip(LIMBS, connections):
+        for i, j, score in found.tolist():
+            i, j = int(i), int(j)
+            owners = [p for p in people if p[0][a] == i or p[0][b] == j]
+            if len(owners) == 1:
+                parts = owners[0][0]
+                if parts[a] == i and parts[b] == -1:
+                    parts[b] = j
+                    owners[0][1] += float(peaks[b][j, 2]) + score
+                elif parts[b] == j and parts[a] == -1:
+                    parts[a] = i
+                    owners[0][1] += float(peaks[a][i, 2]) + score
+            elif len(owners) == 2:
+                first, second = owners
+                if all(x == -1 or y == -1 for x, y in zip(first[0], second[0])):
+                    first[0] = [x if x != -1 else y for x, y in zip(first[0], second[0])]
+                    first[1] += second[1] + score
+                    people.remove(second)
+            elif not owners:
+                parts = [-1] * len(KEYPOINTS)
+                parts[a], parts[b] = i, j
+                people.append([parts, float(peaks[a][i, 2]) + float(peaks[b][j, 2]) + score])
+    keypoints, scores = [], []
+    for parts, total in people:
+        count = sum(p >= 0 for p in parts)
+        if count < min_parts or total / (2 * count - 1) < min_mean_score:
+            continue
+        person = torch.zeros(len(KEYPOINTS), 3)
+        for kind, index in enumerate(parts):
+            if index >= 0:
+                person[kind] = peaks[kind][index].cpu()
+        keypoints.append(person)
+        scores.append(total / (len(KEYPOINTS) + len(LIMBS)))
+    if not keypoints:
+        return torch.zeros(0, len(KEYPOINTS), 3), torch.zeros(0)
+    order = torch.tensor(scores).argsort(descending=True)
+    return torch.stack(keypoints)[order], torch.tensor(scores)[order]
+
+
+def decode_people(heatmaps: torch.Tensor, pafs: torch.Tensor, size: int, threshold: float = 0.1,
+                  method: str = "hungarian", min_score: float = 0.05) -> dict:
+    """The bottom-up pipeline on one image's network output: maps (``J×h×w`` and ``2L×h×w``) upsampled to the image
+    (``size``), `find_peaks`, `limb_scores` + `match_limbs` per limb, `assemble_people`.
+    Returns ``{"keypoints": P×J×3, "scores": P}`` in image pixels."""
+    if heatmaps.ndim != 3 or pafs.ndim != 3 or pafs.shape[0] != 2 * len(LIMBS):
+        raise ValueError(f"need J×h×w heatmaps and {2 * len(LIMBS)}×h×w PAFs, got {tuple(heatmaps.shape)} and "
+                         f"{tuple(pafs.shape)}")
+    maps = F.interpolate(torch.cat([heatmaps, pafs])[None].float(), size=(size, size), mode="bilinear",
+                         align_corners=False)[0]
+    heat, field = maps[:len(KEYPOINTS)], maps[len(KEYPOINTS):]
+    peaks = find_peaks(heat, threshold)
+    connections = [match_limbs(limb_scores(field[2 * k:2 * k + 2], peaks[a], peaks[b]), method, min_score)
+                   for k, (a, b) in enumerate(LIMBS)]
+    keypoints, scores = assemble_people(peaks, connections)
+    return {"keypoints": keypoints, "scores": scores}
+
+
+# ------------------------------------------------------------------------------------------------- top-down
+def square_boxes(boxes: torch.Tensor, expand: float = 1.25) -> torch.Tensor:
+    """Person boxes (``K×4`` xyxy, x2/y2 exclusive) → squares of side ``expand`` × the longer side, same centre:
+    the crop a top-down model sees (square, so one scale maps keypoints in and out; margin for limbs)."""
+    if not torch.is_tensor(boxes) or boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be a K×4 xyxy tensor, got {getattr(boxes, 'shape', type(boxes))}")
+    if not expand > 0:
+        raise ValueError(f"expand must be positive, not {expand}")
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).amax(1, keepdim=True).clamp(min=1) * expand / 2
+    return torch.cat([centre - half, centre + half], 1)
+
+
+def crop_people(images: torch.Tensor, squares: list[torch.Tensor], crop: int) -> torch.Tensor:
+    """Resample each square (per image, ``K×4`` xyxy) to ``crop×crop`` with `torchvision.ops.roi_align`
+    (bilinear; outside the canvas reads as 0). ``images``: ``N×C×H×W`` → ``(ΣK)×C×crop×crop`` float."""
+    from torchvision.ops import roi_align
+
+    if images.ndim != 4 or len(squares) != len(images):
+        raise ValueError(f"need N×C×H×W images and one K×4 tensor of squares per image, got "
+                         f"{tuple(images.shape)} and {len(squares)} tensors")
+    return roi_align(images.float(), [s.float().to(images.device) for s in squares], output_size=crop,
+                     spatial_scale=1.0, sampling_ratio=1, aligned=True)
+
+
+def to_crop(points: torch.Tensor, squares: torch.Tensor, crop: int) -> torch.Tensor:
+    """Image pixel coordinates (``K×J×2``) → coordinates in each square's ``crop×crop`` resampling (`crop_people`).
+    A square's edges are pixel edges, so pixel x sits at x + 0.5 on its axis (half a pixel inside its own edge)."""
+    scale = (squares[:, 2:] - squares[:, :2]) / crop
+    return (points + 0.5 - squares[:, None, :2]) / scale[:, None] - 0.5
+
+
+def from_crop(points: torch.Tensor, squares: torch.Tensor, crop: int) -> torch.Tensor:
+    """The inverse of `to_crop`: crop coordinates (``K×J×2``) → image pixel coordinates."""
+    scale = (squares[:, 2:] - squares[:, :2]) / crop
+    return (points + 0.5) * scale[:, None] + squares[:, None, :2] - 0.5
+
+
+def heatmap_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Single-person decoding: per map (``K×J×H×W``) the location and value of its maximum → ``K×J×3`` (x, y, value)."""
+    if heatmaps.ndim != 4:
+        raise ValueError(f"heatmaps must be K×J×H×W, got {tuple(heatmaps.shape)}")
+    values, flat = heatmaps.flatten(2).max(-1)
+    width = heatmaps.shape[-1]
+    return torch.stack([(flat % width).float(), (flat // width).float(), values.float()], -1)
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def oks(predicted: torch.Tensor, truth: torch.Tensor, areas: torch.Tensor, sigmas=SIGMAS) -> torch.Tensor:
+    """Object keypoint similarity of every predicted person with every true person → ``P×G``.
+
+    OKS = mean over the true person's labelled keypoints (v > 0) of exp(−d² / (2 s² k²)), d the distance of the
+    predicted keypoint, s² the person's area, k = 2σ per keypoint type: IoU's role for keypoints, in [0, 1].
+    ``predicted``: ``P×J×(2|3)``; ``truth``: ``G×J×3``; ``areas``: ``G``. A true person with no labelled keypoint
+    scores 0 (COCO ignores such people).
+    """
+    _check_keypoints(predicted, "predicted")
+    _check_keypoints(truth, "truth", columns=(3,))
+    if predicted.shape[-2] != truth.shape[-2] or len(sigmas) != truth.shape[-2]:
+        raise ValueError(f"predicted, truth and sigmas must have the same number of keypoints, got "
+                         f"{predicted.shape[-2]}, {truth.shape[-2]} and {len(sigmas)}")
+    if areas.shape != truth.shape[:1]:
+        raise ValueError(f"need one area per true person, got {tuple(areas.shape)} for {len(truth)} people")
+    variances = (2 * torch.as_tensor(sigmas, dtype=torch.float64)) ** 2
+    d2 = ((predicted[:, None, :, :2].double() - truth[None, :, :, :2].double()) ** 2).sum(-1)          # P×G×J
+    e = d2 / variances / (areas.double()[None, :, None] + np.spacing(1)) / 2
+    labelled = (truth[:, :, 2] > 0)[None].double()
+    return (torch.exp(-e) * labelled).sum(-1) / labelled.sum(-1).clamp(min=1)
+
+
+def _check_evaluation(predictions: list, truths: list) -> None:
+    if len(predictions) != len(truths):
+        raise ValueError(f"need one prediction dict per image: {len(predictions)} predictions, {len(truths)} images")
+    for p in predictions:
+        if not {"keypoints", "scores"} <= set(p):
+            raise ValueError("each prediction must be a dict with 'keypoints' (P×J×3) and 'scores' (P)")
+    for t in truths:
+        if not {"keypoints", "boxes"} <= set(t):
+            raise ValueError("each ground truth must be a dict with 'keypoints' (G×J×3) and 'boxes' (G×4, xyxy)")
+
+
+def keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, max_detections: int = 20) -> dict:
+    """COCO keypoint AP from scratch: OKS in place of IoU, otherwise detection AP.
+
+    Per image the ``max_detections`` best-scoring people are matched, in score order, to the unmatched true person
+    of highest OKS ≥ t; over all images, precision–recall at each t ∈ 0.50:0.05:0.95, COCO's 101-point AP,
+    averaged over t. A true person's area is its box's (w·h). Predictions: ``{"keypoints": P×J×3, "scores": P}``;
+    truths: ``{"keypoints": G×J×3, "boxes": G×4}``. Returns ``{"ap", "ap50", "ap75"}`` (−1 with no true people).
+    """
+    _check_evaluation(predictions, truths)
+    thresholds = np.array(COCO_IOU_THRESHOLDS)
+    scores_all, hits_all, total = [], [], 0
+    for pred, truth in zip(predictions, truths):
+        labelled = truth["keypoints"][:, :, 2] > 0
+        counted = labelled.any(1)                          # COCO ignores people without labelled keypoints
+        total += int(counted.sum())
+        order = torch.as_tensor(pred["scores"]).double().neg().numpy().argsort(kind="mergesort")[:max_detections]
+        hits = np.zeros((len(order), len(thresholds)), dtype=bool)
+        ignored = np.zeros((len(order), len(thresholds)), dtype=bool)
+        if len(order) and len(truth["keypoints"]):
+            boxes = truth["boxes"].double()
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            similarity = oks(pred["keypoints"][order], truth["keypoints"], areas, sigmas).numpy()
+            gt_order = np.argsort(~counted.numpy(), kind="mergesort")          # ignored people last, as COCO
+            similarity, counted_sorted = similarity[:, gt_order], counted.numpy()[gt_order]
+            for t, threshold in enumerate(thresholds):
+                taken = np.zeros(len(gt_order), dtype=bool)
+                for d in range(len(order)):
+                    best, match = min(threshold, 1 - 1e-10), -1
+                    for g in range(len(gt_order)):
+                        if taken[g]:
+                            continue
+                        if match > -1 and counted_sorted[match] and not counted_sorted[g]:
+                            break
+                        if similarity[d, g] < best:
+                            continue
+                        best, match = similarity[d, g], g
+                    if match > -1:
+                        taken[match] = True
+                        hits[d, t] = counted_sorted[match]
+                        ignored[d, t] = not counted_sorted[match]
+        scores_all.append(torch.as_tensor(pred["scores"]).double().numpy()[order])
+        hits_all.append(np.where(ignored, -1, hits))
+    if total == 0:
+        return {"ap": -1.0, "ap50": -1.0, "ap75": -1.0}
+    scores = np.concatenate(scores_all) if scores_all else np.zeros(0)
+    marks = np.concatenate(hits_all) if hits_all else np.zeros((0, len(thresholds)))
+    ranked = marks[np.argsort(-scores, kind="mergesort")]
+    per_threshold = []
+    for t in range(len(thresholds)):
+        kept = ranked[:, t][ranked[:, t] >= 0].astype(bool)
+        tp, fp = np.cumsum(kept), np.cumsum(~kept)
+        precision, recall = tp / np.maximum(tp + fp, np.spacing(1)), tp / total
+        per_threshold.append(average_precision_coco(precision, recall))
+    return {"ap": float(np.mean(per_threshold)), "ap50": per_threshold[0], "ap75": per_threshold[5]}
+
+
+def coco_keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS) -> dict:
+    """The same figures from pycocotools' ``COCOeval(iouType="keypoints")`` — the reference `keypoint_ap` is
+    checked against. Builds the COCO ground-truth and result structures in memory."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    _check_evaluation(predictions, truths)
+    images, annotations, results = [], [], []
+    for image_id, (pred, truth) in enumerate(zip(predictions, truths)):
+        images.append({"id": image_id})
+        for box, person in zip(truth["boxes"].tolist(), truth["keypoints"]):
+            flat = torch.where(person[:, 2:] > 0, person, torch.zeros_like(person)).flatten().tolist()
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                                "keypoints": flat, "num_keypoints": int((person[:, 2] > 0).sum()),
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                                "area": (box[2] - box[0]) * (box[3] - box[1])})
+        for person, score in zip(pred["keypoints"], torch.as_tensor(pred["scores"]).tolist()):
+            results.append({"image_id": image_id, "category_id": 1, "score": score,
+                            "keypoints": torch.cat([person[:, :2], torch.ones(len(person), 1)], 1).flatten().tolist()})
+    if not annotations:
+        return {"ap": -1.0, "ap50": -1.0, "ap75": -1.0}
+    if not results:
+        return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):         # pycocotools prints progress and a table
+        truth_api = COCO()
+        truth_api.dataset = {"images": images, "annotations": annotations,
+                             "categories": [{"id": 1, "name": "person", "keypoints": list(KEYPOINTS),
+                                             "skeleton": [[a + 1, b + 1] for a, b in LIMBS]}]}
+        truth_api.createIndex()
+        evaluator = COCOeval(truth_api, truth_api.loadRes(results), iouType="keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {"ap": float(evaluator.stats[0]), "ap50": float(evaluator.stats[1]), "ap75": float(evaluator.stats[2])}
+
+
+# ---------------------------------------------------------------------------------------------------- views
+def draw_skeletons(ax, keypoints: torch.Tensor, color: str = "lime", linewidth: float = 1.5, labels=None) -> None:
+    """Draw people (``P×J×3``; a keypoint with third column 0 is absent) as skeletons on ``ax``."""
+    _check_keypoints(keypoints, "keypoints", columns=(3,))
+    for k, person in enumerate(keypoints.reshape(-1, len(KEYPOINTS), 3).cpu().numpy()):
+        present = person[:, 2] > 0
+        for a, b in LIMBS:
+            if present[a] and present[b]:
+                ax.plot(person[[a, b], 0], person[[a, b], 1], color=color, lw=linewidth)
+        ax.scatter(person[present, 0], person[present, 1], s=6, color=color, zorder=3)
+        if labels is not None and present.any():
+            x, y = person[present, :2].min(0)
+            ax.text(x, y - 1, labels[k], color=color, fontsize=7, va="bottom")
+
+
+def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torch.Tensor, limb: int = 5,
+                         threshold: float = 0.3, method: str = "hungarian", min_score: float = 0.05):
+    """The explorer's figure for one image and one limb type: the two endpoint heatmaps with their peaks above
+    ``threshold``; the limb's PAF as arrows over its magnitude; every candidate connection with its line-integral
+    score (thin, grey) and the chosen matching (thick, green) on the image.
+
+    ``image``: ``S×S`` (or 1×S×S) uint8; ``heatmaps``/``pafs``: the network's (or true) ``J×h×w`` and ``2L×h×w``
+    maps. Raises ValueError for a limb outside 0…L−1 or a threshold outside (0, 1).
+    """
+    if not 0 <= limb < len(LIMBS):
+        raise ValueError(f"limb must be between 0 and {len(LIMBS) - 1} ({', '.join(LIMB_NAMES)}), not {limb}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"the peak threshold must be between 0 and 1, not {threshold}")
+    image = image.reshape(image.shape[-2:]).cpu().numpy()
+    size = image.shape[-1]
+    maps = F.interpolate(torch.cat([heatmaps, pafs])[None].float().cpu(), size=(size, size), mode="bilinear",
+                         align_corners=False)[0]
+    a, b = LIMBS[limb]
+    heat, field = maps[[a, b]], maps[len(KEYPOINTS) + 2 * limb:len(KEYPOINTS) + 2 * limb + 2]
+    peaks = find_peaks(heat, threshold)
+    scores = limb_scores(field, peaks[0], peaks[1])
+    chosen = match_limbs(scores, method, min_score)
+    heat, field, peaks = heat.numpy(), field.numpy(), [p.numpy() for p in peaks]
+
+    fig, (ax_heat, ax_paf, ax_match) = plt.subplots(1, 3, figsize=(12.5, 4.0))
+    shown = ax_heat.imshow(heat.max(0), cmap="magma", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax_heat, fraction=0.046, pad=0.04, label="heatmap value")
+    for points, marker, name in ((peaks[0], "o", KEYPOINTS[a]), (peaks[1], "s", KEYPOINTS[b])):
+        ax_heat.scatter(points[:, 0], points[:, 1], marker=marker, s=30, facecolors="none", edgecolors="cyan",
+                        label=f"{name} ({len(points)})")
+    ax_heat.legend(fontsize=7, loc="lower right")
+    ax_heat.set(title=f"heatmaps: peaks > {threshold:.2f}", xlabel="x (pixels)", ylabel="y (pixels)")
+    magnitude = np.linalg.norm(field, axis=0)
+    shown = ax_paf.imshow(magnitude, cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax_paf, fraction=0.046, pad=0.04, label="|PAF|")
+    step = max(1, size // 24)
+    ys, xs = np.meshgrid(np.arange(0, size, step), np.arange(0, size, step), indexing="ij")
+    u, v = field[0][ys, xs], field[1][ys, xs]
+    strong = magnitude[ys, xs] > 0.2
+    ax_paf.quiver(xs[strong], ys[strong], u[strong], v[strong], color="white", angles="xy", scale_units="xy",
+                  scale=1 / (0.9 * step), width=0.006)
+    ax_paf.set(title=f"PAF of {LIMB_NAMES[limb]}", xlabel="x (pixels)", ylabel="y (pixels)")
+    ax_match.imshow(image, cmap="gray", vmin=0, vmax=255)
+    matched = {(int(i), int(j)) for i, j, _ in chosen.tolist()}
+    for i in range(len(peaks[0])):
+        for j in range(len(peaks[1])):
+            (x1, y1), (x2, y2) = peaks[0][i, :2].tolist(), peaks[1][j, :2].tolist()
+            if (i, j) in matched:
+                ax_match.plot([x1, x2], [y1, y2], color="lime", lw=2.5)
+            else:
+                ax_match.plot([x1, x2], [y1, y2], color="0.6", lw=0.8, ls="--")
+            if len(peaks[0]) * len(peaks[1]) <= 16 or (i, j) in matched:
+                ax_match.text((x1 + x2) / 2, (y1 + y2) / 2, f"{scores[i, j]:.2f}", fontsize=6,
+                              color="lime" if (i, j) in matched else "0.85")
+    ax_match.set(title=f"candidates (dashed) and {method} matching (green): {len(chosen)} limbs",
+                 xlabel="x (pixels)", ylabel="y (pixels)", xlim=(-0.5, size - 0.5), ylim=(size - 0.5, -0.5))
+    ax_match.title.set_fontsize(9)
+    fig.tight_layout()
+    return fig
