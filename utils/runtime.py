@@ -97,7 +97,8 @@ def device_name() -> str:
     dev = device()
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"CPU ({torch.get_num_threads()} threads)" if dev.type == "cpu" else dev.type
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''})" if dev.type == "cpu" else dev.type
 
 
 def describe() -> str:
