@@ -35,6 +35,14 @@ def test_trace_records_each_call_and_keeps_blocks_whole():
         trace_blocks(unet)
 
 
+def test_swin_blocks_show_their_windows():
+    from utils.models.swin import SwinTransformer
+
+    blocks = trace_blocks(SwinTransformer(dim=16, num_heads=(2, 4)), torch.zeros(1, 1, 28, 28))
+    assert [b.kind for b in blocks][1:3] == ["SwinBlock (window 7, shift 0)", "SwinBlock (window 7, shift 3)"]
+    assert blocks[1].shape == (196, 16) and blocks[3].kind == "PatchMerging"
+
+
 def test_figure_draws_every_block_with_its_shape():
     model = small_cnn()
     fig = architecture_figure({"tiny": (model, (torch.zeros(1, 1, 28, 28),))}, "t")

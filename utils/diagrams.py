@@ -44,6 +44,10 @@ def _describe(module: nn.Module) -> tuple[str, str]:
         return name, "pool"
     if isinstance(module, nn.Linear):
         return name, "linear"
+    windows = [f"{attribute.split('_')[0]} {getattr(module, attribute)}" for attribute in ("window_size", "shift_size")
+               if isinstance(getattr(module, attribute, None), int)]  # a Swin block: W-MSA (shift 0) or SW-MSA
+    if windows:
+        return f"{name} ({', '.join(windows)})", "attention"
     if "attention" in name.lower() or "encoder" in name.lower() or "decoder" in name.lower():
         return name, "attention"
     has_kernel = any(p.dim() >= 2 for p in module.parameters())
