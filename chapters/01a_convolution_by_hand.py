@@ -43,7 +43,8 @@ device = start_chapter("01a_convolution_by_hand")
 
 # %%
 images, labels = fashion_mnist("test")
-assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.uint8
+assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.uint8, (
+    f"the test split should be 10 000 uint8 images of 1×28×28, got {tuple(images.shape)} {images.dtype}")
 examples = torch.stack([images[labels == c][0] for c in range(10)])
 show(image_grid(examples, titles=CLASSES, ncols=10, suptitle="One test image per class"))
 
@@ -88,7 +89,8 @@ panels = [x[0, 0], edges[0, 0], edges[0, 1], magnitude[0], edges[0, 2]]
 show(image_grid(panels, titles=["image", "Sobel x", "Sobel y", "|gradient|", "Laplacian"], ncols=5, size=2,
                 suptitle="Hand-designed kernels on a real image"))
 # A flat region gives exactly zero for both: every kernel sums to zero.
-assert np.allclose(scratch.conv2d(np.ones((1, 1, 5, 5), np.float32), kernels), 0)
+assert np.allclose(scratch.conv2d(np.ones((1, 1, 5, 5), np.float32), kernels), 0), (
+    "every hand-designed kernel sums to zero, so a flat image should give exactly 0")
 
 # %% [markdown]
 # ## Output size, padding and stride
@@ -110,7 +112,8 @@ print(f"{'H':>4} {'k':>3} {'s':>3} {'p':>3} {'d':>3} | formula  layer")
 for size, k, s, p, d in cases:
     formula = scratch.conv_output_size(size, k, s, p, d)
     layer = nn.Conv2d(1, 1, k, s, p, d)(torch.zeros(1, 1, size, size)).shape[-1]
-    assert formula == layer
+    assert formula == layer, (
+        f"output size formula gives {formula}, nn.Conv2d gives {layer} for H={size} k={k} s={s} p={p} d={d}")
     print(f"{size:4} {k:3} {s:3} {p:3} {d:3} | {formula:7}  {layer:5}")
 
 # %% [markdown]
@@ -151,7 +154,9 @@ for name, layer in layers.items():
         layer(probe)
     flops[name] = counter.get_total_flops()
     print(f"{name:26} {params:8d} {flops[name] / 1e6:8.1f}")
-assert flops["3×3 depthwise-separable"] < flops["3×3 standard"] / 7     # ≈ 1/C_out + 1/k² of the cost
+assert flops["3×3 depthwise-separable"] < flops["3×3 standard"] / 7, (  # ≈ 1/C_out + 1/k² of the cost
+    f"depthwise-separable should cost < 1/7 of a standard 3×3, "
+    f"got {flops['3×3 depthwise-separable'] / flops['3×3 standard']:.3f}")
 
 # A 1×1 convolution is the same linear map at every pixel:
 conv1x1 = layers["1×1 pointwise"]
@@ -185,8 +190,9 @@ ours_avg = scratch.avg_pool2d(x, 2)
 torch.testing.assert_close(torch.from_numpy(ours_max), F.max_pool2d(torch.from_numpy(x), 2))
 torch.testing.assert_close(torch.from_numpy(ours_avg), F.avg_pool2d(torch.from_numpy(x), 2))
 torch.testing.assert_close(torch.from_numpy(scratch.max_pool2d(x, 3, 2, 1)), F.max_pool2d(torch.from_numpy(x), 3, 2, 1))
-assert sum(p.numel() for p in nn.MaxPool2d(2).parameters()) == 0 == len(list(nn.AvgPool2d(2).parameters()))
-assert ours_max.shape == (4, 1, 14, 14)
+assert sum(p.numel() for p in nn.MaxPool2d(2).parameters()) == 0 == len(list(nn.AvgPool2d(2).parameters())), (
+    "pooling layers should have no learnable parameters")
+assert ours_max.shape == (4, 1, 14, 14), f"2×2 max pooling should halve 28×28 to 14×14, got {ours_max.shape}"
 show(image_grid([x[1, 0], ours_max[1, 0], ours_avg[1, 0], scratch.max_pool2d(ours_max, 2)[1, 0]],
                 titles=["28×28", "max 2×2 → 14×14", "avg 2×2 → 14×14", "max twice → 7×7"], ncols=4, size=2))
 
