@@ -103,6 +103,7 @@ def test_attention_map_figure_rejects_out_of_range(bad):
 def test_attention_distance_figure():
     fig = attention_distance_figure({"a": torch.rand(3, 4) * 20, "b": torch.rand(3, 4)}, image_size=28)
     assert len(fig.axes) == 2
+    assert "image side (28 px)" in [t.get_text() for t in fig.axes[1].get_legend().texts]  # the dotted line named
     with pytest.raises(ValueError):
         attention_distance_figure({})
     with pytest.raises(ValueError):

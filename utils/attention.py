@@ -129,7 +129,8 @@ def attention_distance_figure(distances: dict, image_size: int | None = None):
     """
     if not distances:
         raise ValueError("give at least one model's distances, e.g. {'trained': tensor (layers, heads)}")
-    fig, axes = plt.subplots(1, len(distances), figsize=(3.6 * len(distances), 3.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(distances), figsize=(3.6 * len(distances), 3.2), sharey=True, squeeze=False,
+                             layout="constrained")
     top = max(float(d.max()) for d in distances.values())
     for ax, (name, table) in zip(axes.flat, distances.items()):
         table = torch.as_tensor(table).float().cpu()
@@ -142,9 +143,8 @@ def attention_distance_figure(distances: dict, image_size: int | None = None):
         ax.set_xlabel("layer (depth)")
         ax.set_title(name)
         if image_size:
-            ax.axhline(image_size, color="gray", linestyle=":", linewidth=1)
+            ax.axhline(image_size, color="gray", linestyle=":", linewidth=1, label=f"image side ({image_size} px)")
         ax.set_ylim(0, max(top, image_size or 0) * 1.08)
     axes.flat[0].set_ylabel("mean attention distance (pixels)")
     axes.flat[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
