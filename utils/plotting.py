@@ -125,8 +125,11 @@ def colorbar(image, ax, label: str):
 
 
 def _number(value: float) -> str:
-    """A bar's label: thousands separators for counts, three decimals for scores."""
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+    """A bar's label: thousands separators for counts, three significant digits below 100, three decimals for
+    scores below 1."""
+    size = abs(value)
+    return f"{value:,.0f}" if size >= 100 else f"{value:.1f}" if size >= 10 else f"{value:.2f}" if size >= 1 else \
+        f"{value:.3f}"
 
 
 def comparison_chart(rows: dict[str, dict[str, float]], columns: dict[str, str], title: str = "",
