@@ -176,7 +176,7 @@ def verify(profile_name: str, chapters: list[str], jobs: int, *, limit: float | 
 
     def one(name: str) -> Outcome:
         outcome = run_chapter(name, profile_name, limit=limit, threads=threads, reuse=reuse)
-        print(f"{name}: {outcome.status} in {outcome.wall_seconds:.0f} s"
+        print(f"{name}: {outcome.status} in {outcome.wall_seconds:.0f} s ({outcome.cpu_seconds:.0f} CPU s)"
               + (f" — {outcome.failure}" if outcome.failure else ""), flush=True)
         return outcome
 
