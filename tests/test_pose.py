@@ -332,3 +332,16 @@ def test_crops_and_their_coordinates_round_trip(scenes):
         pose.square_boxes(torch.zeros(4))
     with pytest.raises(ValueError, match="one K×4 tensor of squares per image"):
         pose.crop_people(image, [], 16)
+
+
+def test_part_recall_counts_parts_within_the_radius(scenes):
+    truths = scenes.ground_truth()
+    exact = [[t["keypoints"][:, j] for j in range(J)] for t in truths]
+    assert pose.part_recall(exact, truths) == 1.0
+    shifted = [[k[:, :2] + torch.tensor([2.5, 2.5]) for k in per_type] for per_type in exact]   # 3.5 px away
+    # 3.5 px from its own part: only another person's part of the same type can still be within 3 px
+    assert pose.part_recall(shifted, truths, radius=3.0) < 0.05 and pose.part_recall(shifted, truths, 4.0) == 1.0
+    nothing = [[torch.zeros(0, 2)] * J for _ in truths]
+    assert pose.part_recall(nothing, truths) == 0.0
+    with pytest.raises(ValueError, match="tensors of candidates"):
+        pose.part_recall(exact[:1], truths)

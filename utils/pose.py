@@ -123,7 +123,8 @@ def _background(size: int, generator: torch.Generator) -> torch.Tensor:
     """A size×size float texture in about [5, 75]: smooth blobs plus fine noise."""
     coarse = torch.rand(1, 1, 6, 6, generator=generator)
     smooth = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-    return (10 + 40 * torch.rand((), generator=generator)) * smooth + 8 * torch.rand(size, size, generator=generator) + 5
+    level = 10 + 40 * torch.rand((), generator=generator)
+    return level * smooth + 8 * torch.rand(size, size, generator=generator) + 5
 
 
 def _segment_distance(points: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
@@ -548,7 +549,8 @@ def from_crop(points: torch.Tensor, squares: torch.Tensor, crop: int) -> torch.T
 
 
 def heatmap_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Single-person decoding: per map (``K×J×H×W``) the location and value of its maximum → ``K×J×3`` (x, y, value)."""
+    """Single-person decoding: per map (``K×J×H×W``) the location and value of its maximum → ``K×J×3``
+    (x, y, value)."""
     if heatmaps.ndim != 4:
         raise ValueError(f"heatmaps must be K×J×H×W, got {tuple(heatmaps.shape)}")
     values, flat = heatmaps.flatten(2).max(-1)
@@ -588,6 +590,24 @@ def _check_evaluation(predictions: list, truths: list) -> None:
     for t in truths:
         if not {"keypoints", "boxes"} <= set(t):
             raise ValueError("each ground truth must be a dict with 'keypoints' (G×J×3) and 'boxes' (G×4, xyxy)")
+
+
+def part_recall(candidates: list[list[torch.Tensor]], truths: list[dict], radius: float = 3.0) -> float:
+    """The share of labelled true keypoints with a candidate of the same type within ``radius`` pixels — the parts
+    found, before (or regardless of) grouping them into people. ``candidates``: per image, J tensors ``K×(2+)``
+    (e.g. `find_peaks` of the image's heatmaps, or the keypoints of its predicted people)."""
+    if len(candidates) != len(truths) or any(len(c) != len(KEYPOINTS) for c in candidates):
+        raise ValueError(f"need, per image, {len(KEYPOINTS)} tensors of candidates: got {len(candidates)} images "
+                         f"for {len(truths)} truths")
+    found = total = 0
+    for per_type, truth in zip(candidates, truths):
+        for j, points in enumerate(per_type):
+            true = truth["keypoints"][:, j]
+            true = true[true[:, 2] > 0, :2]
+            total += len(true)
+            if len(true) and len(points):
+                found += int((torch.cdist(true.float(), points[:, :2].float().cpu()).amin(1) <= radius).sum())
+    return found / max(total, 1)
 
 
 def keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, max_detections: int = 20) -> dict:
@@ -701,8 +721,8 @@ def draw_skeletons(ax, keypoints: torch.Tensor, color: str = "lime", linewidth: 
 def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torch.Tensor, limb: int = 5,
                          threshold: float = 0.3, method: str = "hungarian", min_score: float = 0.05):
     """The explorer's figure for one image and one limb type: the two endpoint heatmaps with their peaks above
-    ``threshold``; the limb's PAF as arrows over its magnitude; every candidate connection with its line-integral
-    score (thin, grey) and the chosen matching (thick, green) on the image.
+    ``threshold``; the limb's PAF as arrows over its magnitude; every candidate connection scoring above
+    ``min_score`` with its line integral (dashed, orange) and the chosen matching (thick, green) on the image.
 
     ``image``: ``S×S`` (or 1×S×S) uint8; ``heatmaps``/``pafs``: the network's (or true) ``J×h×w`` and ``2L×h×w``
     maps. Raises ValueError for a limb outside 0…L−1 or a threshold outside (0, 1).
@@ -736,23 +756,28 @@ def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torc
     step = max(1, size // 24)
     ys, xs = np.meshgrid(np.arange(0, size, step), np.arange(0, size, step), indexing="ij")
     u, v = field[0][ys, xs], field[1][ys, xs]
-    strong = magnitude[ys, xs] > 0.2
-    ax_paf.quiver(xs[strong], ys[strong], u[strong], v[strong], color="white", angles="xy", scale_units="xy",
-                  scale=1 / (0.9 * step), width=0.006)
-    ax_paf.set(title=f"PAF of {LIMB_NAMES[limb]}", xlabel="x (pixels)", ylabel="y (pixels)")
+    strong = magnitude[ys, xs] > 0.1
+    length = magnitude[ys, xs][strong]                         # arrows show the direction; colour, the magnitude
+    ax_paf.quiver(xs[strong], ys[strong], u[strong] / length, v[strong] / length, color="white", angles="xy",
+                  scale_units="xy", scale=1 / (0.9 * step), width=0.006)
+    ax_paf.set(title=f"PAF of {LIMB_NAMES[limb]} (arrows where |PAF| > 0.1)", xlabel="x (pixels)",
+               ylabel="y (pixels)")
     ax_match.imshow(image, cmap="gray", vmin=0, vmax=255)
     matched = {(int(i), int(j)) for i, j, _ in chosen.tolist()}
-    for i in range(len(peaks[0])):
-        for j in range(len(peaks[1])):
-            (x1, y1), (x2, y2) = peaks[0][i, :2].tolist(), peaks[1][j, :2].tolist()
-            if (i, j) in matched:
-                ax_match.plot([x1, x2], [y1, y2], color="lime", lw=2.5)
-            else:
-                ax_match.plot([x1, x2], [y1, y2], color="0.6", lw=0.8, ls="--")
-            if len(peaks[0]) * len(peaks[1]) <= 16 or (i, j) in matched:
-                ax_match.text((x1 + x2) / 2, (y1 + y2) / 2, f"{scores[i, j]:.2f}", fontsize=6,
-                              color="lime" if (i, j) in matched else "0.85")
-    ax_match.set(title=f"candidates (dashed) and {method} matching (green): {len(chosen)} limbs",
+    edges = (scores > min_score).nonzero().tolist()            # the bipartite graph: pairs the matching may choose
+    for i, j in edges:
+        (x1, y1), (x2, y2) = peaks[0][i, :2].tolist(), peaks[1][j, :2].tolist()
+        if (i, j) in matched:
+            ax_match.plot([x1, x2], [y1, y2], color="lime", lw=2.5)
+        else:
+            ax_match.plot([x1, x2], [y1, y2], color="orange", lw=0.8, ls="--")
+        if len(edges) <= 16 or (i, j) in matched:
+            ax_match.text((x1 + x2) / 2, (y1 + y2) / 2, f"{scores[i, j]:.2f}", fontsize=6,
+                          color="lime" if (i, j) in matched else "orange")
+    ax_match.scatter(peaks[0][:, 0], peaks[0][:, 1], marker="o", s=14, color="cyan")
+    ax_match.scatter(peaks[1][:, 0], peaks[1][:, 1], marker="s", s=14, color="cyan")
+    ax_match.set(title=f"{len(edges)} candidates scoring > {min_score} (dashed), {method} matching (green): "
+                       f"{len(chosen)} limbs",
                  xlabel="x (pixels)", ylabel="y (pixels)", xlim=(-0.5, size - 0.5), ylim=(size - 0.5, -0.5))
     ax_match.title.set_fontsize(9)
     fig.tight_layout()
