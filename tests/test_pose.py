@@ -345,3 +345,16 @@ def test_part_recall_counts_parts_within_the_radius(scenes):
     assert pose.part_recall(nothing, truths) == 0.0
     with pytest.raises(ValueError, match="tensors of candidates"):
         pose.part_recall(exact[:1], truths)
+
+
+def test_bad_input_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="starts"):
+        pose.limb_scores(torch.zeros(2, 8, 8), torch.zeros(3), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="one square"):
+        pose.to_crop(torch.zeros(2, J, 2), torch.zeros(3, 4), 16)
+    with pytest.raises(ValueError, match="14×2"):
+        pose.draw_people([torch.zeros(3, 2)], [20], 32, torch.Generator())
+    with pytest.raises(TypeError, match="uint8"):
+        predict_maps(PoseNet(width=8, stages=1), torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="height"):
+        pose.random_pose(0, torch.Generator())

@@ -146,6 +146,8 @@ def draw_people(poses: list[torch.Tensor], heights: list[float], size: int, gene
     """
     if len(poses) != len(heights):
         raise ValueError(f"need one height per pose, got {len(poses)} poses and {len(heights)} heights")
+    if any(not torch.is_tensor(p) or p.shape != (len(KEYPOINTS), 2) for p in poses):
+        raise ValueError(f"each pose must be a {len(KEYPOINTS)}×2 tensor of (x, y) keypoints (see random_pose)")
     canvas = _background(size, generator)
     owner = torch.zeros(size, size, dtype=torch.long)                      # 0 = background, k + 1 = person k
     boxes = torch.zeros(len(poses), 4)
@@ -401,6 +403,9 @@ def paf_score(paf: torch.Tensor, p1, p2, samples: int = 10) -> torch.Tensor:
 
 def limb_scores(paf: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, samples: int = 10) -> torch.Tensor:
     """`paf_score` of every candidate pair: starts ``A×(2+)`` and ends ``B×(2+)`` peaks → ``A×B`` scores."""
+    for points, name in ((starts, "starts"), (ends, "ends")):
+        if not torch.is_tensor(points) or points.ndim != 2 or points.shape[1] < 2:
+            raise ValueError(f"{name} must be a K×2 (or K×3 peaks) tensor, got {getattr(points, 'shape', points)}")
     return paf_score(paf, starts[:, None, :2], ends[None, :, :2], samples)
 
 
@@ -538,14 +543,22 @@ def crop_people(images: torch.Tensor, squares: list[torch.Tensor], crop: int) ->
 def to_crop(points: torch.Tensor, squares: torch.Tensor, crop: int) -> torch.Tensor:
     """Image pixel coordinates (``K×J×2``) → coordinates in each square's ``crop×crop`` resampling (`crop_people`).
     A square's edges are pixel edges, so pixel x sits at x + 0.5 on its axis (half a pixel inside its own edge)."""
+    _check_crop_points(points, squares)
     scale = (squares[:, 2:] - squares[:, :2]) / crop
     return (points + 0.5 - squares[:, None, :2]) / scale[:, None] - 0.5
 
 
 def from_crop(points: torch.Tensor, squares: torch.Tensor, crop: int) -> torch.Tensor:
     """The inverse of `to_crop`: crop coordinates (``K×J×2``) → image pixel coordinates."""
+    _check_crop_points(points, squares)
     scale = (squares[:, 2:] - squares[:, :2]) / crop
     return (points + 0.5) * scale[:, None] + squares[:, None, :2] - 0.5
+
+
+def _check_crop_points(points: torch.Tensor, squares: torch.Tensor) -> None:
+    if points.ndim != 3 or points.shape[-1] != 2 or squares.shape != (len(points), 4):
+        raise ValueError(f"need points K×J×2 and one square (K×4) per row of points, got {tuple(points.shape)} and "
+                         f"{tuple(squares.shape)}")
 
 
 def heatmap_argmax(heatmaps: torch.Tensor) -> torch.Tensor:

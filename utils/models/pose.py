@@ -83,6 +83,9 @@ def staged_loss(outputs: list[torch.Tensor], heatmaps: torch.Tensor, pafs: torch
 @torch.no_grad()
 def predict_maps(model: PoseNet, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """The last stage's maps for uint8 images ``N×C×H×W``, in eval mode, float32 on the CPU."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise TypeError(f"predict_maps takes uint8 images N×C×H×W (it divides by 255), got {images.dtype} "
+                        f"{tuple(images.shape)}")
     model.eval()
     dev = next(model.parameters()).device
     chunks = []
