@@ -149,7 +149,7 @@ print(f"{'layer':26} {'params':>8} {'MFLOPs':>8}  (input {c_in}×{size}×{size} 
 flops = {}
 for name, layer in layers.items():
     params = sum(p.numel() for p in layer.parameters())
-    assert params == expected[name], name
+    assert params == expected[name], f"{name} should have {expected[name]} parameters, got {params}"
     with FlopCounterMode(display=False) as counter:
         layer(probe)
     flops[name] = counter.get_total_flops()
