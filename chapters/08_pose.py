@@ -624,7 +624,7 @@ print(f"From 1–2 to 5–6 people the top-down arithmetic grows {growth:.1f}× 
 explored = min(len(test_scenes), 40)
 
 
-def render(scene=0, limb=pose.LIMBS.index((6, 7)), threshold=30, method="hungarian", source="network"):
+def render(scene=0, limb=pose.LIMBS.index((6, 7)), threshold=20, method="hungarian", source="network"):
     chosen_maps = maps[scene] if source == "network" else torch.cat([maps_small[0][scene], maps_small[1][scene]])
     return pose.render_limb_matching(test_scenes.images[scene], chosen_maps[:J], chosen_maps[J:], limb,
                                      threshold / 100, method)
@@ -633,7 +633,7 @@ def render(scene=0, limb=pose.LIMBS.index((6, 7)), threshold=30, method="hungari
 explorer = Explorer(render, {"scene": slider("test scene", 0, explored - 1, crowded if crowded < explored else 0),
                              "limb": dropdown("limb", [(n, i) for i, n in enumerate(pose.LIMB_NAMES)],
                                               pose.LIMBS.index((6, 7))),
-                             "threshold": slider("peak threshold %", 5, 95, 30),
+                             "threshold": slider("peak threshold %", 5, 95, 20),
                              "method": dropdown("matching", ["hungarian", "greedy"]),
                              "source": dropdown("maps", ["network", "true"])},
                     title="Limb matching explorer")

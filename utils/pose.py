@@ -755,14 +755,15 @@ def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torc
     chosen = match_limbs(scores, method, min_score)
     heat, field, peaks = heat.numpy(), field.numpy(), [p.numpy() for p in peaks]
 
-    fig, (ax_heat, ax_paf, ax_match) = plt.subplots(1, 3, figsize=(12.5, 4.0))
+    fig, (ax_heat, ax_paf, ax_match) = plt.subplots(1, 3, figsize=(13, 4.3))
     shown = ax_heat.imshow(heat.max(0), cmap="magma", vmin=0, vmax=1)
     fig.colorbar(shown, ax=ax_heat, fraction=0.046, pad=0.04, label="heatmap value")
     for points, marker, name in ((peaks[0], "o", KEYPOINTS[a]), (peaks[1], "s", KEYPOINTS[b])):
         ax_heat.scatter(points[:, 0], points[:, 1], marker=marker, s=30, facecolors="none", edgecolors="cyan",
                         label=f"{name} ({len(points)})")
     ax_heat.legend(fontsize=7, loc="lower right")
-    ax_heat.set(title=f"heatmaps: peaks > {threshold:.2f}", xlabel="x (pixels)", ylabel="y (pixels)")
+    ax_heat.set(title=f"{KEYPOINTS[a]} and {KEYPOINTS[b]} heatmaps\npeaks > {threshold:.2f}", xlabel="x (pixels)",
+                ylabel="y (pixels)")
     magnitude = np.linalg.norm(field, axis=0)
     shown = ax_paf.imshow(magnitude, cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(shown, ax=ax_paf, fraction=0.046, pad=0.04, label="|PAF|")
@@ -773,7 +774,7 @@ def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torc
     length = magnitude[ys, xs][strong]                         # arrows show the direction; colour, the magnitude
     ax_paf.quiver(xs[strong], ys[strong], u[strong] / length, v[strong] / length, color="white", angles="xy",
                   scale_units="xy", scale=1 / (0.9 * step), width=0.006)
-    ax_paf.set(title=f"PAF of {LIMB_NAMES[limb]} (arrows where |PAF| > 0.1)", xlabel="x (pixels)",
+    ax_paf.set(title=f"PAF of {LIMB_NAMES[limb]}\n(arrows where |PAF| > 0.1)", xlabel="x (pixels)",
                ylabel="y (pixels)")
     ax_match.imshow(image, cmap="gray", vmin=0, vmax=255)
     matched = {(int(i), int(j)) for i, j, _ in chosen.tolist()}
@@ -789,9 +790,8 @@ def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torc
                           color="lime" if (i, j) in matched else "orange")
     ax_match.scatter(peaks[0][:, 0], peaks[0][:, 1], marker="o", s=14, color="cyan")
     ax_match.scatter(peaks[1][:, 0], peaks[1][:, 1], marker="s", s=14, color="cyan")
-    ax_match.set(title=f"{len(edges)} candidates scoring > {min_score} (dashed), {method} matching (green): "
+    ax_match.set(title=f"{len(edges)} candidates scoring > {min_score} (dashed)\n{method} matching (green): "
                        f"{len(chosen)} limbs",
                  xlabel="x (pixels)", ylabel="y (pixels)", xlim=(-0.5, size - 0.5), ylim=(size - 0.5, -0.5))
-    ax_match.title.set_fontsize(9)
     fig.tight_layout()
     return fig
