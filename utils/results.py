@@ -28,7 +28,8 @@ def results_path(chapter: str | None = None, profile_name: str | None = None) ->
     return folder / f"results-{profile_name or profile()}.json"
 
 
-def _write_atomically(path: Path, record: dict) -> None:
+def write_json_atomically(path: Path, record) -> None:
+    """``record`` as JSON in ``path``, written to a temporary file and renamed: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(handle, "w") as file:
@@ -47,7 +48,7 @@ def read(chapter: str, profile_name: str) -> dict:
 
 def start(chapter: str) -> None:
     """Begin a fresh record for ``chapter`` in the active profile (called by `utils.start_chapter`)."""
-    _write_atomically(results_path(chapter), {"chapter": chapter, "profile": profile(), "setup": describe(),
+    write_json_atomically(results_path(chapter), {"chapter": chapter, "profile": profile(), "setup": describe(),
                                               "device": device_name(), "figures": []})
 
 
@@ -77,7 +78,7 @@ def report(name: str, value: float, *, bar: float | None = None, higher_is_bette
     figures.append({"name": name, "value": value, "bar": bar, "higher_is_better": higher_is_better,
                     "digits": digits})
     record["figures"] = figures
-    _write_atomically(path, record)
+    write_json_atomically(path, record)
     print(f"result: {format_figure(figures[-1])}")
     return value
 

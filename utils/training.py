@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from . import plotting
 from .checkpoints import atomic_save, verified_load
 from .data import data_dir
-from .runtime import device as default_device, profile, retrain_requested
+from .runtime import device as default_device, model_device, profile, retrain_requested
 
 
 @dataclass
@@ -105,18 +105,18 @@ def _to(batch, dev):
 def evaluate(model: torch.nn.Module, loader: Iterable) -> dict:
     """Mean cross-entropy and accuracy of a classifier over ``loader``."""
     model.eval()
-    dev = next(model.parameters()).device
-    total_loss, correct, count = 0.0, 0, 0
+    dev = model_device(model)
+    total_loss, correct, count = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
     for x, y in loader:
         x, y = _to((x, y), dev)
         with autocast(dev):
             logits = model(x).float()
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
+        total_loss += F.cross_entropy(logits, y, reduction="sum")  # summed on the device: one sync at the end
+        correct += (logits.argmax(1) == y).sum()
         count += len(y)
     if count == 0:
         raise ValueError("evaluate: the loader yielded no images; give it data (or drop_last=False)")
-    return {"loss": total_loss / count, "acc": correct / count}
+    return {"loss": total_loss.item() / count, "acc": correct.item() / count}
 
 
 @torch.no_grad()

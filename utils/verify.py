@@ -186,7 +186,7 @@ def verify(profile_name: str, chapters: list[str], jobs: int, *, limit: float | 
     text = table(outcomes, profile_name, jobs)
     OUTPUTS.mkdir(parents=True, exist_ok=True)
     (OUTPUTS / f"verify-{profile_name}.md").write_text(text)
-    sidecar.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
+    results.write_json_atomically(sidecar, [asdict(o) for o in outcomes])
     print("\n" + text)
     return outcomes
 
