@@ -102,8 +102,9 @@ class DenseFuse(nn.Module):
 def float32(like: torch.Tensor):
     """A context that turns autocast off on ``like``'s device: the losses' filters (Sobel, SSIM's Gaussian window)
     then run in float32. Under bf16 autocast they would run in bf16, where SSIM's variances E[x²] − E[x]² lose
-    almost all their digits to cancellation (8 bits of mantissa) and the Sobel targets are rounded: measured on
-    Chapter 7's ablation, FusionNet trained under bf16 losses ended 15.7 grey levels from max(IR, VIS) instead of 8.4."""
+    almost all their digits to cancellation (8 bits of mantissa) and the Sobel targets are rounded. Measured on
+    Chapter 7's ablation (smoke settings, CPU bf16 autocast, three seeds), FusionNet with all terms ended on average
+    14.1 grey levels from max(IR, VIS) with bf16 losses, 11.3 with these float32 losses, 9.5 in float32 throughout."""
     return torch.autocast(like.device.type, enabled=False)
 
 
