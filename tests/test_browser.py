@@ -1,9 +1,11 @@
 """Widgets proven in a real browser: the project's JupyterLab, driven by headless Chromium (make test-browser).
 
-For every chapter with explorers: open the generated notebook, run all cells (smoke profile), wait for the
-kernel, then check that no cell failed, no widget failed to render, every explorer is drawn as a live widget,
-and moving each explorer's first control through the page changes its figure. Screenshots are saved under
-tests/artifacts/ for a person to look at.
+For every chapter with explorers: open the generated notebook in a 1600×1000 window, run all cells (smoke
+profile), wait for the kernel, then check that no cell failed or emitted more than 20 outputs, none is cut by
+JupyterLab's output limit ("Show more outputs"), no widget failed to render, every explorer is drawn as a live
+widget whose image is not upscaled (natural width ≥ displayed width) and which fits the window with its
+controls, and moving each explorer's first control through the page changes its figure. Screenshots are saved
+under tests/artifacts/ for a person to look at. One chapter: ``pytest -m browser tests/test_browser.py -k 01d``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CHAPTERS = ROOT / "chapters"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 WIDGET_CHAPTERS = sorted(p.stem for p in CHAPTERS.glob("*.py") if "explorer" in p.read_text().lower())
 RUN_TIMEOUT_S = 600
+VIEWPORT = {"width": 1600, "height": 1000}
+MAX_OUTPUTS = 20  # per cell: JupyterLab starts hiding outputs behind "Show more outputs" not far above
 
 
 def chromium_path() -> str | None:
@@ -117,6 +121,7 @@ STATE = """(path) => {
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const errors = [];
+  const crowded = cells.map((c, i) => [i + 1, c.model.outputs.length]).filter(([i, n]) => n > MAX_OUTPUTS);
   for (const cell of cells) {
     for (let i = 0; i < cell.model.outputs.length; i++) {
       const out = cell.model.outputs.get(i).toJSON();
@@ -125,7 +130,15 @@ STATE = """(path) => {
   }
   return {status: kernel ? kernel.status : 'none',
           pending: cells.filter(c => c.promptNode && c.promptNode.textContent.includes('*')).length,
-          unexecuted: cells.filter(c => c.model.executionCount === null).length, errors};
+          unexecuted: cells.filter(c => c.model.executionCount === null).length, errors, crowded,
+          trimmed: document.querySelectorAll('.jp-TrimmedOutputs').length};
+}""".replace("MAX_OUTPUTS", str(MAX_OUTPUTS))
+# The explorer's image as drawn and as shown, and the explorer's box (controls included), in CSS pixels.
+EXPLORER_GEOMETRY = """(explorer) => {
+  const image = explorer.querySelector('img');
+  const box = explorer.getBoundingClientRect();
+  return {natural: image.naturalWidth, shown: image.getBoundingClientRect().width,
+          width: box.width, height: box.height};
 }"""
 SHUTDOWN = """async (path) => {
   const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
@@ -176,7 +189,7 @@ def test_explorers_render_and_react(browser, lab, chapter):
 
     url, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport=VIEWPORT)
     try:
         path = f"{chapter}.ipynb"
         # a workspace of its own, reset, so JupyterLab does not restore the previous test's notebooks
@@ -197,6 +210,11 @@ def test_explorers_render_and_react(browser, lab, chapter):
         page.wait_for_timeout(1500)  # let the widget views finish rendering
         body = page.inner_text("body")
         assert "Error displaying widget" not in body, f"{chapter}: a widget failed to render"
+        state = page.evaluate(STATE, path)
+        assert not state["crowded"], (f"{chapter}: cells (code cell number, outputs) with more than {MAX_OUTPUTS} "
+                                      f"outputs: {state['crowded']}")
+        assert state["trimmed"] == 0 and "Show more outputs" not in body, (
+            f"{chapter}: JupyterLab hides outputs behind 'Show more outputs'")
         explorers = page.locator(".dvl-explorer")
         count = explorers.count()
         assert count >= 1, (f"{chapter}: no explorer rendered as a live widget (a bare text repr or a static image "
@@ -206,6 +224,14 @@ def test_explorers_render_and_react(browser, lab, chapter):
             explorer.scroll_into_view_if_needed()
             image = explorer.locator("img").first
             image.wait_for(state="visible", timeout=60_000)
+            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+            geometry = explorer.evaluate(EXPLORER_GEOMETRY)
+            assert geometry["natural"] >= geometry["shown"] - 0.5, (
+                f"{chapter}: explorer {i}'s image is upscaled: drawn {geometry['natural']} px wide, shown at "
+                f"{geometry['shown']:.0f} px")
+            assert geometry["height"] <= VIEWPORT["height"] and geometry["width"] <= VIEWPORT["width"], (
+                f"{chapter}: explorer {i} with its controls is {geometry['width']:.0f}×{geometry['height']:.0f} px, "
+                f"larger than the {VIEWPORT['width']}×{VIEWPORT['height']} window")
             source = image.get_attribute("src")
             before = image.screenshot()
             _change_first_control(explorer)
