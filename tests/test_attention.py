@@ -90,7 +90,9 @@ def test_attention_map_figure_changes_with_its_controls():
     pictures = {figure_png(attention_map_figure(image, _maps(), 7, layer=layer, head=0, query=q, rollout=r))
                 for layer, q, r in [(0, 0, False), (2, 0, False), (0, 5, False), (2, 5, True)]}
     assert len(pictures) == 4
-    assert isinstance(attention_map_figure(image, _maps(), 7, 1, 1, 3), matplotlib.figure.Figure)
+    fig = attention_map_figure(image, _maps(), 7, 1, 1, 3)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert fig.axes[-1].get_ylabel() == "attention weight"              # the colourbar says what colour measures
 
 
 @pytest.mark.parametrize("bad", [dict(layer=3), dict(head=2), dict(query=17)])

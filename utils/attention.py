@@ -112,7 +112,7 @@ def attention_map_figure(image, attentions, patch_size: int, layer: int, head: i
         ax_image.set_title(f"query: patch ({r}, {c})")
     ax_heat.imshow(image, cmap="gray")
     shown = ax_heat.imshow(heat, cmap="inferno", alpha=0.7, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
-    fig.colorbar(shown, ax=ax_heat, fraction=0.046)
+    fig.colorbar(shown, ax=ax_heat, fraction=0.046, label="attention weight" + (" (composed)" if rollout else ""))
     ax_heat.set_title(what + (f"\n{row[:num_prefix_tokens].sum():.0%} on the class token"
                               if num_prefix_tokens else ""), fontsize=9)
     for ax in (ax_image, ax_heat):
