@@ -81,12 +81,15 @@ J, L = len(pose.KEYPOINTS), len(pose.LIMBS)
 # %%
 train_scenes = pose.pose_scenes("train", TRAIN_SCENES, **SCENE_ARGS)
 test_scenes = pose.pose_scenes("test", TEST_SCENES, **SCENE_ARGS)
-assert train_scenes.images.shape == (TRAIN_SCENES, 1, SIZE, SIZE) and train_scenes.images.dtype == torch.uint8
+assert train_scenes.images.shape == (TRAIN_SCENES, 1, SIZE, SIZE) and train_scenes.images.dtype == torch.uint8, \
+    f"scenes should be uint8 N×1×{SIZE}×{SIZE}, got {train_scenes.images.dtype} {tuple(train_scenes.images.shape)}"
 people_per_scene = torch.tensor([len(k) for k in test_scenes.keypoints])
 all_keypoints = torch.cat(train_scenes.keypoints)
 flags = torch.bincount(all_keypoints[:, :, 2].long().flatten(), minlength=3) / all_keypoints[:, :, 0].numel()
-assert all_keypoints.shape[1:] == (J, 3)
-assert (people_per_scene >= 1).all() and people_per_scene.max() <= SCENE_ARGS["max_people"]
+assert all_keypoints.shape[1:] == (J, 3), \
+    f"keypoints should be (people, {J}, 3): x, y, visibility; got {tuple(all_keypoints.shape)}"
+assert (people_per_scene >= 1).all() and people_per_scene.max() <= SCENE_ARGS["max_people"], \
+    f"scenes should hold 1 to {SCENE_ARGS['max_people']} people, not {people_per_scene.min()}–{people_per_scene.max()}"
 assert flags[0] > 0.02 and flags[1] > 0.01 and flags[2] > 0.5, "truncated, hidden and visible keypoints all occur"
 print(f"{len(train_scenes)} training / {len(test_scenes)} test scenes, {len(all_keypoints)} training people; "
       f"keypoints: {flags[2]:.0%} visible, {flags[1]:.0%} hidden, {flags[0]:.0%} truncated")
@@ -129,7 +132,8 @@ show(fig)
 # %%
 heat = pose.gaussian_heatmap(SIZE, SIZE, (20.0, 30.5), sigma=SIGMA)
 assert heat[30, 20] == heat.max(), "the peak is at the pixel nearest the centre"
-assert math.isclose(heat[30, 23].item(), math.exp(-(3 ** 2 + 0.5 ** 2) / (2 * SIGMA ** 2)), rel_tol=1e-6)
+assert math.isclose(heat[30, 23].item(), math.exp(-(3 ** 2 + 0.5 ** 2) / (2 * SIGMA ** 2)), rel_tol=1e-6), \
+    "the heatmap value 3 px right and 0.5 px below the centre should be exp(−(3² + 0.5²)/2σ²)"
 
 two = next(i for i, k in enumerate(train_scenes.keypoints) if len(k) == 2 and (k[:, 1, 2] > 0).all())
 necks = train_scenes.keypoints[two][:, 1, :2]
@@ -183,7 +187,8 @@ assert field[:, 0, 0].abs().sum() == 0 and field[:, 20, 40].abs().sum() == 0, "z
 
 limb = pose.LIMBS.index((6, 7))                            # left elbow → left wrist
 paf = targets_paf[0, 2 * limb:2 * limb + 2]
-assert paf.norm(dim=0).max() <= 1 + 1e-6
+assert paf.norm(dim=0).max() <= 1 + 1e-6, \
+    f"a PAF holds unit vectors or zeros, but a vector has length {paf.norm(dim=0).max():.4f}"
 fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
 for ax, (name, shown_field) in zip(axes, (("one limb, (10, 20) → (30, 35)", field),
                                           (f"{pose.LIMB_NAMES[limb]} of scene {two}", paf))):
@@ -302,7 +307,8 @@ for area in (20 * 30, 40 * 60):
         single[:, :, 2] = 0
         single[:, kind, 2] = 2                              # score one keypoint type alone
         curve = pose.oks(moved, single, torch.tensor([float(area)]))[:, 0]
-        assert (curve.diff() <= 0).all() and math.isclose(curve[0].item(), 1.0)
+        assert (curve.diff() <= 0).all() and math.isclose(curve[0].item(), 1.0), \
+            "OKS must fall as the error grows and be 1 for a perfect keypoint"
         ax.plot(errors, curve, label=f"{pose.KEYPOINTS[kind]} (σ={pose.SIGMAS[kind]}), area {area} px²")
 ax.axhline(0.5, color="0.6", ls=":")
 ax.set(xlabel="keypoint error (pixels)", ylabel="OKS", title="OKS forgives more on big people and loose keypoints")
@@ -327,9 +333,11 @@ show(fig)
 model = PoseNet(keypoints=J, limbs=L, width=WIDTH, stages=STAGES, stride=STRIDE).to(device)
 x = torch.zeros(2, 1, SIZE, SIZE, device=device)
 outputs = model(x)
-assert len(outputs) == STAGES and all(o.shape == (2, J + 2 * L, SIZE // STRIDE, SIZE // STRIDE) for o in outputs)
+assert len(outputs) == STAGES and all(o.shape == (2, J + 2 * L, SIZE // STRIDE, SIZE // STRIDE) for o in outputs), \
+    "every stage should output heatmaps and PAFs at 1/STRIDE of the image"
 # later stages read the features and the previous stage's 40 maps
-assert model.heat_branches[1][0][0].in_channels == WIDTH + J + 2 * L
+assert model.heat_branches[1][0][0].in_channels == WIDTH + J + 2 * L, \
+    "a later stage reads the image features and the previous stage's maps"
 bottom_up_flops = count_flops(model, (1, SIZE, SIZE))
 print(f"PoseNet: {STAGES} stages, {sum(p.numel() for p in model.parameters()):,} parameters, "
       f"{bottom_up_flops / 1e6:.0f} MFLOPs per image; output {tuple(outputs[-1].shape[1:])} = 14 heatmaps + 26 PAF "
@@ -350,7 +358,8 @@ history = fit(model, loader, epochs=EPOCHS, lr=4e-3, loss_fn=pose_loss, plot=Fal
               config={"scenes": TRAIN_SCENES, "size": SIZE, "sigma": SIGMA, "limb_width": LIMB_WIDTH,
                       "positive_weight": POSITIVE_WEIGHT})
 print(f"trained in {time.perf_counter() - start:.0f} s ({profile()} profile, {device.type})")
-assert history.last("train_loss") < history["train_loss"][0] or history.from_checkpoint
+assert history.last("train_loss") < history["train_loss"][0] or history.from_checkpoint, \
+    f"training should lower the loss: first epoch {history['train_loss'][0]:.4f}, last {history.last('train_loss'):.4f}"
 fig = history.figure()
 fig.suptitle("PoseNet: training loss (sum over stages)")
 show(fig)
@@ -399,7 +408,8 @@ def heatmap_peaks(heatmaps):
 parts = {"network": pose.part_recall([heatmap_peaks(m[:J]) for m in maps], truths),
          "true maps": pose.part_recall([heatmap_peaks(h) for h in maps_small[0]], truths)}
 report("bottom-up parts found within 3 px (heatmap peaks)", parts["network"], bar=PARTS_BAR)
-assert parts["network"] >= PARTS_BAR and parts["true maps"] > 0.95
+assert parts["network"] >= PARTS_BAR and parts["true maps"] > 0.95, \
+    f"keypoints found within 3 px: network {parts['network']:.3f} (bar {PARTS_BAR}), true maps {parts['true maps']:.3f} (should be > 0.95)"
 print(f"{parts['network']:.0%} of the true keypoints have a peak of their type within 3 px "
       f"({parts['true maps']:.0%} for the true maps): the rest of the AP gap is grouping and precision")
 assert abs(bottom_up["hungarian"]["ap"] - bottom_up["greedy"]["ap"]) < 0.05, "greedy ≈ Hungarian on learnt maps too"
@@ -506,7 +516,8 @@ crop_keypoints = all_keypoints.clone()
 crop_keypoints[:, :, :2] = pose.to_crop(all_keypoints[:, :, :2], squares, CROP)
 outside = ((crop_keypoints[:, :, :2] < -0.5) | (crop_keypoints[:, :, :2] > CROP - 0.5)).any(-1)
 crop_keypoints[:, :, 2] = torch.where(outside, 0.0, crop_keypoints[:, :, 2])
-assert crops.shape == (len(all_keypoints), 1, CROP, CROP)
+assert crops.shape == (len(all_keypoints), 1, CROP, CROP), \
+    f"one {CROP}×{CROP} crop per person expected, got {tuple(crops.shape)}"
 
 
 def single_person_loss(model, batch):
@@ -523,7 +534,8 @@ single_loader = DeviceLoader(crops.round().clamp(0, 255).to(torch.uint8), crop_k
 single_history = fit(single, single_loader, epochs=SINGLE_EPOCHS, lr=4e-3, loss_fn=single_person_loss, plot=False,
                      name="08_single_person",
                      config={"people": len(crops), "crop": CROP, "positive_weight": POSITIVE_WEIGHT})
-assert single_history.last("train_loss") < single_history["train_loss"][0] or single_history.from_checkpoint
+assert single_history.last("train_loss") < single_history["train_loss"][0] or single_history.from_checkpoint, \
+    f"training should lower the single-person loss: first {single_history['train_loss'][0]:.4f}, last {single_history.last('train_loss'):.4f}"
 
 
 def top_down(images, confidence=0.2):
@@ -554,7 +566,8 @@ top_down_parts = pose.part_recall([[p["keypoints"][:, j] for j in range(J)] for 
 report("top-down parts found within 3 px", top_down_parts, bar=TOP_DOWN_PARTS_BAR)
 assert top_down_ap["ap"] >= TOP_DOWN_BAR, "top-down keypoint AP bar for this profile"
 assert top_down_parts >= TOP_DOWN_PARTS_BAR, "top-down parts bar for this profile"
-assert abs(top_down_ap["ap"] - pose.coco_keypoint_ap(top_down_predictions, truths)["ap"]) < 1e-9
+assert abs(top_down_ap["ap"] - pose.coco_keypoint_ap(top_down_predictions, truths)["ap"]) < 1e-9, \
+    "the hand-written keypoint AP must equal pycocotools' COCOeval on the top-down predictions"
 
 # %% [markdown]
 # **Accuracy and cost against the number of people.** We split the test scenes by how many people they hold and
@@ -598,7 +611,8 @@ few, many = comparison["1–2"], comparison["5–6"]
 assert all(row["bottom-up MFLOPs"] == bottom_up_flops / 1e6 for row in comparison.values()), "one pass, any crowd"
 # top-down pays one single-person pass per detected person on top of the detector
 assert math.isclose(many["top-down MFLOPs"] - few["top-down MFLOPs"],
-                    (many["people detected"] - few["people detected"]) * single_flops / 1e6, abs_tol=1e-6)
+                    (many["people detected"] - few["people detected"]) * single_flops / 1e6, abs_tol=1e-6), \
+    "top-down should cost one single-person pass more per extra detected person"
 
 fig, (ax_ap, ax_cost, ax_time) = plt.subplots(1, 3, figsize=(13, 3.6))
 positions = np.arange(len(groups))
