@@ -25,8 +25,6 @@
 # | DenseNet | 2016 | every layer sees all earlier feature maps (concatenation): feature reuse |
 
 # %%
-import time
-
 import numpy as np
 import torch
 from torch import nn
