@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from .detection import COCO_IOU_THRESHOLDS, average_precision_coco
-from .scenes import cached_scenes
+from .scenes import cached_scenes, check_scene_arguments
 
 KEYPOINTS = ("head", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
              "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")
@@ -261,17 +261,7 @@ class PoseScenes:
 def pose_scenes(split: str, count: int, size: int = 64, seed: int = 0, min_scale: int = 20, max_scale: int = 44,
                 max_people: int = 6, max_overlap: float = 0.5) -> PoseScenes:
     """``count`` deterministic stick-figure scenes of ``split`` ("train" or "test"), cached under ``data/pose/``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    if not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive integer, not {count!r}")
-    if not 12 <= min_scale <= max_scale <= size:
-        raise ValueError(f"need 12 ≤ min_scale ≤ max_scale ≤ size (person heights in pixels), got min_scale="
-                         f"{min_scale}, max_scale={max_scale}, size={size}: lower the scales or enlarge the canvas")
-    if not isinstance(max_people, int) or max_people < 1:
-        raise ValueError(f"max_people must be a positive integer, not {max_people!r}")
-    if not 0.0 <= max_overlap < 1.0:
-        raise ValueError(f"max_overlap is an IoU bound in [0, 1), not {max_overlap}")
+    check_scene_arguments(split, count, size, min_scale, max_scale, max_people, max_overlap, smallest=12)
     arrays = cached_scenes("pose", FORMAT_VERSION, _generate, split=split, count=count, size=size, seed=seed,
                            min_scale=min_scale, max_scale=max_scale, max_objects=max_people, max_overlap=max_overlap)
     return PoseScenes(arrays, max_people)

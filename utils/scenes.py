@@ -62,16 +62,18 @@ def cached_scenes(folder: str, version: int, make, *, split, count, size, seed, 
     return arrays
 
 
-def _check_arguments(split, count, size, min_scale, max_scale, max_objects, max_overlap) -> None:
+def check_scene_arguments(split, count, size, min_scale, max_scale, max_objects, max_overlap,
+                          smallest: int = 8) -> None:
+    """The checks every scene generator makes on its arguments (items/people ``smallest`` pixels at least)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, not {count!r}")
-    if not 8 <= min_scale <= max_scale <= size:
-        raise ValueError(f"need 8 ≤ min_scale ≤ max_scale ≤ size, got min_scale={min_scale}, "
+    if not smallest <= min_scale <= max_scale <= size:
+        raise ValueError(f"need {smallest} ≤ min_scale ≤ max_scale ≤ size, got min_scale={min_scale}, "
                          f"max_scale={max_scale}, size={size}: lower the scales or enlarge the canvas")
-    if max_objects < 1:
-        raise ValueError(f"max_objects must be at least 1, not {max_objects}")
+    if not isinstance(max_objects, int) or max_objects < 1:
+        raise ValueError(f"max_objects must be a positive integer, not {max_objects!r}")
     if not 0.0 <= max_overlap < 1.0:
         raise ValueError(f"max_overlap is an IoU bound in [0, 1), not {max_overlap}")
 
@@ -204,7 +206,7 @@ def fashion_scenes(split: str, count: int, size: int = 128, seed: int = 0, min_s
                    max_scale: int = 64, max_objects: int = 4, max_overlap: float = 0.3,
                    transforms=None) -> FashionScenes:
     """``count`` deterministic scenes of ``split`` ("train" or "test"), cached under ``data/scenes/``."""
-    _check_arguments(split, count, size, min_scale, max_scale, max_objects, max_overlap)
+    check_scene_arguments(split, count, size, min_scale, max_scale, max_objects, max_overlap)
     arrays = cached_scenes("scenes", FORMAT_VERSION, _generate, split=split, count=count, size=size, seed=seed,
                            min_scale=min_scale, max_scale=max_scale, max_objects=max_objects, max_overlap=max_overlap)
     return FashionScenes(arrays, size, transforms)
