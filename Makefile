@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 CHAPTER_SOURCES := $(sort $(wildcard chapters/*.py))
 NOTEBOOKS := $(CHAPTER_SOURCES:.py=.ipynb)
 # `make verify` settings: PROFILE=smoke|cpu|gpu (default: automatic), CHAPTERS="01b 04" (default: all),
-# JOBS=n chapters at once (default: 1 on CPU, 6 on a GPU), README=1 to write the table into README.md.
+# JOBS=n chapters at once (default: 1 on CPU, 6 on a GPU), README=1 to write the table into README.md,
+# TIME_LIMIT=seconds of wall time before a chapter is stopped (default: twice its profile's budget).
 PROFILE ?=
 CHAPTERS ?=
 JOBS ?=
 README ?=
+TIME_LIMIT ?=
 # A GPU machine prepared by ../shared/gpu/prepare.sh (`source .gpu/env.sh`) has no internet: its own python3
 # with .gpu/site on PYTHONPATH runs the course, and no .venv is made.
 ifneq ($(findstring .gpu/site,$(PYTHONPATH)),)
@@ -54,7 +56,7 @@ test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and r
 
 verify: $(VERIFY_SETUP)  ## run every chapter as a script; write chapters/outputs/verify-<profile>.md
 	$(VERIFY_PYTHON) -m utils.verify --profile "$(PROFILE)" --chapters "$(CHAPTERS)" --jobs "$(JOBS)" \
-	  $(if $(README),--readme)
+	  $(if $(README),--readme) $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
 
 bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results table
 	$(BIN)/python -m utils.bench
