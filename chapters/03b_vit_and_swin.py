@@ -285,12 +285,13 @@ assert big_accuracy > 0.2, (
 # than BiT ResNets on ImageNet-1k, better after pre-training on 300 M images).
 #
 # The experiment: Chapter 1's ResNet and our ViT, same optimiser, same number of updates per run, on
-# growing subsets of the training set. (At this small scale the ResNet stays ahead; the point is the
-# gap, which is largest on the smallest set.)
+# growing subsets of the training set. At this small scale the ResNet stays ahead; whether the gap shrinks
+# between a thousand and a few tens of thousands of images depends on the run (measured in the cpu profile:
+# 0.072 → 0.088, it did not), and the reversal the paper shows needs hundreds of millions of images.
 
 # %%
 SIZES = pick(smoke=(200, 2000), cpu=(1000, 5000, 20_000), gpu=(1000, 10_000, 60_000))
-STEPS = pick(smoke=120, cpu=400, gpu=4000)
+STEPS = pick(smoke=120, cpu=250, gpu=4000)
 RESNET = pick(smoke=dict(width=8, blocks=(1, 1, 1)), cpu=dict(width=16, blocks=(1, 1, 1)),
               gpu=dict(width=32, blocks=(2, 2, 2)))
 
@@ -327,8 +328,10 @@ ax.legend()
 show(fig)
 gaps = np.subtract(data_size_results["ResNet"], data_size_results["ViT"])
 print("ResNet − ViT gap per size:", np.round(gaps, 3))
-assert gaps[0] > 0, "with the least data, the CNN's built-in locality should win"
-assert gaps[0] > gaps[-1], "more data should narrow the gap: ViT learns from data what the CNN assumes"
+assert gaps[0] > 0, f"with the least data, the CNN's built-in locality should win: gap {gaps[0]:.3f}"
+trend = "narrowed" if gaps[-1] < gaps[0] else "did not narrow"
+print(f"From {SIZES[0]:,} to {SIZES[-1]:,} images the ResNet's lead went from {gaps[0]:.3f} to {gaps[-1]:.3f}: it "
+      f"{trend} in this run ({profile()} profile, {device.type}).")
 assert data_size_results["ViT"][-1] > data_size_results["ViT"][0] + 0.05, "ViT should gain from more data"
 
 # %% [markdown]
@@ -787,8 +790,8 @@ report("Swin test accuracy", swin_accuracy, bar=SWIN_BAR)
 # <details><summary>Why does ViT lose to a ResNet on small data and win at scale?</summary>
 # A CNN builds in locality and translation equivariance (weight sharing); ViT must learn them from data,
 # so with little data it overfits and with a lot of data its flexibility wins (ImageNet-21k / JFT
-# pre-training). Our data-size experiment shows the gap is largest on the smallest training set
-# (section 4).</details>
+# pre-training). Our data-size experiment (section 4) shows the CNN ahead at every size a notebook can
+# afford, and prints how its lead moves with data; the reversal needs pre-training at a far larger scale.</details>
 #
 # <details><summary>What does mean attention distance show across depth?</summary>
 # How far each head looks (attention-weighted pixel distance between query and key patches), an analogue
