@@ -47,7 +47,7 @@ from utils.models.vit import PatchEmbed, ViT, interpolate_position_embedding, si
 from utils.diagrams import architecture_figure
 from utils.plotting import labelled_grid, show
 from utils.results import report
-from utils.runtime import pick, timed
+from utils.runtime import pick, profile, timed
 from utils.swin import (PatchMerging, RelativePositionBias, attention_multiply_adds, relative_position_index,
                         shifted_window_mask, window_partition, window_reverse)
 from utils.training import evaluate, fit
@@ -286,8 +286,9 @@ assert big_accuracy > 0.2, (
 #
 # The experiment: Chapter 1's ResNet and our ViT, same optimiser, same number of updates per run, on
 # growing subsets of the training set. At this small scale the ResNet stays ahead; whether the gap shrinks
-# between a thousand and a few tens of thousands of images depends on the run (measured in the cpu profile:
-# 0.072 → 0.088, it did not), and the reversal the paper shows needs hundreds of millions of images.
+# between a thousand and a few tens of thousands of images depends on the run (two cpu-profile runs measured
+# 0.072 → 0.087 → 0.088 and 0.083 → 0.132 → 0.076), and the reversal the paper shows needs hundreds of millions
+# of images.
 
 # %%
 SIZES = pick(smoke=(200, 2000), cpu=(1000, 5000, 20_000), gpu=(1000, 10_000, 60_000))
