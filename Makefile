@@ -49,7 +49,7 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	rm -rf data/checkpoints/smoke
 	COURSE_PROFILE=smoke PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_patience --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=300 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	  --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react
 	COURSE_PROFILE=smoke $(BIN)/pytest -q -rs -m browser tests
