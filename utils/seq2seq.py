@@ -22,6 +22,7 @@ from torch import nn
 
 from .data import DeviceLoader
 from .runtime import model_device
+from .training import autocast
 from .widgets import Explorer, dropdown, slider
 
 PAD, BOS, EOS, DIGIT_OFFSET = 0, 1, 2, 3
@@ -202,14 +203,13 @@ def tokens_per_second(model, src, tgt, need_weights: bool, steps: int = 5) -> fl
     as in `utils.training.fit`.
     """
     model.train()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=src.is_cuda)
     tokens = src.numel() + tgt[:, :-1].numel()
     sync = torch.cuda.synchronize if src.is_cuda else (lambda: None)
     elapsed = 0.0
     for step in range(steps + 1):
         sync()
         start = time.perf_counter()
-        with autocast:
+        with autocast(src.device):
             memory, _ = model.encode(src, need_weights=need_weights)
             logits, _ = model.decode(memory, src, tgt[:, :-1], need_weights=need_weights)
         F.cross_entropy(logits.flatten(0, 1).float(), tgt[:, 1:].flatten(), ignore_index=PAD).backward()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..training import autocast
+
 
 def conv(c_in: int, c_out: int, dilation: int = 1, stride: int = 1) -> nn.Sequential:
     """3×3 conv → BatchNorm → ReLU (``dilation`` widens the view at the same cost)."""
@@ -90,7 +92,7 @@ def predict_maps(model: PoseNet, images: torch.Tensor, batch_size: int = 64) -> 
     dev = next(model.parameters()).device
     chunks = []
     for chunk in images.split(batch_size):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with autocast(dev):
             chunks.append(model(chunk.to(dev).float() / 255)[-1].float().cpu())
     return torch.cat(chunks)
 
