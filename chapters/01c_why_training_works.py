@@ -687,12 +687,14 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # ## Interview questions
 #
 # <details><summary>What does BatchNorm normalise over, and LayerNorm?</summary>
+#
 # BatchNorm2d computes one mean and variance per channel over the batch and both spatial axes (N, H, W); LayerNorm
 # computes them per sample over that sample's features (here C, H, W). So BN couples the images of a batch and LN
 # does not (see cell "BatchNorm vs LayerNorm: which axes?").
 # </details>
 #
 # <details><summary>Why does BN behave differently in training and inference?</summary>
+#
 # In training it normalises with the current batch's statistics (and updates running averages); in eval mode it
 # uses the running averages, so a prediction does not depend on the other images in the batch and works for a
 # batch of one. The same image in two batches gives two outputs in training mode and identical ones in eval mode
@@ -700,6 +702,7 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>Why not use whole-dataset statistics while training?</summary>
+#
 # The statistics depend on the weights below, which change every step: they would need a full pass over the data
 # after each step or go stale at once (the per-channel statistics of conv1 drift during training — see cell "Why not
 # normalise with whole-dataset statistics while training?"). A batch is a cheap, current estimate, gradients flow
@@ -707,12 +710,14 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>What are γ and β for?</summary>
+#
 # A learned per-channel scale and shift applied after normalising, so the layer can represent any mean and
 # variance — including undoing the normalisation entirely (γ = √(σ²+ε), β = μ gives the identity; see cell
 # "What γ and β are for").
 # </details>
 #
 # <details><summary>What does BatchNorm buy?</summary>
+#
 # The same CNN with the same optimiser and batches: with BN the loss falls from the first steps, gradient norms are
 # similar across layers, and test accuracy is higher; without BN the early layers get much smaller gradients and
 # the loss stalls (see cell "What BatchNorm buys — measured"). It also tolerates larger learning rates and its
@@ -720,6 +725,7 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>How do batch size and learning rate change convergence and speed?</summary>
+#
 # Larger batches give less noisy gradients and faster epochs (better hardware use) but fewer steps per epoch, so
 # at the same learning rate they progress less per epoch and want a larger learning rate (roughly linear scaling,
 # up to a limit); too large a learning rate diverges (see cell "Batch size and learning rate"). Very large
@@ -727,12 +733,14 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>Xavier vs Kaiming initialisation: which activation each suits?</summary>
+#
 # Xavier (Var = 2/(fan_in+fan_out)) keeps the signal's variance for symmetric, slope-1 activations like tanh;
 # Kaiming (Var = 2/fan_in) compensates for ReLU (and GELU/Mish) zeroing about half their input. ReLU + Xavier
 # vanishes, ReLU + Kaiming stays flat, 1.5× Kaiming explodes (see cell "Initialisation and activations").
 # </details>
 #
 # <details><summary>Sigmoid and tanh saturation; vanishing and exploding gradients; dead ReLUs?</summary>
+#
 # Backprop multiplies by one weight matrix and one activation slope per layer, so the signal scales
 # geometrically with depth: sigmoid's slope ≤ ¼ makes it vanish (10⁻¹² over 20 layers), too-large weights make
 # it explode. Saturated sigmoid/tanh (large |input|) have slope ≈ 0; a dead ReLU outputs 0 for every input and
@@ -741,12 +749,14 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>What do Mish and GELU change?</summary>
+#
 # They are smooth ReLU-like curves (x·Φ(x), x·tanh(softplus(x))) that are non-zero and have non-zero slope for
 # negative inputs, so units are far harder to kill (almost no dead units at a learning rate that kills many ReLUs) and the loss surface is
 # smoother; they still want Kaiming-style initialisation (see cell "Saturation and dead units").
 # </details>
 #
 # <details><summary>Where does CNN translation invariance come from, and where does it break?</summary>
+#
 # Convolutions are translation-equivariant; pooling — above all global average pooling — turns that into
 # invariance. A flatten + FC head has a weight per position and loses accuracy fast under shifts. It breaks with
 # strided subsampling (aliasing: a 1-pixel shift changes the pooled features), at borders/padding, and when the
@@ -754,18 +764,21 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>Dropout vs Dropout2d?</summary>
+#
 # Dropout zeroes individual activations (scaling survivors by 1/(1−p)); Dropout2d zeroes entire channels, which
 # suits conv feature maps whose neighbouring pixels are correlated. Both are the identity in eval mode (see cell
 # "Regularisation: Dropout vs Dropout2d").
 # </details>
 #
 # <details><summary>L1 vs L2 regularisation?</summary>
+#
 # L2 (weight decay) shrinks weights in proportion to their size — small but dense; L1 pushes with a constant force
 # and drives unneeded weights to zero — sparse. The L1 classifier has far more near-zero weights, mostly on the
 # uninformative border pixels (see cell "L1 vs L2").
 # </details>
 #
 # <details><summary>Bias vs variance?</summary>
+#
 # Bias: the model is too simple to fit even the training set (a 4-unit MLP — low train and test accuracy).
 # Variance: it fits the training set perfectly but not the test set (a 2×512 MLP on 500 images — large gap).
 # More capacity fixes bias; more data, augmentation, regularisation or less capacity fix variance (see cell
@@ -773,12 +786,14 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>Softmax and cross-entropy?</summary>
+#
 # Softmax exponentiates and normalises logits into probabilities (subtract the max first for stability);
 # cross-entropy is −log p of the true class, and its gradient w.r.t. the logits is p − onehot(y) (see cell
 # "Softmax and cross-entropy").
 # </details>
 #
 # <details><summary>SGD with momentum, AdaGrad, RMSprop, Adam — what does each adapt?</summary>
+#
 # Momentum adapts the direction (a running sum of gradients); AdaGrad a per-parameter step size from the sum of
 # all squared gradients (steps decay forever); RMSprop the same from a moving average; Adam combines momentum with
 # RMSprop and corrects the bias of both at the start, so its first step is lr in every coordinate (see cell
@@ -786,6 +801,7 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # </details>
 #
 # <details><summary>How do you freeze layers, what does `detach` do, how do you move data to a device?</summary>
+#
 # `module.requires_grad_(False)` (and give the optimiser only trainable parameters): no gradient, no update.
 # `t.detach()` gives the same values without a graph, so no gradient flows through it. `model.to(device)` moves
 # parameters in place, `tensor.to(device)` returns a copy; both must be on the same device (see cell "Freezing

@@ -345,7 +345,8 @@ show(channel_weights_explorer(class_gates, sample_images.float() / 255, sample_l
 #
 # All three multiply a feature map by a gate in (0, 1) computed from the map itself. **SE**: global average pool
 # → MLP C → C/r → C → sigmoid, one weight per channel. **ECA**: the same pooled descriptor, but a 1-D convolution
-# of size k ≈ log₂C across neighbouring channels instead of the MLP — no reduction, k parameters (a banded,
+# of size k = `eca_kernel_size(C)` (the odd number nearest log₂C/2 + ½: 3 at C = 64, 5 at C = 256) across
+# neighbouring channels instead of the MLP — no reduction, k parameters (a banded,
 # weight-shared version of SE's layer). **CBAM**: a channel gate from *average and max* descriptors through one
 # shared MLP, then a spatial gate from a 7×7 convolution over the channel-wise mean and max maps — "what" then
 # "where". (See cells "1. Squeeze-and-excitation", "2. ECA" and "3. CBAM", which check each against torchvision's

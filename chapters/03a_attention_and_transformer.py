@@ -539,7 +539,9 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # target + positions, then per layer: causal self-attention, cross-attention over the memory, feed-forward,
 # each with residual and LayerNorm → linear projection to the vocabulary → softmax → cross-entropy against the
 # next token (teacher forcing); at inference, decode token by token (greedy or beam). (See cells "7. The
-# Transformer, end to end" and "8. Training with teacher forcing".)</details>
+# Transformer, end to end" and "8. Training with teacher forcing".)
+#
+# </details>
 #
 # <details><summary>Why several heads? How are heads split, attended and concatenated, and what are the
 # shapes of Q, K, V?</summary>
@@ -548,13 +550,17 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # positional, one content-based, …) at the same cost as one full-width head. x (B, N, d) → Q, K, V (B, N, d)
 # → view (B, N, h, d/h) → transpose (B, h, N, d/h) → weights (B, h, N_q, N_k) → outputs (B, h, N_q, d/h) →
 # transpose and reshape (B, N_q, d) → W_o. (See cell "3. Multi-head attention, every shape printed" and the
-# explorer in "9. Look inside", where different heads attend to different things.)</details>
+# explorer in "9. Look inside", where different heads attend to different things.)
+#
+# </details>
 #
 # <details><summary>Why divide by √d_k?</summary>
 #
 # With unit-variance entries, q·k has variance d_k; large logits saturate the softmax into a one-hot whose
 # gradient vanishes. Dividing by √d_k restores unit variance for any head width. (See cell "2. Why divide by
-# √d_k".)</details>
+# √d_k".)
+#
+# </details>
 #
 # <details><summary>What is the sinusoidal positional encoding (odd and even dimensions), and why add rather
 # than concatenate?</summary>
@@ -564,26 +570,34 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # per position, any length, and PE(pos+k) is a rotation of PE(pos). Adding costs no width, and embeddings and
 # sinusoids are nearly orthogonal in high dimensions so the projections can separate them; concatenation
 # spends dimensions (or width) on position. Without any positions the model cannot reverse a string. (See
-# cells "5. Sinusoidal positional encoding" and "10. Positions added vs concatenated vs none".)</details>
+# cells "5. Sinusoidal positional encoding" and "10. Positions added vs concatenated vs none".)
+#
+# </details>
 #
 # <details><summary>Padding mask vs sequence (causal) mask?</summary>
 #
 # Padding mask: per key, (B, 1, 1, N_k), hides the filler tokens of shorter sentences from every query; used in
 # encoder self-attention and decoder cross-attention. Causal mask: lower-triangular (N, N), same for all
 # sentences, stops decoder position i from seeing later tokens so teacher forcing trains all positions in
-# one pass without cheating. (See cell "4. Masks: padding vs causal", drawn and tested.)</details>
+# one pass without cheating. (See cell "4. Masks: padding vs causal", drawn and tested.)
+#
+# </details>
 #
 # <details><summary>Why does the decoder have two attention blocks?</summary>
 #
 # Masked self-attention reads what has been generated so far; cross-attention (queries from the decoder,
 # keys/values from the encoder's memory) is the only path by which the source reaches the output — for
-# reversal it reads the mirrored input position. (See cells "7." and "9. Look inside".)</details>
+# reversal it reads the mirrored input position. (See cells "7." and "9. Look inside".)
+#
+# </details>
 #
 # <details><summary>LayerNorm vs BatchNorm in Transformers?</summary>
 #
 # BatchNorm's statistics mix sentences, positions and padding, vary with batch size and differ between training
 # and inference; LayerNorm normalises each token over its own features, so it behaves the same for any batch,
-# length or padding, in training and inference. (See cell "12. LayerNorm, not BatchNorm".)</details>
+# length or padding, in training and inference. (See cell "12. LayerNorm, not BatchNorm".)
+#
+# </details>
 #
 # <details><summary>RNN hidden state and LSTM gates vs attention?</summary>
 #
@@ -592,7 +606,9 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # but an encoder–decoder still squeezes the input into a fixed-size vector. Attention lets every output read
 # any input directly (path length 1) and processes all positions in parallel; its cost is O(N²) in the
 # sequence length. (See cell "11. The RNN way": `lstm_cell` == `nn.LSTMCell`, and the accuracy-by-length
-# plot.)</details>
+# plot.)
+#
+# </details>
 #
 # <details><summary>Data, model and pipeline parallelism; operator fusion?</summary>
 #
@@ -600,10 +616,14 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # heads across devices, communicate inside each layer. Pipeline: split the layer stack into stages, feed
 # micro-batches to fill the pipeline, pay bubbles. Fusion: one kernel for several ops so intermediates stay
 # on-chip — FlashAttention, measured against the explicit path. (See cells "13. Speed" and "14. Data, model
-# and pipeline parallelism".)</details>
+# and pipeline parallelism".)
+#
+# </details>
 #
 # <details><summary>What does `F.scaled_dot_product_attention` add over the explicit formula?</summary>
 #
 # The same result (asserted to numerical precision) with a fused kernel: no N×N matrix in GPU memory,
 # FlashAttention or memory-efficient attention where available. Keep the explicit path for teaching and for
-# reading the attention weights. (See cells "1." and "13. Speed".)</details>
+# reading the attention weights. (See cells "1." and "13. Speed".)
+#
+# </details>

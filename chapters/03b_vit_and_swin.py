@@ -115,8 +115,10 @@ assert with_class.shape == encoder_input.shape == (1, 197, 768), (
 # - **sinusoidal 2-D** (fixed, as in MAE): the Transformer's sin/cos clocks applied to the row in half the
 #   dimensions and to the column in the other half; nothing to learn, and any grid size works.
 #
-# The ViT paper found all three within a fraction of a percent of each other, and far better than no
-# position at all: at patch level, the learned 1-D table rediscovers the 2-D layout by itself. The
+# The ViT paper (its appendix D.4) compared no position embedding, learned 1-D, learned 2-D and relative
+# embeddings: the three kinds within a fraction of a percent of each other, all far better than none — at patch
+# level, the learned 1-D table rediscovers the 2-D layout by itself. Fixed sinusoids were not in that comparison;
+# MAE later adopted them. The
 # **similarity plot** shows it: for each patch, the cosine similarity of its position vector to every
 # other patch's, drawn on the grid. Below for the fixed sinusoids; after training, for the learned table.
 
@@ -593,7 +595,8 @@ print("shifted-window block == masked global attention over the same neighbourho
 # −(M−1)…M−1). Swin learns one bias per head for each offset, a table of (2M − 1)² × heads, and adds
 # `table[index]` to the attention logits, where `index` (M², M²) maps each pair of tokens to its offset.
 # Pairs with the same offset share a bias, anywhere in the window: translation equivariance, learned.
-# The paper reports +1.2% ImageNet top-1 over absolute position embeddings.
+# The paper reports (Swin-T, ImageNet-1K top-1) +1.2 points over no position encoding and +0.8 over absolute
+# position embeddings.
 
 # %%
 index = relative_position_index(M)
@@ -758,77 +761,123 @@ report("Swin test accuracy", swin_accuracy, bar=SWIN_BAR)
 # ## 8. Interview questions
 #
 # <details><summary>Walk the shapes of ViT-B/16 on a 224×224 image.</summary>
+#
 # 224/16 = 14, so 14×14 = 196 patches of 16·16·3 = 768 values; a linear map (a 16×16 convolution with
 # stride 16) gives 196×768; prepend the class token: 197×768; add a learned 197×768 position embedding;
 # 12 encoder blocks keep 197×768; the class token's output feeds the head (see cell "An image as a
-# sequence of patches").</details>
+# sequence of patches").
+#
+# </details>
 #
 # <details><summary>Why is patch embedding a convolution?</summary>
+#
 # Flattening each P×P×C patch and applying the same D×(P²C) matrix is a convolution with kernel = stride =
-# P and D output channels; asserted equal to unfold + matmul (section 1).</details>
+# P and D output channels; asserted equal to unfold + matmul (section 1).
+#
+# </details>
 #
 # <details><summary>Class token vs global average pooling?</summary>
+#
 # The class token is an extra learned token that collects what the classifier needs through attention;
 # GAP averages all patch outputs, as a CNN does. Accuracy is about equal when each is tuned (our
 # comparison, "Class token vs GAP, and three kinds of position embedding"); GAP is simpler and
-# common in later models, the class token gives a ready attention map (section 5).</details>
+# common in later models, the class token gives a ready attention map (section 5).
+#
+# </details>
 #
 # <details><summary>1-D vs 2-D vs sinusoidal position embeddings?</summary>
+#
 # Learned 1-D: a free vector per patch index, which must learn the grid from data; learned 2-D: row and
 # column vectors concatenated, the grid built in; sinusoidal: fixed sin/cos per axis, nothing to learn,
-# any size. All perform about the same, and all are far better than none; the similarity plots show the
-# learned 1-D table acquiring 2-D structure (sections 1–2).</details>
+# any size. The ViT paper compared none, 1-D, 2-D and relative (not sinusoidal): the three kinds performed about
+# the same, all far better than none; MAE uses the fixed sinusoids. The similarity plots show the
+# learned 1-D table acquiring 2-D structure (sections 1–2).
+#
+# </details>
 #
 # <details><summary>How do you run a ViT on a larger input than it was trained on?</summary>
+#
 # Keep the patch size, so the grid grows; resample the learned position table as a 2-D map (bicubic) to
 # the new grid, then fine-tune at the new size. Sinusoidal tables are simply recomputed (section 3,
-# asserted to run at 56×56).</details>
+# asserted to run at 56×56).
+#
+# </details>
 #
 # <details><summary>What is a hybrid CNN + ViT?</summary>
+#
 # The tokens come from a CNN feature map (e.g. ResNet stage 3) rather than raw patches: the CNN supplies
-# locality early, the Transformer mixes globally later; better at small budgets (section 3, "Hybrid").</details>
+# locality early, the Transformer mixes globally later; better at small budgets (section 3, "Hybrid").
+#
+# </details>
 #
 # <details><summary>Why does ViT lose to a ResNet on small data and win at scale?</summary>
+#
 # A CNN builds in locality and translation equivariance (weight sharing); ViT must learn them from data,
 # so with little data it overfits and with a lot of data its flexibility wins (ImageNet-21k / JFT
 # pre-training). Our data-size experiment (section 4) shows the CNN ahead at every size a notebook can
-# afford, and prints how its lead moves with data; the reversal needs pre-training at a far larger scale.</details>
+# afford, and prints how its lead moves with data; the reversal needs pre-training at a far larger scale.
+#
+# </details>
 #
 # <details><summary>What does mean attention distance show across depth?</summary>
+#
 # How far each head looks (attention-weighted pixel distance between query and key patches), an analogue
 # of the receptive field. In the paper's large-data ViTs, early layers mix local and global heads and
 # distances grow with depth; an untrained ViT sits at the uniform value with no spread; our small,
 # briefly trained ViT has selective heads (lower entropy) but near-uniform distances: locality is
-# learned only with much data (section 5, explorer "Mean attention distance per head vs depth").</details>
+# learned only with much data (section 5, explorer "Mean attention distance per head vs depth").
+#
+# </details>
 #
 # <details><summary>What is attention rollout?</summary>
+#
 # Average the heads, add the identity for the residual (0.5·A + 0.5·I), renormalise rows, multiply
 # through the layers: how much each output token depends on each input patch (section 5, asserted
-# against a direct computation; explorer "ViT attention of one query token").</details>
+# against a direct computation; explorer "ViT attention of one query token").
+#
+# </details>
 #
 # <details><summary>Why does plain ViT suit dense prediction poorly?</summary>
+#
 # It has one scale (stride 16 throughout, no pyramid for FPN/U-Net heads) and global attention is
-# quadratic in the number of tokens, so high-resolution maps are too expensive (section 6).</details>
+# quadratic in the number of tokens, so high-resolution maps are too expensive (section 6).
+#
+# </details>
 #
 # <details><summary>What is Swin's complexity, and why?</summary>
+#
 # Attention within M×M windows: each token sees M² keys, so 4NC² + 2M²NC, linear in N, versus 4NC² + 2N²C
-# for global attention; measured and plotted in "Cost: quadratic vs linear".</details>
+# for global attention; measured and plotted in "Cost: quadratic vs linear".
+#
+# </details>
 #
 # <details><summary>Why shifted windows, and why the cyclic shift and mask?</summary>
+#
 # Fixed windows never exchange information; shifting the grid by M/2 every other block connects
 # neighbouring windows. Rolling the map keeps the number of windows constant (no padding); the mask
 # stops tokens that the roll brought together from attending to each other (the mask is drawn and
-# the block asserted equal to masked global attention, "Shifted windows: cyclic shift and mask").</details>
+# the block asserted equal to masked global attention, "Shifted windows: cyclic shift and mask").
+#
+# </details>
 #
 # <details><summary>What is the relative position bias?</summary>
+#
 # A learned (2M−1)² × heads table indexed by the offset between query and key inside a window, added to
-# the logits; pairs with the same offset share a bias (section "Relative position bias").</details>
+# the logits; pairs with the same offset share a bias (section "Relative position bias").
+#
+# </details>
 #
 # <details><summary>What does patch merging do?</summary>
+#
 # Concatenates each 2×2 neighbourhood (C → 4C), applies LayerNorm and a linear map 4C → 2C: half the
 # resolution, twice the channels, a learned downsampling that builds the pyramid (section "Patch
-# merging", asserted equal to pixel_unshuffle up to channel order).</details>
+# merging", asserted equal to pixel_unshuffle up to channel order).
+#
+# </details>
 #
 # <details><summary>PoolFormer/MetaFormer's claim; TNT in one line?</summary>
+#
 # MetaFormer: the block structure matters more than the token mixer; even average pooling works.
-# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (section 7).</details>
+# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (section 7).
+#
+# </details>

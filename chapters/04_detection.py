@@ -552,71 +552,107 @@ explorer.set(confidence=30)
 # ## Interview questions
 #
 # <details><summary>What do YOLO's pre-processing and post-processing do, and how are they made fast?</summary>
+#
 # Pre: letterbox to the input size (keep aspect ratio, pad with grey), BGR→RGB, HWC→CHW, scale to [0, 1]
 # (our `scene_input`). Post: decode the raw tensor to boxes and scores (points/anchors + offsets × stride),
 # drop boxes under a confidence threshold, per-class NMS, cap at max detections, undo the letterbox. Fast: all
 # on the GPU in batches, filter before NMS, class-offset trick for batched NMS, decode exported into the model,
-# half precision / TensorRT (see "Post-processing, written out" and section 6 above).</details>
+# half precision / TensorRT (see "Post-processing, written out" and section 6 above).
+#
+# </details>
 #
 # <details><summary>YOLOv1: what is the S×S×(5B+C) output, and what are the loss weights for?</summary>
+#
 # Each of S×S cells predicts B boxes of (x, y, √w, √h, confidence) and one C-class distribution; 7×7×30 on
 # VOC. λ_coord = 5 up-weights localisation; λ_noobj = 0.5 down-weights the confidence loss of the many boxes
 # with no object, which would otherwise push all confidences to 0; √w, √h make a given pixel error matter more
-# for small boxes (see section 7 and `yolo_v1_loss`).</details>
+# for small boxes (see section 7 and `yolo_v1_loss`).
+#
+# </details>
 #
 # <details><summary>YOLOv2: how are anchors chosen and why 1 − IoU?</summary>
+#
 # k-means over the training boxes' (w, h) with distance 1 − IoU (boxes aligned at their centres): Euclidean
 # distance would let large boxes dominate, while IoU is what the detector is judged by. Locations are predicted
-# relative to the cell through a sigmoid, and the input is 416 so the grid is an odd 13×13 (see section 5).</details>
+# relative to the cell through a sigmoid, and the input is 416 so the grid is an odd 13×13 (see section 5).
+#
+# </details>
 #
 # <details><summary>YOLOv3: why three scales and 255 channels?</summary>
+#
 # Predictions at strides 32, 16, 8 (13/26/52 grids at 416) so small objects are found on fine maps; each scale
 # has 3 anchors × (4 box + 1 objectness + 80 classes) = 255 channels. Classes use independent sigmoids with
-# BCE (multi-label), not softmax (see section 11).</details>
+# BCE (multi-label), not softmax (see section 11).
+#
+# </details>
 #
 # <details><summary>YOLOv4, v5, v6, v8: what did each add?</summary>
+#
 # v4: mosaic, label smoothing, CIoU loss, DIoU-NMS, CmBN, CSP backbone, SPP, PAN neck, Mish. v5: Focus stem,
 # CSP in the neck, adaptive anchors, letterbox, PyTorch tooling. v6: RepVGG re-parameterisation, efficient
 # decoupled head, anchor-free, SimOTA, SIoU. v8: C2f instead of C3, anchor-free decoupled head (see the table
-# in section 11; C2f, PAN and the decoupled head are in `utils/models/yolo.py`).</details>
+# in section 11; C2f, PAN and the decoupled head are in `utils/models/yolo.py`).
+#
+# </details>
 #
 # <details><summary>IoU, GIoU, DIoU, CIoU: what does each add?</summary>
+#
 # IoU: overlap, but 0 with no gradient for disjoint boxes. GIoU subtracts the empty fraction of the enclosing
 # box, so disjoint boxes still get a signal. DIoU subtracts the normalised squared centre distance, converging
-# faster. CIoU adds an aspect-ratio consistency term αv (see section 3 and its plots).</details>
+# faster. CIoU adds an aspect-ratio consistency term αv (see section 3 and its plots).
+#
+# </details>
 #
 # <details><summary>Hand-write IoU and NMS. What is DIoU-NMS, and what other NMS variants exist?</summary>
+#
 # IoU: intersection = clamp(min(x2) − max(x1), 0) × clamp(min(y2) − max(y1), 0), union = areas − intersection.
 # NMS: sort by score, keep the best, drop boxes with IoU above the threshold, repeat (`utils/detection.py`,
 # asserted against torchvision in section 4). DIoU-NMS suppresses with IoU − ρ²/c², so an overlapping box with
 # a distant centre (an occluded second object) survives (section 4's example). Other variants: Soft-NMS decays
 # the scores of overlapping boxes instead of deleting them (better recall in crowds); class-aware (batched) vs
 # class-agnostic NMS; Matrix/Fast NMS compute all suppressions in parallel from the IoU matrix; DETR-style
-# set prediction needs no NMS at all.</details>
+# set prediction needs no NMS at all.
+#
+# </details>
 #
 # <details><summary>How are AP and mAP computed (VOC and COCO)?</summary>
+#
 # Per class: sort detections by score, mark TP/FP by greedy matching at an IoU threshold, accumulate precision
 # and recall, take the monotone envelope of precision. VOC: area under it (all points) at IoU 0.5. COCO: mean
 # of the envelope at 101 recall points, averaged over IoU 0.50:0.05:0.95; mAP averages over classes
-# (section 9, equal to torchmetrics).</details>
+# (section 9, equal to torchmetrics).
+#
+# </details>
 #
 # <details><summary>Anchor-based vs anchor-free detectors?</summary>
+#
 # Anchor-based (YOLOv2–v5, Faster R-CNN) regress offsets from preset box shapes that must be tuned per data set
 # and multiply the outputs. Anchor-free (FCOS, YOLOX, v6, v8) predict from each grid point directly (here the
 # distances to the four sides), fewer hyper-parameters and outputs; assignment (centre prior, SimOTA, TAL) then
-# decides which points learn which object (sections 5 and 8).</details>
+# decides which points learn which object (sections 5 and 8).
+#
+# </details>
 #
 # <details><summary>Coupled vs decoupled heads?</summary>
+#
 # A coupled head predicts class, box and objectness from the same convolution; classification wants
 # translation-invariant features and localisation wants precise edges, so they conflict. A decoupled head gives
-# each its own branch — faster convergence and higher AP for a small cost (`DecoupledHead`, section 8).</details>
+# each its own branch — faster convergence and higher AP for a small cost (`DecoupledHead`, section 8).
+#
+# </details>
 #
 # <details><summary>What is focal loss and where does it fit?</summary>
+#
 # FL = −(1 − p_t)^γ log p_t: it down-weights easy, well-classified examples (γ = 2) so the few hard ones and the
 # rare positives are not drowned by thousands of easy background points — RetinaNet's answer to the
 # foreground/background imbalance a dense detector has (here handled by the objectness prior bias −4.6 ≈
-# logit(0.01) and loss normalisation by the positives, section 8; Chapter 5 compares it on pixels).</details>
+# logit(0.01) and loss normalisation by the positives, section 8; Chapter 5 compares it on pixels).
+#
+# </details>
 #
 # <details><summary>Why letterbox instead of resizing?</summary>
+#
 # Resizing to a square distorts aspect ratios the network learnt; letterboxing scales by one factor and pads,
-# and the boxes map back exactly by subtracting the pad and dividing by the scale (section 6).</details>
+# and the boxes map back exactly by subtracting the pad and dividing by the scale (section 6).
+#
+# </details>

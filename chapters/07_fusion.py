@@ -833,83 +833,119 @@ else:
 # ## Interview questions
 #
 # <details><summary>What is image fusion, and why is it (usually) unsupervised?</summary>
+#
 # Combining images of one scene from different sensors or settings into one image that keeps the complementary
 # information of each: infrared targets + visible texture, panchromatic detail + multispectral colour, CT bone +
 # MRI soft tissue, several focus or exposure settings. No sensor records the "ideal" fused image, so there is no
 # ground truth: methods are trained on proxy tasks (DenseFuse: reconstruction) or with losses whose targets are
 # built from the sources (intensity, gradient, SSIM terms), and evaluated by no-reference metrics (see the
-# introduction and sections 4, 6, 7).</details>
+# introduction and sections 4, 6, 7).
+#
+# </details>
 #
 # <details><summary>What does infrared–visible fusion give that neither image gives alone?</summary>
+#
 # Thermal infrared sees emitted heat: warm targets at night, through smoke, without texture and at low resolution;
 # it misses objects at ambient temperature. Visible sees reflected light: texture, colour, high resolution, but
 # needs light and clear air. Measured in section 1 (object contrast per condition) and section 10 (detection per
-# condition and for near-ambient classes).</details>
+# condition and for near-ambient classes).
+#
+# </details>
 #
 # <details><summary>What is pan-sharpening, and how can it be evaluated with a reference?</summary>
+#
 # Fusing a sharp panchromatic band with blurry multispectral bands (remote sensing). Component substitution
 # (IHS/YCbCr, as in section 8) swaps the luminance for the matched panchromatic band; others inject high-pass
 # detail (Brovey, wavelets) or learn it (PNN). Wald's protocol degrades a real image to make a reference at
-# reduced resolution; section 8 scores the pan-sharpened image against it.</details>
+# reduced resolution; section 8 scores the pan-sharpened image against it.
+#
+# </details>
 #
 # <details><summary>EN, SD, SF, AG: what do they measure and how are they gamed?</summary>
+#
 # All read only the fused image. EN: entropy of the grey-level histogram (bits); SD: global contrast; SF: row and
 # column neighbour differences (detail); AG: mean gradient magnitude (sharpness). Noise raises all four (section 4,
-# "Gaming, measured"), as do over-sharpening and contrast stretching, so they are never reported alone.</details>
+# "Gaming, measured"), as do over-sharpening and contrast stretching, so they are never reported alone.
+#
+# </details>
 #
 # <details><summary>MI, SSIM, MSE, PSNR, NRMSE: what do they measure and how are they gamed?</summary>
+#
 # They compare the fused image with each source and sum (MI, SSIM) or average (MSE) the two. MI rewards
 # information copied from the sources — maximal when F copies a source's pixels, which is why "max" fusion
 # scores highest MI (section 5 table). SSIM compares local luminance, contrast and structure. MSE, PSNR = 10
 # log₁₀(255²/MSE) and NRMSE = √MSE/255 are one quantity (PSNR = −20 log₁₀ NRMSE, asserted in section 4); all
 # three are best for the pixel-wise *average* of the sources, the minimiser of the summed squared errors — so they
-# reward a dull compromise (asserted in section 5).</details>
+# reward a dull compromise (asserted in section 5).
+#
+# </details>
 #
 # <details><summary>What is Q^AB/F?</summary>
+#
 # Xydeas–Petrović's edge-transfer metric: at each pixel compare the Sobel edge strength and orientation of each
 # source with the fused image's, map the agreement through sigmoids, and average weighted by the sources' edge
 # strengths. It rewards keeping the edges of both sources, ignores intensities, and tops out at ≈ 0.975 even for a
 # perfect transfer (section 4). Because the weights follow edge strength, copying the sharper source alone can
 # beat real fusions (the visible image does in section 5's table); ghost edges from misregistration lower it
-# (section 9).</details>
+# (section 9).
+#
+# </details>
 #
 # <details><summary>Explain the intensity, gradient and SSIM losses of an end-to-end fusion network.</summary>
+#
 # Intensity ‖F − max(IR, VIS)‖₁ keeps salient bright pixels (hot targets); gradient ‖|∇F| − max(|∇IR|, |∇VIS|)‖₁
 # keeps the strongest texture of either source; SSIM keeps local structure. The ablation in section 7 shows it:
 # without the gradient term AG, SF and Q^AB/F drop; without SSIM the SSIM sum drops; without the intensity term
 # F's brightness drifts from the sources' — and PSNR rises, because the max target also copies haze and glare.
-# Each target is built from the sources, which is what makes the training unsupervised.</details>
+# Each target is built from the sources, which is what makes the training unsupervised.
+#
+# </details>
 #
 # <details><summary>Autoencoder fusion vs GAN fusion?</summary>
+#
 # Autoencoder (DenseFuse): train encoder–decoder on reconstruction, fuse features by a hand-made rule (addition,
 # L1-norm activity weighting; section 6) — stable, no fused target needed, but the rule is fixed. GAN (FusionGAN):
 # a generator makes F under a content loss (IR intensities + VIS gradients) and a discriminator tells F from real
 # visible images, pushing visible texture into F; DDcGAN uses a discriminator per source. More texture, but
-# unstable training and possible hallucinated detail (section 7's paragraph and content-loss cell).</details>
+# unstable training and possible hallucinated detail (section 7's paragraph and content-loss cell).
+#
+# </details>
 #
 # <details><summary>Why fuse in YCbCr, and how do you convert?</summary>
+#
 # The infrared image is grey; fusing it with each of R, G, B would wash out the colours. Convert RGB → YCbCr
 # (BT.601: Y = 0.299R + 0.587G + 0.114B, Cb, Cr = scaled colour differences + 128), fuse Y with the infrared
-# image, keep Cb and Cr, invert the matrix back to RGB (section 2: equal to OpenCV, exact inverse).</details>
+# image, keep Cb and Cr, invert the matrix back to RGB (section 2: equal to OpenCV, exact inverse).
+#
+# </details>
 #
 # <details><summary>How are an RGB camera and a thermal camera registered?</summary>
+#
 # Calibrate the fixed rig once: both cameras view a target visible to both (a heated board; the thermal image
 # shows inverse contrast), estimate the transform — an affine p' = Ap + t for close, parallel cameras and a
 # distant scene (a homography or full stereo calibration otherwise) — from corners or by maximising a correlation
 # of edge maps (ECC), and warp every thermal frame with it. Section 9: edge-based ECC on the target is sub-pixel
 # for every rig, intensity-based ECC fails on the inverted contrast, and estimating from the scenes alone is
-# unreliable; misregistration produces ghost edges and lowers Q^AB/F and SSIM.</details>
+# unreliable; misregistration produces ghost edges and lowers Q^AB/F and SSIM.
+#
+# </details>
 #
 # <details><summary>Sobel vs Laplacian edges?</summary>
+#
 # Sobel: first derivative with smoothing, gives edge strength and orientation, constant on a ramp. Laplacian:
 # second derivative, isotropic, zero on ramps, zero crossings at edges, no orientation, more noise-sensitive
 # (section 3 measures the share of response on outlines in low-light images). Fusion losses and Q^AB/F use Sobel;
-# FusionGAN's gradient and sharpening use the Laplacian.</details>
+# FusionGAN's gradient and sharpening use the Laplacian.
+#
+# </details>
 #
 # <details><summary>Early, late or feature-level fusion for detection?</summary>
+#
 # Early: stack the aligned images as input channels — cheapest, lets the network learn the mix from the first
 # layer, but needs pixel-level registration. Late: run a detector per modality and merge boxes (NMS or weighted
 # boxes fusion) — robust to one sensor failing, no joint features, double cost. Feature-level: a backbone per
 # modality, features merged (concatenation, attention) in the neck — the usual RGB-T detector design, tolerant
 # to small misalignment. Section 10 measures early, late and pixel-level (fused image) fusion against single
-# sensors, overall and per condition.</details>
+# sensors, overall and per condition.
+#
+# </details>

@@ -44,3 +44,25 @@ def test_chapter_ends_with_interview_questions(source):
     assert "Interview questions" in text, f"{source.name} has no 'Interview questions' section"
     tail = text[text.rindex("Interview questions"):]
     assert tail.count("<details>") >= 3, f"{source.name}: answers belong in collapsed <details> blocks"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_details_blocks_render_their_markdown(source):
+    """A blank line must follow `</summary>`, or viewers show the answer's markdown raw; `</details>` on its own line."""
+    notebook = jupytext.read(source)
+    problems = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.split("\n")
+        opened = sum(line.count("<details>") for line in lines)
+        closed = sum(line.count("</details>") for line in lines)
+        if opened != closed:
+            problems.append(f"cell {index}: {opened} <details> but {closed} </details>")
+        for number, line in enumerate(lines):
+            if "</summary>" in line and (number + 1 == len(lines) or lines[number + 1].strip()):
+                problems.append(f"cell {index}: no blank line after {line.strip()[:70]!r}")
+            if "</details>" in line and line.strip() != "</details>":
+                problems.append(f"cell {index}: `</details>` shares a line with text: {line.strip()[:70]!r}")
+    assert not problems, f"{source.name}: " + "; ".join(problems[:5]) + (
+        f" … and {len(problems) - 5} more" if len(problems) > 5 else "")
