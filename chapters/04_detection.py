@@ -19,7 +19,8 @@
 # 5. **two detectors** — a YOLOv1 grid detector, then a YOLOX/YOLOv8-style anchor-free detector with a
 #    decoupled head, trained here;
 # 6. **evaluation** — precision–recall curves, VOC AP and COCO mAP@[.5:.95], by hand and against torchmetrics;
-# 7. **the YOLO family v1 → v8**, and the interview questions.
+# 7. **the YOLO family v1 → v8**, and its parts built and checked (YOLOv3's head, SPP/SPPF, Focus, RepVGG,
+#    SimOTA); the interview questions.
 #
 # Open `utils/detection.py` (boxes, NMS, mAP), `utils/models/yolo.py` (the detectors) and `utils/scenes.py`
 # (the data) beside this notebook: every function there is asserted here against `torchvision.ops` or
@@ -31,6 +32,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.ops as ops
 import torchvision.transforms.v2 as T
 from torchmetrics.detection import MeanAveragePrecision
@@ -40,14 +42,17 @@ from utils.data import CLASSES, DeviceLoader, fashion_mnist
 from utils.detection import (average_precision_coco, average_precision_voc, batched_nms, box_convert, box_iou,
                              iou_loss, kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision, nms,
                              precision_recall, render_detections, unletterbox_boxes, wh_iou)
-from utils.models.yolo import (AnchorFreeDetector, GridDetector, anchor_free_loss, centre_assignment, detect_all,
-                               pad_targets, random_flip, scene_input, unpad_targets, yolo_v1_loss)
+from utils.models.yolo import (AnchorFreeDetector, GridDetector, anchor_free_loss, centre_assignment,
+                               centre_candidates, detect_all, pad_targets, random_flip, scene_input, unpad_targets,
+                               yolo_v1_loss)
 from utils.plotting import show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
 from utils.training import fit
 from utils.widgets import Explorer, dropdown, slider
+from utils.yolo_parts import (SPP, SPPF, Focus, RepVGGBlock, YOLOv3Head, decode_yolov3, focus_as_conv, focus_slices,
+                              simota_assign, simota_cost)
 
 device = start_chapter("04_detection")
 
@@ -549,6 +554,124 @@ explorer.set(confidence=30)
 # `AnchorFreeDetector` follows it (objectness kept), with v8's C2f blocks.
 
 # %% [markdown]
+# ## 12. The later YOLOs' parts, built and checked
+# The table above names the parts; here each is built small (`utils/yolo_parts.py`) and asserted against what it
+# claims to be. None of them changes what a detector *is*: they are cheaper ways to compute the same thing
+# (SPPF, Focus, RepVGG at inference), a richer output (YOLOv3's head) or a better choice of positives (SimOTA).
+#
+# **YOLOv3's head.** Three scales (strides 8, 16, 32), three anchors each, and per anchor 4 box offsets, an
+# objectness and C class scores: a 1×1 convolution to 3 × (5 + C) channels — 255 for COCO's 80 classes. Centres
+# are σ(t) inside the cell, sizes anchor · exp(t), and every class has its own sigmoid (multi-label, BCE), not a
+# softmax.
+
+# %%
+v3_head = YOLOv3Head((32, 64, 128), num_classes=80)
+v3_maps = v3_head([torch.zeros(1, c, 416 // s, 416 // s) for c, s in ((32, 8), (64, 16), (128, 32))])
+for stride, raw_map in zip((8, 16, 32), v3_maps):
+    print(f"stride {stride:2d}: {416 // stride}×{416 // stride} grid → {tuple(raw_map.shape[1:])} "
+          f"(anchors × rows × columns × (4 + 1 + 80))")
+assert [layer.out_channels for layer in v3_head.outputs] == [255] * 3, "3 anchors × (5 + 80) = 255 channels a scale"
+_, _, v3_classes = decode_yolov3(v3_maps[2], torch.tensor([[116.0, 90.0], [156.0, 198.0], [373.0, 326.0]]), 32)
+assert torch.all(v3_classes.sum(-1) > 1.5), "independent sigmoids: class scores need not sum to 1 (multi-label)"
+
+# %% [markdown]
+# **SPP (YOLOv4) and SPPF (YOLOv5).** SPP concatenates a map with its 5×5, 9×9 and 13×13 max-pools (stride 1):
+# one layer that sees three context sizes. A 5×5 max-pool of a 5×5 max-pool is a 9×9 max-pool, and once more a
+# 13×13 one — so SPPF runs one 5×5 pool three times in a row and gets the same output for a third of the
+# comparisons (3 · 25 instead of 25 + 81 + 169 per pixel).
+
+# %%
+torch.manual_seed(0)
+spp, sppf = SPP(32, 32).eval(), SPPF(32, 32).eval()
+sppf.reduce.load_state_dict(spp.reduce.state_dict())
+sppf.fuse.load_state_dict(spp.fuse.state_dict())
+features = torch.randn(2, 32, 13, 13)
+assert torch.equal(sppf(features), spp(features)), "SPPF with SPP's weights must give exactly SPP's output"
+print(f"SPP and SPPF agree exactly; max-pool comparisons per output pixel: SPP {5**2 + 9**2 + 13**2}, SPPF {3 * 5**2}")
+
+# %% [markdown]
+# **Focus (YOLOv5's first stem).** Take every second pixel in four phases and stack them as channels — a
+# space-to-depth that halves the resolution without dropping a pixel — then convolve. It is exactly
+# `pixel_unshuffle` (channels in another order) followed by a convolution, and a 3×3 Focus is exactly one 6×6
+# convolution with stride 2 and padding 2, which is what YOLOv5 v6.0 replaced it with (simpler to export, as fast).
+
+# %%
+torch.manual_seed(0)
+focus = Focus(1, 16)
+scenes_batch = scene_input(test_scenes.images[:4])
+unshuffled = F.pixel_unshuffle(scenes_batch, 2)                     # channels ordered (c, row phase, column phase)
+torch.testing.assert_close(focus_slices(scenes_batch), unshuffled[:, [0, 2, 1, 3]],
+                           msg="Focus' slices are pixel_unshuffle's channels in the order (0,0), (1,0), (0,1), (1,1)")
+big_conv = focus_as_conv(focus)
+torch.testing.assert_close(big_conv(scenes_batch), focus(scenes_batch), rtol=1e-5, atol=1e-5,
+                           msg="a 3×3 Focus should equal one 6×6 stride-2 convolution")
+print(f"Focus: {tuple(scenes_batch.shape[1:])} → slices {tuple(focus_slices(scenes_batch).shape[1:])} → "
+      f"{tuple(focus(scenes_batch).shape[1:])}; equal to a {big_conv.kernel_size[0]}×{big_conv.kernel_size[1]} "
+      f"stride-{big_conv.stride[0]} convolution")
+
+# %% [markdown]
+# **RepVGG re-parameterisation (YOLOv6).** Train with three branches — 3×3 conv + BN, 1×1 conv + BN, identity
+# + BN — whose sum is easy to optimise (like a ResNet block); for inference fold each BN into its convolution,
+# pad the 1×1 kernel to 3×3, write the identity as a 3×3 kernel with a single 1 at the centre, and add the three:
+# one plain 3×3 convolution, the fastest layer a GPU runs. We train a block briefly (so BatchNorm has real
+# statistics), fold it and compare.
+
+# %%
+torch.manual_seed(0)
+rep_block = RepVGGBlock(16)
+rep_optimizer = torch.optim.SGD(rep_block.parameters(), lr=0.1)
+rep_inputs = torch.randn(64, 16, 8, 8)
+for _ in range(20):                              # a few steps: BN's running statistics move away from 0 and 1
+    rep_optimizer.zero_grad()
+    (rep_block(rep_inputs) - rep_inputs.roll(1, 1)).pow(2).mean().backward()
+    rep_optimizer.step()
+rep_block.eval()
+before = rep_block(rep_inputs)
+fused_conv = rep_block.reparameterize()
+torch.testing.assert_close(rep_block(rep_inputs), before, rtol=1e-4, atol=1e-5,
+                           msg="the folded 3×3 convolution must equal the three-branch block in eval mode")
+train_params = sum(p.numel() for name, p in rep_block.named_parameters() if not name.startswith("fused"))
+print(f"RepVGG block: {train_params:,} parameters and 3 branches while training → one 3×3 convolution with "
+      f"{sum(p.numel() for p in fused_conv.parameters()):,} parameters, same output")
+
+# %% [markdown]
+# **SimOTA (YOLOX, YOLOv6).** The centre prior of section 8 gives every object the points near its centre,
+# however well the network predicts there. SimOTA ranks those candidates by a *cost* — the classification loss
+# plus 3 · (−log IoU) of the box the point predicts — and gives each object its k cheapest points, with a
+# *dynamic* k: the sum of its 10 best IoUs, rounded down (at least 1). An object the network already covers well
+# gets many positives; a small or badly predicted one gets few. A point claimed twice stays with its cheaper
+# object. Below, on a training scene, with the trained detector's predictions.
+
+# %%
+model.eval()
+with torch.no_grad():
+    scene_raw = model(scene_input(train_scenes.images[:1]).to(device)).float()
+scene_boxes, scene_objectness, scene_probs = model.decode(scene_raw, SIZE)
+scene_targets = train_targets[0][train_targets[0][:, 0] >= 0].to(device)
+candidates = centre_candidates(points, strides, scene_targets[None, :, 1:])[0].T          # objects × points
+simota_costs, simota_ious = simota_cost(scene_boxes[0], scene_probs[0] * scene_objectness[0, :, None],
+                                        scene_targets[:, 1:], scene_targets[:, 0], candidates)
+matching = simota_assign(simota_costs, simota_ious)
+assert matching.sum(0).max() <= 1, "SimOTA gives each point to one object at most"
+dynamic_k = simota_ious.topk(10, dim=1).values.sum(1).floor().clamp(min=1)
+assert torch.all(matching.sum(1) <= dynamic_k), "an object keeps at most its dynamic k points (conflicts only remove)"
+for g, (label, *_) in enumerate(scene_targets.tolist()):
+    print(f"{CLASSES[int(label)]:12s}: {int(candidates[g].sum()):3d} centre-prior candidates, dynamic k "
+          f"{int(dynamic_k[g]):2d}, SimOTA positives {int(matching[g].sum()):2d}")
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained")
+for ax, (title, chosen) in zip(axes, (("centre prior (section 8)", candidates), ("SimOTA on the trained detector",
+                                                                                  matching))):
+    draw_scene(ax, train_scenes.images[0], train_scenes.boxes[0], train_scenes.labels[0])
+    owner = chosen.float().argmax(0).cpu()
+    positive_points = chosen.any(0).cpu()
+    ax.scatter(*points.cpu()[positive_points].T, s=14 * strides.cpu()[positive_points] / 8, c=owner[positive_points],
+               cmap="autumn", vmin=0, vmax=max(1, len(scene_targets) - 1))
+    ax.set_title(f"{title}: {int(positive_points.sum())} positive points")
+fig.suptitle("a point's colour = the object it learns (small dots stride 8, large stride 16)")
+show(fig)
+
+# %% [markdown]
 # ## Interview questions
 #
 # <details><summary>What do YOLO's pre-processing and post-processing do, and how are they made fast?</summary>
@@ -582,7 +705,29 @@ explorer.set(confidence=30)
 #
 # Predictions at strides 32, 16, 8 (13/26/52 grids at 416) so small objects are found on fine maps; each scale
 # has 3 anchors × (4 box + 1 objectness + 80 classes) = 255 channels. Classes use independent sigmoids with
-# BCE (multi-label), not softmax (see section 11).
+# BCE (multi-label), not softmax (see section 11, and section 12's YOLOv3 head cell, which builds the head and
+# decodes it).
+#
+# </details>
+#
+# <details><summary>SPP vs SPPF, Focus, RepVGG: what does each compute, and why is each fast?</summary>
+#
+# SPP concatenates a map with its 5/9/13 max-pools (several context sizes in one layer); SPPF chains one 5×5 pool
+# three times — identical output, since pooling a pooled map widens the window — with a third of the comparisons.
+# Focus slices each 2×2 block's pixels into channels (space-to-depth, no pixel lost) before a convolution; a 3×3
+# Focus equals one 6×6 stride-2 convolution, which replaced it. RepVGG trains 3×3 + 1×1 + identity branches with
+# their BNs and folds them into a single 3×3 convolution for inference. Section 12 asserts all three equalities.
+#
+# </details>
+#
+# <details><summary>What is SimOTA, and how does it differ from a fixed assignment?</summary>
+#
+# An assignment decides which anchors/points learn which object. A fixed rule (IoU with anchors, or the centre
+# prior of section 8) ignores how well the network predicts. SimOTA (YOLOX) computes a cost per (object, point) —
+# classification loss + 3·(−log IoU of the predicted box), huge outside the centre region — and gives each object
+# its k cheapest points with a *dynamic* k = ⌊sum of its 10 best IoUs⌋ (at least 1); a point wanted by two objects
+# goes to the cheaper. It is optimal transport (OTA) simplified to a top-k. See section 12's SimOTA cell
+# (`simota_assign`, tested against a loop in `tests/test_yolo_parts.py`).
 #
 # </details>
 #
@@ -591,7 +736,8 @@ explorer.set(confidence=30)
 # v4: mosaic, label smoothing, CIoU loss, DIoU-NMS, CmBN, CSP backbone, SPP, PAN neck, Mish. v5: Focus stem,
 # CSP in the neck, adaptive anchors, letterbox, PyTorch tooling. v6: RepVGG re-parameterisation, efficient
 # decoupled head, anchor-free, SimOTA, SIoU. v8: C2f instead of C3, anchor-free decoupled head (see the table
-# in section 11; C2f, PAN and the decoupled head are in `utils/models/yolo.py`).
+# in section 11; C2f, PAN and the decoupled head are in `utils/models/yolo.py`; SPP/SPPF, Focus, RepVGG and
+# SimOTA are built and checked in section 12).
 #
 # </details>
 #

@@ -254,21 +254,26 @@ class AnchorFreeDetector(nn.Module):
         return [postprocess(boxes[i], scores[i], labels[i], confidence, iou_threshold) for i in range(len(out))]
 
 
-def centre_assignment(points, strides, targets, radius: float = 2.5):
-    """Which object each grid point learns: ``(assigned N×P long, −1 = background)``.
-
-    A point is a candidate for an object when it lies inside the box and within ``radius`` strides of the
-    box centre (YOLOX's centre prior); a point claimed by several objects takes the smallest.
-    """
-    boxes, valid = targets[..., 1:], targets[..., 0] >= 0                       # N×M×4, N×M
+def centre_candidates(points, strides, boxes, radius: float = 2.5):
+    """YOLOX's centre prior: ``points P×2, strides P, boxes N×M×4 → N×P×M bool``, true where a point lies inside
+    the box and within ``radius`` strides of its centre."""
     px, py = points[:, 0][None, :, None], points[:, 1][None, :, None]         # 1×P×1
     inside = ((px > boxes[:, None, :, 0]) & (px < boxes[:, None, :, 2]) &
               (py > boxes[:, None, :, 1]) & (py < boxes[:, None, :, 3]))       # N×P×M
     cx = (boxes[..., 0] + boxes[..., 2])[:, None] / 2
     cy = (boxes[..., 1] + boxes[..., 3])[:, None] / 2
     reach = radius * strides[None, :, None]
-    near = ((px - cx).abs() < reach) & ((py - cy).abs() < reach)
-    candidate = inside & near & valid[:, None, :]
+    return inside & ((px - cx).abs() < reach) & ((py - cy).abs() < reach)
+
+
+def centre_assignment(points, strides, targets, radius: float = 2.5):
+    """Which object each grid point learns: ``(assigned N×P long, −1 = background)``.
+
+    A point is a candidate for an object when `centre_candidates` says so; a point claimed by several objects
+    takes the smallest.
+    """
+    boxes, valid = targets[..., 1:], targets[..., 0] >= 0                       # N×M×4, N×M
+    candidate = centre_candidates(points, strides, boxes, radius) & valid[:, None, :]
     area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]))[:, None].expand_as(candidate)
     area = torch.where(candidate, area, torch.inf)
     smallest, assigned = area.min(-1)

@@ -1,0 +1,122 @@
+"""The YOLO parts of Chapter 4's section 12 (utils/yolo_parts.py), checked against their definitions."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.yolo_parts import (SPP, SPPF, Focus, RepVGGBlock, YOLOv3Head, decode_yolov3, focus_as_conv,
+                              focus_slices, simota_assign, simota_cost)
+
+
+def _randomise_batchnorms(module):
+    generator = torch.Generator().manual_seed(0)
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            c = bn.num_features
+            bn.running_mean.copy_(torch.randn(c, generator=generator))
+            bn.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+            bn.weight.data.copy_(torch.randn(c, generator=generator))
+            bn.bias.data.copy_(torch.randn(c, generator=generator))
+
+
+def test_yolov3_head_has_255_channels_for_coco_and_decodes_at_the_cell_centre():
+    head = YOLOv3Head((32, 64, 128), num_classes=80)
+    maps = head([torch.zeros(2, 32, 52, 52), torch.zeros(2, 64, 26, 26), torch.zeros(2, 128, 13, 13)])
+    assert [m.shape for m in maps] == [(2, 3, s, s, 85) for s in (52, 26, 13)]
+    assert all(layer.out_channels == 255 for layer in head.outputs)
+    anchors = torch.tensor([[10.0, 13.0], [16.0, 30.0], [33.0, 23.0]])
+    boxes, objectness, classes = decode_yolov3(torch.zeros(1, 3, 13, 13, 85), anchors, stride=32)
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    torch.testing.assert_close(centre[0, 0, 2, 5], torch.tensor([5.5 * 32, 2.5 * 32]))
+    torch.testing.assert_close(boxes[0, 1, 0, 0, 2:] - boxes[0, 1, 0, 0, :2], anchors[1])
+    assert torch.all(objectness == 0.5) and torch.all(classes == 0.5), "independent sigmoids, not a softmax"
+    with pytest.raises(ValueError, match="one per scale"):
+        head([torch.zeros(1, 32, 8, 8)])
+
+
+def test_sppf_equals_spp_with_the_same_weights():
+    torch.manual_seed(0)
+    spp, sppf = SPP(16, 24).eval(), SPPF(16, 24).eval()
+    sppf.reduce.load_state_dict(spp.reduce.state_dict())
+    sppf.fuse.load_state_dict(spp.fuse.state_dict())
+    x = torch.randn(2, 16, 13, 13)
+    torch.testing.assert_close(sppf(x), spp(x), rtol=0, atol=0)
+
+
+def test_focus_is_space_to_depth_then_a_convolution_and_a_6x6_convolution():
+    torch.manual_seed(0)
+    focus = Focus(3, 8)
+    x = torch.randn(2, 3, 16, 16)
+    # pixel_unshuffle orders channels (c, i, j); Focus orders them (offset, c) with offsets (0,0), (1,0), (0,1), (1,1)
+    unshuffled = F.pixel_unshuffle(x, 2).view(2, 3, 2, 2, 8, 8)
+    reordered = torch.cat([unshuffled[:, :, i, j] for i, j in ((0, 0), (1, 0), (0, 1), (1, 1))], 1)
+    torch.testing.assert_close(focus_slices(x), reordered)
+    torch.testing.assert_close(focus_as_conv(focus)(x), focus(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="even H and W"):
+        focus(torch.zeros(1, 3, 15, 16))
+
+
+def test_repvgg_reparameterisation_is_exact_in_eval_mode():
+    torch.manual_seed(0)
+    block = RepVGGBlock(8)
+    _randomise_batchnorms(block)
+    with pytest.raises(RuntimeError, match="eval"):
+        block.reparameterize()
+    block.eval()
+    x = torch.randn(2, 8, 9, 9)
+    before = block(x)
+    fused = block.reparameterize()
+    assert fused.kernel_size == (3, 3) and fused.bias is not None
+    torch.testing.assert_close(block(x), before, rtol=1e-4, atol=1e-5)
+
+
+def _simota_loop(cost, ious, candidate_k):
+    """Independent reference: YOLOX's dynamic_k_matching written with loops."""
+    matching = torch.zeros_like(cost, dtype=torch.bool)
+    for g in range(cost.shape[0]):
+        k = max(1, int(sum(sorted(ious[g].tolist(), reverse=True)[:candidate_k])))
+        for a in sorted(range(cost.shape[1]), key=lambda a: cost[g, a].item())[:k]:
+            matching[g, a] = True
+    for a in range(cost.shape[1]):
+        owners = [g for g in range(cost.shape[0]) if matching[g, a]]
+        if len(owners) > 1:
+            best = min(owners, key=lambda g: cost[g, a].item())
+            for g in owners:
+                matching[g, a] = g == best
+    return matching
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_simota_matches_a_loop_and_gives_each_anchor_at_most_one_object(seed):
+    generator = torch.Generator().manual_seed(seed)
+    ious = torch.rand(4, 30, generator=generator) ** 3
+    cost = torch.rand(4, 30, generator=generator) + 3 * (1 - ious)
+    matching = simota_assign(cost, ious, candidate_k=10)
+    assert torch.equal(matching, _simota_loop(cost, ious, 10))
+    assert matching.sum(0).max() <= 1, "an anchor belongs to one object at most"
+
+
+def test_simota_gives_a_well_covered_object_more_anchors_and_checks_shapes():
+    ious = torch.zeros(2, 20)
+    ious[0, :10] = 0.9                          # big object: top-10 IoUs sum to 9 → k = 9
+    ious[1, 10:12] = 0.3                        # small object: sum 0.6 → k = max(1, 0) = 1
+    cost = 1 - ious
+    matching = simota_assign(cost, ious)
+    assert matching.sum(1).tolist() == [9, 1]
+    with pytest.raises(ValueError, match="G×A"):
+        simota_assign(cost, ious[:, :5])
+
+
+def test_simota_cost_prefers_the_right_class_and_the_overlapping_box_inside_the_candidates():
+    gt_boxes, gt_labels = torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([2])
+    pred_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0],
+                               [0.0, 0.0, 10.0, 10.0]])
+    pred_scores = torch.full((4, 3), 0.1)
+    pred_scores[0, 2] = pred_scores[2, 2] = pred_scores[3, 2] = 0.9
+    candidate = torch.tensor([[True, True, True, False]])
+    cost, ious = simota_cost(pred_boxes, pred_scores, gt_boxes, gt_labels, candidate)
+    assert cost.shape == ious.shape == (1, 4)
+    assert cost[0, 0] < cost[0, 1], "the right class costs less"
+    assert cost[0, 0] < cost[0, 2], "the better-overlapping box costs less"
+    assert cost[0, 3] > 1e4, "outside the candidate region costs 1e5 more"
+    torch.testing.assert_close(ious[0], torch.tensor([1.0, 1.0, 25 / 175, 1.0]))

@@ -1,0 +1,221 @@
+"""The parts the YOLO family added from v3 to v8, built small and checked: Chapter 4 (04_detection), section 12.
+
+- `YOLOv3Head`: one 1×1 convolution per scale to 3 × (5 + C) channels; `decode_yolov3` turns it into boxes
+  with sigmoid centre offsets, anchor-scaled sizes and *independent* sigmoid class scores (multi-label).
+- `SPP` (YOLOv4) and `SPPF` (YOLOv5): max-pools of 5, 9 and 13 in parallel vs one 5-pool applied three times
+  in a row — the same output (a 5-pool of a 5-pool is a 9-pool), for fewer comparisons.
+- `Focus` (YOLOv5's first stem): slice every second pixel into 4 channels (space-to-depth), then a convolution;
+  `focus_as_conv` writes the same layer as the single 6×6 stride-2 convolution that replaced it.
+- `RepVGGBlock` (YOLOv6): 3×3 + 1×1 + identity branches, each with its BatchNorm, while training;
+  `reparameterize()` folds them into one 3×3 convolution for inference.
+- `simota_assign` (YOLOX, YOLOv6): each object takes its k lowest-cost anchors, k chosen from its IoUs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .detection import box_iou
+from .models.yolo import conv
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class YOLOv3Head(nn.Module):
+    """One 1×1 convolution per scale: ``[N×C_s×H_s×W_s] → [N×A×H_s×W_s×(5 + classes)]`` (raw logits).
+
+    With 80 COCO classes and A = 3 anchors a scale this is the famous 3 × 85 = 255 channels.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], num_classes: int, anchors_per_scale: int = 3):
+        super().__init__()
+        _check_positive(num_classes=num_classes, anchors_per_scale=anchors_per_scale)
+        if not in_channels:
+            raise ValueError("in_channels needs one entry per scale, e.g. (256, 512, 1024)")
+        self.num_classes, self.anchors_per_scale = num_classes, anchors_per_scale
+        self.outputs = nn.ModuleList(nn.Conv2d(c, anchors_per_scale * (5 + num_classes), 1) for c in in_channels)
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(features) != len(self.outputs):
+            raise ValueError(f"expected {len(self.outputs)} feature maps (one per scale), got {len(features)}")
+        maps = []
+        for layer, x in zip(self.outputs, features):
+            n, _, h, w = x.shape
+            maps.append(layer(x).view(n, self.anchors_per_scale, 5 + self.num_classes, h, w).permute(0, 1, 3, 4, 2))
+        return maps
+
+
+def decode_yolov3(raw: torch.Tensor, anchors: torch.Tensor, stride: int):
+    """One scale's raw ``N×A×H×W×(5+C)`` → ``(boxes N×A×H×W×4 xyxy pixels, objectness N×A×H×W, classes …×C)``.
+
+    Centre = (cell + σ(t_xy)) · stride, size = anchor · exp(t_wh) (anchors ``A×2`` in pixels); objectness and
+    every class through their own sigmoid, so one box can be "person" and "woman" at once.
+    """
+    if raw.dim() != 5 or raw.shape[1] != len(anchors) or anchors.shape[-1] != 2:
+        raise ValueError(f"raw must be N×A×H×W×(5+C) with A = len(anchors) = {len(anchors)}; got {tuple(raw.shape)}")
+    h, w = raw.shape[2:4]
+    ys, xs = torch.meshgrid(torch.arange(h, device=raw.device), torch.arange(w, device=raw.device), indexing="ij")
+    cells = torch.stack((xs, ys), -1).to(raw.dtype)                                   # H×W×2
+    centre = (cells + raw[..., :2].sigmoid()) * stride
+    size = anchors.to(raw)[None, :, None, None, :] * raw[..., 2:4].exp()
+    boxes = torch.cat((centre - size / 2, centre + size / 2), -1)
+    return boxes, raw[..., 4].sigmoid(), raw[..., 5:].sigmoid()
+
+
+class SPP(nn.Module):
+    """YOLOv4's spatial pyramid pooling: 1×1 conv, then x and its 5/9/13 max-pools (stride 1) concatenated, 1×1 conv."""
+
+    def __init__(self, c_in: int, c_out: int, pools: tuple[int, ...] = (5, 9, 13)):
+        super().__init__()
+        _check_positive(c_in=c_in, c_out=c_out)
+        hidden = c_in // 2
+        self.reduce, self.fuse = conv(c_in, hidden, 1), conv(hidden * (len(pools) + 1), c_out, 1)
+        self.pools = nn.ModuleList(nn.MaxPool2d(k, stride=1, padding=k // 2) for k in pools)
+
+    def forward(self, x):
+        x = self.reduce(x)
+        return self.fuse(torch.cat([x] + [pool(x) for pool in self.pools], 1))
+
+
+class SPPF(nn.Module):
+    """YOLOv5's fast SPP: one 5×5 max-pool applied three times in a row; equal to `SPP` with pools 5, 9, 13."""
+
+    def __init__(self, c_in: int, c_out: int, pool: int = 5):
+        super().__init__()
+        _check_positive(c_in=c_in, c_out=c_out, pool=pool)
+        hidden = c_in // 2
+        self.reduce, self.fuse = conv(c_in, hidden, 1), conv(hidden * 4, c_out, 1)
+        self.pool = nn.MaxPool2d(pool, stride=1, padding=pool // 2)
+
+    def forward(self, x):
+        outputs = [self.reduce(x)]
+        for _ in range(3):
+            outputs.append(self.pool(outputs[-1]))
+        return self.fuse(torch.cat(outputs, 1))
+
+
+def focus_slices(x: torch.Tensor) -> torch.Tensor:
+    """``N×C×H×W → N×4C×H/2×W/2``: the four pixels of every 2×2 block, as YOLOv5's Focus orders them."""
+    if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2:
+        raise ValueError(f"focus_slices needs N×C×H×W with even H and W, got {tuple(x.shape)}")
+    return torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1)
+
+
+class Focus(nn.Module):
+    """Space-to-depth then a k×k convolution: halves the resolution without losing a pixel."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
+        super().__init__()
+        _check_positive(c_in=c_in, c_out=c_out, kernel=kernel)
+        self.conv = nn.Conv2d(4 * c_in, c_out, kernel, padding=kernel // 2, bias=False)
+
+    def forward(self, x):
+        return self.conv(focus_slices(x))
+
+
+def focus_as_conv(focus: Focus) -> nn.Conv2d:
+    """The 6×6, stride-2, padding-2 convolution equal to a 3×3 `Focus` (YOLOv5 v6.0 swapped one for the other).
+
+    Output pixel (y, x) of the Focus conv reads input rows 2(y + dy) + i for dy ∈ {−1, 0, 1} and sub-row i ∈ {0, 1}:
+    that is row 2y − 2 + r with r = 2(dy + 1) + i ∈ 0…5 — a 6-row window moving by 2. Same for columns.
+    """
+    if focus.conv.kernel_size != (3, 3):
+        raise ValueError("focus_as_conv rewrites a 3×3 Focus; build Focus(c_in, c_out, kernel=3)")
+    weight = focus.conv.weight                                             # O × 4C × 3 × 3
+    c_out, c_in = weight.shape[0], weight.shape[1] // 4
+    big = weight.new_zeros(c_out, c_in, 6, 6)
+    # focus_slices' order of the 2×2 offsets (row i, column j): (0,0), (1,0), (0,1), (1,1)
+    for block, (i, j) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+        big[:, :, i::2, j::2] = weight[:, block * c_in:(block + 1) * c_in]
+    layer = nn.Conv2d(c_in, c_out, 6, stride=2, padding=2, bias=False).to(weight.device)
+    with torch.no_grad():
+        layer.weight.copy_(big)
+    return layer
+
+
+def fuse_conv_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bias-free convolution followed by BatchNorm (eval mode) → one convolution's (weight, bias)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return kernel * scale[:, None, None, None], bn.bias - bn.running_mean * scale
+
+
+class RepVGGBlock(nn.Module):
+    """Training: ReLU(BN(3×3 conv x) + BN(1×1 conv x) + BN(x)). Inference, after `reparameterize()`: ReLU(3×3 conv x)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        _check_positive(channels=channels)
+        self.branch3 = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.branch1 = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.identity = nn.BatchNorm2d(channels)
+        self.fused: nn.Conv2d | None = None
+
+    def forward(self, x):
+        if self.fused is not None:
+            return F.relu(self.fused(x))
+        return F.relu(self.branch3(x) + self.branch1(x) + self.identity(x))
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Conv2d:
+        """Fold the three branches and their BatchNorms into one 3×3 convolution with bias (use in eval mode)."""
+        if self.training:
+            raise RuntimeError("reparameterize() folds BatchNorm's running statistics: call model.eval() first")
+        channels = self.identity.num_features
+        w3, b3 = fuse_conv_bn(self.branch3[0].weight, self.branch3[1])
+        w1, b1 = fuse_conv_bn(F.pad(self.branch1[0].weight, (1, 1, 1, 1)), self.branch1[1])  # 1×1 at the 3×3 centre
+        eye = torch.zeros_like(self.branch3[0].weight)
+        eye[torch.arange(channels), torch.arange(channels), 1, 1] = 1                         # identity as a 3×3 conv
+        wi, bi = fuse_conv_bn(eye, self.identity)
+        self.fused = nn.Conv2d(channels, channels, 3, padding=1).to(eye.device)
+        self.fused.weight.copy_(w3 + w1 + wi)
+        self.fused.bias.copy_(b3 + b1 + bi)
+        return self.fused
+
+
+def simota_assign(cost: torch.Tensor, ious: torch.Tensor, candidate_k: int = 10) -> torch.Tensor:
+    """YOLOX's dynamic-k matching: ``cost, ious (G×A) → matching (G×A bool)``.
+
+    Object g takes its k_g lowest-cost anchors, k_g = max(1, ⌊sum of its candidate_k largest IoUs⌋): a large,
+    well-covered object gets many positives, a small one few. An anchor claimed by several objects stays with
+    the one for which its cost is lowest. Anchors outside an object's candidate region should carry a large
+    cost (YOLOX adds 1e5), so they are chosen only when nothing else is left.
+    """
+    if cost.shape != ious.shape or cost.dim() != 2:
+        raise ValueError(f"cost and ious must both be G×A, got {tuple(cost.shape)} and {tuple(ious.shape)}")
+    _check_positive(candidate_k=candidate_k)
+    if cost.shape[1] == 0:
+        return torch.zeros_like(cost, dtype=torch.bool)
+    top_ious = ious.topk(min(candidate_k, ious.shape[1]), dim=1).values
+    dynamic_k = top_ious.sum(1).floor().clamp(min=1).long()                      # G
+    order = cost.argsort(dim=1)                                                   # G×A, cheapest first
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(cost.shape[1], device=cost.device).expand_as(order))
+    matching = rank < dynamic_k[:, None]
+    shared = matching.sum(0) > 1                                                  # anchors claimed more than once
+    cheapest = cost.masked_fill(~matching, torch.inf).argmin(0)                   # per anchor: its lowest-cost object
+    keep = F.one_hot(cheapest, cost.shape[0]).T.bool()
+    return torch.where(shared[None], matching & keep, matching)
+
+
+def simota_cost(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
+                candidate: torch.Tensor, iou_weight: float = 3.0):
+    """YOLOX's matching cost for one image: ``(cost G×A, ious G×A)``.
+
+    pred_boxes A×4 (xyxy), pred_scores A×C (probabilities: objectness × class), gt_boxes G×4, gt_labels G,
+    candidate G×A bool (the centre prior). cost = BCE of the scores against the object's class + iou_weight ·
+    (−log IoU) + 10⁵ outside the candidate region.
+    """
+    if pred_boxes.shape[0] != pred_scores.shape[0] or candidate.shape != (len(gt_boxes), len(pred_boxes)):
+        raise ValueError(f"need pred_boxes A×4, pred_scores A×C, candidate G×A; got {tuple(pred_boxes.shape)}, "
+                         f"{tuple(pred_scores.shape)}, {tuple(candidate.shape)} for G = {len(gt_boxes)}")
+    ious = box_iou(gt_boxes, pred_boxes)
+    target = F.one_hot(gt_labels.long(), pred_scores.shape[1]).to(pred_scores)[:, None].expand(-1, len(pred_boxes), -1)
+    scores = pred_scores[None].expand_as(target).clamp(1e-6, 1 - 1e-6)
+    class_cost = F.binary_cross_entropy(scores, target, reduction="none").sum(-1)
+    cost = class_cost + iou_weight * -torch.log(ious + 1e-8) + 1e5 * (~candidate).to(ious)
+    return cost, ious
