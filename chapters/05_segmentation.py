@@ -42,7 +42,7 @@ from utils import segmentation as seg, start_chapter
 from utils.attention_modules import count_flops
 from utils.data import CLASSES, standardize
 from utils.models.deeplab import DeepLabV3Plus, SeparableConv
-from utils.models.unet import UNet, UNetPlusPlus
+from utils.models.unet import RSU, UNet, UNetPlusPlus
 from utils.diagrams import architecture_figure
 from utils.plotting import colorbar, comparison_chart, show
 from utils.receptive_field import receptive_field
@@ -59,7 +59,7 @@ SIZE = pick(smoke=32, cpu=64, gpu=128)              # canvas side in pixels
 TRAIN_SCENES = pick(smoke=384, cpu=3_000, gpu=20_000)
 TEST_SCENES = pick(smoke=48, cpu=500, gpu=1_000)
 WIDTH = pick(smoke=8, cpu=8, gpu=32)               # channels of each model's first stage
-EPOCHS = pick(smoke=12, cpu=8, gpu=30)
+EPOCHS = pick(smoke=12, cpu=6, gpu=30)
 BATCH = pick(smoke=16, cpu=16, gpu=64)
 LR = pick(smoke=1e-2, cpu=1e-2, gpu=5e-3)
 NUM_CLASSES = 1 + len(CLASSES)                     # background + 10 Fashion-MNIST classes
@@ -631,14 +631,61 @@ fig.tight_layout()
 show(fig)
 
 # %% [markdown]
-# ## 12. U²-Net in a paragraph
+# ## 12. U²-Net's RSU block: a U-Net inside a residual block
 # U²-Net (2020, salient-object detection and background removal) nests U-Nets: each stage of its big U is itself
 # a small U-Net, the **RSU block** (ReSidual U-block). An RSU-L block applies a convolution to get a feature map F,
-# runs a depth-L encoder–decoder with concatenated skips (the deepest levels dilated rather than pooled further) on
-# it, and *adds* F back: a residual connection around a whole U. So every stage mixes multi-scale context at full
-# stage resolution, without a pretrained classification backbone, and six side outputs fused by a 1×1 convolution
-# are deeply supervised, as in U-Net++. It is U-Net's skip idea applied at two levels; our `UNet` could serve as the
-# inner block with a residual added.
+# runs a height-L encoder–decoder with concatenated skips on it (the deepest level *dilated* rather than pooled
+# further), and *adds* F back: a residual connection around a whole U. So every stage mixes multi-scale context at
+# full stage resolution, without a pretrained classification backbone, and six side outputs fused by a 1×1
+# convolution are deeply supervised, as in U-Net++. It is U-Net's skip idea applied at two levels.
+#
+# `RSU` (in `utils/models/unet.py`) is built below: the output keeps the input's size; with the inner U silenced it is
+# exactly the residual F; and its receptive field — measured as the input pixels that move the centre output
+# (non-zero gradient) — is far larger than a plain stack of the same 3×3 convolutions would give, and at least that of
+# its encoder path (from `receptive_field`), because of the pooling inside.
+
+# %%
+rsu = RSU(4, in_channels=WIDTH, mid_channels=WIDTH // 2, out_channels=WIDTH).eval()
+feature = torch.randn(2, WIDTH, SIZE, SIZE)
+with torch.no_grad():
+    rsu_out = rsu(feature)
+    shapes = [tuple(rsu.conv_in(feature).shape[1:])]
+    h = rsu.conv_in(feature)
+    for i, block in enumerate(rsu.encoder):
+        h = block(h if i == 0 else rsu.pool(h))
+        shapes.append(tuple(h.shape[1:]))
+print("RSU-4 inside: F", shapes[0], "→ encoder", shapes[1:], "→ dilated bottom", tuple(rsu.bottom(h).shape[1:]),
+      "→ decoder back to", tuple(rsu_out.shape[1:]))
+assert rsu_out.shape == feature.shape, f"RSU-4 should keep {tuple(feature.shape)}, got {tuple(rsu_out.shape)}"
+assert [s[-1] for s in shapes[1:]] == [SIZE, SIZE // 2, SIZE // 4], (
+    f"the inner U should pool twice ({SIZE} → {SIZE // 2} → {SIZE // 4}), got {shapes[1:]}")
+silenced = RSU(4, WIDTH, WIDTH // 2, WIDTH).eval()
+silenced.load_state_dict(rsu.state_dict())
+with torch.no_grad():
+    silenced.decoder[-1][1].weight.zero_()                                  # the U's last BN now outputs 0
+    silenced.decoder[-1][1].bias.zero_()
+    torch.testing.assert_close(silenced(feature), rsu.conv_in(feature))
+print("with the inner U silenced, RSU(x) == F(x): the U is a residual branch")
+
+
+def measured_receptive_field(module, channels, side=128):
+    """Side of the input window whose pixels have a non-zero gradient for the centre output (eval mode, 4 images)."""
+    x = torch.randn(4, channels, side, side, requires_grad=True)
+    module(x)[:, :, side // 2, side // 2].sum().backward()
+    rows = (x.grad.abs().sum((0, 1)) > 0).any(1).nonzero().flatten()
+    return int(rows.max() - rows.min() + 1)
+
+
+rsu_rf = measured_receptive_field(rsu, WIDTH)
+convs = 1 + len(rsu.encoder) + 1 + len(rsu.decoder)                       # in-conv, encoder, bottom, decoder
+plain_rf = 1 + 2 * (convs - 1) + 4                                        # 3×3 convs, the bottom one dilated (5×5)
+encoder_path = nn.Sequential(rsu.conv_in, rsu.encoder[0], *[nn.Sequential(rsu.pool, b) for b in rsu.encoder[1:]],
+                             rsu.bottom)
+encoder_rf = receptive_field(encoder_path, (WIDTH, 64, 64))[-1].rf
+print(f"RSU-4 receptive field (measured): {rsu_rf} px; its encoder path alone: {encoder_rf:.0f} px; "
+      f"the same {convs} convolutions at full resolution: {plain_rf} px")
+assert rsu_rf >= encoder_rf and rsu_rf > 2 * plain_rf, (
+    f"the RSU's pooling should widen its view: measured {rsu_rf} px vs encoder path {encoder_rf} px and plain {plain_rf} px")
 
 # %% [markdown]
 # ## Interview questions
@@ -746,7 +793,9 @@ show(fig)
 #
 # A residual U-block: a small U-Net run on a convolution's output F and added back to F. U²-Net stacks RSU blocks
 # inside a larger U, so each stage extracts multi-scale features at its own resolution, and deeply supervises six
-# side outputs. (see "12. U²-Net in a paragraph")
+# side outputs. Its inner pooling (and dilated bottom) widens the view without lowering the stage's resolution: our
+# RSU-4 keeps the map's size and sees a window several times wider than a plain stack of its convolutions. (see
+# "12. U²-Net's RSU block": shapes, the residual, and the measured receptive field asserted)
 # </details>
 #
 # <details><summary>How do you augment data for segmentation?</summary>

@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 from utils import segmentation as seg
 from utils.models.deeplab import ASPP, DeepLabV3Plus, SeparableConv
-from utils.models.unet import UNet, UNetPlusPlus
+from utils.models.unet import RSU, UNet, UNetPlusPlus
 
 
 def random_maps(num_classes=5, shape=(3, 16, 16), seed=0):
@@ -181,3 +181,26 @@ def test_deeplab_shapes_separable_weights_and_aspp_branches():
     assert [c.weight.numel() for c in convs] == [16 * 9, 16 * 32]
     aspp = ASPP(8, 6, rates=(2, 3)).eval()
     assert len(aspp.branches) == 4 and aspp(torch.randn(1, 8, 8, 8)).shape == (1, 6, 8, 8)
+
+
+def test_rsu_keeps_the_size_is_residual_and_widens_the_receptive_field():
+    rsu = RSU(4, in_channels=3, mid_channels=4, out_channels=6).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert rsu(x).shape == (2, 6, 32, 32)
+    assert [m.dilation for m in rsu.bottom.modules() if isinstance(m, torch.nn.Conv2d)] == [(2, 2)]
+    with torch.no_grad():                       # silence the inner U: only the residual F remains
+        rsu.decoder[-1][1].weight.zero_()
+        rsu.decoder[-1][1].bias.zero_()
+    torch.testing.assert_close(rsu(x), rsu.conv_in(x))
+    receptive = {}
+    for height in (2, 4):
+        probe = RSU(height, 1, 2, 2).eval()
+        image = torch.randn(2, 1, 128, 128, requires_grad=True)
+        probe(image)[:, :, 64, 64].sum().backward()
+        rows = (image.grad.abs().sum((0, 1)) > 0).any(1).nonzero().flatten()
+        receptive[height] = int(rows.max() - rows.min() + 1)
+    assert receptive[2] == 11 and receptive[4] > 2 * 19   # RSU-2: 3×3, 3×3, dilated 5×5, 3×3 → 1 + 2 + 2 + 4 + 2
+    with pytest.raises(ValueError, match="divisible"):
+        RSU(4, 1, 2, 2)(torch.randn(1, 1, 30, 30))
+    with pytest.raises(ValueError, match="at least 2"):
+        RSU(1, 1, 2, 2)

@@ -12,11 +12,14 @@ must be divisible by 2**depth; they return logits ``N×num_classes×H×W``.
   gap between encoder and decoder maps. With ``deep_supervision`` each top node X[0][j] has its own
   1×1 head: in training the model returns the list of all heads' logits (one loss each); in eval it
   returns the head ``prune_to`` (1…depth), so a shallower, faster sub-network can serve inference.
+- RSU (U²-Net's ReSidual U-block, Qin et al., 2020): a convolution gives F, a small U-Net of height L runs on F
+  (its deepest level dilated instead of pooled), and F is added back — a U inside a residual block.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -30,6 +33,52 @@ class DoubleConv(nn.Sequential):
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+
+
+class ConvBNReLU(nn.Sequential):
+    """One 3×3 convolution (dilated by ``dilation``, padded to keep the size) → BN → ReLU: U²-Net's REBNCONV."""
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1):
+        super().__init__(nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class RSU(nn.Module):
+    """RSU-L: x (B, in, H, W) → (B, out, H, W) = F + U(F), F = ConvBNReLU(x).
+
+    U is a U-Net of ``height`` levels on F: encoder convolutions with 2×2 max-pooling between the first
+    ``height`` − 1 levels, a dilation-2 convolution at the bottom (context without pooling further), and a decoder
+    that concatenates each encoder map with the bilinearly upsampled map below, as U-Net does. H and W must be
+    divisible by 2**(height − 2).
+    """
+
+    def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int):
+        super().__init__()
+        if height < 2:
+            raise ValueError(f"height={height}: an RSU needs at least 2 levels (one pooled level and the dilated bottom)")
+        self.height = height
+        self.conv_in = ConvBNReLU(in_channels, out_channels)
+        self.encoder = nn.ModuleList([ConvBNReLU(out_channels, mid_channels)] +
+                                     [ConvBNReLU(mid_channels, mid_channels) for _ in range(height - 2)])
+        self.bottom = ConvBNReLU(mid_channels, mid_channels, dilation=2)
+        self.decoder = nn.ModuleList([ConvBNReLU(2 * mid_channels, mid_channels) for _ in range(height - 2)] +
+                                     [ConvBNReLU(2 * mid_channels, out_channels)])
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        _check_side(x, self.height - 2)
+        residual = self.conv_in(x)
+        skips, h = [], residual
+        for i, block in enumerate(self.encoder):
+            h = block(h if i == 0 else self.pool(h))
+            skips.append(h)
+        h = self.bottom(h)                                     # same size as the last encoder map, dilated
+        for block in self.decoder:
+            skip = skips.pop()
+            if h.shape[-2:] != skip.shape[-2:]:
+                h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = block(torch.cat([h, skip], dim=1))
+        return residual + h
 
 
 def _check_side(x: torch.Tensor, depth: int) -> None:
