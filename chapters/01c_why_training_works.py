@@ -21,17 +21,20 @@
 # The instruments live in `utils/diagnostics.py`; the notebook is about what they show.
 
 # %%
+import inspect
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 import matplotlib.pyplot as plt
 
-from utils import scratch, start_chapter
+from utils import losses, scratch, start_chapter
 from utils import diagnostics as dx
-from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
-from utils.plotting import image_grid, show
+from utils.data import CLASSES, DeviceLoader, ImageDataset, fashion_mnist, stack_batch, standardize, subset
+from utils.plotting import comparison_chart, image_grid, show
 from utils.results import report
 from utils.runtime import pick, profile, seed_everything
 from utils.training import evaluate, fit
@@ -80,6 +83,91 @@ F.cross_entropy(logits, labels).backward()
 expected = (logits.softmax(-1) - F.one_hot(labels, 10)) / len(labels)   # mean over the batch → divide by N
 torch.testing.assert_close(logits.grad, expected.detach())
 print("softmax, cross-entropy and ∂L/∂z = p − onehot(y) match torch ✓")
+
+# %% [markdown]
+# ### Entropy, cross-entropy and KL: one identity
+# Entropy H(p) = −Σ p log p is the average surprise of outcomes drawn from p. Cross-entropy H(p, q) = −Σ p log q is
+# the surprise when they come from p but the model expects q, and the KL divergence KL(p ‖ q) = Σ p log(p/q) is the
+# excess: **H(p, q) = H(p) + KL(p ‖ q)**. The data fix H(p), so minimising cross-entropy *is* minimising KL. With a
+# one-hot label H(p) = 0 and all three collapse to −log q_y, the loss above; with label smoothing (ε = 0.1) the
+# target has entropy and the loss can no longer reach 0. `utils/losses.py` writes the three by hand.
+
+# %%
+model_q = logits.detach()[:4].softmax(-1)
+hard = F.one_hot(labels[:4], 10).double()
+smoothed = hard * 0.9 + 0.1 / 10                                  # label smoothing, ε = 0.1
+for name, target in (("one-hot", hard), ("smoothed", smoothed)):
+    h, kl, ce = losses.entropy(target), losses.kl_divergence(target, model_q), losses.cross_entropy_between(target, model_q)
+    torch.testing.assert_close(ce, h + kl, msg="cross-entropy must equal entropy + KL")
+    print(f"{name:8s} target: H(p) = {h.mean():.3f}, KL(p‖q) = {kl.mean():.3f}, H(p, q) = {ce.mean():.3f} nats")
+torch.testing.assert_close(losses.cross_entropy_between(hard, model_q).mean(),
+                           F.cross_entropy(logits.detach()[:4], labels[:4]),
+                           msg="with one-hot targets, H(p, q) is PyTorch's cross-entropy")
+smoothed_floor = losses.entropy(smoothed).mean().item()
+print(f"with ε = 0.1 the loss cannot go below H(p) = {smoothed_floor:.3f} nats: the model is never pushed to "
+      f"infinite logits")
+
+# %% [markdown]
+# ### The loss functions side by side
+# **Regression.** MSE squares the error, so one outlier can dominate; its best constant prediction is the *mean*.
+# L1's gradient is ±1 whatever the error, so it ignores how far an outlier is; its best constant is the *median*.
+# Smooth L1 (Huber, Fast R-CNN's box loss) is quadratic below β and linear beyond: a smooth minimum, a bounded
+# gradient. Below, the three fitted to 20 numbers with one outlier by scanning a constant.
+
+# %%
+sample = torch.cat([torch.linspace(-1, 1, 19), torch.tensor([20.0])])
+constants = torch.linspace(-2, 6, 1601)
+fits = {}
+for name, loss in (("MSE", losses.mse_loss), ("L1", losses.l1_loss), ("smooth L1", losses.smooth_l1_loss)):
+    scan = torch.stack([loss(torch.full_like(sample, c.item()), sample) for c in constants])
+    fits[name] = constants[scan.argmin()].item()
+assert abs(fits["MSE"] - sample.mean().item()) < 0.01, "MSE's best constant is the mean"
+assert abs(fits["L1"] - sample.median().item()) < 0.06, "L1's best constant is a median"
+print(f"one outlier at 20 among 19 numbers in [−1, 1]: MSE fits {fits['MSE']:.2f} (the mean), L1 fits "
+      f"{fits['L1']:.2f} (a median), smooth L1 fits {fits['smooth L1']:.2f}")
+
+errors = torch.linspace(-3, 3, 301, requires_grad=True)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+for name, loss in (("MSE", lambda e: e.pow(2)), ("L1", lambda e: e.abs()),
+                   ("smooth L1 (β = 1)", lambda e: torch.where(e.abs() < 1, 0.5 * e.pow(2), e.abs() - 0.5))):
+    values = loss(errors)
+    (gradient,) = torch.autograd.grad(values.sum(), errors)
+    axes[0].plot(errors.detach(), values.detach(), label=name)
+    axes[1].plot(errors.detach(), gradient, label=name)
+axes[0].set(xlabel="error (prediction − target)", ylabel="loss", title="regression losses")
+axes[1].set(xlabel="error (prediction − target)", ylabel="∂loss / ∂prediction", title="their gradients")
+axes[1].legend()
+show(fig)
+
+# %% [markdown]
+# **Classification and masks.** Cross-entropy (BCE for one output) scores every pixel or example; focal loss
+# multiplies it by (1 − p_t)^γ so the many easy, already-right ones stop dominating (RetinaNet, YOLO's class
+# losses); Dice and IoU score the *overlap* of the predicted and true sets, so the number of easy background pixels
+# does not enter at all (U-Net and Chapter 5). The test: a 32×32 mask with one 4×4 object (1.6 % foreground) and
+# three predictions — confident background everywhere, half the object found, all of it found.
+
+# %%
+truth = torch.zeros(32, 32)
+truth[10:14, 10:14] = 1
+candidates = {name: torch.full((32, 32), 0.02) for name in
+              ("background everywhere", "half the object", "the whole object")}
+candidates["uninformed (0.5 everywhere)"] = torch.full((32, 32), 0.5)
+candidates["half the object"][10:14, 10:12] = 0.9
+candidates["the whole object"][10:14, 10:14] = 0.9
+scores = {name: {"BCE": losses.binary_cross_entropy(torch.logit(p), truth).item(),
+                 "focal (γ = 2)": losses.focal_loss(torch.logit(p), truth, alpha=-1).item(),
+                 "Dice": losses.dice_loss(p, truth).item(), "soft IoU": losses.soft_iou_loss(p, truth).item()}
+          for name, p in candidates.items()}
+show(comparison_chart(scores, {k: f"{k} loss" for k in scores["the whole object"]}, per_row=4, width=11,
+                      best={k: "min" for k in scores["the whole object"]},
+                      title="one 4×4 object on a 32×32 mask: what each loss says of four predictions"))
+# how far "background everywhere" has come from the uninformed guess towards a perfect prediction (loss 0)
+progress = {k: 1 - scores["background everywhere"][k] / scores["uninformed (0.5 everywhere)"][k] for k in scores["the whole object"]}
+assert progress["BCE"] > 0.8 and progress["Dice"] < 0.1, (
+    f"BCE should rate 'background everywhere' close to perfect and Dice no better than a guess, got {progress}")
+print("'background everywhere' — useless here — has come this far from a coin flip towards a perfect score: "
+      + ", ".join(f"{k} {progress[k]:.0%}" for k in progress)
+      + f". The {int((1 - truth).sum())} easy background pixels carry the per-pixel losses, not the overlap ones.")
 
 # %% [markdown]
 # ## 2. BatchNorm vs LayerNorm: which axes?
@@ -343,6 +431,44 @@ init_explorer = Explorer(
 show(init_explorer)
 
 # %% [markdown]
+# ### Why the activation must be non-linear
+# Without a non-linearity between them, layers compose into one: W₃(W₂(W₁x + b₁) + b₂) + b₃ = Wx + b with
+# W = W₃W₂W₁. Depth then adds parameters but not a single new function. Below, a 5-layer network with identity
+# activations is asserted equal to one linear layer built from its product, and both kinds are trained on XOR —
+# four clusters where opposite corners share a label, which no straight line separates.
+
+# %%
+seed_everything(0)
+linear_stack = nn.Sequential(*[nn.Linear(8, 8) for _ in range(5)]).double()
+collapsed = nn.Linear(8, 8).double()
+with torch.no_grad():
+    weight, bias = torch.eye(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
+    for layer in linear_stack:
+        weight, bias = layer.weight @ weight, layer.weight @ bias + layer.bias
+    collapsed.weight.copy_(weight)
+    collapsed.bias.copy_(bias)
+probe = torch.randn(16, 8, dtype=torch.float64)
+torch.testing.assert_close(linear_stack(probe), collapsed(probe), msg="5 linear layers must equal their product")
+
+corners = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
+xor_points = (corners[:, None] + 0.3 * torch.randn(4, 100, 2)).reshape(-1, 2)
+xor_labels = torch.tensor([0, 0, 1, 1]).repeat_interleave(100)
+xor_accuracy = {}
+for name, activation in (("identity", nn.Identity), ("ReLU", nn.ReLU)):
+    seed_everything(0)
+    net = nn.Sequential(nn.Linear(2, 16), activation(), nn.Linear(16, 16), activation(), nn.Linear(16, 2))
+    xor_optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(300):
+        xor_optimizer.zero_grad()
+        F.cross_entropy(net(xor_points), xor_labels).backward()
+        xor_optimizer.step()
+    xor_accuracy[name] = (net(xor_points).argmax(1) == xor_labels).float().mean().item()
+print(f"XOR, 3 layers of width 16: identity activations reach {xor_accuracy['identity']:.0%} "
+      f"(a straight line gets at most 75 %), ReLU {xor_accuracy['ReLU']:.0%}")
+assert xor_accuracy["identity"] <= 0.8 and xor_accuracy["ReLU"] >= 0.95, (
+    f"a linear stack cannot separate XOR and a ReLU net can: got {xor_accuracy}")
+
+# %% [markdown]
 # ## 5. Batch size and learning rate
 # One epoch is a fixed amount of data. A batch of B images gives one step whose gradient noise shrinks like
 # 1/√B; so per epoch, small batches take *many noisy* steps, large batches *few accurate* ones. Large batches
@@ -400,6 +526,67 @@ assert grid_loss[-1, 0] > grid_loss[0, 0], (  # ...but at small lr, less progres
     f"got {grid_loss[-1, 0]:.3f} vs {grid_loss[0, 0]:.3f}")
 assert best_lr[1024] >= best_lr[16], (  # and they want a larger learning rate
     f"batch 1024 should want at least the learning rate of batch 16, best: {best_lr}")
+
+# %% [markdown]
+# ### Learning-rate schedules
+# A constant learning rate is a compromise: large enough to make progress, it is too large to settle into a
+# minimum at the end. Schedules change it over training — **step** decay (÷10 at fixed epochs, ResNet's),
+# **cosine** annealing to 0 (SGDR), a linear **warm-up** first (Transformers and large batches: Adam's moment
+# estimates and BatchNorm's statistics are unreliable in the first steps, so big steps there can blow up), and
+# **one-cycle** (warm up to a peak, then anneal far below the start: fast.ai's and `fit`'s default). All are
+# `torch.optim.lr_scheduler` objects; we draw them, then train the same MLP with each (SGD with momentum, the same
+# peak learning rate and steps).
+
+# %%
+SCHEDULE_EPOCHS, PEAK_LR = pick(smoke=2, cpu=4, gpu=6), 0.1
+schedule_loader = DeviceLoader(train_images, train_labels, 128, shuffle=True, device=device, drop_last=True)
+schedule_steps = SCHEDULE_EPOCHS * len(schedule_loader)
+warmup_steps = schedule_steps // 10
+schedules = {
+    "constant": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0),
+    "step ÷10 at 50 %, 75 %": lambda opt: torch.optim.lr_scheduler.MultiStepLR(
+        opt, [schedule_steps // 2, schedule_steps * 3 // 4], gamma=0.1),
+    "cosine": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, schedule_steps),
+    "warm-up + cosine": lambda opt: torch.optim.lr_scheduler.SequentialLR(opt, [
+        torch.optim.lr_scheduler.LinearLR(opt, 0.01, 1.0, warmup_steps),
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, schedule_steps - warmup_steps)], [warmup_steps]),
+    "one-cycle": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, PEAK_LR, total_steps=schedule_steps),
+}
+schedule_results, lr_curves = {}, {}
+for name, make_schedule in schedules.items():
+    seed_everything(0)
+    net = dx.plain_mlp(2, 256, "relu", "kaiming").to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=PEAK_LR, momentum=0.9)
+    scheduler, lr_curves[name], step = make_schedule(optimizer), [], 0
+    while step < schedule_steps:
+        for x_step, y_step in schedule_loader:
+            lr_curves[name].append(optimizer.param_groups[0]["lr"])
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x_step), y_step).backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+    schedule_results[name] = {"test acc": evaluate(net, test_loader)["acc"], "final lr": lr_curves[name][-1]}
+
+fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
+for name, curve in lr_curves.items():
+    ax.plot(curve, label=name)
+ax.set(xlabel="training step", ylabel="learning rate", title=f"five schedules, peak {PEAK_LR}, {schedule_steps} steps")
+ax.legend(fontsize=8, ncols=2)
+show(fig)
+show(comparison_chart(schedule_results, {"test acc": "test accuracy"}, best={"test acc": "max"}, width=7,
+                      title=f"the same MLP, {SCHEDULE_EPOCHS} epochs of SGD + momentum ({profile()} profile)"))
+assert lr_curves["warm-up + cosine"][0] < 0.02 * PEAK_LR and max(lr_curves["one-cycle"]) > 0.99 * PEAK_LR, (
+    "warm-up must start near 0 and one-cycle must reach its peak")
+assert lr_curves["cosine"][-1] < 0.01 * PEAK_LR and lr_curves["one-cycle"][-1] < 0.001 * PEAK_LR, (
+    "cosine and one-cycle must end near 0")
+winner = max(schedule_results, key=lambda k: schedule_results[k]["test acc"])
+annealed_best = max(v["test acc"] for k, v in schedule_results.items() if k != "constant")
+constant_acc = schedule_results["constant"]["test acc"]
+print(f"best: {winner} ({schedule_results[winner]['test acc']:.3f}); constant {constant_acc:.3f}, best annealed "
+      f"schedule {annealed_best:.3f} — " + (
+          "a learning rate that ends small lets the weights settle" if annealed_best > constant_acc + 0.005 else
+          f"in {schedule_steps} steps ({profile()} profile) the schedules do not separate: they matter over longer runs"))
 
 # %% [markdown]
 # ## 6. Optimisers: what each one adapts
@@ -684,6 +871,50 @@ torch.testing.assert_close(logits_on_device.detach().cpu(), logits_on_cpu.detach
 print(f"model and batch on {device}; same logits after moving both to the CPU ✓")
 
 # %% [markdown]
+# ### Feeding the model: a Dataset and a DataLoader
+# Everything in this chapter reads batches from `DeviceLoader`, which keeps the whole data set on the device —
+# right for 60 000 small images. The general tool is PyTorch's pair: a **Dataset** says how many items there are
+# and how to build item i (read a file, decode, augment); a **DataLoader** draws indices (shuffled by a
+# *sampler*), builds the items — in `num_workers` background processes, so decoding overlaps training — and
+# **collates** a list of items into one batch. `pin_memory=True` puts batches in page-locked host memory so the
+# copy to a CUDA GPU can run asynchronously (`.to(device, non_blocking=True)`). Our Dataset and collate function:
+
+# %%
+print(inspect.getsource(ImageDataset))
+print(inspect.getsource(stack_batch))
+
+few = ImageDataset(*subset(train_images, train_labels, 512, seed=4))
+single = DataLoader(few, batch_size=64, shuffle=True, collate_fn=stack_batch, generator=torch.Generator().manual_seed(0))
+workers = DataLoader(few, batch_size=64, shuffle=True, collate_fn=stack_batch, num_workers=2,
+                     pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
+batches_single, batches_workers = list(single), list(workers)
+assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches_single, batches_workers)), (
+    "the sampler runs in the main process: 2 workers must give the same batches as 0 with the same generator")
+seen = torch.cat([labels_batch for _, labels_batch in batches_single])
+assert len(seen) == len(few) and torch.equal(seen.bincount(minlength=10), few.labels.bincount(minlength=10)), (
+    "one epoch must show every item exactly once")
+print(f"{len(batches_single)} batches of {tuple(batches_single[0][0].shape)}; 0 and 2 workers give identical batches; "
+      f"pinned memory: {batches_workers[0][0].is_pinned()} (asked for on CUDA only)")
+
+# %% [markdown]
+# **Duplicates.** Data sets collect duplicates, and a duplicate split between training and test inflates the test
+# score. Two one-liners find them: in Python, `dict.fromkeys` keeps the first occurrence of each hashable item in
+# order (a `set` would lose the order); in NumPy, `np.unique(..., axis=0, return_index=True)` compares whole rows
+# and returns where each distinct row first appears (sorted by value: sort the indices to restore the order).
+
+# %%
+rows = train_images.flatten(1).numpy()
+first_python = list(dict.fromkeys(row.tobytes() for row in rows))          # distinct images, first-seen order
+_, first_index = np.unique(rows, axis=0, return_index=True)
+first_numpy = np.sort(first_index)
+assert first_python == [rows[i].tobytes() for i in first_numpy], (
+    "dict.fromkeys and np.unique must find the same distinct images, in the same first-seen order")
+train_set = set(first_python)
+in_both = sum(row.tobytes() in train_set for row in test_images.flatten(1).numpy())
+print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exact copies of an earlier one; "
+      f"{in_both} of the {len(test_images):,} test images also appear among them ({profile()} profile's subsets)")
+
+# %% [markdown]
 # ## Interview questions
 #
 # <details><summary>What does BatchNorm normalise over, and LayerNorm?</summary>
@@ -806,4 +1037,63 @@ print(f"model and batch on {device}; same logits after moving both to the CPU �
 # `t.detach()` gives the same values without a graph, so no gradient flows through it. `model.to(device)` moves
 # parameters in place, `tensor.to(device)` returns a copy; both must be on the same device (see cell "Freezing
 # layers, detach, and devices").
+# </details>
+#
+# <details><summary>Compare the loss functions: MSE, L1, smooth L1, cross-entropy, BCE, focal, Dice, IoU.</summary>
+#
+# MSE: gradient grows with the error, so outliers dominate; the best constant is the mean. L1: constant-size
+# gradient, robust; the best constant is a median. Smooth L1 (Huber): quadratic below β, linear beyond — box
+# regression in Fast R-CNN. Cross-entropy / BCE: per-example log-loss on probabilities (softmax for one class of
+# many, sigmoid per label for multi-label). Focal: BCE × (1 − p_t)^γ, so easy examples stop dominating (dense
+# detection). Dice and IoU: overlap of predicted and true sets, blind to the number of easy background pixels
+# (segmentation, often added to cross-entropy). See cells "The loss functions side by side" (the outlier fit,
+# the gradients, and a 4×4 object where BCE rates "background everywhere" 88 % of the way to perfect and Dice
+# no better than a coin flip); `utils/losses.py` is tested against torch, torchvision and torchmetrics.
+#
+# </details>
+#
+# <details><summary>Entropy, cross-entropy and KL divergence: how are they related?</summary>
+#
+# H(p, q) = H(p) + KL(p ‖ q). Training data fix p, so minimising cross-entropy minimises KL to the data. With
+# one-hot labels H(p) = 0 and cross-entropy is −log q_y; label smoothing gives the target an entropy, a floor the
+# loss cannot go below, so logits are not pushed to infinity (see cell "Entropy, cross-entropy and KL").
+#
+# </details>
+#
+# <details><summary>Why must activation functions be non-linear?</summary>
+#
+# A stack of linear layers is one linear layer (W = W₃W₂W₁): depth adds nothing. The cell "Why the activation must
+# be non-linear" asserts a 5-layer identity-activation network equal to its product, and shows it stuck near
+# chance on XOR while the same shape with ReLU separates it.
+#
+# </details>
+#
+# <details><summary>Learning-rate schedules: step, cosine, warm-up, one-cycle — why and when?</summary>
+#
+# A high rate makes progress, a low one settles: schedules start high and end low. Step decay divides at fixed
+# epochs; cosine anneals smoothly to 0; warm-up ramps up over the first steps because early gradients, Adam's
+# moment estimates and BN statistics are unreliable (Transformers, large batches); one-cycle warms up to a peak
+# and anneals far below the start. The cell "Learning-rate schedules" draws all five with
+# `torch.optim.lr_scheduler` and trains the same MLP with each.
+#
+# </details>
+#
+# <details><summary>Write a Dataset and a DataLoader: what do workers, collate_fn and pin_memory do?</summary>
+#
+# A map-style Dataset has `__len__` and `__getitem__` (build item i: read, decode, augment). The DataLoader's
+# sampler draws indices (shuffle) in the main process, `num_workers` processes build items in parallel so loading
+# overlaps training, `collate_fn` stacks a list of items into a batch, and `pin_memory` uses page-locked host
+# memory so host→GPU copies can be asynchronous (`non_blocking=True`). Define the Dataset in a module so
+# "spawn" workers can import it. See cell "Feeding the model: a Dataset and a DataLoader" (`ImageDataset`,
+# `stack_batch`; identical batches with 0 and 2 workers).
+#
+# </details>
+#
+# <details><summary>Remove duplicates from a list, in Python and in NumPy.</summary>
+#
+# Python: `list(dict.fromkeys(items))` keeps the first occurrence in order (`set` loses the order; items must be
+# hashable — use `bytes` for arrays). NumPy: `np.unique(a, axis=0, return_index=True)` finds distinct rows;
+# `a[np.sort(index)]` restores the first-seen order. The cell "Duplicates" runs both on the training images and
+# checks training/test overlap.
+#
 # </details>

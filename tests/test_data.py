@@ -77,3 +77,23 @@ def test_random_shift_flip_moves_pixels_not_values():
     for i in range(2):
         values = set(out[i].flatten().tolist()) - {0.0}
         assert values <= set(x[i].flatten().tolist())
+
+
+def test_image_dataset_and_stack_batch_feed_a_dataloader():
+    from torch.utils.data import DataLoader
+
+    from utils.data import ImageDataset, stack_batch
+
+    images = torch.arange(6 * 4, dtype=torch.uint8).view(6, 1, 2, 2)
+    dataset = ImageDataset(images, torch.arange(6))
+    assert len(dataset) == 6
+    image, label = dataset[3]
+    torch.testing.assert_close(image, images[3].float() / 255)
+    assert label == 3
+    batches = list(DataLoader(dataset, batch_size=4, collate_fn=stack_batch))
+    assert [tuple(b[0].shape) for b in batches] == [(4, 1, 2, 2), (2, 1, 2, 2)]
+    assert torch.equal(torch.cat([b[1] for b in batches]), torch.arange(6))
+    with pytest.raises(ValueError, match="one row per item"):
+        ImageDataset(images, torch.arange(5))
+    with pytest.raises(ValueError, match="batch_size"):
+        stack_batch([])

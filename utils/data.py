@@ -194,6 +194,36 @@ def standardize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255 - MEAN) / STD
 
 
+class ImageDataset(torch.utils.data.Dataset):
+    """The map-style Dataset every PyTorch pipeline starts from (Chapter 1c, section 9): a length and an indexer.
+
+    Holds uint8 images ``N×C×H×W`` and labels ``N``; item i is ``(transform(image_i), label_i)``, the image as
+    float in [0, 1] when no transform is given. Defined in a module, not a notebook, so that DataLoader workers
+    started with "spawn" (macOS, Windows) can import it.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+        if len(images) != len(labels):
+            raise ValueError(f"images and labels must have one row per item: got {len(images)} and {len(labels)}")
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        image = self.transform(image) if self.transform is not None else image.float() / 255
+        return image, int(self.labels[index])
+
+
+def stack_batch(samples: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A DataLoader's collate_fn: a list of ``(image, label)`` → ``(images B×C×H×W, labels B)``."""
+    if not samples:
+        raise ValueError("stack_batch got an empty list: the DataLoader's batch_size must be ≥ 1")
+    images, labels = zip(*samples)
+    return torch.stack(images), torch.tensor(labels)
+
+
 def random_shift_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Per-image random translation by up to ``pad`` pixels and horizontal flip, in one batched op.
 
