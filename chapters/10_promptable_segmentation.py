@@ -382,10 +382,10 @@ with torch.no_grad():
     three_logits, three_iou = ablation[3](sam.scene_input(test.images[scene:scene + 1].to(device)),
                                           first_clicks[None, :1].to(device), torch.ones(1, 1, dtype=torch.long, device=device))
 mask_axes[0].imshow(single_logits[0, 0].float().sigmoid().cpu(), cmap="viridis", vmin=0, vmax=1)
-mask_axes[0].set_title("1 mask: probabilities", fontsize=9)
+mask_axes[0].set_title("1 mask: probabilities", fontsize=8)
 for i, ax in enumerate(mask_axes[1:]):
     shown = ax.imshow(three_logits[0, i].float().sigmoid().cpu(), cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(f"3 masks: mask {i + 1} (IoU pred {three_iou[0, i]:.2f})", fontsize=9)
+    ax.set_title(f"3 masks: #{i + 1}, IoU pred {three_iou[0, i]:.2f}", fontsize=8)
 for ax in mask_axes:
     sam.draw_prompts(ax, first_clicks[example], torch.tensor([1]))
     ax.set(xticks=[], yticks=[])
@@ -435,7 +435,7 @@ ax_scatter.legend(fontsize=7, markerscale=2)
 choices = {"random mask": random_choice.mean().item(), "IoU head's choice": head_choice.mean().item(),
            "best mask (oracle)": oracle_choice.mean().item()}
 bars = ax_bars.barh(list(choices), list(choices.values()), color=["tab:gray", "tab:blue", "navy"])
-ax_bars.bar_label(bars, fmt="%.3f", fontsize=8)
+ax_bars.bar_label(bars, fmt="%.3f", fontsize=8, padding=3)
 ax_bars.set(xlabel="expected IoU of the chosen mask", title="which mask to show", xlim=(0, 1))
 ax_bars.invert_yaxis()
 show(fig)

@@ -251,3 +251,53 @@ def test_explorers_render_and_react(browser, lab, chapter):
         page.evaluate(SHUTDOWN, path)  # free the kernel's memory before the next chapter
     finally:
         page.close()
+
+
+CLICK_CHAPTER = "10_promptable_segmentation"
+
+
+@pytest.mark.skipif(CLICK_CHAPTER not in WIDGET_CHAPTERS, reason="no click-to-segment chapter")
+def test_click_to_segment_reacts_to_clicks(browser, lab):
+    """Chapter 10: a mouse click on the scene (ipyevents) redraws the three masks; undo brings the old ones back."""
+    url, token = lab
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        path = f"{CLICK_CHAPTER}.ipynb"
+        page.goto(f"{url}/lab/workspaces/click-{CLICK_CHAPTER}/tree/{path}?reset&token={token}",
+                  wait_until="domcontentloaded")
+        page.wait_for_function(PANEL, arg=path, timeout=120_000)
+        page.evaluate(RUN_ALL, path)
+        deadline = time.time() + RUN_TIMEOUT_S
+        while True:
+            state = page.evaluate(STATE, path)
+            assert not state["errors"], f"{CLICK_CHAPTER}: a cell failed in JupyterLab: {state['errors']}"
+            if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
+                break
+            assert time.time() < deadline, f"{CLICK_CHAPTER}: cells still running after {RUN_TIMEOUT_S} s"
+            time.sleep(1)
+        target = page.locator("img.dvl-click-image").first
+        target.scroll_into_view_if_needed()
+        target.wait_for(state="visible", timeout=60_000)
+        figure = page.locator(".dvl-explorer").filter(has=target).locator("img:not(.dvl-click-image)").first
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
+        original, before = figure.get_attribute("src"), figure.screenshot()
+        box = target.bounding_box()
+        target.click(position={"x": box["width"] * 0.7, "y": box["height"] * 0.3})
+        try:
+            page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
+                                   arg=[figure.element_handle(), original], timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"{CLICK_CHAPTER}-click-stuck.png"), full_page=True)
+            raise AssertionError(f"{CLICK_CHAPTER}: clicking on the scene did not redraw the masks")
+        page.wait_for_timeout(300)
+        after = figure.screenshot()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"{CLICK_CHAPTER}-click-before.png").write_bytes(before)
+        (ARTIFACTS / f"{CLICK_CHAPTER}-click-after.png").write_bytes(after)
+        assert _pixel_difference(before, after) > 0.001, f"{CLICK_CHAPTER}: the masks did not change after a click"
+        page.locator(".dvl-undo").first.click()
+        page.wait_for_function("([el, old]) => el.getAttribute('src') === old",
+                               arg=[figure.element_handle(), original], timeout=60_000)
+        page.evaluate(SHUTDOWN, path)
+    finally:
+        page.close()
