@@ -527,15 +527,8 @@ assert all(r["agrees"] for r in pipeline_runs), "every pipeline run agrees with 
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.6), layout="constrained")
 shown = [r for r in pipeline_runs if r["microbatches"] == pipeline_runs[-1]["microbatches"]]
 for ax, run in zip(axes, shown):
-    for stage, events in enumerate(run["timeline"]):
-        for kind, chunk, begin, end in events:
-            ax.barh(stage, (end - begin) * 1e3, left=begin * 1e3, color="tab:blue" if kind == "F" else "tab:orange",
-                    edgecolor="white")
-            ax.text((begin + end) / 2 * 1e3, stage, f"{kind}{chunk}", ha="center", va="center", fontsize=7)
-    ax.set(yticks=range(run["stages"]), yticklabels=[f"stage {s}" for s in range(run["stages"])],
-           xlabel="ms into the step", title=f"{run['schedule']}, {run['microbatches']} micro-batches "
-                                            f"(F forward, B backward)")
-    ax.invert_yaxis()
+    parallel.draw_timeline(ax, run["timeline"], unit="ms into the step")
+    ax.set_title(f"{run['schedule']}, {run['microbatches']} micro-batches, measured (F forward, B backward)")
 show(fig)
 
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
@@ -553,6 +546,28 @@ for r in pipeline_runs:
           f"(stages {', '.join(f'{v:.0%}' for v in r['idle_per_stage'])}) vs formula {r['bubble_formula']:.0%}")
 print("The measured idle time is above the formula: it also holds the send/recv between processes (synchronous "
       "in gloo on a CPU) and the imbalance between stages (the last stage also computes the loss).")
+
+# %% [markdown]
+# **Pipeline explorer.** The formula comes from the ideal schedule: equal stages, free communication.
+# `parallel.ideal_schedule` simulates it — each forward waits for the previous stage's, each backward for the next
+# stage's — and the idle share it finds is exactly (p − 1)/(m + p − 1) for GPipe and 1F1B alike (the unit tests check
+# it for several p and m). Move the sliders: more stages widen the bubble, more micro-batches shrink it; 1F1B starts
+# backwards early, so it holds fewer micro-batches of activations at once, for the same bubble.
+
+# %%
+from utils.widgets import Explorer, dropdown, slider  # noqa: E402
+
+events = parallel.ideal_schedule(4, 8, "1F1B")
+assert max(abs(v - parallel.bubble_fraction(4, 8)) for v in parallel.idle_fractions(events)) < 1e-9, \
+    "the simulated idle share of every stage equals the bubble formula (p − 1)/(m + p − 1)"
+explorer = Explorer(parallel.schedule_figure, {"stages": slider("stages p", 1, 6, 4),
+                                               "microbatches": slider("micro-batches m", 1, 12, 4),
+                                               "schedule": dropdown("schedule", list(parallel.SCHEDULES), "1F1B")},
+                    title="Pipeline schedule explorer")
+show(explorer)
+before = explorer.image.value
+explorer.set(stages=explorer.values()["stages"] % 6 + 1)
+assert explorer.image.value != before, "the first control changes the figure"
 
 # %% [markdown]
 # ### 4.3 Tensor parallelism by hand, and gradient accumulation

@@ -97,3 +97,35 @@ def test_main_outside_torchrun_says_how_to_run(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parallel.main(["--mode", "zero"])
     assert "choose from ddp" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", parallel.SCHEDULES)
+@pytest.mark.parametrize("stages,microbatches", [(2, 1), (2, 4), (4, 4), (4, 8), (3, 5)])
+def test_simulated_schedule_idle_equals_the_bubble_formula(schedule, stages, microbatches):
+    events = parallel.ideal_schedule(stages, microbatches, schedule)
+    assert all(sorted((k, i) for k, i, *_ in stage) == sorted((k, i) for k in "FB" for i in range(microbatches))
+               for stage in events), "every stage runs each forward and backward once"
+    idle = parallel.idle_fractions(events)
+    assert idle == pytest.approx([parallel.bubble_fraction(stages, microbatches)] * stages)
+
+
+def test_1f1b_holds_fewer_activations_than_gpipe():
+    def most_in_flight(order):
+        live = peak = 0
+        for kind, _ in order:
+            live += 1 if kind == "F" else -1
+            peak = max(peak, live)
+        return peak
+    assert most_in_flight(parallel.stage_order(0, 4, 8, "GPipe")) == 8
+    assert most_in_flight(parallel.stage_order(0, 4, 8, "1F1B")) == 4
+    with pytest.raises(ValueError, match="schedule"):
+        parallel.stage_order(0, 2, 2, "zero-bubble")
+
+
+def test_schedule_figure_names_both_numbers():
+    import matplotlib.pyplot as plt
+    fig = parallel.schedule_figure(3, 6, "GPipe")
+    assert "simulated" in fig.axes[0].get_title() and "25.0%" in fig.axes[0].get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="microbatches"):
+        parallel.schedule_figure(3, 0, "GPipe")

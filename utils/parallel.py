@@ -66,6 +66,90 @@ def bubble_fraction(stages: int, microbatches: int) -> float:
     return (stages - 1) / (microbatches + stages - 1)
 
 
+def stage_order(stage: int, stages: int, microbatches: int, schedule: str) -> list[tuple[str, int]]:
+    """The order in which ``stage`` runs its forwards ("F", i) and backwards ("B", i) under ``schedule``.
+
+    GPipe: every forward, then every backward. 1F1B: ``stages − stage − 1`` warm-up forwards, then one forward
+    and one backward in turn, then the remaining backwards (PyTorch's `Schedule1F1B` order).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
+    if not 0 <= stage < stages:
+        raise ValueError(f"stage must lie in 0…{stages - 1}, not {stage}")
+    if schedule == "GPipe":
+        return [("F", i) for i in range(microbatches)] + [("B", i) for i in range(microbatches)]
+    warmup = min(stages - stage - 1, microbatches)
+    order = [("F", i) for i in range(warmup)]
+    for i in range(microbatches - warmup):
+        order += [("F", warmup + i), ("B", i)]
+    return order + [("B", i) for i in range(microbatches - warmup, microbatches)]
+
+
+def ideal_schedule(stages: int, microbatches: int, schedule: str, forward: float = 1.0,
+                   backward: float = 2.0) -> list[list[tuple[str, int, float, float]]]:
+    """Simulate a pipeline with free communication and equal stages: forward of micro-batch i on stage s waits for
+    stage s − 1's, backward for stage s + 1's (the last stage's for its own forward). Per stage, the
+    ``(kind, micro-batch, start, end)`` of every slot, in the units of ``forward`` and ``backward``."""
+    bubble_fraction(stages, microbatches)  # checks the arguments
+    if forward <= 0 or backward <= 0:
+        raise ValueError("forward and backward durations must be positive")
+    orders = [stage_order(s, stages, microbatches, schedule) for s in range(stages)]
+    done: dict[tuple[int, str, int], float] = {}
+    clock, position = [0.0] * stages, [0] * stages
+    events: list[list] = [[] for _ in range(stages)]
+    while any(position[s] < len(orders[s]) for s in range(stages)):
+        progressed = False
+        for s in range(stages):
+            if position[s] == len(orders[s]):
+                continue
+            kind, i = orders[s][position[s]]
+            needs = ((s - 1, "F", i) if s > 0 else None) if kind == "F" else \
+                ((s + 1, "B", i) if s < stages - 1 else (s, "F", i))
+            if needs is not None and needs not in done:
+                continue
+            start = max(clock[s], done[needs] if needs else 0.0)
+            end = start + (forward if kind == "F" else backward)
+            done[(s, kind, i)], clock[s] = end, end
+            events[s].append((kind, i, start, end))
+            position[s] += 1
+            progressed = True
+        if not progressed:
+            raise RuntimeError("the schedule deadlocked")  # cannot happen for GPipe or 1F1B orders
+    return events
+
+
+def idle_fractions(events) -> list[float]:
+    """Per stage, the share of the whole run (first start to last end) spent outside its own slots."""
+    total = max(end for stage in events for *_, end in stage) - min(start for stage in events for *_, start, _ in stage)
+    return [1 - sum(end - start for *_, start, end in stage) / total for stage in events]
+
+
+def draw_timeline(ax, events, unit: str = "ms", scale: float = 1e3) -> None:
+    """Gantt chart of a pipeline: one row per stage, forward slots blue, backward orange, labelled F0, B0, … (up to
+    8 micro-batches; beyond that the labels would not fit)."""
+    for stage, slots in enumerate(events):
+        for kind, chunk, begin, end in slots:
+            ax.barh(stage, (end - begin) * scale, left=begin * scale, color="tab:blue" if kind == "F" else "tab:orange",
+                    edgecolor="white")
+            if len(slots) <= 16:  # labels fit up to 8 micro-batches
+                ax.text((begin + end) / 2 * scale, stage, f"{kind}{chunk}", ha="center", va="center", fontsize=7)
+    ax.set(yticks=range(len(events)), yticklabels=[f"stage {s}" for s in range(len(events))], xlabel=unit)
+    ax.set_ylim(len(events) - 0.5, -0.5)
+
+
+def schedule_figure(stages: int = 4, microbatches: int = 4, schedule: str = "1F1B"):
+    """The ideal schedule as a Gantt chart, with its simulated idle share beside the bubble formula (for the
+    chapter's pipeline explorer)."""
+    import matplotlib.pyplot as plt
+    events = ideal_schedule(stages, microbatches, schedule)
+    idle = sum(idle_fractions(events)) / stages
+    fig, ax = plt.subplots(figsize=(10, 0.6 * stages + 1.4), layout="constrained")
+    draw_timeline(ax, events, unit="time (forward = 1, backward = 2)", scale=1.0)
+    ax.set_title(f"{schedule}, {stages} stages, {microbatches} micro-batches: idle {idle:.1%} simulated, "
+                 f"(p − 1)/(m + p − 1) = {bubble_fraction(stages, microbatches):.1%}")
+    return fig
+
+
 def make_mlp(hidden: int = HIDDEN, depth: int = DEPTH, seed: int = 0) -> nn.Sequential:
     """The model every mode trains: Flatten, ``depth`` Linear+ReLU blocks of width ``hidden``, a 10-way head."""
     if depth < 1 or hidden < 1:
