@@ -120,3 +120,25 @@ def test_simota_cost_prefers_the_right_class_and_the_overlapping_box_inside_the_
     assert cost[0, 0] < cost[0, 2], "the better-overlapping box costs less"
     assert cost[0, 3] > 1e4, "outside the candidate region costs 1e5 more"
     torch.testing.assert_close(ious[0], torch.tensor([1.0, 1.0, 25 / 175, 1.0]))
+
+
+def test_mosaic_tiles_four_scenes_and_keeps_boxes_inside_the_window():
+    from utils.yolo_parts import mosaic
+
+    images = torch.zeros(4, 1, 32, 32, dtype=torch.uint8)
+    boxes, labels = [], []
+    for i in range(4):
+        images[i, :, 8:24, 8:24] = 50 * (i + 1)                  # one 16×16 square per scene, its own brightness
+        boxes.append(torch.tensor([[8.0, 8.0, 24.0, 24.0]]))
+        labels.append(torch.tensor([i]))
+    generator = torch.Generator().manual_seed(0)
+    out, out_boxes, out_labels = mosaic(images, boxes, labels, 6, generator)
+    assert out.shape == (6, 1, 32, 32) and out.dtype == torch.uint8
+    for image, b, l in zip(out, out_boxes, out_labels):
+        assert len(b) == len(l) and len(b) >= 1, "a window at offset S/4…3S/4 shows at least one square"
+        assert torch.all(b[:, :2] >= 0) and torch.all(b[:, 2:] <= 32) and torch.all(b[:, 2:] - b[:, :2] >= 3)
+        for box, label in zip(b, l):                                # each kept box still frames its own square
+            x1, y1, x2, y2 = box.round().long().tolist()
+            assert torch.all(image[0, y1:y2, x1:x2] == 50 * (label + 1))
+    with pytest.raises(ValueError, match="square"):
+        mosaic(images[:, :, :, :30], boxes, labels, 1, generator)

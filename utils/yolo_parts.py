@@ -219,3 +219,44 @@ def simota_cost(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt_boxes: t
     class_cost = F.binary_cross_entropy(scores, target, reduction="none").sum(-1)
     cost = class_cost + iou_weight * -torch.log(ious + 1e-8) + 1e5 * (~candidate).to(ious)
     return cost, ious
+
+
+def mosaic(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor], count: int,
+           generator: torch.Generator, min_visible: float = 0.25, min_size: float = 3.0):
+    """YOLOv4's mosaic: ``count`` new S×S scenes, each cut from four random scenes tiled 2×2.
+
+    images N×C×S×S; boxes and labels one K_i×4 (xyxy pixels) / K_i tensor per scene. The four scenes are tiled on a
+    2S×2S canvas and an S×S window is cropped at a random offset in [S/4, 3S/4] — the same as splitting the output
+    at a random centre, so every scene shows a part of each of the four. Boxes travel as `tv_tensors.BoundingBoxes`
+    through `transforms.v2`: clamped to the window, and dropped by `SanitizeBoundingBoxes` when smaller than
+    ``min_size`` pixels or when less than ``min_visible`` of their area is left (a sliver of a shoe is not a shoe).
+    Returns ``(images count×C×S×S, boxes list, labels list)``.
+    """
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    if images.dim() != 4 or images.shape[-1] != images.shape[-2] or len(boxes) != len(images) != len(labels):
+        raise ValueError("mosaic needs square images N×C×S×S and one boxes and one labels tensor per image")
+    _check_positive(count=count)
+    size = images.shape[-1]
+    clamp, sanitize = v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=min_size)
+    out_images, out_boxes, out_labels = [], [], []
+    for _ in range(count):
+        picks = torch.randint(len(images), (4,), generator=generator).tolist()
+        rows = [torch.cat([images[picks[2 * r]], images[picks[2 * r + 1]]], -1) for r in range(2)]
+        canvas = tv_tensors.Image(torch.cat(rows, -2))
+        shifts = torch.tensor([[0, 0], [size, 0], [0, size], [size, size]], dtype=torch.float32)   # (x, y) per tile
+        tiles = [boxes[i].float() + shifts[t].repeat(2) for t, i in enumerate(picks)]
+        canvas_boxes = tv_tensors.BoundingBoxes(torch.cat(tiles), format="XYXY", canvas_size=(2 * size, 2 * size))
+        tile_labels = torch.cat([labels[i] for i in picks])
+        top, left = (torch.randint(size // 4, 3 * size // 4 + 1, (2,), generator=generator)).tolist()
+        window = v2.functional.crop(canvas, top, left, size, size)
+        cropped = clamp(v2.functional.crop(canvas_boxes, top, left, size, size))
+        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])          # noqa: E731
+        visible = area(cropped) >= min_visible * area(canvas_boxes)
+        kept = sanitize({"image": window, "boxes": tv_tensors.wrap(cropped[visible], like=cropped),
+                         "labels": tile_labels[visible]})
+        out_images.append(kept["image"].as_subclass(torch.Tensor))
+        out_boxes.append(kept["boxes"].as_subclass(torch.Tensor))
+        out_labels.append(kept["labels"])
+    return torch.stack(out_images), out_boxes, out_labels

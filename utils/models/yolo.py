@@ -280,12 +280,16 @@ def centre_assignment(points, strides, targets, radius: float = 2.5):
     return torch.where(torch.isfinite(smallest), assigned, -1)
 
 
-def anchor_free_loss(model: AnchorFreeDetector, batch, box_kind: str = "ciou", box_weight: float = 5.0):
+def anchor_free_loss(model: AnchorFreeDetector, batch, box_kind: str = "ciou", box_weight: float = 5.0,
+                     label_smoothing: float = 0.0):
     """CIoU (or GIoU) loss on the boxes of positive points, BCE on every point's objectness and on the
-    classes of positive points; each averaged over the positives, as YOLOX does.
+    classes of positive points; each averaged over the positives, as YOLOX does. ``label_smoothing`` ε turns the
+    class targets 1 and 0 into 1 − ε/2 and ε/2 (YOLOv4/v5's smoothed BCE).
 
     Positives are selected by weighting with a 0/1 mask, not by indexing with it: the number of positives is then
     never needed on the host, so a training step on a GPU does not wait for it."""
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     images, targets = batch
     out = model(images).float()
     boxes, _, _ = model.decode(out, images.shape[-1])
@@ -300,6 +304,7 @@ def anchor_free_loss(model: AnchorFreeDetector, batch, box_kind: str = "ciou", b
     box_loss = ((1 - box_iou_value) * positive).sum() / count
     obj_loss = F.binary_cross_entropy_with_logits(out[..., 4], positive, reduction="sum") / count
     class_target = F.one_hot(matched[..., 0].long().clamp(min=0), model.num_classes).float()
+    class_target = class_target * (1 - label_smoothing) + label_smoothing / 2
     class_bce = F.binary_cross_entropy_with_logits(out[..., 5:], class_target, reduction="none").sum(-1)
     cls_loss = (class_bce * positive).sum() / count
     return box_weight * box_loss + obj_loss + cls_loss
