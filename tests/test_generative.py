@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from utils.gan_training import chase_fixed_discriminator, gan_step, health_figure, optimizers, smooth, train_gan
 from utils.models.autoencoders import (VAE, Autoencoder, SparseAutoencoder, gaussian_kl, mlp, reconstruction_loss,
                                        reparameterize, sparsity_penalty)
-from utils.models.gan import (DCGANDiscriminator, DCGANGenerator, InfoGANDiscriminator, InfoGANGenerator,
-                              MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss,
-                              mutual_information_loss, transposed_conv_output_size, upsample_block)
+from utils.models.gan import (ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, InfoGANDiscriminator,
+                              InfoGANGenerator, MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss,
+                              mutual_information_loss, transposed_conv_output_size, truncated_normal, upsample_block)
 
 IMAGES = torch.rand(4, 1, 28, 28)
 
@@ -167,3 +167,54 @@ def test_chase_fixed_discriminator_leaves_the_originals_untouched():
     chased = chase_fixed_discriminator(G, D, steps=2, batch_size=4)
     assert chased is not G and all(torch.equal(state[k], v) for k, v in G.state_dict().items())
     assert all(p.requires_grad for p in D.parameters())
+
+
+# ------------------------------------------------------------------------------------------ BigGAN's tools
+def test_truncated_normal_stays_inside_and_has_the_truncated_moments():
+    from scipy.stats import truncnorm
+    z = truncated_normal(20_000, 8, 0.5, torch.Generator().manual_seed(0))
+    assert z.shape == (20_000, 8) and z.abs().max() <= 0.5
+    assert abs(z.std().item() - truncnorm.std(-0.5, 0.5)) < 0.005 and abs(z.mean().item()) < 0.005
+    again = truncated_normal(20_000, 8, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(z, again)                                        # seeded: reproducible
+    plain = truncated_normal(5, 3, None, torch.Generator().manual_seed(1))
+    assert torch.equal(plain, torch.randn(5, 3, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="positive"):
+        truncated_normal(2, 2, 0.0)
+
+
+def test_conditional_batchnorm_is_batchnorm_with_a_per_class_affine():
+    cbn = ConditionalBatchNorm2d(3, num_classes=4)
+    x, labels = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    torch.testing.assert_close(cbn(x, labels), F.batch_norm(x, None, None, training=True))  # γ = 1, β = 0 at start
+    with torch.no_grad():
+        cbn.gamma.weight.uniform_(0.5, 2)
+        cbn.beta.weight.normal_()
+    out = cbn(x, labels)
+    for c in range(4):
+        reference = torch.nn.BatchNorm2d(3)
+        with torch.no_grad():
+            reference.weight.copy_(cbn.gamma.weight[c])
+            reference.bias.copy_(cbn.beta.weight[c])
+        expected = F.batch_norm(x, None, None, reference.weight, reference.bias, training=True)
+        torch.testing.assert_close(out[labels == c], expected[labels == c].detach())
+    with pytest.raises(ValueError, match="one label per image"):
+        cbn(x, labels[:3])
+
+
+def test_dcgan_generator_conditioned_through_batchnorm():
+    generator = DCGANGenerator(8, width=4, num_classes=10, conditioning="batchnorm")
+    assert generator.embed is None
+    assert sum(isinstance(m, ConditionalBatchNorm2d) for m in generator.modules()) == 2
+    assert not any(type(m) is torch.nn.BatchNorm2d and m.affine for m in generator.modules())
+    images, inputs = generator.sample(6, torch.Generator().manual_seed(0))
+    assert images.shape == (6, 1, 28, 28) and set(inputs) == {"z", "labels"}
+    z = torch.randn(2, 8)
+    generator.eval()
+    with torch.no_grad():
+        generator.project[1].beta.weight[3] += 5.0                      # only class 3's bias changes
+        assert not torch.allclose(generator(z, torch.tensor([3, 3])), generator(z, torch.tensor([4, 4])))
+    with pytest.raises(ValueError, match="labels"):
+        generator(z)
+    with pytest.raises(ValueError, match="conditioning"):
+        DCGANGenerator(8, num_classes=10, conditioning="projection")

@@ -5,11 +5,15 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
 
-from utils.models.swin import SwinBlock, SwinTransformer, WindowAttention
-from utils.models.vit import (PatchEmbed, ViT, interpolate_position_embedding, sincos_position_embedding)
-from utils.swin import (PatchMerging, RelativePositionBias, attention_multiply_adds, relative_position_index,
-                        shifted_window_mask, window_partition, window_reverse)
+from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_masking, unpatchify
+from utils.models.swin import SwinBlock, SwinSegmenter, SwinTransformer, WindowAttention
+from utils.models.vit import (SETR, ConvStem, PatchEmbed, PoolFormerBlock, ViT, drop_path,
+                              interpolate_position_embedding, sincos_position_embedding)
+from utils.swin import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds, axial_multiply_adds,
+                        relative_position_index, shifted_window_mask, window_partition, window_reverse)
 
 
 def test_window_partition_and_reverse():
@@ -150,3 +154,102 @@ def test_vit_rejects_unknown_options():
         ViT(pool="max")
     with pytest.raises(ValueError, match="position"):
         ViT(position="3d")
+
+
+def test_drop_path_matches_torchvision_and_keeps_the_expectation():
+    x = torch.randn(256, 3, 4)
+    for p in (0.0, 0.2, 0.7, 1.0):
+        torch.manual_seed(3)
+        ours = drop_path(x, p, training=True)
+        torch.manual_seed(3)
+        assert torch.equal(ours, torchvision.ops.stochastic_depth(x, p, "row", True))
+    assert torch.equal(drop_path(x, 0.5, training=False), x)
+    dropped = (drop_path(x, 0.5, True).flatten(1) == 0).all(1)
+    assert 0.3 < dropped.float().mean() < 0.7                        # whole samples
+    many = drop_path(x[:2].repeat(50_000, 1, 1), 0.4, True).view(50_000, 2, 3, 4).mean(0)
+    torch.testing.assert_close(many, x[:2], atol=0.05 * x[:2].abs().max().item(), rtol=0)
+    with pytest.raises(ValueError, match="drop probability"):
+        drop_path(x, 1.5, True)
+
+
+def test_poolformer_block_and_conv_stem_vit():
+    block = PoolFormerBlock(8).eval()
+    x = torch.randn(2, 16, 8)
+    grid = block.norm1(x).transpose(1, 2).reshape(2, 8, 4, 4)
+    mean = F.avg_pool2d(grid, 3, 1, 1, count_include_pad=False) - grid
+    torch.testing.assert_close(block.mix(block.norm1(x)), mean.flatten(2).transpose(1, 2))
+    assert block(x)[0].shape == x.shape and block(x)[1] is None
+    with pytest.raises(ValueError, match="square"):
+        block(torch.randn(1, 15, 8))
+    pool_vit = ViT(dim=16, depth=2, num_heads=2, pool="mean", position="none", mixer="pool")
+    attention_vit = ViT(dim=16, depth=2, num_heads=2, pool="mean", position="none")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(attention_vit) - count(pool_vit) == 2 * (4 * 16 * 16 + 4 * 16)
+    assert pool_vit(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    with pytest.raises(ValueError, match="class token"):
+        ViT(mixer="pool")
+    hybrid = ViT(dim=16, depth=1, num_heads=2, stem="conv")
+    assert isinstance(hybrid.patch_embed, ConvStem) and hybrid.patch_embed(torch.randn(2, 1, 28, 28)).shape == (2, 49, 16)
+    assert hybrid(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="power of 2"):
+        ConvStem(patch_size=3)
+    with pytest.raises(ValueError, match="stem"):
+        ViT(stem="resnet")
+
+
+def test_axial_attention_shapes_cost_and_reach():
+    axial = AxialAttention(8, 2).eval()
+    x = torch.randn(2, 3, 5, 8)
+    out = axial(x)
+    assert out.shape == x.shape
+    rows, _ = axial.row_attn(x.reshape(6, 5, 8))                     # by hand: rows, then columns
+    columns = rows.view(2, 3, 5, 8).transpose(1, 2).reshape(10, 3, 8)
+    torch.testing.assert_close(out, axial.col_attn(columns)[0].view(2, 5, 3, 8).transpose(1, 2))
+    torch.testing.assert_close(axial(x, need_weights=True), out, rtol=1e-4, atol=1e-5)
+    with FlopCounterMode(display=False) as counter:
+        axial(x[:1], need_weights=True)
+    assert counter.get_total_flops() // 2 == axial_multiply_adds(3, 5, 8) == 8 * 15 * 64 + 2 * 15 * 8 * 8
+    probe = torch.randn(1, 3, 5, 8, requires_grad=True)
+    axial(probe)[0, 2, 4].sum().backward()
+    assert (probe.grad.abs().sum(-1) > 0).all()
+    with pytest.raises(ValueError, match="channels-last"):
+        axial(torch.randn(2, 8, 3, 5))
+    with pytest.raises(ValueError, match="positive"):
+        axial_multiply_adds(0, 3, 8)
+
+
+def test_setr_and_swin_segmenter_score_every_pixel():
+    setr = SETR(5, image_size=16, patch_size=4, dim=16, depth=1, num_heads=2).eval()
+    x = torch.randn(2, 1, 16, 16)
+    logits = setr(x)
+    assert logits.shape == (2, 5, 16, 16)
+    grid = setr.encoder.encode(x).transpose(1, 2).reshape(2, 16, 4, 4)   # tokens folded back, row-major
+    torch.testing.assert_close(logits, F.interpolate(setr.head(grid), size=(16, 16), mode="bilinear"))
+    swin = SwinSegmenter(5, image_size=16, patch_size=2, dim=8, window_size=4, num_heads=(2, 2)).eval()
+    assert swin(x).shape == (2, 5, 16, 16)
+    assert [level.shape[1:3] for level in swin.backbone.features(x)] == [(8, 8), (4, 4)]
+    assert len(swin.lateral) == 2 and swin.lateral[1].in_channels == 16
+
+
+def test_mae_masking_patchify_loss_and_probe():
+    images = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(unpatchify(patchify(images, 4), 4, (7, 7)), images)
+    assert torch.equal(patchify(images, 4)[0, 1], images[0, 0, :4, 4:8].flatten())   # second patch: top row, cols 4-7
+    tokens = torch.arange(20.0).view(2, 10, 1)
+    visible, mask, restore = random_masking(tokens, 0.7, torch.Generator().manual_seed(0))
+    assert visible.shape == (2, 3, 1) and mask.sum(1).tolist() == [7.0, 7.0]
+    for b in range(2):   # the visible tokens are exactly the unmasked ones
+        assert sorted(visible[b, :, 0].tolist()) == tokens[b, mask[b] == 0, 0].tolist()
+    placed = torch.cat([visible, torch.full((2, 7, 1), -1.0)], 1).gather(1, restore[:, :, None])
+    assert torch.equal(placed[mask == 0], tokens[mask == 0]) and (placed[mask == 1] == -1).all()   # order restored
+    with pytest.raises(ValueError, match="mask_ratio"):
+        random_masking(tokens, 1.0)
+    mae = MaskedAutoencoder(dim=16, depth=1, num_heads=2, decoder_dim=8)
+    loss, predicted, mask = mae(images, torch.Generator().manual_seed(1))
+    assert predicted.shape == (3, 49, 16) and mask.sum(1).tolist() == [37.0] * 3
+    per_patch = (predicted - patchify(images, 4)).square().mean(-1)
+    torch.testing.assert_close(loss, (per_patch * mask).sum() / mask.sum())   # hidden patches only
+    assert mae.features(images).shape == (3, 16)
+    features, labels = torch.randn(200, 4), torch.randint(0, 3, (200,))
+    separable = features + 5 * F.one_hot(labels, 4).float()
+    assert linear_probe(separable, labels, separable, labels) == 1.0

@@ -235,3 +235,15 @@ def test_figures_and_explorer():
     explorer.set(example=2)
     assert explorer.image.value != first, "the first control must change the figure"
     assert list(explorer.controls) == ["example", "kind", "layer"]
+
+
+def test_hidden_zero_builds_attention_only_blocks():
+    model = small_transformer(hidden=0)
+    assert all(block.ffn is None for block in [*model.encoder, *model.decoder])
+    src, tgt = reversal_dataset(3, 1, 5)
+    assert model(src, tgt[:, :-1]).shape == (3, 6, VOCAB_SIZE)
+    block, x = EncoderBlock(16, 2, 0).eval(), torch.randn(2, 4, 16)
+    attended, _ = block.attn(block.norm1(x))
+    torch.testing.assert_close(block(x)[0], x + attended)          # nothing after the attention's residual
+    with pytest.raises(ValueError, match="hidden"):
+        EncoderBlock(16, 2, -1)

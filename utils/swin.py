@@ -7,7 +7,9 @@ Introduced in Chapter 3 (03b); `utils.models.swin` assembles them. Feature maps 
 - `shifted_window_mask` — which tokens of a cyclically shifted window may attend to each other;
 - `relative_position_index`, `RelativePositionBias` — one learned bias per head and relative offset;
 - `attention_multiply_adds` — the cost of global vs window attention (the paper's eq. 1–2);
-- `PatchMerging` — 2×2 neighbours concatenated (4C) and projected to 2C: half the resolution, twice the width.
+- `PatchMerging` — 2×2 neighbours concatenated (4C) and projected to 2C: half the resolution, twice the width;
+- `AxialAttention`, `axial_multiply_adds` — another way below N²: attend along each row, then along each column
+  (Ho et al., 2019; Axial-DeepLab), two hops from any pixel to any other.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import itertools
 
 import torch
 from torch import nn
+
+from .models.transformer import MultiHeadAttention
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -101,3 +105,35 @@ def attention_multiply_adds(tokens: int, dim: int, window_size: int | None = Non
     """
     keys = tokens if window_size is None else window_size * window_size
     return 4 * tokens * dim * dim + 2 * tokens * keys * dim
+
+
+def axial_multiply_adds(height: int, width: int, dim: int) -> int:
+    """Multiply-adds of `AxialAttention` on an H×W map of width C: two attention layers over the N = H·W tokens,
+    each with its own projections (4·N·C²), where a query sees the W keys of its row, then the H keys of its
+    column: 8·N·C² + 2·N·(H + W)·C, against 4·N·C² + 2·N²·C for global attention."""
+    if min(height, width, dim) < 1:
+        raise ValueError(f"height, width and dim must be positive, got {height}, {width}, {dim}")
+    tokens = height * width
+    return 8 * tokens * dim * dim + 2 * tokens * (height + width) * dim
+
+
+class AxialAttention(nn.Module):
+    """(B, H, W, C) → (B, H, W, C): multi-head self-attention within each row, then within each column.
+
+    Each pass is an ordinary `MultiHeadAttention` over a batch of lines (B·H rows of W tokens, then B·W columns
+    of H tokens); after both, every output depends on every input (through the row of the query's column).
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.row_attn, self.col_attn = MultiHeadAttention(dim, num_heads), MultiHeadAttention(dim, num_heads)
+
+    def forward(self, x, need_weights: bool = False):
+        if x.dim() != 4 or x.shape[-1] != self.row_attn.dim:
+            raise ValueError(f"AxialAttention wants a channels-last map (B, H, W, {self.row_attn.dim}), "
+                             f"got {tuple(x.shape)}")
+        batch, height, width, channels = x.shape
+        rows, _ = self.row_attn(x.reshape(batch * height, width, channels), need_weights=need_weights)
+        x = rows.view(batch, height, width, channels).transpose(1, 2)              # (B, W, H, C): columns
+        cols, _ = self.col_attn(x.reshape(batch * width, height, channels), need_weights=need_weights)
+        return cols.view(batch, width, height, channels).transpose(1, 2)

@@ -9,6 +9,9 @@ numerically safe log-sigmoid forms.
 DCGAN's design rules (Radford et al., 2015), followed here: strided convolutions instead of pooling,
 transposed convolutions (or resize + conv) to upsample in G, BatchNorm in both networks except G's output
 and D's input layer, ReLU in G with tanh at the output, LeakyReLU(0.2) in D, Adam with β₁ = 0.5.
+
+Two of BigGAN's tools (Brock et al., 2018): `truncated_normal` (the truncation trick) and `ConditionalBatchNorm2d`
+(the class sets each BatchNorm's gain and bias).
 """
 
 from __future__ import annotations
@@ -60,6 +63,45 @@ def mutual_information_loss(category_logits: torch.Tensor, continuous_mean: torc
     Cross-entropy for the categorical code, a unit-variance Gaussian NLL (½ squared error) for the continuous codes.
     """
     return F.cross_entropy(category_logits, category) + 0.5 * (continuous - continuous_mean).square().sum(1).mean()
+
+
+def truncated_normal(n: int, dim: int, threshold: float | None, generator: torch.Generator | None = None,
+                     device=None) -> torch.Tensor:
+    """(n, dim) draws of N(0, 1) restricted to [−threshold, threshold]: every entry outside is redrawn until it falls
+    inside (BigGAN's truncation trick). ``threshold=None`` is the untruncated normal."""
+    if threshold is not None and threshold <= 0:
+        raise ValueError(f"threshold={threshold} must be positive (or None for no truncation)")
+    z = torch.randn(n, dim, generator=generator, device=device)
+    if threshold is None:
+        return z
+    outside = z.abs() > threshold
+    while outside.any():
+        z[outside] = torch.randn(int(outside.sum()), generator=generator, device=device)
+        outside = z.abs() > threshold
+    return z
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose γ and β are looked up from the class: x (N, C, H, W), labels (N,) → (N, C, H, W).
+
+    Normalise with the batch's statistics (running ones in eval) and no affine of its own, then scale and shift
+    sample i by γ[labels[i]], β[labels[i]], rows of two learned (num_classes, C) embeddings started at 1 and 0:
+    the class changes every feature map's gain and offset, in every layer that has one.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if num_features < 1 or num_classes < 1:
+            raise ValueError(f"num_features={num_features} and num_classes={num_classes} must be positive")
+        self.norm = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
+        self.gamma, self.beta = nn.Embedding(num_classes, num_features), nn.Embedding(num_classes, num_features)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels.shape != (len(x),):
+            raise ValueError(f"need one label per image: x has {len(x)} images, labels shape {tuple(labels.shape)}")
+        return self.norm(x) * self.gamma(labels)[:, :, None, None] + self.beta(labels)[:, :, None, None]
 
 
 # --------------------------------------------------------------------------------------- generators
@@ -129,26 +171,43 @@ def upsample_block(in_channels: int, out_channels: int, upsample: str, last: boo
 class DCGANGenerator(Generator):
     """z (+ label embedding) → 4w×7×7 → 2w×14×14 → 1×28×28.
 
-    ``num_classes`` > 0 makes it a conditional GAN's generator: the label's learned embedding is
-    concatenated to z, so every layer sees which class to draw.
+    ``num_classes`` > 0 makes it a conditional GAN's generator. ``conditioning="concat"``: the label's learned
+    embedding is concatenated to z, so every layer sees which class to draw; ``"batchnorm"``: every BatchNorm is a
+    `ConditionalBatchNorm2d`, so the class sets each layer's gains and biases (BigGAN's way).
     """
 
     def __init__(self, latent_dim: int = 64, width: int = 32, upsample: str = "transposed",
-                 num_classes: int = 0, embed_dim: int = 16):
+                 num_classes: int = 0, embed_dim: int = 16, conditioning: str = "concat"):
         super().__init__()
+        if conditioning not in ("concat", "batchnorm"):
+            raise ValueError(f"conditioning must be 'concat' or 'batchnorm', not {conditioning!r}")
         self.latent_dim, self.num_classes = latent_dim, num_classes
-        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
-        in_features = latent_dim + (embed_dim if num_classes else 0)
+        self.conditional_bn = bool(num_classes) and conditioning == "batchnorm"
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes and not self.conditional_bn else None
+        in_features = latent_dim + (embed_dim if self.embed is not None else 0)
         self.project = nn.Sequential(  # a 7×7 transposed convolution of a 1×1 "image" = a linear layer
             nn.ConvTranspose2d(in_features, 4 * width, 7, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU())
         self.up = nn.Sequential(upsample_block(4 * width, 2 * width, upsample),
                                 upsample_block(2 * width, 1, upsample, last=True))
+        if self.conditional_bn:
+            self.project[1] = ConditionalBatchNorm2d(4 * width, num_classes)
+            self.up[0][-1][0] = ConditionalBatchNorm2d(2 * width, num_classes)
+
+    def _run(self, layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        for layer in layers:
+            if isinstance(layer, nn.Sequential):
+                x = self._run(layer, x, labels)
+            else:
+                x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes and labels is None:
+            raise ValueError("this generator is conditional: pass labels (N integers in [0, num_classes))")
         if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is conditional: pass labels (N integers in [0, num_classes))")
             z = torch.cat([z, self.embed(labels)], dim=1)
+        if self.conditional_bn:
+            return self._run(self.up, self._run(self.project, z[:, :, None, None], labels), labels)
         return self.up(self.project(z[:, :, None, None]))
 
 

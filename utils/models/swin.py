@@ -6,12 +6,15 @@ Introduced in Chapter 3 (03b); the window machinery lives in `utils.swin`. Block
 - `WindowAttention` — Chapter 3a's `MultiHeadAttention` per window, plus relative position bias and the
   shifted-window mask, both passed as one float mask added to the logits;
 - `SwinBlock` — (optionally cyclically shifted) window attention and an MLP, each pre-norm and residual;
-- `SwinTransformer` — patch embedding, stages of blocks joined by `PatchMerging`, average pool, linear head.
+- `SwinTransformer` — patch embedding, stages of blocks joined by `PatchMerging`, average pool, linear head;
+- `SwinSegmenter` — its feature pyramid, each stage projected to one width, upsampled and summed (a light FPN-style
+  decoder), scored per pixel: what Swin's hierarchy gives dense prediction that a plain ViT's single scale does not.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..swin import PatchMerging, RelativePositionBias, shifted_window_mask, window_partition, window_reverse
@@ -116,3 +119,28 @@ class SwinTransformer(nn.Module):
     def forward(self, x):
         last = self.features(x)[-1]
         return self.head(self.norm(last.flatten(1, 2)).mean(dim=1))
+
+
+class SwinSegmenter(nn.Module):
+    """Semantic segmentation on a `SwinTransformer`'s pyramid: (B, C, H, W) → logits (B, num_classes, H, W).
+
+    Stage i's map (stride patch·2^i, width dim·2^i) goes through a 1×1 convolution to ``dim`` channels and is
+    upsampled to the first stage's grid; the sum is scored by BN, ReLU and a 1×1 convolution, then upsampled to the
+    image. ``swin_options`` go to `SwinTransformer`.
+    """
+
+    def __init__(self, num_classes: int, image_size: int = 32, patch_size: int = 2, in_channels: int = 1,
+                 dim: int = 32, **swin_options):
+        super().__init__()
+        self.backbone = SwinTransformer(image_size, patch_size, in_channels, num_classes, dim=dim, **swin_options)
+        self.backbone.head = nn.Identity()                   # the classifier head is not used: no dead parameters
+        stages = len(self.backbone.stages)
+        self.lateral = nn.ModuleList(nn.Conv2d(dim * 2 ** i, dim, 1) for i in range(stages))
+        self.head = nn.Sequential(nn.BatchNorm2d(dim), nn.ReLU(), nn.Conv2d(dim, num_classes, 1))
+
+    def forward(self, x):
+        pyramid = self.backbone.features(x)                                    # [(B, H_i, W_i, C_i)]
+        size = pyramid[0].shape[1:3]
+        fused = sum(F.interpolate(lateral(level.permute(0, 3, 1, 2)), size=size, mode="bilinear",
+                                  align_corners=False) for lateral, level in zip(self.lateral, pyramid))
+        return F.interpolate(self.head(fused), size=x.shape[-2:], mode="bilinear", align_corners=False)

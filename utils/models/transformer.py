@@ -135,29 +135,37 @@ class FeedForward(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def _feed_forward(dim: int, hidden: int, dropout: float):
+    """LayerNorm + FeedForward, or (None, None) for hidden=0: an attention-only block (Chapter 3a's ablation)."""
+    if hidden < 0:
+        raise ValueError(f"hidden={hidden}: give the feed-forward width (4·dim in the paper), or 0 for none")
+    return (nn.LayerNorm(dim), FeedForward(dim, hidden, dropout)) if hidden else (None, None)
+
+
 class EncoderBlock(nn.Module):
-    """x + SelfAttention(LN(x)), then x + FeedForward(LN(x))."""
+    """x + SelfAttention(LN(x)), then x + FeedForward(LN(x)) (left out when hidden=0)."""
 
     def __init__(self, dim: int, num_heads: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim), MultiHeadAttention(dim, num_heads, dropout)
-        self.norm2, self.ffn = nn.LayerNorm(dim), FeedForward(dim, hidden, dropout)
+        self.norm2, self.ffn = _feed_forward(dim, hidden, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, mask=None, need_weights: bool = False):
         attended, weights = self.attn(self.norm1(x), mask=mask, need_weights=need_weights)
         x = x + self.drop(attended)
-        return x + self.ffn(self.norm2(x)), weights
+        return (x if self.ffn is None else x + self.ffn(self.norm2(x))), weights
 
 
 class DecoderBlock(nn.Module):
-    """Masked self-attention over the output so far, cross-attention to the encoder's memory, feed-forward."""
+    """Masked self-attention over the output so far, cross-attention to the encoder's memory, feed-forward
+    (left out when hidden=0)."""
 
     def __init__(self, dim: int, num_heads: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.self_attn = nn.LayerNorm(dim), MultiHeadAttention(dim, num_heads, dropout)
         self.norm2, self.cross_attn = nn.LayerNorm(dim), MultiHeadAttention(dim, num_heads, dropout)
-        self.norm3, self.ffn = nn.LayerNorm(dim), FeedForward(dim, hidden, dropout)
+        self.norm3, self.ffn = _feed_forward(dim, hidden, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, memory, self_mask=None, memory_mask=None, need_weights: bool = False):
@@ -167,7 +175,7 @@ class DecoderBlock(nn.Module):
         attended, cross_weights = self.cross_attn(self.norm2(x), memory, memory, mask=memory_mask,
                                                   need_weights=need_weights)
         x = x + self.drop(attended)
-        return x + self.ffn(self.norm3(x)), (self_weights, cross_weights)
+        return (x if self.ffn is None else x + self.ffn(self.norm3(x))), (self_weights, cross_weights)
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -175,6 +183,7 @@ class Seq2SeqTransformer(nn.Module):
 
     ``positions``: "add" (token embedding + sinusoid, the paper), "concat" (embedding of dim − dim/2
     concatenated with a dim/2 sinusoid: same width, fewer dims for content), or "none" (no order at all).
+    ``hidden``: the feed-forward width (default 4·dim); 0 builds attention-only blocks.
     """
 
     POSITIONS = ("add", "concat", "none")
@@ -192,7 +201,7 @@ class Seq2SeqTransformer(nn.Module):
         self.tgt_embed = nn.Embedding(tgt_vocab, token_dim)
         self.register_buffer("position_table", sinusoidal_positional_encoding(max_len, position_dim),
                              persistent=False)
-        hidden = hidden or 4 * dim
+        hidden = 4 * dim if hidden is None else hidden
         self.encoder = nn.ModuleList(EncoderBlock(dim, num_heads, hidden, dropout) for _ in range(depth))
         self.decoder = nn.ModuleList(DecoderBlock(dim, num_heads, hidden, dropout) for _ in range(depth))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
