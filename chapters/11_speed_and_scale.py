@@ -231,7 +231,8 @@ if CPU:
               speed.Rung(f"+ {CORES} threads", channels_last=True, batch=BATCH, threads=CORES)]
     if COMPILE_RUNG:
         RUNGS += [speed.Rung("+ torch.compile", channels_last=True, compile=True, batch=BATCH, threads=CORES)]
-    RUNGS += [speed.Rung("+ batch ×2", channels_last=True, compile=COMPILE_RUNG, batch=2 * BATCH, threads=CORES)]
+    # eager: a compiled step would be compiled again for the new batch shape (another ~50 CPU-s here)
+    RUNGS += [speed.Rung("+ batch ×2 (eager)", channels_last=True, batch=2 * BATCH, threads=CORES)]
 else:
     RUNGS += [speed.Rung("+ channels_last + bf16", channels_last=True, bf16=True, batch=BATCH),
               speed.Rung("+ torch.compile", channels_last=True, bf16=True, compile=True, batch=BATCH),
@@ -251,7 +252,8 @@ for rung in RUNGS:
     result = speed.measure_rung(rung, lambda: ResNet(width=WIDTH), rung_images, rung_labels, device=device,
                                 steps=RUNG_STEPS, workers=WORKERS)
     ladder.append(result)
-    print(f"{rung.name:>24}: {result['images_per_second']:8,.0f} images/s; first step +{result['first_step_extra_s']:.1f} s")
+    print(f"{rung.name:>24}: {result['images_per_second']:8,.0f} images/s; "
+          f"first step +{result['first_step_extra_s']:.1f} s")
 base = ladder[0]["images_per_second"]
 best_rung = max(ladder, key=lambda r: r["images_per_second"])
 fig = comparison_chart({r["rung"]: {"ips": r["images_per_second"], "speedup": r["images_per_second"] / base,
@@ -281,7 +283,8 @@ print(f"Measured here ({device_name()}, {profile()} profile): the fastest rung, 
 # - **one-cycle schedule** — warm up, then anneal to ~0 (large steps early, fine steps late);
 # - **one-cycle + label smoothing + EMA** — targets (1 − ε) on the true class and ε/K spread over all, so the
 #   network stops pushing logits to infinity; an **exponential moving average of the weights** (its decay set by
-#   the profile's run length) evaluated instead of the last weights — a free ensemble over the last ~1/(1 − decay) steps.
+#   the profile's run length) evaluated instead of the last weights — a free ensemble over the last ~1/(1 − decay)
+#   steps.
 #
 # Each is also evaluated with **flip test-time augmentation** (average the predictions for an image and its
 # mirror: 2× the inference cost). Keep what pays: a trick stays if it raises accuracy for its cost.
@@ -379,7 +382,8 @@ with torch.no_grad():
         launched = sum(a.count for a in ops if a.key in COMPUTE_OPS)
         seconds = speed.measure(lambda: block(tokens), device=device, warmup=2, repeats=5)["best"]
         inference[name] = {"ms": seconds * 1e3, "ops": launched}
-fig = comparison_chart(inference, {"ms": "ms per forward (best of 5)", "ops": "aten compute ops per forward (Inductor's kernels not counted)"},
+fig = comparison_chart(inference, {"ms": "ms per forward (best of 5)",
+                                   "ops": "aten compute ops per forward (Inductor's kernels not counted)"},
                        title=f"One Transformer block, {tokens.shape[0]}×{TOKENS} tokens of {DIM} ({device_name()})",
                        best={"ms": "min"})
 show(fig)
@@ -451,7 +455,7 @@ print(f"float32: acc {float_acc:.4f}, {float_mb:.2f} MB, {float_ms:.2f} ms per 2
 # %%
 def torchrun(*args: str) -> tuple[list[dict], str]:
     """Run utils.parallel on 2 processes with the given arguments; its results and printed summary."""
-    out = output_dir() / f"parallel-{'-'.join(a.strip('-') for a in args)}.json"
+    out = output_dir() / f"parallel-{profile()}-{'-'.join(a.strip('-') for a in args)}.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "utils.parallel", "--check", "--json", str(out), *args]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
@@ -481,7 +485,8 @@ ax_diff.legend(fontsize=8)
 for n, marker in zip(names, "os^vD"):
     ax_loss.plot(by_mode[n]["losses"], marker=marker, linestyle="none", label=n, alpha=0.7)
 ax_loss.plot(parallel_results[0]["reference_losses"], color="black", label="one process")
-ax_loss.set(xlabel="step", ylabel="training loss", title="Loss of every step: all modes on the single-process line")
+ax_loss.set(xlabel="step", ylabel="training loss", xticks=range(len(parallel_results[0]["losses"])),
+            title="Loss of every step: all modes on the single-process line")
 ax_loss.legend(fontsize=7)
 show(fig)
 
@@ -527,8 +532,8 @@ assert all(r["agrees"] for r in pipeline_runs), "every pipeline run agrees with 
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.6), layout="constrained")
 shown = [r for r in pipeline_runs if r["microbatches"] == pipeline_runs[-1]["microbatches"]]
 for ax, run in zip(axes, shown):
-    parallel.draw_timeline(ax, run["timeline"], unit="ms into the step")
-    ax.set_title(f"{run['schedule']}, {run['microbatches']} micro-batches, measured (F forward, B backward)")
+    parallel.draw_timeline(ax, run["timeline"], unit="ms into the step", labels=False)
+    ax.set_title(f"{run['schedule']}, {run['microbatches']} micro-batches, measured (blue forward, orange backward)")
 show(fig)
 
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")

@@ -124,14 +124,14 @@ def idle_fractions(events) -> list[float]:
     return [1 - sum(end - start for *_, start, end in stage) / total for stage in events]
 
 
-def draw_timeline(ax, events, unit: str = "ms", scale: float = 1e3) -> None:
-    """Gantt chart of a pipeline: one row per stage, forward slots blue, backward orange, labelled F0, B0, … (up to
-    8 micro-batches; beyond that the labels would not fit)."""
+def draw_timeline(ax, events, unit: str = "ms", scale: float = 1e3, labels: bool = True) -> None:
+    """Gantt chart of a pipeline: one row per stage, forward slots blue, backward orange, labelled F0, B0, … when
+    ``labels`` (up to 8 micro-batches; measured slots of very unequal length are better left unlabelled)."""
     for stage, slots in enumerate(events):
         for kind, chunk, begin, end in slots:
             ax.barh(stage, (end - begin) * scale, left=begin * scale, color="tab:blue" if kind == "F" else "tab:orange",
                     edgecolor="white")
-            if len(slots) <= 16:  # labels fit up to 8 micro-batches
+            if labels and len(slots) <= 16:  # labels fit up to 8 micro-batches of equal slots
                 ax.text((begin + end) / 2 * scale, stage, f"{kind}{chunk}", ha="center", va="center", fontsize=7)
     ax.set(yticks=range(len(events)), yticklabels=[f"stage {s}" for s in range(len(events))], xlabel=unit)
     ax.set_ylim(len(events) - 0.5, -0.5)
@@ -520,8 +520,8 @@ def describe(result: dict) -> str:
     name = result["mode"] + (f" ({result['schedule']}, {result['microbatches']} micro-batches)"
                              if result["mode"] == "pipeline" else "")
     line = (f"{name}: {result['processes']} processes ({result['backend']}), {result['steps']} steps of "
-            f"{result['batch']} (MLP width {result['hidden']}): largest difference {result['largest_difference']:.2e} (loss "
-            f"{result['loss_difference']:.2e}, parameters {result['parameter_difference']:.2e}) → "
+            f"{result['batch']} (MLP width {result['hidden']}): largest difference "
+            f"{result['largest_difference']:.2e} (loss {result['loss_difference']:.2e}, parameters {result['parameter_difference']:.2e}) → "
             f"{'agrees' if result['agrees'] else 'DISAGREES'} with one process (tolerance {TOLERANCE:.0e})")
     if "bytes_per_process" in result:
         line += (f"; training state per process {result['bytes_per_process'] / 1e6:.2f} MB "

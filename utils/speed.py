@@ -88,7 +88,7 @@ def profile_table(fn, *, device=None, steps: int = 3, rows: int = 12) -> tuple[s
             fn()
         _sync(dev)
     averages = prof.key_averages()
-    sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    sort = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     return averages.table(sort_by=sort, row_limit=rows, max_name_column_width=40), list(averages)
 
 
