@@ -295,9 +295,14 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
         (ARTIFACTS / f"{CLICK_CHAPTER}-click-before.png").write_bytes(before)
         (ARTIFACTS / f"{CLICK_CHAPTER}-click-after.png").write_bytes(after)
         assert _pixel_difference(before, after) > 0.001, f"{CLICK_CHAPTER}: the masks did not change after a click"
+        clicked = figure.get_attribute("src")
         page.locator(".dvl-undo").first.click()
-        page.wait_for_function("([el, old]) => el.getAttribute('src') === old",
-                               arg=[figure.element_handle(), original], timeout=60_000)
+        page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",  # a new blob URL: redrawn
+                               arg=[figure.element_handle(), clicked], timeout=60_000)
+        page.wait_for_timeout(300)
+        undone = figure.screenshot()
+        (ARTIFACTS / f"{CLICK_CHAPTER}-click-undone.png").write_bytes(undone)
+        assert _pixel_difference(before, undone) < 0.001, f"{CLICK_CHAPTER}: undo did not bring the first masks back"
         page.evaluate(SHUTDOWN, path)
     finally:
         page.close()

@@ -72,8 +72,9 @@ def fourier_features(coords: torch.Tensor, frequencies: torch.Tensor) -> torch.T
     if coords.shape[-1] != 2 or frequencies.ndim != 2 or frequencies.shape[0] != 2:
         raise ValueError(f"coords must be …×2 and frequencies 2×F, got {tuple(coords.shape)} and "
                          f"{tuple(frequencies.shape)}")
-    projected = 2 * math.pi * coords.to(frequencies.dtype) @ frequencies
-    return torch.cat([projected.sin(), projected.cos()], -1)
+    with torch.autocast(coords.device.type, enabled=False):   # in bf16 an angle near 40 rad is off by ±0.1
+        projected = 2 * math.pi * coords.float() @ frequencies.float()
+        return torch.cat([projected.sin(), projected.cos()], -1)
 
 
 class PromptEncoder(nn.Module):
