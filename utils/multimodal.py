@@ -52,7 +52,7 @@ def words(text: str) -> list[str]:
 
 def _vocabulary() -> tuple[str, ...]:
     texts = list(TRAIN_TEMPLATES) + list(HELD_OUT_TEMPLATES) + [
-        "two items: left of right of and an", "three items", "background"]
+        "two items: left of right of and an", "three items: a, a and a", "background"]
     found = {w for text in texts for w in words(text.replace("{}", ""))}
     found |= {w for names in SYNONYMS for w in names} | set(COUNT_WORDS) | {"item", "items"}
     return SPECIALS + tuple(sorted(found))
@@ -91,7 +91,7 @@ def decode(tokens: torch.Tensor) -> list[str]:
                 break
             if i > UNK:
                 kept.append(VOCABULARY[i])
-        captions.append(" ".join(kept).replace(" ,", ","))
+        captions.append(" ".join(kept).replace(" ,", ",").replace(" :", ":"))
     return captions
 
 

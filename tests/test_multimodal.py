@@ -1,0 +1,117 @@
+"""Chapter 9's image–text data: tokenising and decoding, captions (order, synonyms, counts, held-out templates never
+used), captioned scenes from the cached Fashion scenes, prompts, the caption-search and LSeg explorers' figures,
+bad input."""
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils import multimodal
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """Scenes are cached under a temporary data folder, never in the repository's data/."""
+    monkeypatch.setattr("utils.scenes.data_dir", lambda: tmp_path)
+
+
+def test_tokenize_and_decode_round_trip():
+    text = "three items: a bag, a coat and an ankle-boot"
+    tokens = multimodal.tokenize([text, "a bag"])
+    assert tokens.shape == (2, multimodal.MAX_LENGTH) and tokens.dtype == torch.int64
+    assert tokens[0, 0] == multimodal.BOS and multimodal.EOS in tokens[0].tolist()
+    assert (tokens[1, 4:] == multimodal.PAD).all()
+    assert multimodal.decode(tokens) == [text, "a bag"]
+    assert multimodal.tokenize("a zebra")[0, 2] == multimodal.UNK, "unknown words become <unk>"
+    with pytest.raises(ValueError, match="shorten"):
+        multimodal.tokenize(" ".join(["bag"] * 20))
+    with pytest.raises(ValueError, match="at least one"):
+        multimodal.tokenize([])
+
+
+def test_captions_name_items_by_synonyms_in_their_order_and_never_use_held_out_templates():
+    generator = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(400):
+        text = multimodal.caption([8, 7], generator)            # a bag (left) and a sneaker (right)
+        seen.add(text)
+        found = [w for w in multimodal.words(text) if w in multimodal.CLASS_WORDS]
+        assert sorted(multimodal.CLASS_WORDS[w] for w in found) == ["Bag", "Sneaker"]
+        if " left of " in text:
+            assert multimodal.CLASS_WORDS[found[0]] == "Bag", f"'{text}': the bag is on the left"
+        if " right of " in text:
+            assert multimodal.CLASS_WORDS[found[0]] == "Sneaker", f"'{text}': the sneaker is on the right"
+    assert len(seen) > 30, "varied captions: synonyms × phrasings"
+    singles = {multimodal.caption([3], generator) for _ in range(300)}
+    held_out = {t.format(name) for t in multimodal.HELD_OUT_TEMPLATES for name in multimodal.SYNONYMS[3]}
+    assert not singles & {multimodal.articles(t) for t in held_out}
+    assert multimodal.caption([0, 1, 2], torch.Generator().manual_seed(1)).count(" a") >= 2
+    with pytest.raises(ValueError, match="1 to 3"):
+        multimodal.caption([], generator)
+
+
+def test_left_to_right_sorts_by_box_centre():
+    boxes = torch.tensor([[30.0, 0, 40, 10], [0.0, 0, 10, 10], [12.0, 5, 20, 9]])
+    assert multimodal.left_to_right(boxes, torch.tensor([5, 6, 7])) == [6, 7, 5]
+
+
+def test_captioned_scenes_are_deterministic_and_consistent():
+    scenes = multimodal.captioned_scenes("test", 30)
+    again = multimodal.captioned_scenes("test", 30)
+    assert scenes.captions == again.captions
+    assert scenes.images.shape[1:] == (1, 48, 48) and scenes.semantic.shape[1:] == (48, 48)
+    assert scenes.tokens.shape == (len(scenes), 4, multimodal.MAX_LENGTH)
+    for labels, semantic, counts in zip(scenes.labels, scenes.semantic, scenes.counts):
+        assert len(labels) == counts and set(semantic.unique().tolist()) - {0} <= {1 + c for c in labels}
+    with pytest.raises(ValueError, match="captions_per_scene"):
+        multimodal.captioned_scenes("test", 5, captions_per_scene=0)
+
+
+def test_class_prompts_use_the_asked_synonym():
+    prompts = multimodal.class_prompts(("a photo of a {}",), synonym=1)
+    assert prompts == [[multimodal.articles(f"a photo of a {names[1]}") for names in multimodal.SYNONYMS]]
+    with pytest.raises(ValueError, match="synonym"):
+        multimodal.class_prompts(synonym=3)
+
+
+def fake_text_encoder(texts):
+    """A bag of words: the normalised sum of one fixed random vector per word."""
+    table = torch.randn(len(multimodal.VOCABULARY), 8, generator=torch.Generator().manual_seed(0))
+    return F.normalize(torch.stack([table[multimodal.tokenize(t)[0]].sum(0) for t in texts]), dim=1)
+
+
+def test_render_caption_search_shows_the_best_scenes_and_rejects_bad_input():
+    images = torch.randint(0, 255, (20, 1, 48, 48), dtype=torch.uint8)
+    embeddings = F.normalize(torch.randn(20, 8), dim=1)
+    classes = F.normalize(torch.randn(10, 8), dim=1)
+    fig = multimodal.render_caption_search("a bag left of a zebra", fake_text_encoder, embeddings, images, 3, classes,
+                                           0.07)
+    assert len(fig.axes) == 14 and "zebra" in fig._suptitle.get_text()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="type a caption"):
+        multimodal.render_caption_search("  ", fake_text_encoder, embeddings, images, 0, classes, 0.07)
+    with pytest.raises(ValueError, match="scene must be"):
+        multimodal.render_caption_search("a bag", fake_text_encoder, embeddings, images, 20, classes, 0.07)
+
+
+def test_render_lseg_lets_a_synonym_replace_its_class():
+    seen = {}
+
+    def score(images, labels):
+        seen["labels"] = labels
+        logits = torch.zeros(len(images), 1 + len(labels), 48, 48)
+        logits[:, 1 + labels.index("trainer"), 10:20, 10:20] = 5.0
+        return logits
+
+    image = torch.zeros(1, 48, 48, dtype=torch.uint8)
+    semantic = torch.zeros(48, 48, dtype=torch.int64)
+    semantic[10:20, 10:20] = 1 + 7                                     # a sneaker
+    fig = multimodal.render_lseg("Trainer", image, semantic, score)
+    assert seen["labels"][7] == "trainer" and "sneaker" not in seen["labels"] and len(seen["labels"]) == 10
+    assert "IoU with the true sneaker mask (cyan) 1.00" in fig.axes[2].get_title()
+    plt.close(fig)
+    fig = multimodal.render_lseg("zebra", image, semantic, score=lambda i, l: torch.zeros(1, 1 + len(l), 48, 48))
+    plt.close(fig)
+    with pytest.raises(ValueError, match="type a label"):
+        multimodal.render_lseg("", image, semantic, score)
