@@ -19,8 +19,11 @@
 # The plan: write scaled dot-product and multi-head attention by hand and check them against PyTorch; see why
 # we divide by √d_k; draw the padding and causal masks; build sinusoidal positions; train an encoder–decoder
 # Transformer to **reverse digit strings** and an LSTM encoder–decoder on the same task; look at the learned
-# attention; time the teaching path against the fused kernel. Code: `utils/models/transformer.py` (the
-# blocks) and `utils/seq2seq.py` (the task, decoding, the LSTM) — open them beside this notebook.
+# attention; time the teaching path against the fused kernel; weigh the feed-forward block and the embedding table.
+# Then, where this chapter's time budget has room, the image-side experiments Chapter 3b refers to: PoolFormer and a
+# hybrid CNN stem against the ViT, SETR against Swin for segmentation, and MAE pre-training. Code:
+# `utils/models/transformer.py` (the blocks), `utils/seq2seq.py` (the task, decoding, the LSTM), `utils/models/vit.py`,
+# `utils/models/swin.py` and `utils/models/mae.py` (the image models) — open them beside this notebook.
 
 # %%
 import math
@@ -29,19 +32,24 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from utils import start_chapter
+from utils import data, segmentation as seg, start_chapter
 from utils.models.transformer import (DecoderBlock, EncoderBlock, MultiHeadAttention, Seq2SeqTransformer,
                                       causal_mask, padding_mask, scaled_dot_product_attention,
                                       sinusoidal_positional_encoding)
+from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_masking, unpatchify
+from utils.models.swin import SwinSegmenter
+from utils.models.vit import SETR, ViT
 from utils.diagrams import architecture_figure
 from utils.plotting import show
 from utils.results import report
 from utils.runtime import pick, profile
-from utils.seq2seq import (PAD, VOCAB_SIZE, LSTMSeq2Seq, accuracy_by_length, attention_explorer, decode_digits,
-                           encode_digits, evaluate_seq2seq, greedy_decode, lstm_cell, make_loader,
+from utils.scenes import fashion_scenes
+from utils.seq2seq import (DIGIT_OFFSET, PAD, VOCAB_SIZE, LSTMSeq2Seq, accuracy_by_length, attention_explorer,
+                           decode_digits, encode_digits, evaluate_seq2seq, greedy_decode, lstm_cell, make_loader,
                            mask_figure, reversal_dataset, teacher_forcing_loss, token_labels, tokens_per_second)
-from utils.training import fit
+from utils.training import evaluate, fit
 
 device = start_chapter("03a_attention_and_transformer")
 if device.type == "cpu":
@@ -530,6 +538,304 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # folded into its weights. `torch.compile` and TensorRT do much of this automatically.
 
 # %% [markdown]
+# ## 15. The feed-forward block: expand ×4, compress
+# Attention *moves* information between tokens, but it is linear in the values: each output is a weighted mean of
+# projected inputs. The **position-wise feed-forward network** (FFN) is where each token is *transformed*, alone:
+# `Linear(d → 4d)`, GELU, `Linear(4d → d)` — expand into a wide space where a non-linearity can carve features, then
+# compress back to the residual stream's width. The same two matrices act on every token. It holds most of a block's
+# parameters and, for short sequences, most of its arithmetic. Below: the share computed from our model (parameters)
+# and counted by `FlopCounterMode` (multiply-adds of one encoder block, against the formulas 4Nd² + 2N²d for attention
+# and 8Nd² for the FFN); then the same Transformer trained with its FFNs removed (`hidden=0`: attention-only blocks).
+
+# %%
+ffn = model.encoder[0].ffn
+assert (ffn.fc1.in_features, ffn.fc1.out_features, ffn.fc2.out_features) == (DIM, 4 * DIM, DIM), (
+    f"the FFN should expand {DIM} → {4 * DIM} and compress back to {DIM}")
+block_parameters = {name: sum(p.numel() for p in part.parameters())
+                    for name, part in (("attention", model.encoder[0].attn), ("feed-forward", ffn),
+                                       ("LayerNorms", nn.ModuleList([model.encoder[0].norm1, model.encoder[0].norm2])))}
+ffn_parameter_share = block_parameters["feed-forward"] / sum(block_parameters.values())
+assert block_parameters["feed-forward"] == 8 * DIM * DIM + 5 * DIM, "FFN: 2·(d·4d) weights + 4d + d biases"
+
+
+def block_multiply_adds(tokens: int) -> dict:
+    """Multiply-adds of one encoder block on `tokens` tokens, counted by FlopCounterMode (explicit attention path)."""
+    block, x = model.encoder[0], torch.randn(1, tokens, DIM, device=device)
+    counts = {}
+    for name, run in (("attention", lambda: block.attn(block.norm1(x), need_weights=True)),
+                      ("feed-forward", lambda: block.ffn(block.norm2(x)))):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            run()
+        counts[name] = counter.get_total_flops() // 2
+    return counts
+
+
+for tokens in (MAX_LEN, 256):
+    counted = block_multiply_adds(tokens)
+    expected = {"attention": 4 * tokens * DIM ** 2 + 2 * tokens ** 2 * DIM, "feed-forward": 8 * tokens * DIM ** 2}
+    assert counted == expected, f"{tokens} tokens: counted {counted}, formula {expected}"
+    print(f"{tokens:4d} tokens: FFN = {counted['feed-forward'] / sum(counted.values()):.0%} of the block's "
+          f"multiply-adds ({counted['feed-forward']:,} of {sum(counted.values()):,})")
+print(f"parameters of one encoder block: {block_parameters} → FFN {ffn_parameter_share:.0%}")
+assert ffn_parameter_share > 0.6, f"the FFN should hold about two thirds of a block's parameters: {ffn_parameter_share:.2f}"
+
+attention_only = Seq2SeqTransformer(VOCAB_SIZE, VOCAB_SIZE, dim=DIM, num_heads=HEADS, depth=DEPTH, hidden=0,
+                                    max_len=MAX_LEN + 2).to(device)
+fit(attention_only, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
+    evaluate_fn=evaluate_seq2seq, name="03a-attention-only", config=CONFIG, plot=False)
+ffn_ablation = {"with FFN": (parameters, transformer_scores),
+                "attention only": (sum(p.numel() for p in attention_only.parameters()),
+                                   evaluate_seq2seq(attention_only, val_loader))}
+for name, (count, scores) in ffn_ablation.items():
+    print(f"{name:15s} {count:7,} parameters: exact match {scores['acc']:.3f}, token accuracy "
+          f"{scores['token_acc']:.3f}, validation loss {scores['loss']:.4f}")
+removed = parameters - ffn_ablation["attention only"][0]
+assert removed == 2 * DEPTH * (8 * DIM * DIM + 5 * DIM + 2 * DIM), (  # each block's FFN and the LayerNorm before it
+    f"removing the FFNs should remove {2 * DEPTH} × (8d² + 7d) parameters, removed {removed:,}")
+change = ffn_ablation["attention only"][1]["acc"] - transformer_scores["acc"]
+loss_ratio = ffn_ablation["attention only"][1]["loss"] / transformer_scores["loss"]
+print(f"without its FFNs the Transformer keeps {1 - removed / parameters:.0%} of its parameters; its exact match "
+      f"changes by {change:+.3f} and its validation loss is {loss_ratio:.1f}× that with FFNs ({profile()} profile). "
+      f"Reversal is mostly routing — attention's job — so the FFNs show in how far the same schedule gets, not in "
+      f"whether the task can be solved")
+# %% [markdown]
+# ## 16. Word embeddings vs one-hot
+# A token id could enter the network as a **one-hot** vector: V wide (the vocabulary size), all zeros but a 1. Two
+# problems: it is as wide as the vocabulary (50 000 for a word-level English model), and every pair of tokens is
+# equally far apart — the cosine similarity of two different one-hots is exactly 0, so "cat" is no closer to "dog"
+# than to "carburettor". An **embedding** `nn.Embedding(V, d)` is a learned V×d table; looking up row i is *exactly*
+# the one-hot vector times that matrix — the same linear layer, without the V-wide multiplication — and its d-wide
+# rows can move closer or apart as training finds useful. (In language models, words used in similar contexts end up
+# with similar rows; in our reversal task the ten digits are interchangeable symbols, so nothing pulls two of them
+# together — the heat map below shows what training did.)
+
+# %%
+table = model.src_embed
+ids = val_src[:4].to(device)
+one_hot = F.one_hot(ids, VOCAB_SIZE).float()                               # (4, N, V)
+torch.testing.assert_close(table(ids), one_hot @ table.weight)
+print(f"nn.Embedding({VOCAB_SIZE}, {table.embedding_dim}) lookup == one_hot({tuple(one_hot.shape)}) @ "
+      f"weight{tuple(table.weight.shape)}")
+digits = torch.arange(DIGIT_OFFSET, DIGIT_OFFSET + 10, device=device)
+one_hot_similarity = F.cosine_similarity(F.one_hot(digits, VOCAB_SIZE).float()[:, None],
+                                         F.one_hot(digits, VOCAB_SIZE).float()[None], dim=-1)
+learned = table(digits).detach()
+learned_similarity = F.cosine_similarity(learned[:, None], learned[None], dim=-1)
+assert torch.equal(one_hot_similarity, torch.eye(10, device=device)), "distinct one-hot vectors are orthogonal"
+off_diagonal = learned_similarity[~torch.eye(10, dtype=torch.bool, device=device)]
+assert off_diagonal.abs().max() > 0.01, "learned embeddings have graded similarities, one-hots do not"
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+for ax, similarity, title in ((axes[0], one_hot_similarity, f"one-hot (width {VOCAB_SIZE})"),
+                              (axes[1], learned_similarity, f"learned embedding (width {DIM}), trained")):
+    image = ax.imshow(similarity.cpu(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set(title=title, xlabel="digit", ylabel="digit", xticks=range(10), yticks=range(10))
+fig.colorbar(image, ax=axes, label="cosine similarity")
+show(fig)
+closest = divmod(int(torch.where(torch.eye(10, dtype=torch.bool, device=device), -2.0, learned_similarity).argmax()), 10)
+print(f"one-hot: every pair of digits at cosine 0; learned: cosines from {off_diagonal.min():.2f} to "
+      f"{off_diagonal.max():.2f} (mean |cos| {off_diagonal.abs().mean():.2f}), the closest pair {closest[0]} and "
+      f"{closest[1]}")
+
+# %% [markdown]
+# ## 17. Image tokens: the token mixer and the stem, trained (Chapter 3b's ViT variants)
+# Chapter 3b turns images into tokens (the Vision Transformer). Two of its questions are answered here, where the
+# chapter's time budget has room to train: small ViTs on Fashion-MNIST (`utils/models/vit.py`), 28×28 images in a 7×7
+# grid of tokens, the same width, depth, data and schedule for every model; only one part changes at a time.
+#
+# * **Is attention the important part?** PoolFormer (Yu et al., 2022, the *MetaFormer* paper) keeps the block's
+#   skeleton — norm, token mixer, residual, norm, MLP, residual — and replaces attention with a parameter-free 3×3
+#   **average pooling** over the token grid (minus the token itself): `ViT(mixer="pool")`. It has no position
+#   embedding; pooling knows the neighbours.
+# * **Tokens from pixels or from a CNN?** The ViT paper's **hybrid**: a small CNN stem (two stride-2 3×3
+#   convolutions with BatchNorm and ReLU, then a 1×1 projection) replaces the single 4×4 patch projection; each cell
+#   of its 7×7 feature map becomes a token (`ViT(stem="conv")`). The CNN gives the first layers locality and
+#   translation equivariance; the Transformer mixes globally afterwards.
+
+# %%
+IMAGE_TRAIN = pick(smoke=1_000, cpu=10_000, gpu=None)
+IMAGE_TEST = pick(smoke=500, cpu=2_000, gpu=None)
+IMAGE_EPOCHS = pick(smoke=2, cpu=5, gpu=20)
+IMAGE_VIT = pick(smoke=dict(dim=32, depth=2, num_heads=4), cpu=dict(dim=48, depth=3, num_heads=4),
+                 gpu=dict(dim=128, depth=6, num_heads=4))
+IMAGE_LR, IMAGE_BATCH = 3e-3, pick(smoke=64, cpu=128, gpu=256)
+fashion_train = data.subset(*data.fashion_mnist("train"), IMAGE_TRAIN)
+fashion_test = data.subset(*data.fashion_mnist("test"), IMAGE_TEST)
+image_loader = data.DeviceLoader(*fashion_train, IMAGE_BATCH, shuffle=True, device=device)
+image_test_loader = data.DeviceLoader(*fashion_test, 500, device=device)
+IMAGE_CONFIG = dict(train=IMAGE_TRAIN, **IMAGE_VIT)
+
+
+def train_image_model(name: str, **options) -> ViT:
+    """A seeded ViT (IMAGE_VIT, global average pooling, + ``options``) trained on Fashion-MNIST by `fit`."""
+    torch.manual_seed(0)
+    net = ViT(**IMAGE_VIT, pool="mean", **options).to(device)
+    fit(net, image_loader, epochs=IMAGE_EPOCHS, lr=IMAGE_LR, weight_decay=0.05, name=f"03a-{name}",
+        config=IMAGE_CONFIG, plot=False)
+    return net
+
+
+def image_model_costs(net: ViT) -> tuple[int, int]:
+    """(parameters, multiply-adds per 28×28 image, counted by FlopCounterMode on the explicit attention path)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 1, 28, 28, device=device), return_attention=True)
+    return sum(p.numel() for p in net.parameters()), counter.get_total_flops() // 2
+
+
+image_models = {"ViT (attention, patch stem)": train_image_model("vit"),
+                "PoolFormer (pooling mixer)": train_image_model("poolformer", mixer="pool", position="none"),
+                "hybrid (conv stem + attention)": train_image_model("hybrid", stem="conv")}
+image_results = {name: (evaluate(net, image_test_loader)["acc"], *image_model_costs(net))
+                 for name, net in image_models.items()}
+print(f"{'model':32s} {'test accuracy':>13s} {'parameters':>11s} {'multiply-adds':>14s}")
+for name, (accuracy, count, multiply_adds) in image_results.items():
+    print(f"{name:32s} {accuracy:13.3f} {count:11,} {multiply_adds:14,}")
+fig, axes = plt.subplots(1, 3, figsize=(12, 3), layout="constrained")
+for ax, column, label in zip(axes, range(3), ("test accuracy", "parameters", "multiply-adds per image")):
+    values = [result[column] for result in image_results.values()]
+    bars = ax.barh(range(3), values, color=["tab:blue", "tab:orange", "tab:green"])
+    ax.bar_label(bars, [f"{v:.3f}" if column == 0 else f"{v:,}" for v in values], fontsize=8)
+    ax.set_yticks(range(3), list(image_results) if column == 0 else [])
+    ax.set(xlabel=label, xlim=(0, max(values) * 1.35))
+fig.suptitle(f"Same width, depth, data and schedule ({profile()} profile, {IMAGE_TRAIN or 60_000} images, "
+             f"{IMAGE_EPOCHS} epochs)")
+show(fig)
+vit_acc, vit_params, vit_cost = image_results["ViT (attention, patch stem)"]
+pool_acc, pool_params, pool_cost = image_results["PoolFormer (pooling mixer)"]
+hybrid_acc = image_results["hybrid (conv stem + attention)"][0]
+attention_parameters = IMAGE_VIT["depth"] * (4 * IMAGE_VIT["dim"] ** 2 + 4 * IMAGE_VIT["dim"])
+assert vit_params - pool_params == attention_parameters + 49 * IMAGE_VIT["dim"], (  # attention + position table
+    f"PoolFormer should lack exactly the attention layers and the position table: {vit_params - pool_params}")
+assert pool_cost < vit_cost, f"pooling should cost fewer multiply-adds than attention: {pool_cost:,} vs {vit_cost:,}"
+print(f"PoolFormer: {pool_acc - vit_acc:+.3f} accuracy for {1 - pool_params / vit_params:.0%} fewer parameters "
+      f"and {1 - pool_cost / vit_cost:.0%} fewer multiply-adds; hybrid stem: {hybrid_acc - vit_acc:+.3f} accuracy "
+      f"({profile()} profile, {device.type})")
+# %% [markdown]
+# ## 18. Segmentation with Transformers: SETR's plain ViT vs Swin's pyramid
+# To label every pixel, a Transformer's tokens must become a map again. **SETR** (Zheng et al., 2021) keeps a plain
+# ViT: the patch tokens of the last block are folded back into their grid — one feature map at stride 4 here (16 in
+# the paper) — and its *naive* head (1×1 conv, BN, ReLU, 1×1 conv) scores each cell, upsampled bilinearly to the
+# image (`SETR`, `utils/models/vit.py`). **Swin** hands a decoder a *pyramid*: stride 2 with 2×2 patches, then
+# stride 4 after patch merging; our decoder projects both stages to one width, upsamples and sums them
+# (`SwinSegmenter`, `utils/models/swin.py`), so fine detail comes from the early stage and context from the late
+# one. Both learn from Chapter 5's scenes (Fashion-MNIST items on a canvas, exact masks, background + 10 classes),
+# at 32×32, with the same loss (cross-entropy + Dice, `utils.segmentation`), data and schedule; scored by mIoU over
+# the 11 classes and by the *foreground IoU* (object vs background, whatever the class) on unseen test scenes.
+
+# %%
+SEG_SIZE, SEG_CLASSES = 32, 11
+SEG_SCENES = pick(smoke=300, cpu=2_000, gpu=10_000)
+SEG_TEST = pick(smoke=100, cpu=400, gpu=1_000)
+SEG_EPOCHS = pick(smoke=2, cpu=6, gpu=20)
+scene_options = dict(size=SEG_SIZE, min_scale=SEG_SIZE // 4, max_scale=SEG_SIZE // 2)
+seg_train = fashion_scenes("train", SEG_SCENES, **scene_options).tensors()
+seg_test = fashion_scenes("test", SEG_TEST, **scene_options).tensors()
+seg_loader = seg.MaskLoader(*seg_train, pick(smoke=32, cpu=32, gpu=64), shuffle=True, device=device)
+seg_test_loader = seg.MaskLoader(*seg_test, 100, device=device)
+segmenters = {
+    "SETR (ViT, one scale)": SETR(SEG_CLASSES, SEG_SIZE, patch_size=4, **IMAGE_VIT),
+    "Swin (two-stage pyramid)": SwinSegmenter(SEG_CLASSES, SEG_SIZE, patch_size=2, dim=IMAGE_VIT["dim"] // 2,
+                                              window_size=4, num_heads=(2, 4)),
+}
+probe_scene = data.standardize(seg_test[0][:2]).to(device)
+for name, net in segmenters.items():
+    assert net.to(device)(probe_scene).shape == (2, SEG_CLASSES, SEG_SIZE, SEG_SIZE), (
+        f"{name} should score every pixel: (2, {SEG_CLASSES}, {SEG_SIZE}, {SEG_SIZE})")
+with torch.no_grad():
+    setr = segmenters["SETR (ViT, one scale)"]
+    folded = setr.encoder.encode(probe_scene).transpose(1, 2).reshape(2, -1, SEG_SIZE // 4, SEG_SIZE // 4)
+    pyramid = segmenters["Swin (two-stage pyramid)"].backbone.features(probe_scene)
+print(f"SETR: {SEG_SIZE}×{SEG_SIZE} image → {(SEG_SIZE // 4) ** 2} tokens → map {tuple(folded.shape[1:])} → "
+      f"×4 upsampled; Swin: pyramid {[tuple(level.shape[1:]) for level in pyramid]} (H, W, C)")
+segmentation_scores = {}
+for name, net in segmenters.items():
+    torch.manual_seed(0)
+    fit(net, seg_loader, epochs=SEG_EPOCHS, lr=IMAGE_LR, weight_decay=0.05,
+        loss_fn=seg.segmentation_loss("cross_entropy+dice"), name=f"03a-seg-{name.split()[0].lower()}",
+        config=dict(scenes=SEG_SCENES, **scene_options), plot=False)
+    scores = seg.evaluate_segmentation(net, seg_test_loader, SEG_CLASSES)
+    with torch.no_grad():
+        predicted = torch.cat([net(x).argmax(1).cpu() for x, _ in seg_test_loader])
+    foreground, truth = predicted > 0, seg_test[1] > 0
+    scores["foreground IoU"] = ((foreground & truth).sum() / (foreground | truth).sum()).item()
+    scores["parameters"] = sum(p.numel() for p in net.parameters())
+    segmentation_scores[name] = scores
+    print(f"{name:26s} mIoU {scores['miou']:.3f}  foreground IoU {scores['foreground IoU']:.3f}  "
+          f"pixel accuracy {scores['pa']:.3f}  ({scores['parameters']:,} parameters)")
+background_only = seg.segmentation_metrics(torch.zeros_like(seg_test[1]), seg_test[1], SEG_CLASSES)
+for name, scores in segmentation_scores.items():
+    assert scores["miou"] > background_only["miou"], (
+        f"{name} should beat the all-background prediction: mIoU {scores['miou']:.3f} vs {background_only['miou']:.3f}")
+# %% [markdown]
+# ## 19. MAE: masked-patch pre-training, small
+# A **masked autoencoder** (He et al., 2021) learns from images without labels: hide 75 % of the patches at random,
+# run the ViT encoder on the **visible 25 % only** (a quarter of the tokens: cheap), then a light decoder receives
+# every position — the encoded visible tokens plus a learned *mask token* at each hidden one, all with positions —
+# and predicts the hidden patches' pixels; the loss is the squared error on the hidden patches alone. Hiding most of
+# the image leaves no shortcut (copying a neighbour), so the encoder must learn what garments look like.
+#
+# Here: the section-17 ViT size, pre-trained on the same Fashion-MNIST images *without their labels*
+# (`MaskedAutoencoder`, `utils/models/mae.py`), then judged by a **linear probe** — a softmax regression on the
+# frozen encoder's averaged tokens — against the same encoder at its initial weights (no pre-training).
+
+# %%
+MAE_EPOCHS = pick(smoke=6, cpu=8, gpu=40)
+MAE_LR = pick(smoke=3e-3, cpu=2e-3, gpu=2e-3)
+torch.manual_seed(0)
+mae = MaskedAutoencoder(**IMAGE_VIT, decoder_dim=32, decoder_depth=1, mask_ratio=0.75).to(device)
+initial_encoder = ViT(**IMAGE_VIT, pool="mean", position="sincos").to(device)
+initial_encoder.load_state_dict(mae.encoder.state_dict())                  # the encoder before pre-training
+views = data.standardize(fashion_test[0][:6]).to(device)
+with torch.no_grad():
+    visible, mask, restore = random_masking(mae.encoder.tokens(views), 0.75, torch.Generator(device=device).manual_seed(0))
+print(f"{tuple(views.shape)} images → {mae.grid[0] * mae.grid[1]} tokens → the encoder sees {visible.shape[1]}, "
+      f"{int(mask[0].sum())} are hidden, the decoder sees all {mask.shape[1]}")
+assert visible.shape[1] == 12 and mask.sum(1).eq(37).all(), "75 % of 49 patches hidden: 12 visible, 37 hidden"
+fit(mae, image_loader, epochs=MAE_EPOCHS, lr=MAE_LR, weight_decay=0.05, loss_fn=lambda net, batch: net(batch[0])[0],
+    name="03a-mae", config=dict(IMAGE_CONFIG, mask_ratio=0.75, decoder=32), plot=False)
+
+test_images = data.standardize(fashion_test[0]).to(device)
+with torch.no_grad():
+    reconstruction_loss, predicted, mask = mae(test_images, torch.Generator(device=device).manual_seed(1))
+    hidden_target = patchify(test_images, 4)[mask.bool()]
+    mean_patch = patchify(data.standardize(fashion_train[0][:2000]).to(device), 4).mean((0, 1))
+    mean_patch_loss = (hidden_target - mean_patch).square().mean().item()
+print(f"hidden-patch error on test images: MAE {reconstruction_loss:.3f}, predicting the mean patch "
+      f"{mean_patch_loss:.3f}")
+assert reconstruction_loss < 0.8 * mean_patch_loss, (
+    f"MAE should rebuild hidden patches well below the mean-patch baseline: {reconstruction_loss:.3f} vs "
+    f"{mean_patch_loss:.3f}")
+shown_mask = mask[:6, :, None]
+masked_input = unpatchify(patchify(test_images[:6], 4) * (1 - shown_mask) + shown_mask * test_images.min(),
+                          4, mae.grid)
+pasted = unpatchify(patchify(test_images[:6], 4) * (1 - shown_mask) + predicted[:6] * shown_mask, 4, mae.grid)
+fig, axes = plt.subplots(3, 6, figsize=(8.4, 4.6), layout="constrained")
+for row, (images, label) in enumerate(((test_images[:6], "original"), (masked_input, "75 % hidden"),
+                                        (pasted, "reconstruction"))):
+    for col in range(6):
+        picture = axes[row, col].imshow(images[col, 0].cpu(), cmap="gray", vmin=-1, vmax=2.5)
+        axes[row, col].set(xticks=[], yticks=[])
+    axes[row, 0].set_ylabel(label)
+fig.colorbar(picture, ax=axes, label="standardised pixel value", shrink=0.8)
+fig.suptitle("MAE on unseen test images: the visible patches are pasted back, the hidden ones predicted")
+show(fig)
+
+probe_images, probe_labels = data.standardize(fashion_train[0]).to(device), fashion_train[1].to(device)
+test_labels = fashion_test[1].to(device)
+
+
+def probe_accuracy(encoder: ViT) -> float:
+    """Linear-probe test accuracy on the frozen encoder's averaged patch tokens (all patches visible)."""
+    encoder.eval()
+    with torch.no_grad():
+        features = [torch.cat([encoder.encode(chunk).mean(1) for chunk in images.split(500)])
+                    for images in (probe_images, test_images)]
+    return linear_probe(features[0], probe_labels, features[1], test_labels)
+
+
+mae_probe, initial_probe = probe_accuracy(mae.encoder), probe_accuracy(initial_encoder)
+print(f"linear probe ({profile()} profile, {IMAGE_TRAIN or 60_000} images, {MAE_EPOCHS} epochs of pre-training): "
+      f"MAE encoder {mae_probe:.3f}, the same encoder untrained {initial_probe:.3f} → {mae_probe - initial_probe:+.3f}")
+# %% [markdown]
 # ## Interview questions
 #
 # <details><summary>Walk through the Transformer end to end.</summary>
@@ -625,5 +931,55 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 # The same result (asserted to numerical precision) with a fused kernel: no N×N matrix in GPU memory,
 # FlashAttention or memory-efficient attention where available. Keep the explicit path for teaching and for
 # reading the attention weights. (See cells "1." and "13. Speed".)
+#
+# </details>
+#
+# <details><summary>What does the feed-forward block do, and why expand ×4?</summary>
+#
+# Attention mixes tokens with weights that sum to 1 — a weighted average of projected values; the position-wise FFN
+# transforms each token alone: d → 4d, a non-linearity (GELU), 4d → d. The wide hidden layer gives the non-linearity
+# room to carve many features before compressing back to the residual stream's width. It holds about two thirds of a
+# block's parameters (8d² + 5d of 12d² + …) and, while N < 2d, most of its multiply-adds (8Nd² vs 4Nd² + 2N²d);
+# both are computed from our model and counted by `FlopCounterMode`, and the Transformer is retrained without its
+# FFNs to measure what they add (see "15. The feed-forward block").
+#
+# </details>
+#
+# <details><summary>Word embeddings vs one-hot vectors?</summary>
+#
+# A one-hot vector is vocabulary-wide and every two tokens are orthogonal (cosine 0): no notion of similarity. An
+# embedding is a learned V×d table whose lookup equals one-hot × table (asserted), at O(d) instead of O(Vd); its rows
+# are dense, low-dimensional and free to place related tokens close together (see "16. Word embeddings vs one-hot",
+# with both similarity matrices drawn).
+#
+# </details>
+#
+# <details><summary>PoolFormer vs attention; a hybrid CNN + ViT — what did they do here?</summary>
+#
+# PoolFormer swaps the attention token mixer for 3×3 average pooling (minus the token): no attention parameters, no
+# position table, fewer multiply-adds (asserted), and the accuracy gap to the attention ViT of the same size is
+# printed beside the costs. The hybrid replaces the 4×4 patch projection by a small CNN stem whose 7×7 feature-map
+# cells are the tokens: locality in the first layers; its accuracy against the plain ViT is printed in the same
+# table (see "17. Image tokens").
+#
+# </details>
+#
+# <details><summary>How do you segment with a ViT (SETR), and why is Swin a better backbone for it?</summary>
+#
+# Fold the last block's patch tokens back into their grid (a map at the patch stride), score each cell with a 1×1
+# head and upsample — SETR's naive head. A plain ViT has one coarse scale; Swin's stages give a pyramid (stride 2 and
+# 4 here, 4–32 in the paper) that a decoder fuses, fine detail from early stages and context from late ones, at
+# linear cost. Both are trained on the course's scenes and scored by mIoU and foreground IoU (see "18. Segmentation
+# with Transformers").
+#
+# </details>
+#
+# <details><summary>What is MAE, and why mask 75 % of the patches?</summary>
+#
+# Masked-autoencoder pre-training: hide most patches, encode only the visible ones (a quarter of the tokens, so
+# cheap), let a light decoder with mask tokens rebuild the hidden pixels; the loss covers hidden patches only. A high
+# ratio removes the shortcut of copying neighbours, so the encoder must model the objects. Ours rebuilds unseen test
+# images well below a mean-patch baseline (asserted, and drawn), and a linear probe measures what pre-training gave
+# the frozen encoder against the same encoder untrained (see "19. MAE").
 #
 # </details>

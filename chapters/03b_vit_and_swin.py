@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 import utils
@@ -43,13 +44,15 @@ from utils.attention import (attention_distance_figure, attention_map_figure, at
 from utils.models import ResNet
 from utils.models.swin import SwinBlock, SwinTransformer
 from utils.models.transformer import MultiHeadAttention
-from utils.models.vit import PatchEmbed, ViT, interpolate_position_embedding, sincos_position_embedding
+from utils.models.vit import (PatchEmbed, ViT, drop_path, interpolate_position_embedding,
+                              sincos_position_embedding)
 from utils.diagrams import architecture_figure
 from utils.plotting import labelled_grid, show
 from utils.results import report
 from utils.runtime import pick, profile, timed
-from utils.swin import (PatchMerging, RelativePositionBias, attention_multiply_adds, relative_position_index,
-                        shifted_window_mask, window_partition, window_reverse)
+from utils.swin import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds,
+                        axial_multiply_adds, relative_position_index, shifted_window_mask, window_partition,
+                        window_reverse)
 from utils.training import evaluate, fit
 
 device = utils.start_chapter("03b_vit_and_swin")
@@ -242,6 +245,47 @@ assert learned_structure > untrained_structure + pick(smoke=0.1, cpu=0.2, gpu=0.
     f"{untrained_structure:+.3f} untrained")
 
 # %% [markdown]
+# ### What the patch embedding learned: its filters
+#
+# Each of the D output channels of the patch embedding is a 4×4 filter laid over every patch: the first thing the
+# ViT computes. The paper shows the top **principal components** of these filters (ViT-L/32 on JFT-300M): smooth,
+# Gabor- and blob-like basis functions for the fine structure inside a patch, as a CNN's first layer learns. Below,
+# the first 16 filters of our trained ViT and the top 8 principal components (of the D filters, mean removed), each
+# scaled by its own largest |weight|. `train_vit` seeds its model, so the same seed rebuilds the exact initial
+# weights: how far training moved them is measured, not guessed.
+
+# %%
+filters = vit.patch_embed.proj.weight.detach().float().cpu()[:, 0]             # (D, 4, 4)
+with torch.random.fork_rng(devices=[]):                                    # leave the chapter's random stream alone
+    torch.manual_seed(0)
+    initial_filters = ViT(**VIT).patch_embed.proj.weight.detach()[:, 0]
+
+
+def principal_components(weights, count=8):
+    """The top ``count`` principal components of the filters (D, p, p) and each component's share of the variance."""
+    centred = weights.flatten(1) - weights.flatten(1).mean(0)
+    _, singular, directions = torch.linalg.svd(centred, full_matrices=False)
+    share = singular ** 2 / (singular ** 2).sum()
+    return directions[:count].view(count, *weights.shape[1:]), share[:count]
+
+
+components, component_share = principal_components(filters)
+initial_share = principal_components(initial_filters)[1]
+panels = torch.cat([filters[:16], components])
+panels = panels / panels.flatten(1).abs().amax(1)[:, None, None]
+show(labelled_grid(panels, ["filters 1–8", "filters 9–16", "principal components 1–8"],
+                   [str(i) for i in range(1, 9)], "weight / its largest |weight|",
+                   f"ViT patch-embedding filters (4×4, {profile()} profile) and their principal components",
+                   cmap="RdBu_r", vmin=-1, vmax=1))
+moved = ((filters - initial_filters).norm() / initial_filters.norm()).item()
+print(f"training moved the filters by {moved:.0%} of their initial norm; the top 4 principal components explain "
+      f"{component_share[:4].sum():.0%} of the filters' variance ({initial_share[:4].sum():.0%} at initialisation)")
+assert filters.shape == (VIT["dim"], 4, 4), f"one 4×4 filter per embedding channel, got {tuple(filters.shape)}"
+# smoke measured 0.13 with these settings (a standalone run, last epoch); cpu and gpu bars held at 0.1 until measured
+FILTER_MOVED_BAR = pick(smoke=0.05, cpu=0.1, gpu=0.1)
+assert moved > FILTER_MOVED_BAR, f"training should reshape the patch filters: moved {moved:.2f}, bar {FILTER_MOVED_BAR}"
+
+# %% [markdown]
 # ## 3. A larger input: interpolating the position embeddings
 #
 # Patch embedding and attention work for any number of tokens; only the position table is tied to the
@@ -275,7 +319,9 @@ assert big_accuracy > 0.2, (
 # Transformer mixes globally afterwards. Hybrids beat pure ViT at small compute budgets; the gap closes
 # as models grow. Many modern backbones (CoAtNet, early-convolution ViTs, the patchify stems of
 # ConvNeXt) are descendants of this idea: in code it is `PatchEmbed` with its single strided
-# convolution replaced by a few CNN stages.
+# convolution replaced by a few CNN stages — `ConvStem` in `utils/models/vit.py`, `ViT(stem="conv")`. Chapter 3a
+# (section 17) trains it against the plain ViT at the same width, depth, data and schedule, where its time budget
+# has room, and prints both accuracies and costs.
 #
 # ## 4. Inductive bias: ViT vs ResNet as the training set grows
 #
@@ -287,13 +333,14 @@ assert big_accuracy > 0.2, (
 # than BiT ResNets on ImageNet-1k, better after pre-training on 300 M images).
 #
 # The experiment: Chapter 1's ResNet and our ViT, same optimiser, same number of updates per run, on
-# growing subsets of the training set. At this small scale the ResNet stays ahead; whether the gap shrinks
-# between a thousand and a few tens of thousands of images depends on the run (two cpu-profile runs measured
-# 0.072 → 0.087 → 0.088 and 0.083 → 0.132 → 0.076), and the reversal the paper shows needs hundreds of millions
-# of images.
+# growing subsets of the training set (the smallest is seen many times over, so a model that needs more data
+# overfits it). At this small scale the ResNet stays ahead; whether the gap shrinks between a thousand and a few
+# tens of thousands of images depends on the run (two earlier cpu-profile runs on 1 000, 5 000 and 20 000 images
+# measured gaps of 0.072 → 0.087 → 0.088 and 0.083 → 0.132 → 0.076), and the reversal the paper shows needs
+# hundreds of millions of images.
 
 # %%
-SIZES = pick(smoke=(200, 2000), cpu=(1000, 5000, 20_000), gpu=(1000, 10_000, 60_000))
+SIZES = pick(smoke=(200, 2000), cpu=(250, 10_000), gpu=(1000, 10_000, 60_000))
 STEPS = pick(smoke=120, cpu=250, gpu=4000)
 RESNET = pick(smoke=dict(width=8, blocks=(1, 1, 1)), cpu=dict(width=16, blocks=(1, 1, 1)),
               gpu=dict(width=32, blocks=(2, 2, 2)))
@@ -717,6 +764,47 @@ assert counted["ViT (global)"][-1] > counted["Swin (7×7 windows)"][-1], (
     f"at {COST_SIDES[2]}×{COST_SIDES[2]} tokens global attention should cost more than windows: {counted}")
 
 # %% [markdown]
+# ### Axial attention: rows, then columns
+#
+# Another way below N²: **axial attention** (Ho et al., 2019; Axial-DeepLab, Wang et al., 2020) attends along each
+# row, then along each column. A query sees W keys in the first pass and H in the second, so one layer costs
+# 8NC² + 2N(H + W)C instead of 4NC² + 2N²C — for an S×S map, N·2S instead of N·S² in the attention term — and,
+# unlike windows, it keeps a *global* reach: after the two passes every output depends on every input (through the
+# row of the query's column). `AxialAttention` (in `utils/swin.py`) is two of Chapter 3a's `MultiHeadAttention`
+# over batches of lines; the cell checks its shapes, counts its multiply-adds against the formula, and proves the
+# global reach with a gradient.
+
+# %%
+axial = AxialAttention(COST_DIM, 2).to(device).eval()
+axial_map = torch.randn(2, 14, 21, COST_DIM, device=device)               # H ≠ W: rows and columns differ
+assert axial(axial_map).shape == axial_map.shape, "axial attention should keep the (B, H, W, C) map"
+print(f"map {tuple(axial_map.shape)} → rows: 2·14 lines of 21 tokens → columns: 2·21 lines of 14 tokens "
+      f"→ {tuple(axial(axial_map).shape)}")
+axial_counted, axial_formula = [], []
+for side in COST_SIDES[:3]:
+    x = torch.randn(1, side, side, COST_DIM, device=device)
+    axial_counted.append(counted_multiply_adds(lambda t: axial(t, need_weights=True), x))
+    axial_formula.append(axial_multiply_adds(side, side, COST_DIM))
+assert axial_counted == axial_formula, f"counted {axial_counted} should equal the formula {axial_formula}"
+print(f"{'side':>5s} {'tokens':>7s} {'global':>13s} {'axial':>13s} {'7×7 windows':>13s}")
+for side, axial_cost in zip(COST_SIDES[:3], axial_counted):
+    n = side * side
+    print(f"{side:5d} {n:7,} {attention_multiply_adds(n, COST_DIM):13,} {axial_cost:13,} "
+          f"{attention_multiply_adds(n, COST_DIM, 7):13,}")
+assert axial_counted[-1] < attention_multiply_adds(COST_SIDES[2] ** 2, COST_DIM), (
+    f"at {COST_SIDES[2]}×{COST_SIDES[2]} axial attention should cost less than global attention")
+probe = torch.randn(1, 9, 9, COST_DIM, device=device, requires_grad=True)
+axial(probe)[0, 0, 0].sum().backward()
+reach = (probe.grad.abs().sum(-1) > 0).float().mean().item()
+window_probe = torch.randn(1, 81, COST_DIM, device=device, requires_grad=True)
+window_block = SwinBlock(COST_DIM, 2, (9, 9), window_size=3).to(device).eval()
+window_block.attn(window_partition(window_probe.view(1, 9, 9, -1), 3))[0][0, 0].sum().backward()
+window_reach = (window_probe.grad.abs().sum(-1) > 0).float().mean().item()
+print(f"inputs that move the output at (0, 0) of a 9×9 map: axial {reach:.0%}, one 3×3-window layer {window_reach:.0%}")
+assert reach == 1.0 and window_reach < 0.2, (
+    f"one axial layer should reach every input ({reach:.0%}), one window layer only its window ({window_reach:.0%})")
+
+# %% [markdown]
 # ## 7. A small Swin on Fashion-MNIST
 #
 # 2×2 patches give a 14×14 map: stage 1 runs a W-MSA block and an SW-MSA block over four 7×7 windows;
@@ -747,12 +835,42 @@ assert swin_accuracy > SWIN_BAR, f"Swin reached {swin_accuracy:.3f}, bar {SWIN_B
 report("Swin test accuracy", swin_accuracy, bar=SWIN_BAR)
 
 # %% [markdown]
+# ### Stochastic depth (DropPath): how deep ViTs and Swins are regularised
+#
+# DeiT, Swin and most ViT recipes train with **stochastic depth** (Huang et al., 2016): in training, each residual
+# branch (attention or MLP) is dropped for a whole sample with probability p — that sample's output skips it through
+# the shortcut — and the kept branches are divided by 1 − p, so the *expected* output is unchanged and inference uses
+# every branch as is. It is dropout of whole layers: an implicit ensemble of shallower networks, and shorter gradient
+# paths. p usually grows linearly with depth (Swin-T: 0 → 0.2). `drop_path(x, p, training)` is written out in
+# `utils/models/vit.py`; it must draw the same mask as `torchvision.ops.stochastic_depth(x, p, mode="row")`.
+
+# %%
+branch = torch.randn(4096, 5, 8)                                          # (samples, tokens, channels)
+for p in (0.1, 0.5):
+    torch.manual_seed(7)
+    ours = drop_path(branch, p, training=True)
+    torch.manual_seed(7)
+    torch.testing.assert_close(ours, torchvision.ops.stochastic_depth(branch, p, mode="row", training=True))
+    dropped = (ours.flatten(1) == 0).all(1)                              # whole samples, never single tokens
+    print(f"p = {p}: {dropped.float().mean():.3f} of the samples dropped whole, the rest multiplied by "
+          f"1/(1 − p) = {1 / (1 - p):.3f}")
+    assert abs(dropped.float().mean() - p) < 0.03, f"about a fraction p = {p} of the samples should be dropped"
+    torch.testing.assert_close(ours[~dropped], branch[~dropped] / (1 - p))
+draws = drop_path(branch[:8].repeat(20_000, 1, 1), 0.3, training=True)   # each copy of a sample draws its own mask
+expectation_error = (draws.view(20_000, 8, 5, 8).mean(0) - branch[:8]).abs().max().item()
+print(f"mean of 20 000 draws vs the input: largest gap {expectation_error:.3f} (the expectation is preserved)")
+assert expectation_error < 0.1 * branch[:8].abs().max().item(), "drop_path should keep the branch's expectation"
+assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mode drop_path is the identity"
+
+# %% [markdown]
 # ### Beyond attention: MetaFormer and TNT, one line each
 #
 # - **PoolFormer / MetaFormer** (Yu et al., 2022): keep the Transformer block's skeleton (norm, token
 #   mixer, residual, MLP) but replace attention with plain average pooling, and it still matches
 #   comparable ViTs and MLP-mixers on ImageNet. The claim: the *architecture* (the MetaFormer block), not
-#   the attention token mixer, is what makes these models work.
+#   the attention token mixer, is what makes these models work. `PoolFormerBlock` (`ViT(mixer="pool")`) is
+#   trained against the attention ViT of the same size in Chapter 3a, section 17: accuracy, parameters and
+#   multiply-adds side by side.
 # - **TNT** (Transformer in Transformer, Han et al., 2021): an inner Transformer attends among
 #   sub-patches inside each patch (local detail) and an outer Transformer attends among patches
 #   (global structure).
@@ -806,7 +924,9 @@ report("Swin test accuracy", swin_accuracy, bar=SWIN_BAR)
 # <details><summary>What is a hybrid CNN + ViT?</summary>
 #
 # The tokens come from a CNN feature map (e.g. ResNet stage 3) rather than raw patches: the CNN supplies
-# locality early, the Transformer mixes globally later; better at small budgets (section 3, "Hybrid").
+# locality early, the Transformer mixes globally later; better at small budgets (section 3, "Hybrid"). Built as
+# `ViT(stem="conv")` (two stride-2 3×3 convolutions, each cell of the 7×7 map a token) and trained against the plain
+# ViT in Chapter 3a, section 17, which prints both accuracies and costs.
 #
 # </details>
 #
@@ -878,6 +998,36 @@ report("Swin test accuracy", swin_accuracy, bar=SWIN_BAR)
 # <details><summary>PoolFormer/MetaFormer's claim; TNT in one line?</summary>
 #
 # MetaFormer: the block structure matters more than the token mixer; even average pooling works.
-# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (section 7).
+# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (section 7). Our
+# PoolFormer (3×3 average pooling minus the token itself as the mixer, no attention parameters, no position table)
+# is trained against the attention ViT of the same size in Chapter 3a, section 17: parameters and multiply-adds
+# asserted lower, accuracies printed side by side.
+#
+# </details>
+#
+# <details><summary>What is DropPath (stochastic depth), and why does it keep the expectation?</summary>
+#
+# In training, each residual branch is zeroed for a whole sample with probability p and the surviving samples are
+# divided by 1 − p, so E[output] equals the branch's output; in eval it is the identity. It regularises deep ViTs and
+# Swins like an ensemble of shallower networks (p grows with depth). `drop_path(x, p, training)` is asserted equal to
+# `torchvision.ops.stochastic_depth(..., mode="row")`, drops about p of the samples whole, and keeps the mean over
+# 20 000 draws (section 7, "Stochastic depth (DropPath)").
+#
+# </details>
+#
+# <details><summary>What is axial attention, and what does it cost?</summary>
+#
+# Attention along each row, then along each column of an H×W map: 8NC² + 2N(H + W)C multiply-adds instead of
+# 4NC² + 2N²C, yet after the two passes every output depends on every input (global reach in two hops), unlike a
+# window layer. `AxialAttention`'s shapes, its counted multiply-adds (equal to the formula) and its reach (100 % of
+# the inputs, against one window's share) are asserted in section 6, "Axial attention".
+#
+# </details>
+#
+# <details><summary>What do a ViT's patch-embedding filters look like?</summary>
+#
+# Each embedding channel is a p×p filter over every patch; their principal components in large-data ViTs are smooth,
+# Gabor- and blob-like bases, like a CNN's first layer. Ours are drawn with their principal components and how far
+# training moved them from their (exactly rebuilt) initial weights (section 2, "What the patch embedding learned").
 #
 # </details>

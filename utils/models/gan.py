@@ -82,26 +82,34 @@ def truncated_normal(n: int, dim: int, threshold: float | None, generator: torch
 
 
 class ConditionalBatchNorm2d(nn.Module):
-    """BatchNorm whose γ and β are looked up from the class: x (N, C, H, W), labels (N,) → (N, C, H, W).
+    """BatchNorm whose γ and β come from the class embedding: x (N, C, H, W), labels (N,) → (N, C, H, W).
 
     Normalise with the batch's statistics (running ones in eval) and no affine of its own, then scale and shift
-    sample i by γ[labels[i]], β[labels[i]], rows of two learned (num_classes, C) embeddings started at 1 and 0:
-    the class changes every feature map's gain and offset, in every layer that has one.
+    sample i by γ(y_i) = 1 + W_γ e(y_i) + b_γ and β(y_i) = W_β e(y_i) + b_β, where e is a learned ``embed_dim``-wide
+    class embedding (BigGAN's form). Random at initialisation, so every class starts with its own gains and biases;
+    `affine(labels)` gives them. The class changes every feature map's gain and offset, in every layer that has one.
     """
 
-    def __init__(self, num_features: int, num_classes: int, eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(self, num_features: int, num_classes: int, embed_dim: int = 16, eps: float = 1e-5,
+                 momentum: float = 0.1):
         super().__init__()
-        if num_features < 1 or num_classes < 1:
-            raise ValueError(f"num_features={num_features} and num_classes={num_classes} must be positive")
+        if min(num_features, num_classes, embed_dim) < 1:
+            raise ValueError(f"num_features={num_features}, num_classes={num_classes} and embed_dim={embed_dim} "
+                             f"must be positive")
         self.norm = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
-        self.gamma, self.beta = nn.Embedding(num_classes, num_features), nn.Embedding(num_classes, num_features)
-        nn.init.ones_(self.gamma.weight)
-        nn.init.zeros_(self.beta.weight)
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.gamma, self.beta = nn.Linear(embed_dim, num_features), nn.Linear(embed_dim, num_features)
+
+    def affine(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, β), each (N, num_features): the per-class gain and bias of each sample."""
+        e = self.embed(labels)
+        return 1 + self.gamma(e), self.beta(e)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if labels.shape != (len(x),):
             raise ValueError(f"need one label per image: x has {len(x)} images, labels shape {tuple(labels.shape)}")
-        return self.norm(x) * self.gamma(labels)[:, :, None, None] + self.beta(labels)[:, :, None, None]
+        gamma, beta = self.affine(labels)
+        return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
 
 
 # --------------------------------------------------------------------------------------- generators

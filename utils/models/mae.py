@@ -106,7 +106,8 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
                  test_labels: torch.Tensor, steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-4) -> float:
     """Test accuracy of a linear classifier (softmax regression, full-batch Adam) on frozen features (N, D).
 
-    Features are standardised with the training set's mean and std, so encoders of different scales compare fairly.
+    Features are standardised with the training set's mean and std, so encoders of different scales compare fairly;
+    the classifier starts at zero, so the same features always give the same accuracy.
     """
     if len(train_features) != len(train_labels) or len(test_features) != len(test_labels):
         raise ValueError("need one label per feature row, for the training and the test set")
@@ -115,6 +116,8 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     classes = int(train_labels.max()) + 1
     with torch.enable_grad():
         probe = nn.Linear(train_x.shape[1], classes).to(train_x.device)
+        nn.init.zeros_(probe.weight)                 # a convex problem: start at zero, and the result is reproducible
+        nn.init.zeros_(probe.bias)
         optimizer = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
         for _ in range(steps):
             optimizer.zero_grad()
