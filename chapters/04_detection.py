@@ -34,25 +34,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.ops as ops
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 import torchvision.transforms.v2 as T
 from torchmetrics.detection import MeanAveragePrecision
 
 from utils import start_chapter
+from utils.attention_modules import SpatialGate
 from utils.data import CLASSES, DeviceLoader, fashion_mnist
 from utils.detection import (average_precision_coco, average_precision_voc, batched_nms, box_convert, box_iou,
                              iou_loss, kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision, nms,
                              precision_recall, render_detections, unletterbox_boxes, wh_iou)
-from utils.models.yolo import (AnchorFreeDetector, GridDetector, anchor_free_loss, centre_assignment,
-                               centre_candidates, detect_all, pad_targets, random_flip, scene_input, unpad_targets,
-                               yolo_v1_loss)
+from utils.models.yolo import (C2f, AnchorFreeDetector, Bottleneck, GridDetector, anchor_free_loss,
+                               centre_assignment, centre_candidates, conv, detect_all, pad_targets, random_flip,
+                               scene_input, unpad_targets, yolo_v1_loss)
 from utils.plotting import comparison_chart, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
 from utils.training import fit
 from utils.widgets import Explorer, dropdown, slider
-from utils.yolo_parts import (SPP, SPPF, Focus, RepVGGBlock, YOLOv3Head, decode_yolov3, focus_as_conv, focus_slices,
-                              mosaic, simota_assign, simota_cost)
+from utils.yolo_parts import (SPP, SPPF, CSPBlock, Focus, RepVGGBlock, YOLOv3Head, cross_minibatch_statistics,
+                              decode_yolov3, detr_matching_cost, focus_as_conv, focus_slices, mosaic, simota_assign,
+                              simota_cost)
 
 device = start_chapter("04_detection")
 
@@ -547,9 +552,9 @@ explorer.set(confidence=30)
 # | v3 | 2018 | Darknet-53 (residual), **three scales 13/26/52** (FPN-like), 3 anchors per scale: **3×(5+80) = 255** channels per cell on COCO, **independent sigmoid classes** (BCE) | small objects on fine grids; multi-label classes (e.g. "woman" and "person") |
 # | v4 | 2020 | **CSP**Darknet53, **SPP**, **PAN** neck, **Mish**, **mosaic** augmentation, label smoothing, **CIoU loss**, **DIoU-NMS**, CmBN, self-adversarial training | "bag of freebies" (training tricks, free at inference) and "bag of specials" (cheap modules) for best speed/accuracy on one GPU |
 # | v5 | 2020 | PyTorch, **Focus** slicing stem (later a 6×6 conv), CSP (C3) in backbone *and* neck, SPPF, **adaptive anchors** (k-means + genetic evolution at start-up), **letterbox** with minimal padding, auto-learning hyper-parameters | engineering: easy training and export, fast inference on rectangular images |
-# | v6 | 2022 | **RepVGG** blocks (multi-branch in training, **re-parameterised** into one 3×3 conv for inference), efficient **decoupled head**, **anchor-free**, **SimOTA** then TAL assignment, **SIoU** loss | hardware-friendly inference; decoupled heads and anchor-free assignment improve accuracy |
-# | v7 | 2022 | E-ELAN, compound scaling, planned re-parameterisation, auxiliary heads | more gradient paths at the same cost |
-# | v8 | 2023 | **C2f** instead of C3 (every bottleneck output concatenated), **anchor-free decoupled head** (no objectness), task-aligned assigner, DFL + CIoU box loss, mosaic off for the last epochs | richer gradient flow; no anchors to tune; classification and localisation scored together |
+# | v6 | 2022 | **RepVGG** blocks (multi-branch in training, **re-parameterised** into one 3×3 conv for inference) in the EfficientRep backbone and the **Rep-PAN** neck (PAN built of RepVGG blocks), efficient **decoupled head**, **anchor-free**, **SimOTA** then TAL assignment, **SIoU** loss | hardware-friendly inference; decoupled heads and anchor-free assignment improve accuracy |
+# | v7 | 2022 | **E-ELAN** (extended efficient layer aggregation: grouped convolutions whose outputs are shuffled and merged, more gradient paths without lengthening the shortest one), compound scaling of depth and width *together* for concatenation-based blocks, **planned re-parameterisation** (RepConv without the identity branch where a residual already exists), an **auxiliary head** with coarse-to-fine, lead-head-guided label assignment | more accuracy per FLOP from the same parts: trainable "bag of freebies" |
+# | v8 | 2023 | stem: a plain 3×3 stride-2 Conv-BN-SiLU (v5 ≥ 6.0: a 6×6 one, after Focus); backbone of **C2f** blocks instead of C3 (every bottleneck output concatenated) repeated 3-6-6-3 times at full depth (×0.33 for the n model: 1-2-2-1), SPPF; **anchor-free decoupled head** (no objectness), task-aligned assigner, DFL + CIoU box loss, mosaic off for the last 10 epochs | richer gradient flow; no anchors to tune; classification and localisation scored together |
 #
 # YOLOX (2021) introduced the decoupled head + anchor-free + SimOTA combination into the YOLO line; our
 # `AnchorFreeDetector` follows it (objectness kept), with v8's C2f blocks.
@@ -673,6 +678,103 @@ fig.suptitle("a point's colour = the object it learns (small dots stride 8, larg
 show(fig)
 
 # %% [markdown]
+# **CSP (YOLOv4, v5's C3) and C2f (v8).** A Cross Stage Partial block sends half the channels through the
+# bottlenecks and lets the other half skip them, then fuses the two with a 1×1 convolution: the bottlenecks run
+# at half width — a quarter of their FLOPs — and the gradient reaches the input by two paths. YOLOv8's C2f keeps
+# every bottleneck's output as well. Same input and output width, two bottlenecks each:
+
+# %%
+part_rows = {}
+for part_name, part in (("plain: 2 bottlenecks at full width", nn.Sequential(Bottleneck(64), Bottleneck(64))),
+                        ("CSP / C3 (YOLOv4, v5)", CSPBlock(64, 64, depth=2)), ("C2f (YOLOv8)", C2f(64, 64, depth=2))):
+    with FlopCounterMode(display=False) as counter:
+        part.eval()(torch.zeros(1, 64, 16, 16))
+    part_rows[part_name] = {"params": sum(p.numel() for p in part.parameters()),
+                            "MFLOPs": counter.get_total_flops() / 1e6}
+show(comparison_chart(part_rows, {"params": "parameters", "MFLOPs": "MFLOPs on a 64×16×16 map"},
+                      best={"params": "min", "MFLOPs": "min"}, width=10, title="two bottlenecks, three wirings"))
+assert part_rows["CSP / C3 (YOLOv4, v5)"]["MFLOPs"] < 0.5 * part_rows["plain: 2 bottlenecks at full width"]["MFLOPs"], (
+    "a CSP block should cost less than half of the same bottlenecks at full width")
+
+# %% [markdown]
+# **BN, CBN, CmBN.** BatchNorm's statistics come from one mini-batch; with small mini-batches (large images, one
+# GPU) they are noisy. Cross-iteration BN (CBN) also uses the statistics of the last few iterations, corrected for
+# how the weights changed since; YOLOv4's CmBN (cross *mini*-batch BN) accumulates Σx and Σx² over the
+# mini-batches of one iteration — when gradients are accumulated over k mini-batches, the statistics then are
+# those of the whole batch. Below: four mini-batches of 4 scenes, each mini-batch's own statistics, and the
+# accumulated ones, asserted equal to BatchNorm over all 16.
+
+# %%
+feature_maps = conv(1, 8)(scene_input(train_scenes.images[:16])).detach()
+per_chunk_means = torch.stack([chunk.mean((0, 2, 3)) for chunk in feature_maps.split(4)])
+cmbn_mean, cmbn_var = cross_minibatch_statistics(list(feature_maps.split(4)))
+torch.testing.assert_close(cmbn_mean, feature_maps.mean((0, 2, 3)), msg="CmBN's mean is the whole batch's")
+torch.testing.assert_close(cmbn_var, feature_maps.var((0, 2, 3), unbiased=False), msg="…and so is its variance")
+spread = (per_chunk_means.std(0) / feature_maps.std((0, 2, 3))).mean().item()
+print(f"per-mini-batch means scatter by {spread:.2f} of a channel's standard deviation around the batch mean; "
+      "accumulated over the four, they are exactly the batch's")
+
+# %% [markdown]
+# **YOLOv4's grid-sensitivity fix.** A YOLO centre is cell + σ(t): reaching the border of the cell (σ = 0 or 1)
+# needs t → ±∞, so objects centred on a grid line are hard to fit. YOLOv4 scales the sigmoid (1.05·σ − 0.025),
+# YOLOv5 goes further, 2σ(t) − 0.5 ∈ (−0.5, 1.5): the border is reached at a finite t and a point can even
+# predict a centre in its neighbour's cell (v5 then assigns each object to three cells).
+
+# %%
+border = {"σ(t) (v1–v3)": lambda t: torch.sigmoid(t), "2σ(t) − 0.5 (v5)": lambda t: 2 * torch.sigmoid(t) - 0.5}
+t_axis = torch.linspace(-8, 8, 1601, dtype=torch.float64)
+for name, offset in border.items():
+    reach = t_axis[(offset(t_axis) >= 0.99)].min().item()
+    print(f"{name:18s}: offset in ({offset(t_axis).min():.4f}, {offset(t_axis).max():.4f}) for |t| ≤ 8; "
+          f"t needed for 99 % of the cell: {reach:.2f}")
+assert torch.sigmoid(t_axis).max() < 1 and (2 * torch.sigmoid(t_axis) - 0.5).max() > 1, (
+    "the plain sigmoid never reaches the cell's border, the scaled one passes it")
+assert abs(torch.logit(torch.tensor(0.75)).item() - 1.0986) < 1e-3, "2σ(t) − 0.5 = 1 at t = logit(0.75) ≈ 1.10"
+
+# %% [markdown]
+# **YOLOv4's spatial attention.** CBAM's spatial gate (Chapter 2) pools the channels to a mean and a max map and
+# learns one 7×7 weight map from them: one weight per pixel. YOLOv4 modified it to *point-wise* attention: a
+# convolution on the feature map itself gives one gate per pixel **and** channel, x · σ(conv(x)) — no pooling,
+# more parameters, cheap on a GPU.
+
+# %%
+channels = 32
+cbam_gate = SpatialGate()
+yolov4_gate = nn.Conv2d(channels, channels, 1)
+x_features = torch.randn(2, channels, 16, 16)
+gated_cbam = cbam_gate(x_features)                         # x · σ(conv7×7([mean_c x, max_c x]))
+v4_gates = torch.sigmoid(yolov4_gate(x_features))
+print(f"CBAM spatial gate: {sum(p.numel() for p in cbam_gate.parameters())} weights, gates "
+      f"{tuple(cbam_gate.gate.shape[1:])} (one per pixel); YOLOv4's point-wise gate: "
+      f"{sum(p.numel() for p in yolov4_gate.parameters()):,} weights, gates {tuple(v4_gates.shape[1:])}")
+assert cbam_gate.gate.shape[1] == 1 and v4_gates.shape == x_features.shape == gated_cbam.shape, (
+    "CBAM gates each pixel once, YOLOv4 each pixel of each channel")
+
+# %% [markdown]
+# **DETR's bipartite matching.** DETR (2020) has no anchors, no NMS: a Transformer decoder turns N learned
+# *queries* into N predictions, and the loss first finds the **one-to-one matching** between predictions and
+# objects with the lowest total cost (−class probability + 5·L1 + 2·(−GIoU)) by the Hungarian algorithm; the
+# unmatched predictions learn "no object". Each object therefore has exactly one prediction — duplicates are
+# penalised by the loss itself, which is why NMS is unnecessary. Below, the matching between a test scene's
+# objects and our detector's 10 highest-scoring points, by `scipy.optimize.linear_sum_assignment`.
+
+# %%
+with torch.no_grad():
+    query_raw = model(scene_input(test_scenes.images[:1]).to(device)).float()
+query_boxes, query_objectness, query_probs = model.decode(query_raw, SIZE)
+top = (query_objectness[0] * query_probs[0].max(-1).values).topk(10).indices
+truth_scene = test_targets[0]
+matching_cost = detr_matching_cost(query_probs[0, top].cpu(), query_boxes[0, top].cpu() / SIZE, truth_scene["labels"],
+                                   truth_scene["boxes"] / SIZE)
+query_index, object_index = linear_sum_assignment(matching_cost.numpy())
+assert len(set(query_index)) == len(object_index) == len(truth_scene["labels"]), (
+    "the Hungarian matching gives every object exactly one distinct query")
+for q, g in zip(query_index, object_index):
+    overlap = box_iou(query_boxes[0, top][q:q + 1].cpu(), truth_scene["boxes"][g:g + 1])[0, 0]
+    print(f"{CLASSES[int(truth_scene['labels'][g])]:12s} ← query {q} (cost {matching_cost[q, g]:+.2f}, IoU {overlap:.2f})")
+print(f"the other {10 - len(object_index)} queries are matched to nothing and learn 'no object'")
+
+# %% [markdown]
 # **Mosaic and label smoothing (YOLOv4's bag of freebies).** Mosaic tiles four training scenes 2×2 and cuts a
 # scene-sized window at a random offset: every image then shows objects at its edges, cut off, in new
 # company and at new positions — more variety per batch (and BatchNorm sees four scenes' statistics in one image).
@@ -772,6 +874,40 @@ print(f"mosaic + label smoothing {'gained' if change > 0 else 'lost'} {abs(chang
 # Focus slices each 2×2 block's pixels into channels (space-to-depth, no pixel lost) before a convolution; a 3×3
 # Focus equals one 6×6 stride-2 convolution, which replaced it. RepVGG trains 3×3 + 1×1 + identity branches with
 # their BNs and folds them into a single 3×3 convolution for inference. Section 12 asserts all three equalities.
+#
+# </details>
+#
+# <details><summary>CSP, C3 and C2f; BN vs CBN vs CmBN; YOLOv4's grid-sensitivity fix and spatial attention?</summary>
+#
+# CSP splits the channels: half go through the bottlenecks (at half width, a quarter of the FLOPs), half skip
+# them, and a 1×1 convolution fuses both (v5's C3); v8's C2f also keeps every bottleneck's output. CBN uses
+# statistics of recent iterations (corrected for the weight change); CmBN accumulates them over the mini-batches
+# of one iteration, so they are the whole batch's. The grid fix scales the centre sigmoid (1.05σ − 0.025 in v4,
+# 2σ − 0.5 in v5) so a centre on a cell border is reachable with a finite logit. YOLOv4's spatial attention is
+# point-wise: x·σ(conv(x)), one gate per pixel and channel, instead of CBAM's pooled 7×7 per-pixel gate. Section
+# 12 counts, asserts or prints each (CSP vs C2f chart, CmBN = batch statistics, the sigmoid's reach, both gates).
+#
+# </details>
+#
+# <details><summary>DETR: how does bipartite matching replace anchors and NMS?</summary>
+#
+# DETR predicts a fixed set of N boxes from N learned queries. The loss first matches predictions to objects
+# one-to-one with the Hungarian algorithm on a cost (−class probability + L1 + −GIoU); matched pairs get class
+# and box losses, unmatched predictions the "no object" class. Since only one prediction per object is rewarded,
+# the model learns not to duplicate — no NMS, no anchors. Section 12's DETR cell builds the cost
+# (`detr_matching_cost`) and matches our detector's top queries with `scipy.optimize.linear_sum_assignment`
+# (optimality checked against brute force in `tests/test_yolo_parts.py`).
+#
+# </details>
+#
+# <details><summary>YOLOv7 in one paragraph; YOLOv8's stem and block counts?</summary>
+#
+# YOLOv7 (2022): E-ELAN blocks (more gradient paths, grouped and shuffled), compound scaling of depth and width
+# together for concatenation-based models, planned re-parameterisation (RepConv without identity where a residual
+# exists), and an auxiliary head trained with lead-head-guided labels. YOLOv8: a 3×3 stride-2 convolution stem
+# (v5 used Focus, then a 6×6 convolution — section 12 shows they are the same layer), C2f blocks repeated 3-6-6-3
+# (scaled by the depth multiple), SPPF, an anchor-free decoupled head without objectness (see the table in
+# section 11).
 #
 # </details>
 #

@@ -142,3 +142,42 @@ def test_mosaic_tiles_four_scenes_and_keeps_boxes_inside_the_window():
             assert torch.all(image[0, y1:y2, x1:x2] == 50 * (label + 1))
     with pytest.raises(ValueError, match="square"):
         mosaic(images[:, :, :, :30], boxes, labels, 1, generator)
+
+
+def test_csp_block_runs_its_bottlenecks_at_half_width():
+    from utils.yolo_parts import CSPBlock
+
+    block = CSPBlock(32, 64, depth=2)
+    assert block(torch.zeros(1, 32, 8, 8)).shape == (1, 64, 8, 8)
+    assert all(b.block[0][0].in_channels == 32 for b in block.blocks), "bottlenecks at c_out / 2"
+
+
+def test_cross_minibatch_statistics_equal_batchnorm_over_the_whole_batch():
+    from utils.yolo_parts import cross_minibatch_statistics
+
+    x = torch.randn(16, 3, 5, 5, dtype=torch.float64) * 2 + 1
+    mean, var = cross_minibatch_statistics(list(x.split(4)))
+    torch.testing.assert_close(mean, x.mean((0, 2, 3)))
+    torch.testing.assert_close(var, x.var((0, 2, 3), unbiased=False))
+    with pytest.raises(ValueError, match="same C"):
+        cross_minibatch_statistics([x[:2], x[:2, :2]])
+
+
+def test_detr_matching_by_the_hungarian_algorithm_is_optimal():
+    import itertools
+
+    from scipy.optimize import linear_sum_assignment
+
+    from utils.yolo_parts import detr_matching_cost
+
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(6, 2, generator=generator) * 0.5
+    pred_boxes = torch.cat([corners, corners + 0.2 + torch.rand(6, 2, generator=generator) * 0.3], 1)
+    gt_boxes = pred_boxes[[4, 1, 2]] + 0.01
+    cost = detr_matching_cost(torch.rand(6, 5, generator=generator).softmax(-1), pred_boxes,
+                              torch.tensor([0, 3, 1]), gt_boxes)
+    rows, cols = linear_sum_assignment(cost.numpy())
+    best = min(sum(cost[q, g].item() for g, q in enumerate(queries))
+               for queries in itertools.permutations(range(6), 3))
+    assert abs(cost[rows, cols].sum().item() - best) < 1e-5
+    assert sorted(zip(cols.tolist(), rows.tolist())) == [(0, 4), (1, 1), (2, 2)], "each object finds its own query"

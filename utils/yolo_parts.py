@@ -260,3 +260,52 @@ def mosaic(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.T
         out_boxes.append(kept["boxes"].as_subclass(torch.Tensor))
         out_labels.append(kept["labels"])
     return torch.stack(out_images), out_boxes, out_labels
+
+
+class CSPBlock(nn.Module):
+    """YOLOv5's C3, a Cross Stage Partial block: half the channels go through ``depth`` bottlenecks, the other half
+    skips them, and a 1×1 convolution fuses the two — the bottlenecks run at half width (a quarter of the FLOPs)
+    and the gradient reaches the input by two paths."""
+
+    def __init__(self, c_in: int, c_out: int, depth: int = 1):
+        super().__init__()
+        _check_positive(c_in=c_in, c_out=c_out, depth=depth)
+        from .models.yolo import Bottleneck
+
+        hidden = c_out // 2
+        self.main, self.skip = conv(c_in, hidden, 1), conv(c_in, hidden, 1)
+        self.blocks = nn.Sequential(*(Bottleneck(hidden) for _ in range(depth)))
+        self.fuse = conv(2 * hidden, c_out, 1)
+
+    def forward(self, x):
+        return self.fuse(torch.cat((self.blocks(self.main(x)), self.skip(x)), 1))
+
+
+def cross_minibatch_statistics(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """CmBN's idea (YOLOv4): accumulate per-channel Σx and Σx² over the mini-batches of one iteration, so the
+    statistics are those of the whole batch although each mini-batch is processed alone.
+
+    chunks: tensors ``n_i×C×H×W`` → (mean C, biased variance C), equal to BatchNorm's over the concatenation."""
+    if not chunks or any(c.dim() != 4 or c.shape[1] != chunks[0].shape[1] for c in chunks):
+        raise ValueError("chunks must be a non-empty list of N×C×H×W tensors with the same C")
+    count = sum(c.numel() // c.shape[1] for c in chunks)
+    total = sum(c.sum((0, 2, 3)) for c in chunks)
+    squares = sum(c.pow(2).sum((0, 2, 3)) for c in chunks)
+    mean = total / count
+    return mean, squares / count - mean.pow(2)
+
+
+def detr_matching_cost(pred_probs: torch.Tensor, pred_boxes: torch.Tensor, gt_labels: torch.Tensor,
+                       gt_boxes: torch.Tensor, class_weight: float = 1.0, l1_weight: float = 5.0,
+                       giou_weight: float = 2.0) -> torch.Tensor:
+    """DETR's matching cost ``Q×G``: −p(class of the object) + 5·L1 + 2·(−GIoU) between every query and object.
+
+    pred_probs Q×C, pred_boxes Q×4 and gt_boxes G×4 (xyxy, normalised to the image size for the L1 term), gt_labels
+    G. `scipy.optimize.linear_sum_assignment` on it gives the one-to-one matching the set loss is computed on.
+    """
+    if pred_probs.shape[0] != pred_boxes.shape[0] or gt_labels.shape[0] != gt_boxes.shape[0]:
+        raise ValueError("need pred_probs Q×C with pred_boxes Q×4, and gt_labels G with gt_boxes G×4")
+    class_cost = -pred_probs[:, gt_labels.long()]                                    # Q×G
+    l1_cost = torch.cdist(pred_boxes, gt_boxes, p=1)
+    giou_cost = -box_iou(pred_boxes, gt_boxes, kind="giou")
+    return class_weight * class_cost + l1_weight * l1_cost + giou_weight * giou_cost
