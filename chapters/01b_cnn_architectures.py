@@ -133,6 +133,40 @@ assert with_bottleneck < without_bottleneck, (
     f"1×1 bottlenecks should cut parameters, got {with_bottleneck:,} with vs {without_bottleneck:,} without")
 
 # %% [markdown]
+# **GoogLeNet's auxiliary classifiers.** GoogLeNet (22 layers, 2014 — before BatchNorm and ResNet) attached two
+# small classifiers to intermediate Inception blocks during training, their losses added with weight 0.3: a short
+# path for the gradient to reach the early layers, and a push for those layers to be discriminative on their own.
+# At inference they are removed. Measured below on a 17-layer plain ReLU network of that era (no BN, Xavier
+# initialisation): the gradient reaching the first layer, with and without an auxiliary head after layer 8.
+
+# %%
+torch.manual_seed(0)
+plain_layer = lambda c_in: nn.Sequential(nn.Conv2d(c_in, 16, 3, padding=1), nn.ReLU())  # noqa: E731
+lower = nn.Sequential(plain_layer(1), *[plain_layer(16) for _ in range(7)])
+upper = nn.Sequential(nn.MaxPool2d(2), *[plain_layer(16) for _ in range(8)])
+for layer in [*lower.modules(), *upper.modules()]:
+    if isinstance(layer, nn.Conv2d):
+        nn.init.xavier_normal_(layer.weight)
+        nn.init.zeros_(layer.bias)
+main_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+auxiliary_head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(16, 32, 1), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(512, 10))
+x_aux, y_aux = test_images[:64].float() / 255, test_labels[:64]
+first_layer_gradient = {}
+for use_auxiliary in (False, True):
+    lower.zero_grad(set_to_none=True)
+    middle = lower(x_aux)
+    loss = nn.functional.cross_entropy(main_head(upper(middle)), y_aux)
+    if use_auxiliary:
+        loss = loss + 0.3 * nn.functional.cross_entropy(auxiliary_head(middle), y_aux)
+    loss.backward()
+    first_layer_gradient[use_auxiliary] = lower[0][0].weight.grad.norm().item()
+aux_gain = first_layer_gradient[True] / first_layer_gradient[False]
+print(f"gradient norm at the first layer: {first_layer_gradient[False]:.1e} from the main head alone, "
+      f"{first_layer_gradient[True]:.1e} with the auxiliary head (×{aux_gain:.1f})")
+assert aux_gain > 2, f"an auxiliary head half-way should multiply the first layer's gradient, got ×{aux_gain:.2f}"
+
+# %% [markdown]
 # **ResNet: basic vs bottleneck blocks, and the projection shortcut.** A basic block is two 3×3 convolutions; a
 # bottleneck block is 1×1 (reduce) → 3×3 → 1×1 (expand ×4), which makes 50+ layers affordable. When a block
 # changes the resolution or channel count, the shortcut becomes a strided 1×1 convolution (the *projection*) so
@@ -316,7 +350,9 @@ print(f"φ = 2 costs {scaling_flops[2] / scaling_flops[0]:.1f}× the FLOPs of th
 #
 # LeNet: shared convolution weights + pooling + FC classifier. AlexNet: scale (depth, width, GPU), ReLU, dropout,
 # augmentation. VGG: only stacked 3×3 convolutions in blocks. NiN: 1×1 convolutions (per-pixel MLP) and global
-# average pooling instead of FC layers. GoogLeNet: parallel multi-scale paths with 1×1 bottlenecks. ResNet:
+# average pooling instead of FC layers. GoogLeNet: parallel multi-scale paths with 1×1 bottlenecks, and two
+# auxiliary classifiers (loss weight 0.3, removed at inference) that feed gradient to the early layers — see
+# "GoogLeNet's auxiliary classifiers", which measures it. ResNet:
 # identity shortcuts, so blocks learn residuals. DenseNet: concatenate all earlier maps, reuse features. Each is
 # one file in `utils/models/`; the chart above compares all seven.
 # </details>
