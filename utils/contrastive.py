@@ -353,7 +353,7 @@ def render_neighbours(embeddings: torch.Tensor, projection: torch.Tensor, images
         ax.imshow(images[i, 0].numpy(), cmap="gray", vmin=0, vmax=255)
         ax.set(xticks=[], yticks=[])
         title = f"query: {names[int(labels[i])]}" if k == 0 else \
-            f"{names[int(labels[i])]}\nd²={distances[i].item():.2f}"
+            f"{names[int(labels[i])]}\nd²={distances[i].item():.3f}"
         ax.set_title(title, fontsize=8, color="red" if k == 0 else
                      ("black" if labels[i] == labels[index] else "tab:orange"))
     return fig
