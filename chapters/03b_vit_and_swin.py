@@ -250,7 +250,7 @@ assert learned_structure > untrained_structure + pick(smoke=0.1, cpu=0.2, gpu=0.
 # Each of the D output channels of the patch embedding is a 4×4 filter laid over every patch: the first thing the
 # ViT computes. The paper shows the top **principal components** of these filters (ViT-L/32 on JFT-300M): smooth,
 # Gabor- and blob-like basis functions for the fine structure inside a patch, as a CNN's first layer learns. Below,
-# the first 16 filters of our trained ViT and the top 8 principal components (of the D filters, mean removed), each
+# the first 16 filters of our trained ViT and the top 8 principal components ("PCs": of the D filters, mean removed), each
 # scaled by its own largest |weight|. `train_vit` seeds its model, so the same seed rebuilds the exact initial
 # weights: how far training moved them is measured, not guessed.
 
@@ -273,7 +273,7 @@ components, component_share = principal_components(filters)
 initial_share = principal_components(initial_filters)[1]
 panels = torch.cat([filters[:16], components])
 panels = panels / panels.flatten(1).abs().amax(1)[:, None, None]
-show(labelled_grid(panels, ["filters 1–8", "filters 9–16", "principal components 1–8"],
+show(labelled_grid(panels, ["filters 1–8", "filters 9–16", "PCs 1–8"],
                    [str(i) for i in range(1, 9)], "weight / its largest |weight|",
                    f"ViT patch-embedding filters (4×4, {profile()} profile) and their principal components",
                    cmap="RdBu_r", vmin=-1, vmax=1))
