@@ -24,7 +24,7 @@ VERIFY_PYTHON := $(BIN)/python
 VERIFY_SETUP := $(STAMP) data
 endif
 
-.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench clean
+.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ verify: $(VERIFY_SETUP)  ## run every chapter as a script; write chapters/output
 
 bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results table
 	$(BIN)/python -m utils.bench
+
+questions: $(STAMP)  ## every chapter's interview questions in one index: chapters/outputs/questions.md
+	$(BIN)/python -m utils.questions
 
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts

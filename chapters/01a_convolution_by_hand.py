@@ -259,14 +259,16 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 # <details><summary>What does a 1×1 convolution do?</summary>
 #
 # A fully connected layer applied at every pixel: it mixes channels, not space. It changes the channel count
-# cheaply (bottlenecks in GoogLeNet and ResNet) and adds per-pixel non-linearity (NiN). The assert there shows it
-# equals `F.linear` applied to each pixel.
+# cheaply (bottlenecks in GoogLeNet and ResNet) and adds per-pixel non-linearity (NiN). The assert in
+# "Parameters, 1×1 convolutions, grouped and depthwise-separable convolutions" shows it equals `F.linear` applied
+# to each pixel.
 # </details>
 #
 # <details><summary>What do grouped and depthwise-separable convolutions save?</summary>
 #
 # Groups g divide weights and FLOPs by g. Depthwise (one k×k filter per channel) + pointwise 1×1 costs about
-# 1/C_out + 1/k² of a standard convolution — here 8× fewer FLOPs for 3×3, 64 → 128. See the same table.
+# 1/C_out + 1/k² of a standard convolution — here 8× fewer FLOPs for 3×3, 64 → 128. See the table in
+# "Parameters, 1×1 convolutions, grouped and depthwise-separable convolutions".
 # </details>
 #
 # <details><summary>Which layers downsample? Why does pooling have no parameters? Max vs average?</summary>
@@ -281,7 +283,8 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 #
 # `utils/scratch.py`: windows by `sliding_window_view`, one `einsum` for the convolution; max over windows with
 # −∞ padding; BN: per-channel mean/variance over (N, H, W) in training with running averages updated in place,
-# running statistics in inference, then γ·x̂ + β. Each is asserted equal to `torch.nn.functional` above.
+# running statistics in inference, then γ·x̂ + β. Each is asserted equal to `torch.nn.functional` in "Convolution is
+# a sliding dot product", "Pooling: downsampling with no parameters" and "BatchNorm and LayerNorm forward, by hand".
 # </details>
 #
 # <details><summary>What do Sobel and Laplacian kernels detect?</summary>
@@ -294,5 +297,5 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 # <details><summary>Why convolutions rather than fully connected layers on images?</summary>
 #
 # Locality and weight sharing: far fewer parameters (independent of the image size) and translation
-# equivariance — shift the input, the output shifts (the last cell asserts it).
+# equivariance — shift the input, the output shifts (asserted in "Equivariance, seen").
 # </details>

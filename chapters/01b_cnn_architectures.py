@@ -367,14 +367,16 @@ print(f"φ = 2 costs {scaling_flops[2] / scaling_flops[0]:.1f}× the FLOPs of th
 #
 # FC layers mix all positions and channels into class scores; they hold most of the parameters (here the VGG head
 # is the large majority) and fix the input size. GAP averages each map to one number: no parameters, less
-# overfitting, any input size — shown by NiN on 36×36 and 64×64 inputs while VGG's head fails.
+# overfitting, any input size — shown by NiN on 36×36 and 64×64 inputs while VGG's head fails ("NiN: global
+# average pooling makes any input size work").
 # </details>
 #
 # <details><summary>ResNet: basic vs bottleneck block, and the projection shortcut?</summary>
 #
 # Basic: two 3×3 convolutions. Bottleneck: 1×1 reduce → 3×3 → 1×1 expand (×4), far fewer parameters at the same
 # width (asserted). The projection shortcut is a strided 1×1 convolution + BN used when the block changes
-# resolution or channels, so shortcut and residual can be added.
+# resolution or channels, so shortcut and residual can be added (see "ResNet: basic vs bottleneck blocks, and the
+# projection shortcut").
 # </details>
 #
 # <details><summary>Why do residual connections make deep nets trainable? What do dense connections add?</summary>
@@ -398,5 +400,6 @@ print(f"φ = 2 costs {scaling_flops[2] / scaling_flops[0]:.1f}× the FLOPs of th
 # <details><summary>Why are FLOPs and parameters different measures of cost?</summary>
 #
 # Parameters are weights stored; FLOPs are work per image and grow with the spatial size each weight is applied
-# to. Compare the chart's FLOPs and images/s panels, and the rank correlations printed under it, for your run.
+# to. Compare the FLOPs and images/s panels of the chart in "Train all seven under one budget", and the rank
+# correlations printed under it, for your run.
 # </details>

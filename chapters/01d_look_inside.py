@@ -175,32 +175,34 @@ assert erf_radius(erfs["trained"][deep]) < 28 and erf_radius(erfs["trained"][dee
 #
 # The window of input pixels that can influence one unit. It grows with depth (each k×k layer adds (k − 1)·jump),
 # with downsampling (pooling or stride multiplies the jump, so later layers add more per layer) and with dilation
-# (k_eff = d(k − 1) + 1 at no extra weights). The first cell computes 7, 13, 12 and 15 px for the four stacks.
+# (k_eff = d(k − 1) + 1 at no extra weights). "Receptive-field arithmetic" computes 7, 13, 12 and 15 px for the
+# four stacks.
 # </details>
 #
 # <details><summary>How do you compute the receptive field of a network with branches (ResNet, Inception)?</summary>
 #
 # Propagate rf, jump and start along every path of the graph and, where paths merge, keep the largest field —
-# `receptive_field` does this on the `torch.fx` graph; the explorer's plot shows it layer by layer for the ResNet.
+# `receptive_field` does this on the `torch.fx` graph; the plot in "Receptive-field explorer: theoretical vs
+# effective" shows it layer by layer for the ResNet.
 # </details>
 #
 # <details><summary>Theoretical vs effective receptive field?</summary>
 #
 # The theoretical field bounds where gradients can come from (asserted: zero outside it); the effective field
 # (|∂ centre / ∂ input|) is Gaussian-like and much smaller — 95% of its mass sits well inside the theoretical
-# square — and training reshapes it. See the receptive-field explorer and the table above.
+# square — and training reshapes it. See "Receptive-field explorer: theoretical vs effective" and its table.
 # </details>
 #
 # <details><summary>What do early and deep feature maps respond to?</summary>
 #
 # Early maps see a few pixels and act as edge, contrast and texture detectors (the cell under the stem kernels
-# measures how Sobel-like they are in your run); deeper maps see most of the object and respond to parts and shapes. Explore it in the
-# feature-map explorer.
+# measures how Sobel-like they are in your run, "The first layer's kernels"); deeper maps see most of the object
+# and respond to parts and shapes. Explore it in "Feature-map explorer".
 # </details>
 #
 # <details><summary>Why does the centre of the receptive field matter more than its edges?</summary>
 #
 # Many more paths through the network connect the centre pixels to the unit than the border pixels (the number of
 # paths follows a binomial-like count), so the centre dominates the gradient — the effective field's Gaussian
-# shape.
+# shape, measured in "Receptive-field explorer: theoretical vs effective".
 # </details>

@@ -1,0 +1,38 @@
+"""`make questions` (utils/questions.py): every interview answer points to a cell that exists."""
+
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from utils.questions import build_index, questions_of
+
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9]*.py"))
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[`*]", "", text).lower()
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_every_answer_points_to_a_cell_of_its_chapter(source):
+    notebook = jupytext.read(source)
+    markdown = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    lecture = _plain(markdown[:markdown.rfind("Interview questions")] + "\n".join(
+        c.source for c in notebook.cells if c.cell_type == "code"))
+    sections = set(re.findall(r"^#+ (\d+)\.", markdown, re.MULTILINE))
+    unresolved = []
+    for question in questions_of(source):
+        names = [n.rstrip("….").strip() for n in re.findall(r'"([^"]+)"', question.points_to)]
+        numbers = [n for group in re.findall(r"section ([\d\s,–and-]+)", question.points_to)
+                   for n in re.findall(r"\d+", group)]
+        if not any(_plain(n) in lecture for n in names) and not any(n in sections for n in numbers):
+            unresolved.append(f"line {question.line}: {question.question[:60]!r} → {question.points_to or '—'}")
+    assert not unresolved, (f"{source.name}: answers must name the cell that demonstrates them (a quoted cell "
+                            f"title or 'section N'): " + "; ".join(unresolved[:4]))
+
+
+def test_the_index_lists_every_chapter():
+    text, total = build_index()
+    assert total >= 10 * len(CHAPTERS) // 2 and all(f"## {p.stem}" in text for p in CHAPTERS)
