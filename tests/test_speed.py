@@ -1,5 +1,7 @@
 """utils.speed: measurement helpers, FLOP/byte counting, ladder rungs, fused vs unfused blocks, int8."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -79,8 +81,10 @@ def test_measure_rung_reports_throughput(rung):
     result = speed.measure_rung(rung, tiny_model, images, labels, device="cpu", steps=3, workers=0)
     assert result["images_per_second"] > 0 and result["first_step_extra_s"] >= 0
     assert torch.get_num_threads() == threads, "the thread count is restored"
-    with pytest.raises(ValueError, match="need 12"):
-        speed.measure_rung(rung, tiny_model, images, labels, device="cpu", steps=10, workers=0)
+    longer = speed.measure_rung(rung, tiny_model, images, labels, device="cpu", steps=10, workers=0)
+    assert longer["images_per_second"] > 0, "more steps than one epoch holds: the loader starts a new epoch"
+    with pytest.raises(ValueError, match="no full batch"):
+        speed.measure_rung(replace(rung, batch=200), tiny_model, images, labels, device="cpu", steps=1, workers=0)
 
 
 def test_gpu_rungs_refused_on_cpu():

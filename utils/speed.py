@@ -185,6 +185,12 @@ def _batches(rung: Rung, images, labels, dev, workers: int):
                       pin_memory=dev.type == "cuda", drop_last=True, persistent_workers=workers > 0)
 
 
+def _endless(loader):
+    """Batches of ``loader``, epoch after epoch (a large batch may need more steps than one epoch holds)."""
+    while True:
+        yield from loader
+
+
 def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, workers: int = 2) -> dict:
     """Training images/s of ``model_fn()`` (a fresh model) with ``rung``'s settings, over ``steps`` steps after two
     warm-up steps; the first step's extra time (compilation, graph capture, lazy init) is reported apart as
@@ -218,10 +224,9 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
             opt.step()
 
         loader = _batches(rung, images, labels, dev, workers)
-        if len(loader) < steps + 2:
-            raise ValueError(f"{rung.name}: {len(images)} images make {len(loader)} batches of {rung.batch}; "
-                             f"need {steps + 2}")
-        it = iter(loader)
+        if len(loader) == 0:
+            raise ValueError(f"{rung.name}: {len(images)} images make no full batch of {rung.batch}")
+        it = _endless(loader)
         first = measure_step = None
         for i in range(2):
             start = time.perf_counter()
