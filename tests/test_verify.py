@@ -103,3 +103,20 @@ def test_report_refuses_nan_and_non_numbers(tmp_path, monkeypatch):
         results.report("accuracy", "high")
     assert results.report("accuracy", 0.5) == 0.5
     assert results.read("scratch", results.profile())["figures"][0]["value"] == 0.5
+
+
+def test_measured_runtimes_read_the_readme_tables(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("""
+<!-- verify:cpu:start -->
+Measured by `make verify PROFILE=cpu`; last run on 2026-11-26.
+
+| chapter | status | wall s | CPU s | budget s | device | headline figures | first failure |
+|---|---|---|---|---|---|---|---|
+| 01b_cnn_architectures | passed | 2006 | 477 | 600 | CPU (1 thread) | x 0.9 | — |
+<!-- verify:cpu:end -->
+""")
+    measured = results.measured_runtimes("01b_cnn_architectures", readme)
+    assert measured == {"cpu": {"status": "passed", "wall": 2006.0, "cpu": 477.0, "budget": 600.0,
+                                "device": "CPU (1 thread)", "date": "2026-11-26"}}
+    assert results.measured_runtimes("04_detection", readme) == {}

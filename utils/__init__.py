@@ -15,4 +15,5 @@ def start_chapter(name: str, seed: int = 0):
     results.start(name)
     seed_everything(seed)
     print(describe())
+    print(results.runtime_line(name))
     return device()

@@ -108,3 +108,41 @@ def merge_block(text: str, start: str, end: str, heading: str, columns: tuple[st
     lines = [heading, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(kept[key]) + " |" for key in order if key in kept]
     return text[:text.index(start)] + start + "\n" + "\n".join(lines) + "\n" + text[text.index(end):]
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def measured_runtimes(chapter: str, readme: Path = README) -> dict[str, dict]:
+    """What `make verify` last measured for ``chapter``, per profile, from the README's tables:
+    ``{profile: {"status", "wall", "cpu", "budget", "device", "date"}}`` (profiles never measured are absent)."""
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    measured = {}
+    for profile_name in ("smoke", "cpu", "gpu"):
+        start, end = f"<!-- verify:{profile_name}:start -->", f"<!-- verify:{profile_name}:end -->"
+        if start not in text or end not in text:
+            continue
+        block = text[text.index(start):text.index(end)]
+        date = re.search(r"last run on (\d{4}-\d{2}-\d{2})", block)
+        for line in block.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells and cells[0] == chapter and len(cells) >= 6:
+                measured[profile_name] = {"status": cells[1], "wall": float(cells[2]), "cpu": float(cells[3]),
+                                          "budget": float(cells[4]), "device": cells[5],
+                                          "date": date.group(1) if date else "?"}
+    return measured
+
+
+def runtime_line(chapter: str) -> str:
+    """One sentence for a chapter's first cell: how long it took in each profile when `make verify` last ran."""
+    measured = measured_runtimes(chapter)
+    parts = []
+    for profile_name in ("smoke", "cpu", "gpu"):
+        if profile_name not in measured:
+            parts.append(f"{profile_name}: not yet measured")
+            continue
+        m = measured[profile_name]
+        minutes = m["cpu"] / 60 if m["device"].startswith("CPU") else m["wall"] / 60
+        unit = "min of CPU time on one core" if m["device"].startswith("CPU") else f"min on {m['device']}"
+        parts.append(f"{profile_name}: {minutes:.1f} {unit} ({m['status']}, {m['date']})")
+    return "run time measured by `make verify` — " + "; ".join(parts)
