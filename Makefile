@@ -24,7 +24,7 @@ VERIFY_PYTHON := $(BIN)/python
 VERIFY_SETUP := $(STAMP) data
 endif
 
-.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions clean
+.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results
 
 questions: $(STAMP)  ## every chapter's interview questions in one index: chapters/outputs/questions.md
 	$(BIN)/python -m utils.questions
+
+exercises: $(STAMP)  ## exercise + solution notebooks with self-checks, and timed drills: chapters/outputs/exercises/
+	$(BIN)/python -m utils.exercises
 
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts
