@@ -177,7 +177,8 @@ else:
 # FLOPs per byte — says which one it waits for. A machine does *P* FLOP/s and moves *B* bytes/s; a layer with
 # intensity below the **ridge point** *P/B* is **memory-bound** (faster arithmetic would not help; fusing it with its
 # neighbours, so its data is read once, would), above it **compute-bound** (the roofline model). We measure *P* (a
-# float32 matmul) and *B* (a 32 MiB copy) on this machine and place every layer of the ResNet against the ridge.
+# float32 matmul) and *B* (a copy larger than the caches) on this machine and place every layer of the ResNet
+# against the ridge.
 
 # %%
 balance = speed.machine_balance(device)

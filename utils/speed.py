@@ -150,7 +150,8 @@ def machine_balance(device=None, size: int = 1024) -> dict:
     dev = torch.device(device or "cpu")
     a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
     matmul = measure(lambda: a @ b, device=dev, repeats=5)["best"]
-    big = torch.empty(32 * 2 ** 20 // 4, device=dev)  # 32 MiB: larger than the caches
+    mib = 512 if dev.type == "cuda" else 32  # larger than the caches (an H100's L2 holds 50 MB)
+    big = torch.empty(mib * 2 ** 20 // 4, device=dev)
     copy_ = measure(lambda: big.clone(), device=dev, repeats=5)["best"]
     flops, bandwidth = 2 * size ** 3 / matmul, 2 * big.numel() * 4 / copy_
     return {"flops_per_second": flops, "bytes_per_second": bandwidth, "ridge": flops / bandwidth}
