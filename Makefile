@@ -24,7 +24,7 @@ VERIFY_PYTHON := $(BIN)/python
 VERIFY_SETUP := $(STAMP) data
 endif
 
-.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises clean
+.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises book clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,9 @@ questions: $(STAMP)  ## every chapter's interview questions in one index: chapte
 
 exercises: $(STAMP)  ## exercise + solution notebooks with self-checks, and timed drills: chapters/outputs/exercises/
 	$(BIN)/python -m utils.exercises
+
+book: $(STAMP) data  ## the chapters executed (COURSE_PROFILE, smoke by default) as static HTML: chapters/outputs/book/
+	$(BIN)/python -m utils.book $(CHAPTERS)
 
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts

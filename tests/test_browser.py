@@ -306,3 +306,27 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
         page.evaluate(SHUTDOWN, path)
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_book_pages_render_in_the_browser(browser, tmp_path):
+    """`make book` (utils/book.py), on the shortest chapter with figures: the page loads offline, every image
+    decodes, the interview answers are real <details> elements, and no raw markdown or HTML reaches the reader."""
+    from utils.book import chapter_sources, write_book
+
+    pages = write_book(chapter_sources(["01a"]), tmp_path)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        for path in [tmp_path / "index.html", *pages]:
+            page.goto(path.as_uri(), wait_until="load")
+            broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
+            assert broken == 0, f"{path.name}: {broken} images did not load"
+            text = page.evaluate("document.body.innerText")
+            for raw in ("<details", "</summary>", "# %%", "](", "**"):
+                assert raw not in text, f"{path.name}: raw markdown/HTML {raw!r} shows on the page"
+        assert page.evaluate("document.querySelectorAll('details summary').length") >= 3, "answers as <details>"
+        assert page.evaluate("document.images.length") >= 3, "the chapter's figures are on the page"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "book-01a.png"))
+    finally:
+        page.close()
