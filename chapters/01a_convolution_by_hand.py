@@ -87,7 +87,7 @@ np.testing.assert_allclose(edges, F.conv2d(torch.from_numpy(x), torch.from_numpy
 magnitude = np.hypot(edges[:, 0], edges[:, 1])
 panels = [x[0, 0], edges[0, 0], edges[0, 1], magnitude[0], edges[0, 2]]
 show(image_grid(panels, titles=["image", "Sobel x", "Sobel y", "|gradient|", "Laplacian"], ncols=5, size=2,
-                suptitle="Hand-designed kernels on a real image"))
+                suptitle="Hand-designed kernels on a real image", colorbar_label="brightness / response"))
 # A flat region gives exactly zero for both: every kernel sums to zero.
 assert np.allclose(scratch.conv2d(np.ones((1, 1, 5, 5), np.float32), kernels), 0), (
     "every hand-designed kernel sums to zero, so a flat image should give exactly 0")

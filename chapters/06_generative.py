@@ -212,7 +212,8 @@ assert mean_activity < 3 * SPARSITY_TARGET and sparse_error < baseline, (
 with torch.no_grad():  # what one active unit adds to the image drawn by a silent code
     silent = sparse_ae.decode(torch.zeros(1, 128, device=device))
     parts = torch.sigmoid(sparse_ae.decode(torch.eye(128, device=device)[:16])) - torch.sigmoid(silent)
-show(image_grid(parts.cpu(), ncols=8, cmap="RdBu_r", suptitle="Sparse AE: what each of 16 code units adds"))
+show(image_grid(parts.cpu(), ncols=8, cmap="RdBu_r", suptitle="Sparse AE: what each of 16 code units adds",
+                colorbar_label="change in pixel value"))
 
 # %% [markdown]
 # ## 4. Variational autoencoder: encode a distribution

@@ -100,21 +100,31 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
-def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.3, suptitle=None):
-    """A figure with ``images`` (N×H×W or N×1×H×W, any array-like) laid out in a grid."""
+def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.3, suptitle=None,
+               colorbar_label: str | None = None):
+    """A figure with ``images`` (N×H×W or N×1×H×W, any array-like) laid out in a grid.
+
+    Pictures need no scale; maps whose colour is a measured value (filter responses, differences) do: give
+    ``colorbar_label`` and every panel gets its own colourbar saying what the colour measures (diverging maps
+    such as ``RdBu_r`` are centred on 0)."""
     images = [np.asarray(im.detach().cpu() if hasattr(im, "detach") else im).squeeze() for im in images]
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"give one title per image: {len(titles)} titles for {len(images)} images")
     nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)),
-                             squeeze=False)
+    width = size * ncols * (1.25 if colorbar_label else 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, size * nrows + (0.3 if suptitle else 0)),
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
-            ax.imshow(images[i], cmap=cmap)
+            limit = np.abs(images[i]).max() if colorbar_label and cmap in ("RdBu_r", "RdBu", "coolwarm", "bwr") else None
+            shown = ax.imshow(images[i], cmap=cmap, vmin=-limit if limit else None, vmax=limit)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
+            if colorbar_label:
+                fig.colorbar(shown, ax=ax, shrink=0.8).set_label(colorbar_label, fontsize=7)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
     return fig
 
 
