@@ -11,11 +11,11 @@ unsplit copy alone (no collective touches it: that is the single-process run). `
 every step and every parameter after the last step, prints the largest difference of each, and exits with status 1
 when one exceeds `TOLERANCE`; ``--sabotage`` (DDP only) skips the gradient all-reduce to show the check failing.
 
-Backends: NCCL with one GPU per process when CUDA has enough GPUs, gloo on CPU otherwise. What gloo does not do is
-worked around here, not hidden: gloo has no ``reduce_scatter``, so FSDP2 on CPU reduces gradients with the
-all-reduce fallback that torch uses for gloo (the sharding of parameters, gradients and optimizer state, and so the
-memory per process, is the same); and gloo's point-to-point send/recv, used by the pipeline, is synchronous on CPU
-(no overlap of transfers with compute: the measured idle time includes them).
+Backends: NCCL with one GPU per process when CUDA has enough GPUs, gloo on CPU otherwise. With the installed torch
+(2.14) gloo on CPU runs every collective these modes use — FSDP2's all-gather and reduce-scatter
+(``reduce_scatter_tensor``), the pipeline's send/recv, all-reduce — so no mode needed a workaround; checked by the
+unit tests on 2 gloo processes. What differs from NCCL on GPUs: there are no CUDA streams, so communication does not
+overlap computation and shares the same CPU cores — the pipeline's measured idle time includes it.
 
 The modes:
 
