@@ -550,8 +550,9 @@ show(fig)
 for r in pipeline_runs:
     print(f"{r['schedule']:>5}, m = {r['microbatches']}: idle measured {np.mean(r['idle_per_stage']):.0%} "
           f"(stages {', '.join(f'{v:.0%}' for v in r['idle_per_stage'])}) vs formula {r['bubble_formula']:.0%}")
-print("The measured idle time is above the formula: it also holds the send/recv between processes (synchronous "
-      "in gloo on a CPU) and the imbalance between stages (the last stage also computes the loss).")
+print("The measured idle time is above the formula: it also holds the send/recv between processes (on the same "
+      "CPU cores as the compute, with no streams to overlap them) and the imbalance between stages (the last stage "
+      "also computes the loss).")
 
 # %% [markdown]
 # **Pipeline explorer.** The formula comes from the ideal schedule: equal stages, free communication.
