@@ -459,7 +459,8 @@ print(f"anchor-free detector on {len(test_scenes)} test scenes ({profile()}): mA
 # Bars: cpu measured mAP@0.5 0.475, mAP@[.5:.95] 0.274 minus a margin; gpu bars held at the cpu-measured level until
 # measured on a GPU.
 MAP50_BAR, MAP_BAR = pick(smoke=(0.05, 0.01), cpu=(0.40, 0.20), gpu=(0.40, 0.20))
-FREEBIES_BAR = pick(smoke=0.0, cpu=0.15, gpu=0.15)   # section 12's mosaic-trained detector (provisional until measured)
+# section 12's mosaic-trained detector: cpu measured 0.268 (make verify, 2026-11-26) minus a margin
+FREEBIES_BAR = pick(smoke=0.0, cpu=0.22, gpu=0.22)
 assert ours["map_50"] >= MAP50_BAR, f"mAP@0.5 {ours['map_50']:.3f} below the {profile()} bar {MAP50_BAR}"
 assert ours["map"] >= MAP_BAR, f"mAP@[.5:.95] {ours['map']:.3f} below the {profile()} bar {MAP_BAR}"
 report("anchor-free detector mAP@0.5", ours["map_50"], bar=MAP50_BAR)
