@@ -83,6 +83,10 @@ F.cross_entropy(logits, labels).backward()
 expected = (logits.softmax(-1) - F.one_hot(labels, 10)) / len(labels)   # mean over the batch → divide by N
 torch.testing.assert_close(logits.grad, expected.detach())
 print("softmax, cross-entropy and ∂L/∂z = p − onehot(y) match torch ✓")
+# softmax is the multi-class sigmoid: with two classes and logits (z, 0), p₁ = e^z / (e^z + 1) = σ(z)
+z = torch.linspace(-6, 6, 25, dtype=torch.float64)
+torch.testing.assert_close(torch.stack([z, torch.zeros_like(z)], -1).softmax(-1)[:, 0], torch.sigmoid(z),
+                           msg="a two-class softmax over (z, 0) must equal sigmoid(z)")
 
 # %% [markdown]
 # ### Entropy, cross-entropy and KL: one identity
@@ -468,6 +472,17 @@ print(f"XOR, 3 layers of width 16: identity activations reach {xor_accuracy['ide
 assert xor_accuracy["identity"] <= 0.8 and xor_accuracy["ReLU"] >= 0.95, (
     f"a linear stack cannot separate XOR and a ReLU net can: got {xor_accuracy}")
 
+# What else an activation needs: cheap, (almost everywhere) differentiable, a useful slope around 0, and — for
+# Mish and GELU — smooth. Mish is bounded below and non-monotonic (it dips before rising); GELU has a tanh form.
+x_axis = torch.linspace(-6, 6, 12_001, dtype=torch.float64)
+mish = F.mish(x_axis)
+assert mish.min() > -0.31 and (mish.diff() < 0).any() and (mish.diff() > 0).any(), (
+    "Mish should be bounded below (≈ −0.309) and non-monotonic")
+gelu_tanh_gap = (F.gelu(x_axis, approximate="tanh") - F.gelu(x_axis)).abs().max().item()
+assert gelu_tanh_gap < 1e-3, f"GELU's tanh form should stay within 1e-3 of x·Φ(x), got {gelu_tanh_gap:.1e}"
+print(f"Mish: minimum {mish.min():.3f} at x = {x_axis[mish.argmin()]:.2f} (bounded below, falls then rises); "
+      f"GELU ≈ 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), at most {gelu_tanh_gap:.1e} from x·Φ(x)")
+
 # %% [markdown]
 # ## 5. Batch size and learning rate
 # One epoch is a fixed amount of data. A batch of B images gives one step whose gradient noise shrinks like
@@ -817,6 +832,44 @@ assert small["train"] < large["train"] - 0.1, (
     f"the 4-unit MLP should underfit (train 0.1 below the large one): {bias_variance}")
 
 # %% [markdown]
+# ### Error = bias² + variance + noise
+# For squared error the decomposition is exact. Draw many training sets from the same source (here
+# y = sin(2πx) + noise, 40 points each), fit the same model to each, and look at one test point: **bias²** is how
+# far the *average* fit is from the truth, **variance** how much the fits scatter around their average, **noise**
+# the irreducible σ². Polynomials of growing degree: bias falls, variance rises, and their sum is the U-shaped
+# test error.
+
+# %%
+noise_sd, degrees = 0.3, (1, 3, 6, 10)
+rng = np.random.default_rng(0)
+x_test = np.linspace(0.05, 0.95, 50)
+truth_test = np.sin(2 * np.pi * x_test)
+decomposition = {}
+for degree in degrees:
+    fits = []
+    for _ in range(400):                                      # 400 independent training sets
+        x_train = rng.uniform(0, 1, 40)
+        y_train = np.sin(2 * np.pi * x_train) + rng.normal(0, noise_sd, 40)
+        fits.append(np.polyval(np.polyfit(x_train, y_train, degree), x_test))
+    fits = np.array(fits)
+    y_new = truth_test + rng.normal(0, noise_sd, fits.shape)  # fresh noisy targets at the test points
+    decomposition[f"degree {degree}"] = {
+        "bias²": np.mean((fits.mean(0) - truth_test) ** 2), "variance": np.mean(fits.var(0)),
+        "noise": noise_sd ** 2, "test MSE": np.mean((fits - y_new) ** 2)}
+for name, parts in decomposition.items():
+    total = parts["bias²"] + parts["variance"] + parts["noise"]
+    assert abs(total - parts["test MSE"]) < 0.1 * parts["test MSE"], (
+        f"{name}: bias² + variance + noise = {total:.3f} should match the measured test MSE {parts['test MSE']:.3f}")
+show(comparison_chart(decomposition, {k: k for k in ("bias²", "variance", "noise", "test MSE")}, per_row=4, width=11,
+                      best={"test MSE": "min"}, title="polynomial fits to 40 noisy points of sin(2πx), 400 training sets"))
+best_degree = min(decomposition, key=lambda k: decomposition[k]["test MSE"])
+assert decomposition["degree 1"]["bias²"] > decomposition["degree 10"]["bias²"] and (
+    decomposition["degree 10"]["variance"] > decomposition["degree 1"]["variance"]), "bias falls and variance rises"
+print(f"bias² + variance + noise matches the measured test error for every degree; the best trade-off here is "
+      f"{best_degree}: degree 1 is all bias ({decomposition['degree 1']['bias²']:.3f}), degree 10 mostly variance "
+      f"({decomposition['degree 10']['variance']:.3f})")
+
+# %% [markdown]
 # ## 9. Freezing layers, `detach`, and devices
 # **Freezing** a layer (`requires_grad_(False)`) removes it from the gradient computation: no `.grad`, so the
 # optimiser leaves it exactly as it was — how we fine-tune only the head of a pretrained network. Pass only the
@@ -983,7 +1036,9 @@ print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exac
 #
 # They are smooth ReLU-like curves (x·Φ(x), x·tanh(softplus(x))) that are non-zero and have non-zero slope for
 # negative inputs, so units are far harder to kill (almost no dead units at a learning rate that kills many ReLUs) and the loss surface is
-# smoother; they still want Kaiming-style initialisation (see cell "Saturation and dead units").
+# smoother; they still want Kaiming-style initialisation (see cell "Saturation and dead units"). Mish is bounded
+# below (minimum ≈ −0.31) and non-monotonic; GELU is usually computed by its tanh form
+# 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) — both asserted in "Why the activation must be non-linear".
 # </details>
 #
 # <details><summary>Where does CNN translation invariance come from, and where does it break?</summary>
@@ -1013,14 +1068,16 @@ print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exac
 # Bias: the model is too simple to fit even the training set (a 4-unit MLP — low train and test accuracy).
 # Variance: it fits the training set perfectly but not the test set (a 2×512 MLP on 500 images — large gap).
 # More capacity fixes bias; more data, augmentation, regularisation or less capacity fix variance (see cell
-# "Bias vs variance").
+# "Bias vs variance"). For squared error, expected test error = bias² + variance + noise exactly; the cell
+# "Error = bias² + variance + noise" measures the three over 400 training sets and checks they add up.
 # </details>
 #
 # <details><summary>Softmax and cross-entropy?</summary>
 #
 # Softmax exponentiates and normalises logits into probabilities (subtract the max first for stability);
 # cross-entropy is −log p of the true class, and its gradient w.r.t. the logits is p − onehot(y) (see cell
-# "Softmax and cross-entropy").
+# "Softmax and cross-entropy"). Softmax is the multi-class sigmoid: two classes with logits (z, 0) give σ(z)
+# (asserted there).
 # </details>
 #
 # <details><summary>SGD with momentum, AdaGrad, RMSprop, Adam — what does each adapt?</summary>
