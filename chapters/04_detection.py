@@ -43,9 +43,9 @@ from torchmetrics.detection import MeanAveragePrecision
 from utils import start_chapter
 from utils.attention_modules import SpatialGate
 from utils.data import CLASSES, DeviceLoader, fashion_mnist
-from utils.detection import (average_precision_coco, average_precision_voc, batched_nms, box_convert, box_iou,
-                             iou_loss, kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision, nms,
-                             precision_recall, render_detections, unletterbox_boxes, wh_iou)
+from utils.detection import (IOU_KINDS, average_precision_coco, average_precision_voc, batched_nms, box_convert,
+                             box_iou, iou_loss, kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision,
+                             nms, precision_recall, render_detections, unletterbox_boxes, wh_iou)
 from utils.models.yolo import (C2f, AnchorFreeDetector, Bottleneck, GridDetector, anchor_free_loss,
                                centre_assignment, centre_candidates, conv, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets, yolo_v1_loss)
@@ -153,7 +153,7 @@ for fmt in ("xywh", "cxcywh"):
 print("xyxy", boxes[0].tolist(), "→ cxcywh", box_convert(boxes[:1], "xyxy", "cxcywh")[0].tolist())
 
 # %% [markdown]
-# ## 3. IoU, GIoU, DIoU, CIoU
+# ## 3. IoU, GIoU, DIoU, CIoU (and SIoU)
 # **IoU** = |A∩B| / |A∪B| is *the* overlap measure: scale-invariant, 1 for a perfect box, 0 for disjoint ones.
 # As a *loss* it has a flaw: for disjoint boxes it is 0 whatever the distance, so there is no gradient telling
 # the box where to move. Each descendant adds a term:
@@ -164,8 +164,11 @@ print("xyxy", boxes[0].tolist(), "→ cxcywh", box_convert(boxes[:1], "xyxy", "c
 #   C — converges faster than GIoU, which first grows the box until it overlaps.
 # * **CIoU** = DIoU − αv, with v = 4/π²·(atan(w_gt/h_gt) − atan(w/h))² measuring the aspect-ratio mismatch and
 #   α = v / (1 − IoU + v) its weight: overlap, centre distance and shape — YOLOv4/v5/v8's box loss.
+# * **SIoU** (2022, YOLOv6) = IoU − (Δ + Ω)/2: an *angle* cost Λ (0 when the centres are aligned on an axis, 1 at
+#   45°) sets how hard the distance cost Δ = Σ(1 − e^(−(2−Λ)ρ_t)) pulls along x and y, and a shape cost Ω compares
+#   the widths and the heights. torchvision has no SIoU; the test writes the paper's formulas out for one pair.
 #
-# `utils.detection.box_iou(boxes1, boxes2, kind)` computes all four pairwise (N×M), from one broadcast function.
+# `utils.detection.box_iou(boxes1, boxes2, kind)` computes all five pairwise (N×M), from one broadcast function.
 
 # %%
 generator = torch.Generator().manual_seed(0)
@@ -203,7 +206,8 @@ shifts = torch.linspace(-50, 50, 201)
 sliding = torch.stack([target_box[0] + torch.stack([s, torch.tensor(0.0)] * 2) for s in shifts])
 heights = torch.linspace(4, 80, 150)
 stretched = torch.stack([torch.stack([torch.tensor(40.0), 50 - h / 2, torch.tensor(60.0), 50 + h / 2]) for h in heights])
-fig, (drawing, left, right) = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [0.8, 1, 1]})
+fig, (drawing, left, right) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [0.8, 1, 1]},
+                                          layout="constrained")
 box_a, box_b = torch.tensor([10.0, 30.0, 50.0, 60.0]), torch.tensor([35.0, 10.0, 70.0, 45.0])
 for box, colour, name in ((box_a, "tab:blue", "A (prediction)"), (box_b, "tab:green", "B (ground truth)")):
     drawing.add_patch(plt.Rectangle(box[:2].tolist(), *(box[2:] - box[:2]).tolist(), fill=False, color=colour, lw=2, label=name))
@@ -215,11 +219,12 @@ drawing.add_patch(plt.Rectangle(corner.tolist(), *(far - corner).tolist(), fill=
 centres = torch.stack([(box_a[:2] + box_a[2:]) / 2, (box_b[:2] + box_b[2:]) / 2])
 drawing.plot(*centres.T, "r-o", ms=4, label="ρ (centre distance)")
 drawing.plot([corner[0], far[0]], [corner[1], far[1]], "k:", label="c (diagonal of C)")
-values = {kind: box_iou(box_a[None], box_b[None], kind).item() for kind in references}
+values = {kind: box_iou(box_a[None], box_b[None], kind).item() for kind in IOU_KINDS}
 drawing.set(xlim=(0, 80), ylim=(70, 0), aspect="equal",
-            title="  ".join(f"{k}={v:.2f}" for k, v in values.items()))
+            title="  ".join(f"{k}={v:.2f}" for k, v in list(values.items())[:3]) + "\n"
+                  + "  ".join(f"{k}={v:.2f}" for k, v in list(values.items())[3:]))
 drawing.legend(fontsize=6, loc="lower left")
-for kind in references:
+for kind in IOU_KINDS:
     left.plot(shifts, box_iou(sliding, target_box, kind)[:, 0], label=kind)
     right.plot(heights / 20, box_iou(stretched, target_box, kind)[:, 0], label=kind)
 left.set(xlabel="horizontal shift of the prediction (px), target 20×20", ylabel="value", title="moving a box")
@@ -937,7 +942,8 @@ print(f"mosaic + label smoothing {'gained' if change > 0 else 'lost'} {abs(chang
 #
 # IoU: overlap, but 0 with no gradient for disjoint boxes. GIoU subtracts the empty fraction of the enclosing
 # box, so disjoint boxes still get a signal. DIoU subtracts the normalised squared centre distance, converging
-# faster. CIoU adds an aspect-ratio consistency term αv (see section 3 and its plots).
+# faster. CIoU adds an aspect-ratio consistency term αv. SIoU (YOLOv6) adds an angle cost that steers the centre
+# along the nearer axis, a distance cost weighted by it, and a shape cost per side (see section 3 and its plots).
 #
 # </details>
 #

@@ -69,7 +69,7 @@ def test_box_iou_bad_and_degenerate_input():
     with pytest.raises(ValueError, match="N×4"):
         det.box_iou(torch.zeros(4), a)
     with pytest.raises(ValueError, match="kind"):
-        det.box_iou(a, a, "siou")
+        det.box_iou(a, a, "eiou")
     with pytest.raises(ValueError, match="equal shapes"):
         det.paired_box_iou(a, a[:2])
 
@@ -282,3 +282,29 @@ def test_centre_assignment_picks_points_inside_near_the_centre():
     assigned = centre_assigned = yolo.centre_assignment(points, strides, targets)[0]
     positive = points[centre_assigned == 0]
     assert len(positive) > 0 and (positive < 30).all() and (assigned[assigned != 0] == -1).all()
+
+
+def _siou_one_pair(a, b):
+    """SIoU for one pair, straight from the paper's formulas with the math module (an independent reference)."""
+    import math
+    iou = det.box_iou(torch.tensor([a]), torch.tensor([b]))[0, 0].item()
+    cax, cay, cbx, cby = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    sigma = math.hypot(cbx - cax, cby - cay)
+    angle = 1 - 2 * math.sin(math.asin(abs(cby - cay) / sigma) - math.pi / 4) ** 2
+    cw, ch = max(a[2], b[2]) - min(a[0], b[0]), max(a[3], b[3]) - min(a[1], b[1])
+    gamma = 2 - angle
+    distance = (1 - math.exp(-gamma * ((cbx - cax) / cw) ** 2)) + (1 - math.exp(-gamma * ((cby - cay) / ch) ** 2))
+    wa, ha, wb, hb = a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]
+    shape = (1 - math.exp(-abs(wa - wb) / max(wa, wb))) ** 4 + (1 - math.exp(-abs(ha - hb) / max(ha, hb))) ** 4
+    return iou - (distance + shape) / 2
+
+
+def test_siou_follows_the_paper_and_is_one_for_identical_boxes():
+    pairs = [([10.0, 30.0, 50.0, 60.0], [35.0, 10.0, 70.0, 45.0]), ([0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 20.0]),
+             ([5.0, 5.0, 25.0, 15.0], [8.0, 20.0, 18.0, 40.0])]
+    for a, b in pairs:
+        got = det.box_iou(torch.tensor([a]), torch.tensor([b]), "siou")[0, 0].item()
+        assert abs(got - _siou_one_pair(a, b)) < 1e-5, (a, b, got)
+    box = torch.tensor([[3.0, 4.0, 20.0, 9.0]])
+    assert abs(det.box_iou(box, box, "siou").item() - 1) < 1e-6
+    assert det.iou_loss(box, box, "siou").abs().item() < 1e-6

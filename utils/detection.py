@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 EPS = 1e-7
-IOU_KINDS = ("iou", "giou", "diou", "ciou")
+IOU_KINDS = ("iou", "giou", "diou", "ciou", "siou")
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 # COCO's thresholds, built as torchmetrics builds them (float32 linspace), so that a recall of exactly 0.7
 # falls on the same side of the 0.7 point in both implementations.
@@ -86,6 +86,10 @@ def _iou_family(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     giou = iou − |C \\ (A∪B)| / |C|            C: the smallest box enclosing both (GIoU, 2019)
     diou = iou − ρ²(centres) / c²              c: the diagonal of C (DIoU, 2020)
     ciou = diou − α·v,  v = 4/π²·(atan(w_b/h_b) − atan(w_a/h_a))²,  α = v / (1 − iou + v)  (CIoU)
+    siou = iou − (Δ + Ω)/2   (SIoU, 2022, YOLOv6): the angle cost Λ = cos(2α − π/2) of the line between the
+           centres (α its angle to the x axis) sets γ = 2 − Λ in the distance cost Δ = Σ_x,y (1 − e^(−γρ_t)),
+           ρ_t = (centre offset along t / side of C along t)²; the shape cost Ω = Σ_w,h (1 − e^(−ω_t))⁴,
+           ω_t = |side_a − side_b| / max(side_a, side_b)
     """
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {IOU_KINDS}, not {kind!r}")
@@ -99,6 +103,16 @@ def _iou_family(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "giou":
         enclosing_area = enclosing[..., 0] * enclosing[..., 1]
         return iou - (enclosing_area - union) / enclosing_area.clamp(min=EPS)
+    if kind == "siou":
+        offset = (b[..., :2] + b[..., 2:]) / 2 - (a[..., :2] + a[..., 2:]) / 2             # centre b − centre a
+        sin_alpha = offset[..., 1].abs() / offset.norm(dim=-1).clamp(min=EPS)
+        angle_cost = torch.cos(2 * torch.arcsin(sin_alpha.clamp(max=1)) - math.pi / 2)
+        rho = (offset / enclosing.clamp(min=EPS)).pow(2)
+        distance_cost = (1 - torch.exp(-(2 - angle_cost)[..., None] * rho)).sum(-1)
+        sides_a, sides_b = a[..., 2:] - a[..., :2], b[..., 2:] - b[..., :2]
+        omega = (sides_a - sides_b).abs() / torch.maximum(sides_a, sides_b).clamp(min=EPS)
+        shape_cost = (1 - torch.exp(-omega)).pow(4).sum(-1)
+        return iou - (distance_cost + shape_cost) / 2
     diagonal_squared = (enclosing ** 2).sum(-1) + EPS
     centre_distance_squared = (((a[..., :2] + a[..., 2:]) - (b[..., :2] + b[..., 2:])) / 2).pow(2).sum(-1)
     diou = iou - centre_distance_squared / diagonal_squared
@@ -113,9 +127,10 @@ def _iou_family(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou") -> torch.Tensor:
-    """Pairwise IoU-family matrix of ``N×4`` and ``M×4`` xyxy boxes → ``N×M``; kind in iou|giou|diou|ciou.
+    """Pairwise IoU-family matrix of ``N×4`` and ``M×4`` xyxy boxes → ``N×M``; kind in iou|giou|diou|ciou|siou.
 
-    Same values as `torchvision.ops.box_iou`, `generalized_box_iou`, `distance_box_iou`, `complete_box_iou`.
+    Same values as `torchvision.ops.box_iou`, `generalized_box_iou`, `distance_box_iou`, `complete_box_iou`
+    (torchvision has no SIoU; tests check it against the paper's formulas written out for one pair).
     """
     boxes1, boxes2 = _check_boxes(boxes1, "boxes1"), _check_boxes(boxes2, "boxes2")
     return _iou_family(boxes1[:, None, :], boxes2[None, :, :], kind)
