@@ -135,8 +135,11 @@ def test_letterbox_round_trip():
     moved = det.letterbox_boxes(boxes, scale, pad)
     assert moved.tolist() == [[8.0, 36.0, 40.0, 92.0]]
     torch.testing.assert_close(det.unletterbox_boxes(moved, scale, pad), boxes)
+    batch = torch.stack([image, image.flip(-1)])
+    batched, batch_scale, batch_pad = det.letterbox(batch, 128)
+    assert torch.equal(batched[0], det.letterbox(image, 128)[0]) and batch_pad == det.letterbox(image, 128)[2]
     with pytest.raises(ValueError, match="C×H×W"):
-        det.letterbox(image[None], 128)
+        det.letterbox(image[None, None], 128)
 
 
 # ------------------------------------------------------------------------------------------------- mAP

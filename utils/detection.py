@@ -244,18 +244,21 @@ def kmeans_anchors(wh: torch.Tensor, k: int, iterations: int = 100, seed: int = 
 
 # ------------------------------------------------------------------------------------------------ letterbox
 def letterbox(image: torch.Tensor, size: int, fill: int = 114):
-    """Resize ``image`` (C×H×W, uint8 or float) so its longer side is ``size``, keep the aspect ratio, pad the
-    rest evenly with ``fill`` (YOLO's grey) → ``(size×size image, scale, (pad_left, pad_top))``.
+    """Resize ``image`` (C×H×W, or a batch N×C×H×W of same-sized frames; uint8 or float) so its longer side is
+    ``size``, keep the aspect ratio, pad the rest evenly with ``fill`` (YOLO's grey) → ``(size×size image(s),
+    scale, (pad_left, pad_top))``. A batch is one resize and one pad for all frames, on their device.
 
     Stretching to a square would distort shapes the detector learnt; letterboxing keeps them.
     """
-    if image.ndim != 3:
-        raise ValueError(f"letterbox takes one C×H×W image, got shape {tuple(image.shape)}")
+    if image.ndim not in (3, 4):
+        raise ValueError(f"letterbox takes one C×H×W image or an N×C×H×W batch, got shape {tuple(image.shape)}")
     height, width = image.shape[-2:]
     scale = size / max(height, width)
     new_h, new_w = round(height * scale), round(width * scale)
-    resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
-                            antialias=True)[0]
+    batch = image if image.ndim == 4 else image[None]
+    resized = F.interpolate(batch.float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
+                            antialias=True)
+    resized = resized if image.ndim == 4 else resized[0]
     pad_left, pad_top = (size - new_w) // 2, (size - new_h) // 2
     padded = F.pad(resized, (pad_left, size - new_w - pad_left, pad_top, size - new_h - pad_top), value=fill)
     return padded.round().to(image.dtype) if not image.is_floating_point() else padded, scale, (pad_left, pad_top)
