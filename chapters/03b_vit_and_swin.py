@@ -810,6 +810,26 @@ assert reach == 1.0 and window_reach < 0.2, (
     f"one axial layer should reach every input ({reach:.0%}), one window layer only its window ({window_reach:.0%})")
 
 # %% [markdown]
+# ### Sparse attention: a fixed pattern of who may attend to whom
+# The Sparse Transformer (Child et al., 2019) keeps the N² score matrix but computes only a pattern of it: each
+# token attends to the last w tokens (a local band) and to every w-th token (a "summary" column). With w ≈ √N each
+# token sees about 2√N others, the cost falls from N² to about N·2√N, and any token still reaches any earlier one
+# in **two** hops (through a summary token) — checked below by multiplying the boolean pattern by itself.
+
+# %%
+tokens, stride = 64, 8                                                     # w = √N
+position = torch.arange(tokens)
+offset = position[:, None] - position[None, :]                              # query − key
+local = (offset >= 0) & (offset < stride)
+summary = (offset >= 0) & (position[None, :] % stride == stride - 1)
+pattern = local | summary                                                   # causal: only earlier keys
+two_hops = (pattern.float() @ pattern.float()) > 0
+allowed_pairs, causal_pairs = int(pattern.sum()), tokens * (tokens + 1) // 2
+assert torch.equal(two_hops, offset >= 0), "in two hops every token must reach every earlier token"
+print(f"{tokens} tokens, w = {stride}: {allowed_pairs:,} attended pairs instead of {causal_pairs:,} "
+      f"({allowed_pairs / causal_pairs:.0%}); every earlier token reachable in two hops")
+
+# %% [markdown]
 # ## 7. A small Swin on Fashion-MNIST
 #
 # 2×2 patches give a 14×14 map: stage 1 runs a W-MSA block and an SW-MSA block over four 7×7 windows;
@@ -1017,6 +1037,16 @@ assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mod
 # Swins like an ensemble of shallower networks (p grows with depth). `drop_path(x, p, training)` is asserted equal to
 # `torchvision.ops.stochastic_depth(..., mode="row")`, drops about p of the samples whole, and keeps the mean over
 # 20 000 draws (section 7, "Stochastic depth (DropPath)").
+#
+# </details>
+#
+# <details><summary>What is sparse attention?</summary>
+#
+# Attention restricted to a fixed pattern of (query, key) pairs instead of all N²: the Sparse Transformer's local
+# band of width w plus every w-th "summary" token (w ≈ √N) costs about N·2√N and still connects any two tokens in
+# two layers; Longformer and BigBird add a few global tokens and random links. Axial attention (next answer) and
+# Swin's windows are sparse patterns laid out on the image grid. See "Sparse attention: a fixed pattern of who may
+# attend to whom", which counts the pairs and checks the two-hop reach.
 #
 # </details>
 #

@@ -723,6 +723,17 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # distilled encoder, accuracy and cost side by side)
 # </details>
 #
+# <details><summary>What was new in SAM, and where is it used?</summary>
+#
+# New: the *promptable* task (any point, box or mask in, a valid mask out — even for an ambiguous prompt), a model
+# built for it (heavy encoder once, light decoder per prompt, three masks and an IoU head), and SA-1B, 1.1 B masks
+# made by the model-in-the-loop data engine — which together gave zero-shot transfer to new image domains. Uses:
+# interactive annotation (click to segment, as in "11. Explorer: click to segment"), turning boxes from any detector
+# into masks (Grounded-SAM: text → Grounding DINO boxes → SAM; the box prompts of "6. Click by click"), automatic
+# mask proposals for a new data set (the grid prompts of "9. A mini data engine"), and as a component in video (SAM
+# 2), medical and remote-sensing tools, usually after fine-tuning.
+# </details>
+#
 # <details><summary>SAM vs semantic segmentation (Chapter 5): what is different?</summary>
 #
 # A semantic segmenter (U-Net, DeepLab) labels every pixel with one of a fixed list of classes, and does not
