@@ -48,6 +48,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for_redraw(page, image, old_source: str, stuck_png: str, failure: str, timeout: int = 120_000) -> None:
+    """Wait until ``image`` shows a new PNG (a new blob URL); otherwise keep a full-page screenshot and fail."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
+                               arg=[image.element_handle(), old_source], timeout=timeout)
+    except PlaywrightTimeout:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / stuck_png), full_page=True)
+        raise AssertionError(failure) from None
+
+
 @pytest.fixture(scope="module")
 def browser():
     executable = chromium_path()
@@ -185,8 +198,6 @@ def _change_first_control(explorer) -> None:
 @pytest.mark.skipif(not WIDGET_CHAPTERS, reason="no chapter has explorers")
 @pytest.mark.parametrize("chapter", WIDGET_CHAPTERS)
 def test_explorers_render_and_react(browser, lab, chapter):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     url, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=VIEWPORT)
@@ -235,12 +246,8 @@ def test_explorers_render_and_react(browser, lab, chapter):
             source = image.get_attribute("src")
             before = image.screenshot()
             _change_first_control(explorer)
-            try:
-                page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
-                                       arg=[image.element_handle(), source], timeout=120_000)
-            except PlaywrightTimeout:
-                page.screenshot(path=str(ARTIFACTS / f"{chapter}-explorer{i}-stuck.png"), full_page=True)
-                raise AssertionError(f"{chapter}: explorer {i} did not redraw after its first control was moved")
+            _wait_for_redraw(page, image, source, f"{chapter}-explorer{i}-stuck.png",
+                             f"{chapter}: explorer {i} did not redraw after its first control was moved")
             page.wait_for_timeout(500)
             after = image.screenshot()
             (ARTIFACTS / f"{chapter}-explorer{i}-before.png").write_bytes(before)
@@ -283,12 +290,8 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
         original, before = figure.get_attribute("src"), figure.screenshot()
         box = target.bounding_box()
         target.click(position={"x": box["width"] * 0.7, "y": box["height"] * 0.3})
-        try:
-            page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
-                                   arg=[figure.element_handle(), original], timeout=60_000)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / f"{CLICK_CHAPTER}-click-stuck.png"), full_page=True)
-            raise AssertionError(f"{CLICK_CHAPTER}: clicking on the scene did not redraw the masks")
+        _wait_for_redraw(page, figure, original, f"{CLICK_CHAPTER}-click-stuck.png",
+                         f"{CLICK_CHAPTER}: clicking on the scene did not redraw the masks")
         page.wait_for_timeout(300)
         after = figure.screenshot()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
