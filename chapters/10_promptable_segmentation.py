@@ -647,8 +647,9 @@ print(f"int8 decoder: weights {base['decoder kB']:.0f} → {int8['decoder kB']:.
 # %% [markdown]
 # ## 11. Explorer: click to segment
 # Click on the scene on the left: a **foreground** click (or, with the dropdown or a shift-click, a
-# **background** click). The three masks appear with their predicted IoUs; the one an interactive tool would
-# show — the highest — is framed. **Undo** removes the last click; *clicks used* replays the history. The scene's
+# **background** click) — or **drag a box** around an item. The three masks appear with their predicted IoUs; the
+# one an interactive tool would show — the highest — is framed. **Undo** removes the last click (or the box);
+# *clicks used* replays the history. The scene's
 # embedding is computed once when you arrive on it; every click after that runs only the decoder. Try a click on
 # an item lying on another: mask 1, 2 and 3 are the item, the pile and everything — then a background click on the
 # item underneath.
@@ -664,6 +665,11 @@ segmenter.add_click(min(x + 6, SIZE - 1), y, 0)
 assert segmenter.explorer.image.value != before, "a click should redraw the masks"
 segmenter.remove_last()
 assert segmenter.explorer.image.value == before, "undo should restore the previous masks"
+x1, y1, x2, y2 = sam.tight_boxes(test.instances[:1] > 0)[0].tolist()          # a box around scene 0's items
+segmenter.add_box(x1, y1, x2 - 1, y2 - 1)                                       # what a drag from corner to corner sends
+assert segmenter.explorer.image.value != before, "a box prompt should redraw the masks"
+segmenter.remove_last()
+assert segmenter.explorer.image.value == before, "undo should remove the whole box"
 assert len(segmenter.embeddings) == 1, "one embedding for the scene, however many clicks"
 
 # %% [markdown]

@@ -306,6 +306,15 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
         undone = figure.screenshot()
         (ARTIFACTS / f"{CLICK_CHAPTER}-click-undone.png").write_bytes(undone)
         assert _pixel_difference(before, undone) < 0.001, f"{CLICK_CHAPTER}: undo did not bring the first masks back"
+        box, shown = target.bounding_box(), figure.get_attribute("src")          # a box prompt, by dragging
+        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.7, steps=5)
+        page.mouse.up()
+        _wait_for_redraw(page, figure, shown, f"{CLICK_CHAPTER}-drag-stuck.png",
+                         f"{CLICK_CHAPTER}: dragging a box on the scene did not redraw the masks")
+        page.wait_for_timeout(300)
+        (ARTIFACTS / f"{CLICK_CHAPTER}-drag-box.png").write_bytes(figure.screenshot())
         page.evaluate(SHUTDOWN, path)
     finally:
         page.close()

@@ -207,3 +207,21 @@ def test_click_segmenter_clicks_and_undo():
     assert len(widget.embeddings) == 1, "one embedding per image, however many clicks"
     widget.explorer.set(scene=1)
     assert widget.explorer.values()["shown"] == 0
+
+
+def test_click_segmenter_drag_draws_a_box_prompt_and_undo_removes_it_whole():
+    pytest.importorskip("ipyevents")
+    model = SAM(dim=32, width=16, image_size=32)
+    images = (torch.rand(1, 1, 32, 32) * 255).to(torch.uint8)
+    widget = sam.ClickSegmenter(model, images)
+    rect = {"boundingRectWidth": 128, "boundingRectHeight": 128}
+    widget._mouse({"type": "mousedown", "relativeX": 40, "relativeY": 40, **rect})
+    widget._mouse({"type": "mouseup", "relativeX": 41, "relativeY": 40, **rect})     # in place: a click
+    assert widget.clicks[0] == [(10, 10, 1)]
+    shown_click = widget.explorer.image.value
+    widget._mouse({"type": "mousedown", "relativeX": 100, "relativeY": 90, **rect})
+    widget._mouse({"type": "mouseup", "relativeX": 20, "relativeY": 30, **rect})     # dragged: a box
+    assert widget.clicks[0] == [(10, 10, 1), (5, 7, 2), (25, 22, 3)]
+    assert widget.explorer.image.value != shown_click
+    widget.remove_last()
+    assert widget.explorer.values()["shown"] == 1 and widget.explorer.image.value == shown_click

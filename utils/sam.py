@@ -441,7 +441,12 @@ def prompt_png(image, points, labels, scale: int = 4) -> bytes:
     picture = Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
     picture = picture.convert("RGB")
     draw = ImageDraw.Draw(picture)
-    for (x, y), label in zip(np.asarray(points, float).reshape(-1, 2), np.asarray(labels).reshape(-1)):
+    points, labels = np.asarray(points, float).reshape(-1, 2), np.asarray(labels).reshape(-1)
+    if (labels == 2).any() and (labels == 3).any():              # a box prompt: its frame, not two dots
+        (x1, y1), (x2, y2) = points[labels == 2][0], points[labels == 3][0]
+        draw.rectangle(((x1 + 0.5) * scale, (y1 + 0.5) * scale, (x2 + 0.5) * scale, (y2 + 0.5) * scale),
+                       outline=(255, 200, 0), width=2)
+    for (x, y), label in zip(points[labels <= 1], labels[labels <= 1]):
         cx, cy, r = (x + 0.5) * scale, (y + 0.5) * scale, 1.5 * scale
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(0, 220, 0) if label == 1 else (230, 0, 0),
                      outline=(0, 0, 0))
@@ -462,11 +467,13 @@ def event_pixel(event: dict, size: int) -> tuple[int, int]:
 
 
 class ClickSegmenter:
-    """Click-to-segment: click on the left image (foreground; shift-click or the dropdown for background), see
-    the three masks with their predicted IoUs; "undo" removes the last click, the slider replays the history.
+    """Click-to-segment: click on the left image (foreground; shift-click or the dropdown for background), or drag
+    a box; see the three masks with their predicted IoUs. "undo" removes the last click (or the box), the slider
+    replays the history.
 
-    The figure is an `utils.widgets.Explorer` (its render function is `render_masks`); the clicks arrive through
-    ``ipyevents``. Each scene's image embedding is computed once and cached: a click costs one decoder pass."""
+    The figure is an `utils.widgets.Explorer` (its render function is `render_masks`); the mouse events arrive
+    through ``ipyevents`` (a press and a release: the same pixel is a click, two pixels apart a box). Each scene's
+    image embedding is computed once and cached: a prompt costs one decoder pass."""
 
     def __init__(self, model, images: torch.Tensor, first_clicks: dict | None = None, scale: int = 4):
         import ipywidgets as widgets
@@ -491,8 +498,9 @@ class ClickSegmenter:
         self.undo = widgets.Button(description="undo", icon="undo")
         self.undo.add_class("dvl-undo")
         self.undo.on_click(lambda _: self.remove_last())
-        self.events = Event(source=self.target, watched_events=["click"], prevent_default_action=True)
-        self.events.on_dom_event(self._clicked)
+        self._pressed_at: tuple[int, int] | None = None
+        self.events = Event(source=self.target, watched_events=["mousedown", "mouseup"], prevent_default_action=True)
+        self.events.on_dom_event(self._mouse)
         self.explorer.controls["scene"].observe(lambda _: self._scene_changed(), names="value")
         title, controls, message, figure = self.explorer.children
         self.explorer.children = (title, controls, widgets.HBox([widgets.VBox([self.target, self.undo]), figure]),
@@ -522,8 +530,10 @@ class ClickSegmenter:
             with torch.no_grad(), autocast(dev):
                 logits, predicted = self.model.predict(embedding, points[None].to(dev), labels[None].to(dev))
             masks, predicted = (logits[0].float() > 0).cpu(), predicted[0].float().cpu()
+        clicks = int((labels <= 1).sum())
         return render_masks(self.images[scene, 0], points, labels, masks, predicted,
-                            title=f"scene {scene}: {len(points)} click{'s' * (len(points) != 1)}")
+                            title=f"scene {scene}: {clicks} click{'s' * (clicks != 1)}"
+                                  + (" and a box" if (labels == 2).any() else ""))
 
     # the thin part: widget plumbing
     def _png(self) -> bytes:
@@ -538,8 +548,20 @@ class ClickSegmenter:
         history.append((x, y, label))
         self._show(len(history))
 
+    def add_box(self, x1: int, y1: int, x2: int, y2: int) -> None:
+        """A box prompt (SAM takes one): its two corners join the history, replacing an earlier box."""
+        values = self.explorer.values()
+        history = self.clicks.setdefault(values["scene"], [])
+        del history[values["shown"]:]
+        history[:] = [entry for entry in history if entry[2] in (0, 1)]
+        history += [(min(x1, x2), min(y1, y2), 2), (max(x1, x2), max(y1, y2), 3)]
+        self._show(len(history))
+
     def remove_last(self) -> None:
-        self._show(max(self.explorer.values()["shown"] - 1, 0))
+        values = self.explorer.values()
+        history = self.clicks.get(values["scene"], [])[:values["shown"]]
+        last_is_box = bool(history) and history[-1][2] == 3
+        self._show(max(values["shown"] - (2 if last_is_box else 1), 0))
 
     def _show(self, shown: int) -> None:
         control = self.explorer.controls["shown"]
@@ -551,6 +573,19 @@ class ClickSegmenter:
         x, y = event_pixel(event, self.size)
         label = 0 if event.get("shiftKey") else self.explorer.values()["label"]
         self.add_click(x, y, label)
+
+    def _mouse(self, event: dict) -> None:
+        if event.get("type") == "mousedown":
+            self._pressed_at = event_pixel(event, self.size)
+            return
+        start, self._pressed_at = self._pressed_at, None
+        if start is None:
+            return
+        end = event_pixel(event, self.size)
+        if max(abs(end[0] - start[0]), abs(end[1] - start[1])) < 2:
+            self._clicked(event)                                  # pressed and released in place: a click
+        else:
+            self.add_box(*start, *end)
 
     def _scene_changed(self) -> None:
         scene = self.explorer.values()["scene"]
