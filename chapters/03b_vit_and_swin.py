@@ -817,17 +817,17 @@ assert reach == 1.0 and window_reach < 0.2, (
 # in **two** hops (through a summary token) — checked below by multiplying the boolean pattern by itself.
 
 # %%
-tokens, stride = 64, 8                                                     # w = √N
-position = torch.arange(tokens)
-offset = position[:, None] - position[None, :]                              # query − key
-local = (offset >= 0) & (offset < stride)
-summary = (offset >= 0) & (position[None, :] % stride == stride - 1)
-pattern = local | summary                                                   # causal: only earlier keys
-two_hops = (pattern.float() @ pattern.float()) > 0
-allowed_pairs, causal_pairs = int(pattern.sum()), tokens * (tokens + 1) // 2
-assert torch.equal(two_hops, offset >= 0), "in two hops every token must reach every earlier token"
-print(f"{tokens} tokens, w = {stride}: {allowed_pairs:,} attended pairs instead of {causal_pairs:,} "
-      f"({allowed_pairs / causal_pairs:.0%}); every earlier token reachable in two hops")
+sparse_n, sparse_w = 64, 8                                          # w = √N
+sparse_index = torch.arange(sparse_n)
+sparse_offset = sparse_index[:, None] - sparse_index[None, :]       # query − key
+sparse_local = (sparse_offset >= 0) & (sparse_offset < sparse_w)
+sparse_summary = (sparse_offset >= 0) & (sparse_index[None, :] % sparse_w == sparse_w - 1)
+sparse_pattern = sparse_local | sparse_summary                      # causal: only earlier keys
+sparse_two_hops = (sparse_pattern.float() @ sparse_pattern.float()) > 0
+sparse_pairs, causal_pairs = int(sparse_pattern.sum()), sparse_n * (sparse_n + 1) // 2
+assert torch.equal(sparse_two_hops, sparse_offset >= 0), "in two hops every token must reach every earlier token"
+print(f"{sparse_n} tokens, w = {sparse_w}: {sparse_pairs:,} attended pairs instead of {causal_pairs:,} "
+      f"({sparse_pairs / causal_pairs:.0%}); every earlier token reachable in two hops")
 
 # %% [markdown]
 # ## 7. A small Swin on Fashion-MNIST

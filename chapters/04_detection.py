@@ -679,19 +679,19 @@ with torch.no_grad():
     scene_raw = model(scene_input(train_scenes.images[:1]).to(device)).float()
 scene_boxes, scene_objectness, scene_probs = model.decode(scene_raw, SIZE)
 scene_targets = train_targets[0][train_targets[0][:, 0] >= 0].to(device)
-candidates = centre_candidates(points, strides, scene_targets[None, :, 1:])[0].T          # objects × points
+prior_candidates = centre_candidates(points, strides, scene_targets[None, :, 1:])[0].T    # objects × points
 simota_costs, simota_ious = simota_cost(scene_boxes[0], scene_probs[0] * scene_objectness[0, :, None],
-                                        scene_targets[:, 1:], scene_targets[:, 0], candidates)
+                                        scene_targets[:, 1:], scene_targets[:, 0], prior_candidates)
 matching = simota_assign(simota_costs, simota_ious)
 assert matching.sum(0).max() <= 1, "SimOTA gives each point to one object at most"
 dynamic_k = simota_ious.topk(10, dim=1).values.sum(1).floor().clamp(min=1)
 assert torch.all(matching.sum(1) <= dynamic_k), "an object keeps at most its dynamic k points (conflicts only remove)"
 for g, (label, *_) in enumerate(scene_targets.tolist()):
-    print(f"{CLASSES[int(label)]:12s}: {int(candidates[g].sum()):3d} centre-prior candidates, dynamic k "
+    print(f"{CLASSES[int(label)]:12s}: {int(prior_candidates[g].sum()):3d} centre-prior candidates, dynamic k "
           f"{int(dynamic_k[g]):2d}, SimOTA positives {int(matching[g].sum()):2d}")
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained")
-for ax, (title, chosen) in zip(axes, (("centre prior (section 8)", candidates), ("SimOTA on the trained detector",
+for ax, (title, chosen) in zip(axes, (("centre prior (section 8)", prior_candidates), ("SimOTA on the trained detector",
                                                                                   matching))):
     draw_scene(ax, train_scenes.images[0], train_scenes.boxes[0], train_scenes.labels[0])
     owner = chosen.float().argmax(0).cpu()
