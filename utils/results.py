@@ -127,9 +127,12 @@ def measured_runtimes(chapter: str, readme: Path = README) -> dict[str, dict]:
         for line in block.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if cells and cells[0] == chapter and len(cells) >= 6:
-                measured[profile_name] = {"status": cells[1], "wall": float(cells[2]), "cpu": float(cells[3]),
-                                          "budget": float(cells[4]), "device": cells[5],
-                                          "date": date.group(1) if date else "?"}
+                try:                                   # a hand-edited row must not stop a chapter from starting
+                    wall, cpu, budget = float(cells[2]), float(cells[3]), float(cells[4])
+                except ValueError:
+                    continue
+                measured[profile_name] = {"status": cells[1], "wall": wall, "cpu": cpu, "budget": budget,
+                                          "device": cells[5], "date": date.group(1) if date else "?"}
     return measured
 
 
