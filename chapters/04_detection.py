@@ -51,7 +51,7 @@ from utils.models.yolo import (C2f, AnchorFreeDetector, Bottleneck, GridDetector
                                scene_input, unpad_targets, yolo_v1_loss)
 from utils.plotting import comparison_chart, show
 from utils.results import report
-from utils.runtime import pick, profile
+from utils.runtime import pick, profile, synchronize
 from utils.scenes import fashion_scenes
 from utils.training import fit
 from utils.widgets import Explorer, dropdown, slider
@@ -331,8 +331,7 @@ one_by_one = torch.stack([letterbox(frame, SIZE)[0] for frame in frames])
 loop_seconds = time.perf_counter() - start
 start = time.perf_counter()
 batched, _, _ = letterbox(frames, SIZE)
-if device.type == "cuda":
-    torch.cuda.synchronize()                        # GPU work is asynchronous: wait before reading the clock
+synchronize(device)                                 # GPU work is asynchronous: wait before reading the clock
 batch_seconds = time.perf_counter() - start
 torch.testing.assert_close(batched, one_by_one, msg="letterboxing a batch must equal letterboxing frame by frame")
 print(f"{len(frames)} frames on {device.type}: a loop {loop_seconds * 1e3:.1f} ms, one batched call {batch_seconds * 1e3:.1f} ms "

@@ -34,7 +34,7 @@ from torchvision.transforms import v2
 
 from .data import CLASSES, MEAN, STD, DeviceLoader, fashion_mnist, subset
 from .results import merge_block
-from .runtime import describe, device, seed_everything
+from .runtime import describe, device, seed_everything, synchronize
 from .training import History, autocast, evaluate, fit
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -68,7 +68,7 @@ def plain_pipeline_images_per_second(model, images, labels, batch_size, steps, w
     seen, start = 0, None
     for step, (x, y) in enumerate(loader):
         if step == 2:  # skip warm-up (worker start, cuDNN autotune)
-            _sync(dev)
+            synchronize(dev)
             start, seen = time.perf_counter(), 0
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         with autocast(dev):
@@ -79,13 +79,8 @@ def plain_pipeline_images_per_second(model, images, labels, batch_size, steps, w
         seen += len(y)
         if step == steps + 1:
             break
-    _sync(dev)
+    synchronize(dev)
     return seen / (time.perf_counter() - start)
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _time_to(history: History, key: str, target: float) -> str:

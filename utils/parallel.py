@@ -35,16 +35,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from .runtime import synchronize
 
 MODES = ("ddp", "fsdp", "pipeline", "tensor")
 SCHEDULES = ("GPipe", "1F1B")
@@ -315,23 +317,29 @@ def _mean_over_ranks(value: torch.Tensor) -> float:
     return value.item() / dist.get_world_size()
 
 
-def run_ddp(batches, dev, hidden=HIDDEN, sabotage=False) -> dict:
-    """Each rank: the whole model, 1/N of every batch; DDP all-reduces (averages) the gradients in backward."""
-    from contextlib import nullcontext
-
-    from torch.nn.parallel import DistributedDataParallel as DDP
+def _train_on_this_ranks_share(model: nn.Module, opt, batches, around_backward=nullcontext) -> list[float]:
+    """SGD steps on this rank's 1/N of every batch, forward and backward inside ``around_backward()``; the loss of
+    each step averaged over the ranks."""
     world, rank = dist.get_world_size(), dist.get_rank()
-    model = make_mlp(hidden).to(dev)
-    ddp = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = torch.optim.SGD(ddp.parameters(), lr=LR, momentum=MOMENTUM)
     losses = []
     for x, y in batches:
-        with ddp.no_sync() if sabotage else nullcontext():  # no_sync: skip the all-reduce (the broken run)
-            loss = F.cross_entropy(ddp(x.chunk(world)[rank]), y.chunk(world)[rank])
+        with around_backward():
+            loss = F.cross_entropy(model(x.chunk(world)[rank]), y.chunk(world)[rank])
             opt.zero_grad()
             loss.backward()
         opt.step()
         losses.append(_mean_over_ranks(loss))
+    return losses
+
+
+def run_ddp(batches, dev, hidden=HIDDEN, sabotage=False) -> dict:
+    """Each rank: the whole model, 1/N of every batch; DDP all-reduces (averages) the gradients in backward."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    model = make_mlp(hidden).to(dev)
+    ddp = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    opt = torch.optim.SGD(ddp.parameters(), lr=LR, momentum=MOMENTUM)
+    # no_sync: skip the all-reduce (the broken run)
+    losses = _train_on_this_ranks_share(ddp, opt, batches, ddp.no_sync if sabotage else nullcontext)
     bytes_ = state_bytes(training_state(model, opt))
     return {"losses": losses, "state": model.state_dict(), "bytes_per_process": bytes_}
 
@@ -340,8 +348,7 @@ def run_fsdp(batches, dev, hidden=HIDDEN) -> dict:
     """FSDP2: every Linear its own shard group, then the root; each rank keeps 1/N of each parameter (a DTensor)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    world, rank = dist.get_world_size(), dist.get_rank()
-    mesh = init_device_mesh(dev.type, (world,))
+    mesh = init_device_mesh(dev.type, (dist.get_world_size(),))
     model = make_mlp(hidden).to(dev)
     for layer in model:
         if isinstance(layer, nn.Linear):
@@ -350,13 +357,7 @@ def run_fsdp(batches, dev, hidden=HIDDEN) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    losses = []
-    for x, y in batches:
-        loss = F.cross_entropy(model(x.chunk(world)[rank]), y.chunk(world)[rank])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(_mean_over_ranks(loss))
+    losses = _train_on_this_ranks_share(model, opt, batches)
     sharded = state_bytes(training_state(model, opt))
     full = {k: v.full_tensor() for k, v in model.state_dict().items()}  # all-gathers every shard
     extra = {"peak_cuda_bytes": torch.cuda.max_memory_allocated(dev)} if dev.type == "cuda" else {}
@@ -397,7 +398,7 @@ def run_pipeline(batches, dev, hidden=HIDDEN, schedule="GPipe", microbatches=4) 
         def timed(chunk, *args, _original=original, _name=name, **kwargs):
             start = time.perf_counter()
             out = _original(chunk, *args, **kwargs)
-            _sync(dev)
+            synchronize(dev)
             events.append((_name[0].upper(), chunk, start, time.perf_counter()))
             return out
         setattr(stage, name, timed)
@@ -406,7 +407,7 @@ def run_pipeline(batches, dev, hidden=HIDDEN, schedule="GPipe", microbatches=4) 
     last = rank == world - 1
     for step, (x, y) in enumerate(batches):
         dist.barrier()
-        _sync(dev)
+        synchronize(dev)
         events.clear()
         start = time.perf_counter()
         micro_losses = []
@@ -416,7 +417,7 @@ def run_pipeline(batches, dev, hidden=HIDDEN, schedule="GPipe", microbatches=4) 
             runner.step(target=y, losses=micro_losses)
         else:
             runner.step()
-        _sync(dev)
+        synchronize(dev)
         seconds = time.perf_counter() - start
         opt.step()
         opt.zero_grad()
@@ -437,11 +438,6 @@ def run_pipeline(batches, dev, hidden=HIDDEN, schedule="GPipe", microbatches=4) 
             "bubble_formula": bubble_fraction(world, microbatches),
             "idle_per_stage": [sum(r["idle"]) / max(len(r["idle"]), 1) for r in every],
             "timeline": [r["timeline"] for r in every]}
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def run_tensor(batches, dev, hidden=HIDDEN) -> dict:

@@ -80,6 +80,13 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a CUDA GPU runs asynchronously; elsewhere nothing to wait for):
+    call it before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed(fn, *args) -> float:
     """Seconds taken by ``fn(*args)``; on CUDA, queued work is waited for on both sides, so the time is the call's."""
     cuda = torch.cuda.is_available()

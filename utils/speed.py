@@ -30,15 +30,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import DeviceLoader, standardize
+from .runtime import synchronize
 from .training import autocast
 
 
 # ------------------------------------------------------------------------------------------------- measuring
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def measure(fn, *, device=None, warmup: int = 2, repeats: int = 5) -> dict:
     """Seconds per call of ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
 
@@ -55,7 +51,7 @@ def measure(fn, *, device=None, warmup: int = 2, repeats: int = 5) -> dict:
     for i in range(warmup):
         start = time.perf_counter()
         fn()
-        _sync(dev)
+        synchronize(dev)
         first = time.perf_counter() - start if i == 0 else first
     times = []
     for _ in range(repeats):
@@ -82,11 +78,11 @@ def profile_table(fn, *, device=None, steps: int = 3, rows: int = 12) -> tuple[s
     dev = torch.device(device or "cpu")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     fn()  # warm-up outside the trace
-    _sync(dev)
+    synchronize(dev)
     with profile(activities=activities) as prof:
         for _ in range(steps):
             fn()
-        _sync(dev)
+        synchronize(dev)
     averages = prof.key_averages()
     sort = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     return averages.table(sort_by=sort, row_limit=rows, max_name_column_width=40), list(averages)
@@ -232,7 +228,7 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
         for i in range(2):
             start = time.perf_counter()
             step(*next(it))
-            _sync(dev)
+            synchronize(dev)
             if i == 0:
                 first = time.perf_counter() - start
             else:
@@ -240,7 +236,7 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
         start = time.perf_counter()
         for _ in range(steps):
             step(*next(it))
-        _sync(dev)
+        synchronize(dev)
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
@@ -311,7 +307,7 @@ def train_recipe(recipe: Recipe, model_fn, train, test, *, device, epochs: int, 
                 schedule.step()
             if ema is not None:
                 ema.update_parameters(model)
-    _sync(dev)
+    synchronize(dev)
     seconds = time.perf_counter() - start
     result = {"recipe": recipe.name, "train_s": seconds, "images": epochs * len(loader) * batch,
               "acc": accuracy(model, *test)}
