@@ -37,6 +37,7 @@ from utils.data import CLASSES, DeviceLoader, ImageDataset, fashion_mnist, stack
 from utils.plotting import comparison_chart, image_grid, show
 from utils.results import report
 from utils.runtime import pick, profile, seed_everything
+from utils.segmentation import binary_focal_loss
 from utils.training import evaluate, fit
 from utils.widgets import Explorer, dropdown, slider
 
@@ -146,9 +147,10 @@ show(fig)
 # %% [markdown]
 # **Classification and masks.** Cross-entropy (BCE for one output) scores every pixel or example; focal loss
 # multiplies it by (1 − p_t)^γ so the many easy, already-right ones stop dominating (RetinaNet, YOLO's class
-# losses); Dice and IoU score the *overlap* of the predicted and true sets, so the number of easy background pixels
-# does not enter at all (U-Net and Chapter 5). The test: a 32×32 mask with one 4×4 object (1.6 % foreground) and
-# three predictions — confident background everywhere, half the object found, all of it found.
+# losses; Chapter 5's `binary_focal_loss`); Dice and IoU score the *overlap* of the predicted and true sets, so the
+# number of easy background pixels does not enter at all (U-Net and Chapter 5). The test: a 32×32 mask with one 4×4
+# object (1.6 % foreground) and four predictions — a coin flip (0.5 everywhere), confident background everywhere,
+# half the object found, all of it found.
 
 # %%
 truth = torch.zeros(32, 32)
@@ -159,7 +161,7 @@ candidates["uninformed (0.5 everywhere)"] = torch.full((32, 32), 0.5)
 candidates["half the object"][10:14, 10:12] = 0.9
 candidates["the whole object"][10:14, 10:14] = 0.9
 scores = {name: {"BCE": losses.binary_cross_entropy(torch.logit(p), truth).item(),
-                 "focal (γ = 2)": losses.focal_loss(torch.logit(p), truth, alpha=-1).item(),
+                 "focal (γ = 2)": binary_focal_loss(torch.logit(p), truth, gamma=2.0, alpha=-1).item(),
                  "Dice": losses.dice_loss(p, truth).item(), "soft IoU": losses.soft_iou_loss(p, truth).item()}
           for name, p in candidates.items()}
 show(comparison_chart(scores, {k: f"{k} loss" for k in scores["the whole object"]}, per_row=4, width=11,

@@ -6,8 +6,8 @@ the whole mask for `dice_loss` and `soft_iou_loss`, which are set measures); `te
 against torch, torchvision or torchmetrics.
 
 - regression: `mse_loss`, `l1_loss`, `smooth_l1_loss` (Huber with β: quadratic near 0, linear far away);
-- classification on logits: `binary_cross_entropy` and `focal_loss` (RetinaNet: (1 − p_t)^γ down-weights easy
-  examples, α balances positives);
+- classification on logits: `binary_cross_entropy` (the focal loss, RetinaNet's (1 − p_t)^γ-weighted BCE, is
+  Chapter 5's `utils.segmentation.binary_focal_loss`);
 - overlap of masks (probabilities in [0, 1]): `dice_loss` = 1 − 2|A∩B| / (|A| + |B|), `soft_iou_loss` = 1 − |A∩B| / |A∪B|;
 - distributions (rows of probabilities): `entropy`, `cross_entropy_between`, `kl_divergence`, tied by
   H(p, q) = H(p) + KL(p ‖ q).
@@ -16,7 +16,6 @@ against torch, torchvision or torchmetrics.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _check_pair(prediction: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -52,20 +51,6 @@ def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     """−[y·log σ(z) + (1 − y)·log(1 − σ(z))], computed stably from logits: max(z, 0) − z·y + log(1 + e^−|z|)."""
     _check_pair(logits, target, "binary_cross_entropy")
     return (logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))).mean()
-
-
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    """RetinaNet's focal loss: α_t · (1 − p_t)^γ · BCE, p_t the probability given to the true label (α < 0: no α)."""
-    _check_pair(logits, target, "focal_loss")
-    if gamma < 0:
-        raise ValueError(f"focal_loss: gamma must be ≥ 0, got {gamma}")
-    p = torch.sigmoid(logits)
-    p_t = p * target + (1 - p) * (1 - target)
-    bce = logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))
-    loss = (1 - p_t).pow(gamma) * bce
-    if alpha >= 0:
-        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
-    return loss.mean()
 
 
 def dice_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
