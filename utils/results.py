@@ -92,6 +92,11 @@ def format_figure(figure: dict) -> str:
     return text
 
 
+def table_cells(line: str) -> list[str]:
+    """One Markdown table row → its stripped cells (an escaped ``\\|`` stays inside its cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+
 def merge_block(text: str, start: str, end: str, heading: str, columns: tuple[str, ...],
                 rows: dict[str, list[str]], order: list[str]) -> str:
     """``text`` (a README) with the Markdown table between the ``start`` and ``end`` markers updated: ``rows``
@@ -101,7 +106,7 @@ def merge_block(text: str, start: str, end: str, heading: str, columns: tuple[st
     block = text[text.index(start) + len(start):text.index(end)]
     kept = {}
     for line in block.splitlines():
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        cells = table_cells(line)
         if len(cells) == len(columns) and cells[0] in order:
             kept[cells[0]] = cells
     kept.update(rows)
@@ -125,8 +130,8 @@ def measured_runtimes(chapter: str, readme: Path = README) -> dict[str, dict]:
         block = text[text.index(start):text.index(end)]
         date = re.search(r"last run on (\d{4}-\d{2}-\d{2})", block)
         for line in block.splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if cells and cells[0] == chapter and len(cells) >= 6:
+            cells = table_cells(line)
+            if cells[0] == chapter and len(cells) >= 6:
                 try:                                   # a hand-edited row must not stop a chapter from starting
                     wall, cpu, budget = float(cells[2]), float(cells[3]), float(cells[4])
                 except ValueError:
