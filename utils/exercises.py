@@ -25,6 +25,11 @@ import nbformat
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
+
+from . import scratch
+from .contrastive import info_nce as reference_info_nce
+from .detection import average_precision_voc as reference_average_precision_voc
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "chapters" / "outputs" / "exercises"
@@ -91,11 +96,6 @@ def _lstm_reference(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return cell(x, (h, c))
 
 
-def _info_nce_reference(z1, z2, temperature):
-    from .contrastive import info_nce
-    return info_nce(z1, z2, temperature)
-
-
 def _lstm_cases():
     generator = torch.Generator().manual_seed(0)
     n, d, hidden = 3, 5, 4
@@ -130,8 +130,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
     out = np.einsum("nchwij,ocij->nohw", windows, weight)
     return out if bias is None else out + bias[None, :, None, None]
-''', lambda x, weight, bias=None, stride=1, padding=0: __import__("utils.scratch", fromlist=["conv2d"]).conv2d(
-        x, weight, bias, stride, padding),
+''', lambda x, weight, bias=None, stride=1, padding=0: scratch.conv2d(x, weight, bias, stride, padding),
         lambda: [(*_arrays((2, 3, 9, 9), (4, 3, 3, 3)), None, 1, 0), (*_arrays((1, 2, 8, 8), (3, 2, 3, 3), (3,)), 2, 1),
                  (*_arrays((2, 1, 7, 7), (2, 1, 5, 5), (2,), seed=1), 1, 2)]),
     Exercise("max_pool2d", "01a_convolution_by_hand", "easy", '''
@@ -216,7 +215,7 @@ def box_iou(boxes1, boxes2):
     bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(-1)
     return inter / (area(boxes1)[:, None] + area(boxes2)[None] - inter)
-''', lambda a, b: __import__("torchvision").ops.box_iou(a, b), lambda: [(_boxes(5, 0), _boxes(7, 1)), (_boxes(1, 2), _boxes(3, 3))]),
+''', torchvision.ops.box_iou, lambda: [(_boxes(5, 0), _boxes(7, 1)), (_boxes(1, 2), _boxes(3, 3))]),
     Exercise("nms", "04_detection", "medium", '''
 def nms(boxes, scores, iou_threshold):
     """Non-maximum suppression: indices of the kept boxes, highest score first (boxes N×4 xyxy, scores N).
@@ -235,7 +234,7 @@ def nms(boxes, scores, iou_threshold):
         keep.append(best)
         order = order[torchvision.ops.box_iou(boxes[best][None], boxes[order])[0] <= iou_threshold]
     return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long)
-''', lambda boxes, scores, t: __import__("torchvision").ops.nms(boxes, scores, t), _nms_cases),
+''', torchvision.ops.nms, _nms_cases),
     Exercise("average_precision_voc", "04_detection", "medium", '''
 def average_precision_voc(precision, recall):
     """VOC all-point AP from a PR curve (detections ranked by score): the area under the monotone envelope.
@@ -250,8 +249,7 @@ def average_precision_voc(precision, recall):
     envelope = np.maximum.accumulate(np.concatenate([[0.0], precision, [0.0]])[::-1])[::-1]
     steps = np.nonzero(recall[1:] != recall[:-1])[0]
     return float(np.sum((recall[steps + 1] - recall[steps]) * envelope[steps + 1]))
-''', lambda p, r: __import__("utils.detection", fromlist=["average_precision_voc"]).average_precision_voc(p, r),
-        _pr_cases),
+''', reference_average_precision_voc, _pr_cases),
     Exercise("info_nce", "09_contrastive_multimodal", "hard", '''
 def info_nce(z1, z2, temperature):
     """SimCLR's NT-Xent: z1, z2 N×D, row i of each is a view of image i. Over the 2N L2-normalised views, each
@@ -268,7 +266,7 @@ def info_nce(z1, z2, temperature):
     logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
     return torch.nn.functional.cross_entropy(logits, targets)
-''', _info_nce_reference, lambda: [(*(torch.randn(6, 8, generator=torch.Generator().manual_seed(s)) for s in (0, 1)), 0.1),
+''', reference_info_nce, lambda: [(*(torch.randn(6, 8, generator=torch.Generator().manual_seed(s)) for s in (0, 1)), 0.1),
                                    (*(torch.randn(4, 3, generator=torch.Generator().manual_seed(s)) for s in (2, 3)), 0.5)]),
     Exercise("lstm_cell", "drills", "hard", '''
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):

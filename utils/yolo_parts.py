@@ -16,9 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from .detection import box_iou
-from .models.yolo import conv
+from .models.yolo import Bottleneck, conv
 
 
 def _check_positive(**values: int) -> None:
@@ -232,9 +234,6 @@ def mosaic(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.T
     ``min_size`` pixels or when less than ``min_visible`` of their area is left (a sliver of a shoe is not a shoe).
     Returns ``(images count×C×S×S, boxes list, labels list)``.
     """
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
-
     if images.dim() != 4 or images.shape[-1] != images.shape[-2] or len(boxes) != len(images) != len(labels):
         raise ValueError("mosaic needs square images N×C×S×S and one boxes and one labels tensor per image")
     _check_positive(count=count)
@@ -270,8 +269,6 @@ class CSPBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, depth: int = 1):
         super().__init__()
         _check_positive(c_in=c_in, c_out=c_out, depth=depth)
-        from .models.yolo import Bottleneck
-
         hidden = c_out // 2
         self.main, self.skip = conv(c_in, hidden, 1), conv(c_in, hidden, 1)
         self.blocks = nn.Sequential(*(Bottleneck(hidden) for _ in range(depth)))
