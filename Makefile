@@ -64,7 +64,7 @@ bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results
 questions: $(STAMP)  ## every chapter's interview questions in one index: chapters/outputs/questions.md
 	$(BIN)/python -m utils.questions
 
-exercises: $(STAMP)  ## exercise + solution notebooks with self-checks, and timed drills: chapters/outputs/exercises/
+exercises: $(STAMP)  ## each chapter with exercises, its tagged cells stubbed, and timed drills: chapters/outputs/exercises/
 	$(BIN)/python -m utils.exercises
 
 book: $(STAMP) data  ## the chapters executed (COURSE_PROFILE, smoke by default) as static HTML: chapters/outputs/book/

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils import scratch, start_chapter
+from utils import exercises, scratch, start_chapter
 from utils.data import CLASSES, fashion_mnist
 from utils.plotting import image_grid, show
 import matplotlib.pyplot as plt
@@ -69,6 +69,30 @@ for stride, padding, dilation in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (1, "same", 1
     theirs = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, padding, dilation)
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
     print(f"stride={stride} padding={padding!r:6} dilation={dilation}: output {ours.shape} == torch ✓")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook (`make exercises`) the cell below keeps only the signature
+# and hints of `conv2d`: write it, and the self-check after it compares your function with `scratch.conv2d`.
+
+# %% tags=["exercise"]
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation) in NumPy: x N×C_in×H×W, weight C_out×C_in×k×k, bias C_out or None
+    → N×C_out×H_out×W_out, with H_out = (H + 2·padding − k) // stride + 1.
+
+    Hints: pad H and W with np.pad; np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3)) holds every
+    k×k window and [:, :, ::stride, ::stride] keeps every stride-th; one np.einsum multiplies each window with each
+    filter and sums over (C_in, k, k).
+    """
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    k = weight.shape[-1]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    out = np.einsum("nchwij,ocij->nohw", windows, weight)
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+# %% tags=["self-check"]
+exercises.check("conv2d", conv2d)
 
 # %% [markdown]
 # ## Fixed kernels: Sobel and Laplacian
@@ -196,6 +220,26 @@ assert ours_max.shape == (4, 1, 14, 14), f"2×2 max pooling should halve 28×28 
 show(image_grid([x[1, 0], ours_max[1, 0], ours_avg[1, 0], scratch.max_pool2d(ours_max, 2)[1, 0]],
                 titles=["28×28", "max 2×2 → 14×14", "avg 2×2 → 14×14", "max twice → 7×7"], ncols=4, size=2))
 
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `max_pool2d`: write it, and the self-check compares it with `F.max_pool2d`.
+
+# %% tags=["exercise"]
+def max_pool2d(x, kernel_size, stride=None):
+    """Max pooling in NumPy: x N×C×H×W → N×C×H_out×W_out; stride defaults to kernel_size; no padding.
+
+    Hints: sliding_window_view over the last two axes gives the windows; keep every stride-th, then take the max
+    over the two window axes.
+    """
+    stride = stride or kernel_size
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kernel_size, kernel_size), axis=(2, 3))
+    return windows[:, :, ::stride, ::stride].max(axis=(-2, -1))
+
+
+# %% tags=["self-check"]
+exercises.check("max_pool2d", max_pool2d)
+
 # %% [markdown]
 # ## BatchNorm and LayerNorm forward, by hand
 # **BatchNorm** normalises each channel with the mean and variance taken over the batch and all positions
@@ -221,6 +265,27 @@ print("running mean after two training steps:", running_mean.round(3))
 torch.testing.assert_close(
     torch.from_numpy(scratch.layer_norm(feature_maps, (3, 5, 5))), F.layer_norm(torch.from_numpy(feature_maps), (3, 5, 5)))
 print("batch_norm (train and eval, running statistics) and layer_norm == torch ✓")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `batch_norm_train`, BatchNorm's training-mode forward: write it, and the self-check compares it with
+# `F.batch_norm`.
+
+# %% tags=["exercise"]
+def batch_norm_train(x, gamma, beta, eps=1e-5):
+    """BatchNorm2d's training-mode forward in NumPy: x N×C×H×W, gamma and beta C → N×C×H×W.
+
+    Hints: one mean and one biased variance per channel, over the axes N, H, W (keepdims=True keeps them
+    broadcastable); normalise, then scale by gamma and shift by beta, both reshaped to 1×C×1×1.
+    """
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)
+    return gamma[None, :, None, None] * (x - mean) / np.sqrt(var + eps) + beta[None, :, None, None]
+
+
+# %% tags=["self-check"]
+exercises.check("batch_norm_train", batch_norm_train)
 
 # %% [markdown]
 # ## Equivariance, seen

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 import matplotlib.pyplot as plt
 
-from utils import losses, scratch, start_chapter
+from utils import exercises, losses, scratch, start_chapter
 from utils import diagnostics as dx
 from utils.data import CLASSES, DeviceLoader, ImageDataset, fashion_mnist, stack_batch, standardize, subset
 from utils.plotting import comparison_chart, image_grid, show
@@ -88,6 +88,42 @@ print("softmax, cross-entropy and ∂L/∂z = p − onehot(y) match torch ✓")
 z = torch.linspace(-6, 6, 25, dtype=torch.float64)
 torch.testing.assert_close(torch.stack([z, torch.zeros_like(z)], -1).softmax(-1)[:, 0], torch.sigmoid(z),
                            msg="a two-class softmax over (z, 0) must equal sigmoid(z)")
+
+
+# %% [markdown]
+# **Exercises.** In the exercise version of this notebook (`make exercises`) the next two cells keep only the
+# signatures and hints of `softmax` and `cross_entropy`: write them, and each self-check compares yours with torch's,
+# huge logits included.
+
+# %% tags=["exercise"]
+def softmax(logits, axis=-1):
+    """Softmax in NumPy along ``axis``, stable for huge logits (e.g. 1000).
+
+    Hints: subtracting the maximum along the axis (keepdims=True) changes nothing mathematically but keeps np.exp
+    from overflowing; then divide by the sum along the same axis.
+    """
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+# %% tags=["self-check"]
+exercises.check("softmax", softmax)
+
+
+# %% tags=["exercise"]
+def cross_entropy(logits, labels):
+    """Mean cross-entropy of logits N×K against integer labels N, in NumPy, stable for huge logits.
+
+    Hints: log-softmax = z − max z − log Σ exp(z − max z), row by row; pick each row's entry at its label with
+    log_probs[np.arange(N), labels]; the loss is minus their mean.
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels].mean()
+
+
+# %% tags=["self-check"]
+exercises.check("cross_entropy", cross_entropy)
 
 # %% [markdown]
 # ### Entropy, cross-entropy and KL: one identity
@@ -207,6 +243,28 @@ np.testing.assert_allclose(running_var, bn.running_var.numpy(), rtol=1e-5, atol=
 np.testing.assert_allclose(scratch.layer_norm(x.numpy(), (3, 5, 5)), y_ln.numpy(), rtol=1e-4, atol=1e-5)
 print("per-channel stats after BN:", y_bn.mean(dim=(0, 2, 3)).numpy().round(4), "| per-sample stats after LN:",
       y_ln.mean(dim=(1, 2, 3)).numpy().round(4))
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `layer_norm`: write it, and the self-check compares it with `F.layer_norm`.
+
+# %% tags=["exercise"]
+def layer_norm(x, gamma, beta, eps=1e-5):
+    """LayerNorm in NumPy: each sample of x (N×…) normalised over all its other axes, then scaled by gamma and
+    shifted by beta (both of shape x.shape[1:]).
+
+    Hints: the axes are tuple(range(1, x.ndim)); one mean and one biased variance per sample (keepdims=True);
+    (x − mean) / sqrt(var + eps), then gamma · … + beta broadcast as they are.
+    """
+    axes = tuple(range(1, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+# %% tags=["self-check"]
+exercises.check("layer_norm", layer_norm)
 
 # %% [markdown]
 # ### Training vs evaluation mode

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils import data, segmentation as seg, start_chapter
+from utils import data, exercises, segmentation as seg, seq2seq, start_chapter
+from utils.models import transformer as transformer_blocks
 from utils.models.transformer import (DecoderBlock, EncoderBlock, MultiHeadAttention, Seq2SeqTransformer,
-                                      causal_mask, padding_mask, scaled_dot_product_attention,
-                                      sinusoidal_positional_encoding)
+                                      causal_mask, padding_mask, sinusoidal_positional_encoding)
 from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_masking, unpatchify
 from utils.models.swin import SwinSegmenter
 from utils.models.vit import SETR, ViT
@@ -47,8 +47,8 @@ from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
 from utils.seq2seq import (DIGIT_OFFSET, PAD, VOCAB_SIZE, LSTMSeq2Seq, accuracy_by_length, attention_explorer,
-                           decode_digits, encode_digits, evaluate_seq2seq, greedy_decode, lstm_cell, make_loader,
-                           mask_figure, reversal_dataset, teacher_forcing_loss, token_labels, tokens_per_second)
+                           decode_digits, encode_digits, evaluate_seq2seq, greedy_decode, make_loader, mask_figure,
+                           reversal_dataset, teacher_forcing_loss, token_labels, tokens_per_second)
 from utils.training import evaluate, fit
 
 device = start_chapter("03a_attention_and_transformer")
@@ -86,7 +86,7 @@ NO_POSITION_BAR = 0.5                             # without positions it must st
 q, k, v = torch.randn(2, 5, 8), torch.randn(2, 7, 8), torch.randn(2, 7, 3)
 allowed = torch.rand(2, 5, 7) > 0.3
 allowed[..., 0] = True                                   # every query keeps at least one key
-out, weights = scaled_dot_product_attention(q, k, v, allowed)
+out, weights = transformer_blocks.scaled_dot_product_attention(q, k, v, allowed)
 print("q", tuple(q.shape), "k", tuple(k.shape), "v", tuple(v.shape), "→ out", tuple(out.shape),
       "weights", tuple(weights.shape))
 assert out.shape == (2, 5, 3) and weights.shape == (2, 5, 7), (
@@ -95,9 +95,34 @@ torch.testing.assert_close(weights.sum(-1), torch.ones(2, 5))
 assert (weights[~allowed] == 0).all(), "a masked key must get exactly zero weight"
 torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=allowed))
 additive = torch.zeros(2, 5, 7).masked_fill(~allowed, float("-inf"))
-torch.testing.assert_close(scaled_dot_product_attention(q, k, v, additive)[0], out)
-torch.testing.assert_close(scaled_dot_product_attention(q, k, v)[0], F.scaled_dot_product_attention(q, k, v))
+torch.testing.assert_close(transformer_blocks.scaled_dot_product_attention(q, k, v, additive)[0], out)
+torch.testing.assert_close(transformer_blocks.scaled_dot_product_attention(q, k, v)[0],
+                           F.scaled_dot_product_attention(q, k, v))
 print("explicit attention == F.scaled_dot_product_attention (boolean mask, additive mask, no mask)")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook (`make exercises`) the cell below keeps only the signature
+# and hints of `scaled_dot_product_attention`: write it, and the self-check compares it with
+# `F.scaled_dot_product_attention`, with and without a causal mask.
+
+# %% tags=["exercise"]
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """softmax(Q Kᵀ / √d_k) V in PyTorch: q, k, v …×L×d; mask L×L bool or None, True where attention is
+    allowed.
+
+    Hints: scores = q @ k.transpose(-2, -1) / sqrt(d_k); scores.masked_fill(~mask, float("-inf")) blocks the
+    masked keys before the softmax over the last axis.
+    """
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+# %% tags=["self-check"]
+exercises.check("scaled_dot_product_attention", scaled_dot_product_attention)
+
 
 # %% [markdown]
 # ## 2. Why divide by √d_k — the softmax-saturation experiment
@@ -200,6 +225,33 @@ queries = torch.randn(B, 3, dim)
 torch.testing.assert_close(mha(queries, x, x, mask=keep)[0],
                            reference(queries, x, x, key_padding_mask=~keep[:, 0, 0])[0])
 print("MultiHeadAttention == nn.MultiheadAttention: self-attention with padding, per-head weights, cross-attention")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `multi_head_attention`, the five steps above as one function of the weights: write it, and the self-check
+# compares it with torch's `F.multi_head_attention_forward`.
+
+# %% tags=["exercise"]
+def multi_head_attention(x, w_qkv, b_qkv, w_out, b_out, heads):
+    """Multi-head self-attention in PyTorch, no mask: x B×N×dim → B×N×dim. w_qkv (3·dim)×dim and b_qkv 3·dim
+    project x to Q, K and V (stacked in that order, as nn.MultiheadAttention's in_proj); w_out dim×dim and b_out
+    dim project the concatenated heads back.
+
+    Hints: q, k, v = (x @ w_qkvᵀ + b_qkv).chunk(3, dim=-1); split each into heads with
+    .view(B, N, heads, dim // heads).transpose(1, 2); softmax(q kᵀ / √(dim/heads)) v per head; transpose back,
+    reshape to B×N×dim, then x @ w_outᵀ + b_out.
+    """
+    batch, tokens, dim = x.shape
+    q, k, v = (x @ w_qkv.T + b_qkv).chunk(3, dim=-1)
+    q, k, v = (t.view(batch, tokens, heads, dim // heads).transpose(1, 2) for t in (q, k, v))
+    weights = (q @ k.transpose(-2, -1) / (dim // heads) ** 0.5).softmax(-1)
+    concatenated = (weights @ v).transpose(1, 2).reshape(batch, tokens, dim)
+    return concatenated @ w_out.T + b_out
+
+
+# %% tags=["self-check"]
+exercises.check("multi_head_attention", multi_head_attention)
 
 # %% [markdown]
 # ## 4. Masks: padding vs causal
@@ -429,15 +481,36 @@ assert position_scores["none"] < NO_POSITION_BAR * min(position_scores["add"], p
 # `h_t = tanh(W x_t + U h_{t-1})`: repeated multiplication by `U` makes gradients vanish or explode over long
 # spans. The **LSTM** adds a cell state `c` — a conveyor belt updated *additively* — and three gates in
 # (0, 1): the **forget** gate scales the old `c`, the **input** gate scales the new candidate written into
-# it, the **output** gate decides how much of `tanh(c)` to show as `h`. Our `lstm_cell` writes one step out;
+# it, the **output** gate decides how much of `tanh(c)` to show as `h`. Our `seq2seq.lstm_cell` writes one step out;
 # it must equal `nn.LSTMCell`.
 
 # %%
 cell = nn.LSTMCell(5, 7)
 x_t, h, c = torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 7)
-torch.testing.assert_close(lstm_cell(x_t, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
+torch.testing.assert_close(seq2seq.lstm_cell(x_t, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
                            cell(x_t, (h, c)))
 print("lstm_cell == nn.LSTMCell")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `lstm_cell`: write the step yourself, and the self-check compares it with `nn.LSTMCell`.
+
+# %% tags=["exercise"]
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """One LSTM step in PyTorch with nn.LSTMCell's weight layout → (h_new, c_new). x N×D, h and c N×H, w_ih 4H×D,
+    w_hh 4H×H, biases 4H; the 4H rows are the gates in the order i, f, g, o.
+
+    Hints: gates = x w_ihᵀ + b_ih + h w_hhᵀ + b_hh, split in four with .chunk(4, dim=1); i, f, o through sigmoid,
+    g through tanh; c_new = f·c + i·g, h_new = o·tanh(c_new).
+    """
+    i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+# %% tags=["self-check"]
+exercises.check("lstm_cell", lstm_cell)
 
 # %% [markdown]
 # The Sutskever-style **LSTM encoder–decoder** (`LSTMSeq2Seq`) reads the digits, and the decoder starts from

@@ -40,12 +40,12 @@ from torch.utils.flop_counter import FlopCounterMode
 import torchvision.transforms.v2 as T
 from torchmetrics.detection import MeanAveragePrecision
 
-from utils import start_chapter
+from utils import detection, exercises, start_chapter
 from utils.attention_modules import SpatialGate
 from utils.data import CLASSES, DeviceLoader, fashion_mnist
-from utils.detection import (IOU_KINDS, average_precision_coco, average_precision_voc, batched_nms, box_convert,
-                             box_iou, iou_loss, kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision,
-                             nms, precision_recall, render_detections, unletterbox_boxes, wh_iou)
+from utils.detection import (IOU_KINDS, average_precision_coco, batched_nms, box_convert, iou_loss, kmeans_anchors,
+                             letterbox, letterbox_boxes, mean_average_precision, precision_recall, render_detections,
+                             unletterbox_boxes, wh_iou)
 from utils.models.yolo import (C2f, AnchorFreeDetector, Bottleneck, GridDetector, anchor_free_loss,
                                centre_assignment, centre_candidates, conv, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets, yolo_v1_loss)
@@ -94,7 +94,7 @@ for box, mask, label in zip(target["boxes"], target["masks"], target["labels"]):
     assert box.tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1], (
         f"box {box.tolist()} should be the tight box of its mask")
     assert (target["semantic"][mask] == label + 1).all(), "the semantic map should hold 1 + the class under each mask"
-pairwise = [box_iou(b, b).fill_diagonal_(0).max().item() for b in train_scenes.boxes if len(b) > 1]
+pairwise = [detection.box_iou(b, b).fill_diagonal_(0).max().item() for b in train_scenes.boxes if len(b) > 1]
 assert max(pairwise) <= 0.3 + 1e-6, "placements respect max_overlap"
 objects = torch.cat(train_scenes.labels)
 print(f"{len(train_scenes)} training scenes with {len(objects)} objects, {len(test_scenes)} test scenes; "
@@ -183,13 +183,13 @@ a, b = random_boxes(40), random_boxes(30)
 references = {"iou": ops.box_iou, "giou": ops.generalized_box_iou, "diou": ops.distance_box_iou,
               "ciou": ops.complete_box_iou}
 for kind, reference in references.items():
-    assert box_iou(a, b, kind).shape == (40, 30), f"{kind}: 40 × 30 boxes should give a 40×30 matrix"
-    torch.testing.assert_close(box_iou(a, b, kind), reference(a, b))
+    assert detection.box_iou(a, b, kind).shape == (40, 30), f"{kind}: 40 × 30 boxes should give a 40×30 matrix"
+    torch.testing.assert_close(detection.box_iou(a, b, kind), reference(a, b))
 torch.testing.assert_close(iou_loss(a[:30], b, "ciou"), ops.complete_box_iou_loss(a[:30], b, reduction="mean"))
 torch.testing.assert_close(iou_loss(a[:30], b, "giou"), ops.generalized_box_iou_loss(a[:30], b, reduction="mean"))
 # Degenerate boxes are defined, not NaN: a zero-area box overlaps nothing.
 point = torch.tensor([[5.0, 5.0, 5.0, 5.0]])
-assert box_iou(point, point).item() == 0 and torch.isfinite(box_iou(point, a, "ciou")).all(), (
+assert detection.box_iou(point, point).item() == 0 and torch.isfinite(detection.box_iou(point, a, "ciou")).all(), (
     "degenerate boxes should give IoU 0 and a finite CIoU")
 print("IoU, GIoU, DIoU, CIoU (and the GIoU/CIoU losses) equal torchvision.ops")
 
@@ -219,24 +219,47 @@ drawing.add_patch(plt.Rectangle(corner.tolist(), *(far - corner).tolist(), fill=
 centres = torch.stack([(box_a[:2] + box_a[2:]) / 2, (box_b[:2] + box_b[2:]) / 2])
 drawing.plot(*centres.T, "r-o", ms=4, label="ρ (centre distance)")
 drawing.plot([corner[0], far[0]], [corner[1], far[1]], "k:", label="c (diagonal of C)")
-values = {kind: box_iou(box_a[None], box_b[None], kind).item() for kind in IOU_KINDS}
+values = {kind: detection.box_iou(box_a[None], box_b[None], kind).item() for kind in IOU_KINDS}
 drawing.set(xlim=(0, 80), ylim=(70, 0), aspect="equal",
             title="  ".join(f"{k}={v:.2f}" for k, v in list(values.items())[:3]) + "\n"
                   + "  ".join(f"{k}={v:.2f}" for k, v in list(values.items())[3:]))
 drawing.legend(fontsize=6, loc="lower left")
 for kind in IOU_KINDS:
-    left.plot(shifts, box_iou(sliding, target_box, kind)[:, 0], label=kind)
-    right.plot(heights / 20, box_iou(stretched, target_box, kind)[:, 0], label=kind)
+    left.plot(shifts, detection.box_iou(sliding, target_box, kind)[:, 0], label=kind)
+    right.plot(heights / 20, detection.box_iou(stretched, target_box, kind)[:, 0], label=kind)
 left.set(xlabel="horizontal shift of the prediction (px), target 20×20", ylabel="value", title="moving a box")
 right.set(xlabel="aspect ratio h/w of a centred prediction", title="stretching a box")
 fig.suptitle("The IoU family: what each measures, and how it responds to moving and stretching a box")
 left.legend()
 right.legend()
 show(fig)
-assert (box_iou(sliding, target_box)[shifts.abs() >= 20] == 0).all(), (  # IoU: no signal
+assert (detection.box_iou(sliding, target_box)[shifts.abs() >= 20] == 0).all(), (  # IoU: no signal
     "IoU should be 0 (no signal) once the boxes no longer overlap")
-assert (box_iou(sliding[:60], target_box, "giou").diff(dim=0) > 0).all(), (  # GIoU: still a slope
+assert (detection.box_iou(sliding[:60], target_box, "giou").diff(dim=0) > 0).all(), (  # GIoU: still a slope
     "GIoU should still rise as a distant box approaches")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook (`make exercises`) the cell below keeps only the signature
+# and hints of `box_iou`, plain IoU: write it, and the self-check compares it with `torchvision.ops.box_iou`.
+
+# %% tags=["exercise"]
+def box_iou(boxes1, boxes2):
+    """IoU of every pair in PyTorch, without loops: boxes1 N×4 and boxes2 M×4 as (x1, y1, x2, y2) → N×M.
+
+    Hints: broadcast boxes1[:, None] against boxes2[None]; the intersection runs from the larger top-left corner to
+    the smaller bottom-right one, its sides clamped at 0; union = area1 + area2 − intersection.
+    """
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(-1)
+    return intersection / (area1[:, None] + area2[None] - intersection)
+
+
+# %% tags=["self-check"]
+exercises.check("box_iou", box_iou)
 
 # %% [markdown]
 # ## 4. Non-maximum suppression
@@ -251,21 +274,53 @@ assert (box_iou(sliding[:60], target_box, "giou").diff(dim=0) > 0).all(), (  # G
 # %%
 boxes, scores, labels = random_boxes(200), torch.rand(200, generator=generator), torch.randint(0, 5, (200,), generator=generator)
 for threshold in (0.3, 0.5, 0.7):
-    assert torch.equal(nms(boxes, scores, threshold), ops.nms(boxes, scores, threshold)), (
+    assert torch.equal(detection.nms(boxes, scores, threshold), ops.nms(boxes, scores, threshold)), (
         f"nms should keep the same boxes as torchvision.ops.nms at IoU {threshold}")
     assert torch.equal(batched_nms(boxes, scores, labels, threshold),
                        ops.batched_nms(boxes, scores, labels, threshold)), (
         f"batched_nms should equal torchvision.ops.batched_nms at IoU {threshold}")
-assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0, (  # no boxes: nothing kept
+assert detection.nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0, (  # no boxes: nothing kept
     "NMS of no boxes should keep nothing")
 # Two overlapping garments: plain NMS at 0.3 removes the second, DIoU-NMS keeps both (centres far apart).
 pair = torch.tensor([[10.0, 10.0, 50.0, 50.0], [22.0, 22.0, 62.0, 62.0]])
 pair_scores = torch.tensor([0.9, 0.8])
-print(f"IoU {box_iou(pair[:1], pair[1:]).item():.3f}, DIoU {box_iou(pair[:1], pair[1:], 'diou').item():.3f}")
-assert nms(pair, pair_scores, 0.3).tolist() == [0], "plain NMS at 0.3 should suppress the overlapping second box"
-assert nms(pair, pair_scores, 0.3, kind="diou").tolist() == [0, 1], (
+print(f"IoU {detection.box_iou(pair[:1], pair[1:]).item():.3f}, "
+      f"DIoU {detection.box_iou(pair[:1], pair[1:], 'diou').item():.3f}")
+assert detection.nms(pair, pair_scores, 0.3).tolist() == [0], (
+    "plain NMS at 0.3 should suppress the overlapping second box")
+assert detection.nms(pair, pair_scores, 0.3, kind="diou").tolist() == [0, 1], (
     "DIoU-NMS should keep the second box: its centre is far enough")
 print("NMS and batched NMS equal torchvision.ops; DIoU-NMS keeps the occluded object")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `nms`: write greedy NMS, and the self-check compares it with `torchvision.ops.nms`.
+
+# %% tags=["exercise"]
+def nms(boxes, scores, iou_threshold):
+    """Greedy non-maximum suppression in PyTorch: boxes N×4 (x1, y1, x2, y2), scores N → the indices of the kept
+    boxes, highest score first (as torchvision.ops.nms).
+
+    Hints: visit the boxes by decreasing score (scores.argsort(descending=True)); keep the first remaining box and
+    drop every remaining box whose IoU with it exceeds iou_threshold; repeat until none remain.
+    """
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    remaining = scores.argsort(descending=True)
+    keep = []
+    while len(remaining):
+        best, remaining = remaining[0], remaining[1:]
+        keep.append(best)
+        top_left = torch.maximum(boxes[best, :2], boxes[remaining, :2])
+        bottom_right = torch.minimum(boxes[best, 2:], boxes[remaining, 2:])
+        intersection = (bottom_right - top_left).clamp(min=0).prod(-1)
+        iou = intersection / (areas[best] + areas[remaining] - intersection)
+        remaining = remaining[iou <= iou_threshold]
+    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long)
+
+
+# %% tags=["self-check"]
+exercises.check("nms", nms)
 
 # %% [markdown]
 # ## 5. Anchors from k-means (YOLOv2)
@@ -493,7 +548,7 @@ assert ours["map_50"] > grid_map["map_50"], (
 
 # A hand-checkable case for the two interpolations: 3 ground truths; detections ranked TP, FP, TP.
 precision, recall = np.array([1.0, 0.5, 2 / 3]), np.array([1 / 3, 1 / 3, 2 / 3])
-assert abs(average_precision_voc(precision, recall) - (1 / 3 * 1.0 + 1 / 3 * 2 / 3)) < 1e-9, (
+assert abs(detection.average_precision_voc(precision, recall) - (1 / 3 * 1.0 + 1 / 3 * 2 / 3)) < 1e-9, (
     "VOC AP (all-point interpolation) of the worked example should be 1/3 + 2/9")
 assert abs(average_precision_coco(precision, recall) - (34 * 1.0 + 33 * 2 / 3) / 101) < 1e-9, (
     "COCO AP (101 recall points) of the worked example should be (34 + 22) / 101")
@@ -503,7 +558,8 @@ fig, (ax_curves, ax_bars) = plt.subplots(1, 2, figsize=(12, 4))
 for label in range(10):
     curve = precision_recall(predictions, test_targets, label, 0.5)
     if curve is not None:
-        ax_curves.plot(curve[1], curve[0], lw=1.2, label=f"{CLASSES[label]} ({average_precision_voc(*curve[:2]):.2f})")
+        ax_curves.plot(curve[1], curve[0], lw=1.2,
+                       label=f"{CLASSES[label]} ({detection.average_precision_voc(*curve[:2]):.2f})")
 ax_curves.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR curves at IoU 0.5 (VOC AP)")
 ax_curves.legend(fontsize=7)
 thresholds = torch.linspace(0.5, 0.95, 10)
@@ -530,11 +586,35 @@ no_truth = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.lon
 assert mean_average_precision([empty], [no_truth])["map"] == -1.0, (  # nothing to find: undefined (−1)
     "nothing to find should give the undefined AP −1, as COCO")
 try:
-    box_iou(torch.tensor([[10.0, 10.0, 5.0, 20.0]]), a)
+    detection.box_iou(torch.tensor([[10.0, 10.0, 5.0, 20.0]]), a)
 except ValueError as error:
     print("refused:", error)
 else:
     raise AssertionError("a box with x2 < x1 must be rejected")
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `average_precision_voc`, AP from one PR curve: write it, and the self-check compares it with
+# `detection.average_precision_voc`, checked on the worked example above.
+
+# %% tags=["exercise"]
+def average_precision_voc(precision, recall):
+    """VOC's all-point AP in NumPy: the area under the monotone envelope of a PR curve (the precision and recall
+    after each detection, ranked by score; recall never decreases).
+
+    Hints: put recall 0 before and 1 after, with precision 0 at both ends; the envelope replaces each precision by
+    the largest at any higher recall (np.maximum.accumulate over the reversed array); sum Δrecall × envelope over the
+    points where the recall changes.
+    """
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    envelope = np.maximum.accumulate(np.concatenate([[0.0], precision, [0.0]])[::-1])[::-1]
+    steps = np.nonzero(recall[1:] != recall[:-1])[0]
+    return float(np.sum((recall[steps + 1] - recall[steps]) * envelope[steps + 1]))
+
+
+# %% tags=["self-check"]
+exercises.check("average_precision_voc", average_precision_voc)
 
 # %% [markdown]
 # ## 10. Explorer: confidence, NMS and the PR curve
@@ -794,7 +874,7 @@ query_index, object_index = linear_sum_assignment(matching_cost.numpy())
 assert len(set(query_index)) == len(object_index) == len(truth_scene["labels"]), (
     "the Hungarian matching gives every object exactly one distinct query")
 for q, g in zip(query_index, object_index):
-    overlap = box_iou(query_boxes[0, top][q:q + 1].cpu(), truth_scene["boxes"][g:g + 1])[0, 0]
+    overlap = detection.box_iou(query_boxes[0, top][q:q + 1].cpu(), truth_scene["boxes"][g:g + 1])[0, 0]
     print(f"{CLASSES[int(truth_scene['labels'][g])]:12s} ← query {q} (cost {matching_cost[q, g]:+.2f}, IoU {overlap:.2f})")
 print(f"the other {10 - len(object_index)} queries are matched to nothing and learn 'no object'")
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils import pose, start_chapter
+from utils import exercises, pose, start_chapter
 from utils.attention_modules import count_flops
 from utils.data import DeviceLoader
 from utils.models.pose import PoseNet, predict_maps, staged_loss
@@ -162,6 +162,28 @@ ax_heat.set(title="neck heatmap: one peak per person", xlabel="x (pixels)", ylab
 fig.tight_layout()
 show(fig)
 
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook (`make exercises`) the cell below keeps only the signature
+# and hints of `gaussian_heatmap`, one keypoint's target: write it, and the self-check compares it with
+# `pose.gaussian_heatmap`.
+
+# %% tags=["exercise"]
+def gaussian_heatmap(height, width, center_xy, sigma):
+    """A keypoint's target heatmap in PyTorch: height×width values exp(−((x − cx)² + (y − cy)²) / 2σ²), the pixel
+    (x, y) at integer coordinates, center_xy = (cx, cy).
+
+    Hints: torch.arange(width) and torch.arange(height) are the pixels' x and y; broadcast them as a row xs[None, :]
+    and a column ys[:, None].
+    """
+    xs, ys = torch.arange(width, dtype=torch.float32), torch.arange(height, dtype=torch.float32)
+    cx, cy = center_xy
+    return torch.exp(-((xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2) / (2 * sigma ** 2))
+
+
+# %% tags=["self-check"]
+exercises.check("gaussian_heatmap", gaussian_heatmap)
+
 # %% [markdown]
 # For several people the target keeps the **maximum** of their Gaussians (not the sum: two close necks would merge
 # into one brighter, shifted bump). The network predicts the maps at stride 2 — 32×32 for our 64-px canvas — and we
@@ -226,6 +248,34 @@ assert (scores.diagonal() > 0.7).all(), "each elbow's own wrist scores about 1"
 others = scores.clone().fill_diagonal_(-2).max(1).values
 assert (scores.diagonal() > others + 0.3).all(), "other people's wrists score low"
 assert pose.paf_score(paf, people[0, 7, :2], people[0, 6, :2]) < -0.7, "backwards: about −1"
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `paf_score`, the line integral for one candidate pair: write it, and the self-check compares it with
+# `pose.paf_score` — along a limb, backwards, across it, beyond the map's edge and for a pair of no length.
+
+# %% tags=["exercise"]
+def paf_score(paf, p1, p2, samples=10):
+    """OpenPose's limb score in PyTorch: the line integral of a limb's field paf (2×H×W, the x and y components)
+    from p1 to p2 (each an (x, y) tensor), approximated by the mean over `samples` evenly spaced points, both ends
+    included, of field · (p2 − p1)/‖p2 − p1‖, the field read at the nearest pixel. A pair of no length scores 0.
+
+    Hints: points = p1 + torch.linspace(0, 1, samples)[:, None] · (p2 − p1); their columns x.round() and rows
+    y.round(), as long and clamped inside the map, index paf[:, rows, columns] (2×samples).
+    """
+    vector = p2 - p1
+    length = vector.norm()
+    if length < 1e-6:
+        return torch.tensor(0.0)
+    points = p1 + torch.linspace(0, 1, samples)[:, None] * vector
+    columns = points[:, 0].round().long().clamp(0, paf.shape[2] - 1)
+    rows = points[:, 1].round().long().clamp(0, paf.shape[1] - 1)
+    return (paf[:, rows, columns] * (vector / length)[:, None]).sum(0).mean()
+
+
+# %% tags=["self-check"]
+exercises.check("paf_score", paf_score)
 
 # %% [markdown]
 # ## 5. Peaks, bipartite matching, assembly
@@ -314,6 +364,31 @@ ax.axhline(0.5, color="0.6", ls=":")
 ax.set(xlabel="keypoint error (pixels)", ylabel="OKS", title="OKS forgives more on big people and loose keypoints")
 ax.legend(fontsize=7)
 show(fig)
+
+
+# %% [markdown]
+# **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `oks`: write it, and the self-check compares it with `pose.oks` (itself equal to pycocotools above, through the AP).
+
+# %% tags=["exercise"]
+def oks(predicted, truth, areas, sigmas):
+    """COCO's object keypoint similarity in PyTorch, of every predicted person with every true person → P×G.
+
+    predicted P×J×2 (x, y); truth G×J×3 (x, y, visibility v); areas G, each true person's area s²; sigmas J, one per
+    keypoint type. OKS = the mean, over the true person's labelled keypoints (v > 0), of exp(−d² / (2 s² k²)), d the
+    distance of the predicted keypoint from the true one and k = 2σ; a true person with no labelled keypoint scores 0.
+
+    Hints: predicted[:, None, :, :2] − truth[None, :, :, :2] broadcasts to P×G×J×2; weight the Gaussians by the
+    labelled mask, sum over J and divide by the number labelled (clamped to at least 1).
+    """
+    d2 = ((predicted[:, None, :, :2] - truth[None, :, :, :2]) ** 2).sum(-1)
+    similarity = torch.exp(-d2 / (2 * areas[None, :, None] * (2 * sigmas) ** 2))
+    labelled = (truth[:, :, 2] > 0).to(similarity.dtype)
+    return (similarity * labelled).sum(-1) / labelled.sum(-1).clamp(min=1)
+
+
+# %% tags=["self-check"]
+exercises.check("oks", oks)
 
 # %% [markdown]
 # ## 7. A staged network with intermediate supervision (CPM / OpenPose)

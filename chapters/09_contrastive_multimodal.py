@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
-from utils import contrastive, multimodal, start_chapter
+from utils import contrastive, exercises, multimodal, start_chapter
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
 from utils.models.clip import BYOL, CLIP, LSeg, Classifier, ImageEncoder, ProjectionHead, SimCLR, TextEncoder
 from utils.plotting import comparison_chart, show
@@ -114,6 +114,64 @@ columns = [-math.log(math.exp(images[i] @ texts[i] / 0.07) / sum(math.exp(images
                                                                   for k in range(4))) for i in range(4)]
 torch.testing.assert_close(contrastive.clip_loss(z1, z2, 0.07), torch.tensor((sum(rows) + sum(columns)) / 8))
 print("contrastive, triplet, InfoNCE and CLIP losses equal their loop / torch references")
+
+
+# %% [markdown]
+# **Exercises.** In the exercise version of this notebook (`make exercises`) the next three cells keep only the
+# signatures and hints of `triplet_loss`, `info_nce` and `clip_loss`: write them, and each self-check compares yours
+# with the course's loss checked above.
+
+# %% tags=["exercise"]
+def triplet_loss(anchor, positive, negative, margin):
+    """FaceNet's triplet loss in PyTorch: the mean over N triplets (anchor, positive, negative: each N×D) of
+    max(0, ‖a − p‖² − ‖a − n‖² + margin).
+
+    Hints: a squared distance per row is (a − p).pow(2).sum(1); clamp_min(0) is the max(0, ·).
+    """
+    d_positive = (anchor - positive).pow(2).sum(1)
+    d_negative = (anchor - negative).pow(2).sum(1)
+    return (d_positive - d_negative + margin).clamp_min(0).mean()
+
+
+# %% tags=["self-check"]
+exercises.check("triplet_loss", triplet_loss)
+
+
+# %% tags=["exercise"]
+def info_nce(z1, z2, temperature):
+    """SimCLR's NT-Xent in PyTorch: z1, z2 N×D, row i of each a view of image i. Over the 2N L2-normalised views,
+    each view's positive is its pair and the other 2N − 2 views are its negatives; the mean cross-entropy over all 2N.
+
+    Hints: z = F.normalize(torch.cat([z1, z2]), dim=1); logits = z @ zᵀ / temperature with the diagonal set to −inf
+    (a view is not its own negative); the target of row i is i + N for i < N and i − N otherwise.
+    """
+    n = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(logits, targets)
+
+
+# %% tags=["self-check"]
+exercises.check("info_nce", info_nce)
+
+
+# %% tags=["exercise"]
+def clip_loss(image_embeddings, text_embeddings, temperature):
+    """CLIP's symmetric loss in PyTorch: image and text embeddings N×D, pair i matches. Both L2-normalised, logits =
+    image–text cosine similarities / temperature (N×N); the mean of the cross-entropies along the rows (each image
+    finds its caption) and along the columns (each caption its image).
+
+    Hints: the targets of both directions are torch.arange(N), the diagonal; the columns are the rows of logitsᵀ.
+    """
+    images, texts = F.normalize(image_embeddings, dim=1), F.normalize(text_embeddings, dim=1)
+    logits = images @ texts.T / temperature
+    targets = torch.arange(len(logits))
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+# %% tags=["self-check"]
+exercises.check("clip_loss", clip_loss)
 
 # %% [markdown]
 # **Mining.** Random triplets are mostly *easy* (the negative is already far): zero loss, zero gradient. FaceNet

@@ -1,47 +1,68 @@
-"""`make exercises`: the hand-written classics as exercises with self-checks, and a timed drill notebook (all chapters).
+"""`make exercises`: the hand-written classics as exercise notebooks with self-checks, and a timed drill notebook.
 
-Each `Exercise` is a function the learner writes: a stub (signature, docstring with hints, ``raise
-NotImplementedError``), an official solution (short, self-contained, readable) and a reference from the library
-(PyTorch, torchvision, or the course's own tested code) that `check` compares the learner's function with on
-several cases, printing a clear pass or the first mismatch.
+The exercises live in the chapters. Near where a chapter teaches a classic (conv2d, softmax, attention, NMS, the
+PAF score …) its jupytext source holds the official solution in a cell tagged ``exercise`` — one short,
+self-contained function whose docstring ends with a ``Hints:`` paragraph — followed by a cell tagged
+``self-check``::
 
-    python -m utils.exercises               # writes chapters/outputs/exercises/: per chapter an exercise and a
-                                            # solution notebook, plus drills.ipynb (all exercises, timed)
+    # %% tags=["exercise"]
+    def softmax(logits, axis=-1):
+        '''Softmax in NumPy, stable for huge logits.
 
-`tests/test_exercises.py` executes every generated notebook: in the exercise versions only the self-checks
-fail, each with NotImplementedError; in the solution versions every self-check passes.
+        Hints: subtract the maximum along the axis before np.exp.
+        '''
+        ...the solution...
+
+
+    # %% tags=["self-check"]
+    exercises.check("softmax", softmax)
+
+The chapter is the solved version: its self-checks run whenever the chapter runs (nbval, `make verify`).
+`EXERCISES` holds the rest of each exercise — its chapter, difficulty, the reference it is checked against
+(PyTorch, torchvision or the course's own tested code) and the cases — and `check` compares a function with the
+reference on every case, printing ✓ or naming the first case that differs.
+
+    python -m utils.exercises               # writes chapters/outputs/exercises/ (git-ignored):
+                                            #   <chapter>_exercises.ipynb: the chapter, each exercise cell stubbed
+                                            #   drills.ipynb: every stub with its check and a timer, easiest first
+
+A stub is made from the solution by `ast`: the signature and the docstring kept, the body replaced by
+``raise NotImplementedError``. `tests/test_exercises.py` executes the exercise notebooks up to their last
+self-check: only the self-checks fail, each with NotImplementedError, while the solved chapter and drills pass.
 """
 
 from __future__ import annotations
 
+import ast
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import jupytext
 import nbformat
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
 
-from . import scratch
-from .contrastive import info_nce as reference_info_nce
-from .detection import average_precision_voc as reference_average_precision_voc
+from . import contrastive, detection, pose, scratch
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "chapters" / "outputs" / "exercises"
+CHAPTERS = ROOT / "chapters"
+OUTPUT = CHAPTERS / "outputs" / "exercises"
+EXERCISE_TAG, CHECK_TAG = "exercise", "self-check"
+DIFFICULTIES = ("easy", "medium", "hard")         # how long a candidate should need: about 5, 10 and 20 minutes
+# What the solutions may use besides builtins, under these names (each chapter imports what its own solutions use).
+DRILL_IMPORTS = "import math\nimport time\n\nimport numpy as np\nimport torch\nimport torch.nn.functional as F"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Exercise:
-    name: str
-    chapter: str
-    difficulty: str                       # easy / medium / hard: how long a candidate should need (5 / 10 / 20 min)
-    stub: str                             # signature + docstring with hints + raise NotImplementedError
-    solution: str                         # the official solution, self-contained
+    name: str                             # the function the learner writes, defined by the chapter's tagged cell
+    chapter: str                          # the chapter whose source holds the solution
+    difficulty: str                       # one of DIFFICULTIES
     reference: Callable                   # what the learner's function is checked against
     cases: Callable[[], list[tuple]]      # argument tuples, drawn from a fixed seed
 
@@ -49,6 +70,11 @@ class Exercise:
 def _arrays(*shapes, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(shape) for shape in shapes]
+
+
+def _tensors(*shapes, seed=0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=generator, dtype=dtype) for shape in shapes]
 
 
 def _boxes(count, seed):
@@ -60,9 +86,8 @@ def _boxes(count, seed):
 def _nms_cases():
     cases = []
     for seed, threshold in ((0, 0.5), (1, 0.3), (2, 0.7)):
-        boxes = _boxes(30, seed)
         scores = torch.rand(30, generator=torch.Generator().manual_seed(seed + 10))
-        cases.append((boxes, scores, threshold))
+        cases.append((_boxes(30, seed), scores, threshold))
     return cases
 
 
@@ -78,16 +103,43 @@ def _pr_cases():
     return cases
 
 
-def _torch_reference_attention(q, k, v, mask=None):
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-def _torch_reference_batch_norm(x, gamma, beta, eps=1e-5):
+def _torch_batch_norm(x, gamma, beta, eps=1e-5):
     return F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
                         training=True, eps=eps).numpy()
 
 
-def _lstm_reference(x, h, c, w_ih, w_hh, b_ih, b_hh):
+def _torch_layer_norm(x, gamma, beta, eps=1e-5):
+    return F.layer_norm(torch.from_numpy(x), x.shape[1:], torch.from_numpy(gamma), torch.from_numpy(beta), eps).numpy()
+
+
+def _layer_norm_cases():
+    (x,) = _arrays((4, 3, 5, 5))
+    return [(x * 3 + 2, *_arrays((3, 5, 5), (3, 5, 5), seed=1)), (*_arrays((2, 6), (6,), (6,), seed=2), 1e-3)]
+
+
+def _torch_attention(q, k, v, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _attention_cases():
+    q, k, v = _tensors((2, 3, 5, 8), (2, 3, 5, 8), (2, 3, 5, 8))
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    return [(q, k, v), (q, k, v, causal)]
+
+
+def _torch_multi_head_attention(x, w_qkv, b_qkv, w_out, b_out, heads):
+    sequence_first = x.transpose(0, 1)               # torch's functional form takes (tokens, batch, dim)
+    out, _ = F.multi_head_attention_forward(sequence_first, sequence_first, sequence_first, x.shape[-1], heads,
+                                            w_qkv, b_qkv, None, None, False, 0.0, w_out, b_out, need_weights=False)
+    return out.transpose(0, 1)
+
+
+def _multi_head_attention_cases():
+    return [(*_tensors((2, 6, 16), (48, 16), (48,), (16, 16), (16,), seed=seed), heads)
+            for seed, heads in ((0, 4), (1, 1), (2, 8))]
+
+
+def _torch_lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
     cell = torch.nn.LSTMCell(x.shape[1], h.shape[1]).double()
     with torch.no_grad():
         for parameter, value in zip((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
@@ -97,194 +149,86 @@ def _lstm_reference(x, h, c, w_ih, w_hh, b_ih, b_hh):
 
 
 def _lstm_cases():
-    generator = torch.Generator().manual_seed(0)
     n, d, hidden = 3, 5, 4
-    rand = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64)  # noqa: E731
-    return [(rand(n, d), rand(n, hidden), rand(n, hidden), rand(4 * hidden, d), rand(4 * hidden, hidden),
-             rand(4 * hidden), rand(4 * hidden)) for _ in range(2)]
+    return [tuple(_tensors((n, d), (n, hidden), (n, hidden), (4 * hidden, d), (4 * hidden, hidden), (4 * hidden,),
+                           (4 * hidden,), seed=seed)) for seed in (0, 1)]
 
 
-def _attention_cases():
+def _gaussian_heatmap_cases():
+    return [(64, 48, (20.0, 30.5), 2.0), (17, 23, (3.3, 15.8), 1.5), (10, 12, (-2.0, 4.0), 3.0)]
+
+
+def _paf_score_cases():
+    field = pose.limb_paf(40, 50, (10.0, 12.0), (38.0, 30.0), limb_width=2.0)
+    field += 0.1 * torch.randn(field.shape, generator=torch.Generator().manual_seed(0))   # not only 0 and 1
+    point = lambda x, y: torch.tensor([x, y])  # noqa: E731
+    return [(field, point(10.2, 12.1), point(37.7, 29.6)),       # along the limb: about 1
+            (field, point(37.7, 29.6), point(10.2, 12.1)),       # backwards: about −1
+            (field, point(5.3, 35.2), point(45.1, 3.4), 7),      # across it
+            (field, point(-4.6, 2.2), point(60.3, 44.8)),        # beyond the map: the nearest pixel is on its edge
+            (field, point(20.4, 20.4), point(20.4, 20.4))]       # no length: 0
+
+
+def _oks_cases():
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 5, 8, generator=generator, dtype=torch.float64) for _ in range(3))
-    causal = torch.ones(5, 5, dtype=torch.bool).tril()
-    return [(q, k, v), (q, k, v, causal)]
+    joints = len(pose.SIGMAS)
+    truth = torch.cat([torch.rand(3, joints, 2, generator=generator, dtype=torch.float64) * 60,
+                       torch.randint(0, 3, (3, joints, 1), generator=generator).double()], -1)
+    truth[2, :, 2] = 0                                             # a person with no labelled keypoint scores 0
+    predicted = truth[[0, 1, 1, 2], :, :2] + torch.randn(4, joints, 2, generator=generator, dtype=torch.float64) * 3
+    areas = torch.tensor([900.0, 400.0, 2500.0], dtype=torch.float64)
+    return [(predicted, truth, areas, torch.from_numpy(pose.SIGMAS)),
+            (predicted[:1], truth[1:2], areas[1:2], torch.from_numpy(pose.SIGMAS))]
+
+
+def _pair_cases(*shapes_and_temperatures):
+    return [(*_tensors(shape, shape, seed=seed, dtype=torch.float32), temperature)
+            for seed, (shape, temperature) in enumerate(shapes_and_temperatures)]
+
+
+def _triplet_cases():
+    return [(*_tensors((6, 5), (6, 5), (6, 5), dtype=torch.float32), 0.5),
+            (*_tensors((4, 3), (4, 3), (4, 3), seed=1, dtype=torch.float32), 2.0)]
 
 
 EXERCISES = [
-    Exercise("conv2d", "01a_convolution_by_hand", "medium", '''
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """2-D convolution (cross-correlation) in NumPy.
-
-    x: N×C_in×H×W, weight: C_out×C_in×k×k, bias: C_out or None → N×C_out×H_out×W_out,
-    H_out = (H + 2·padding − k) // stride + 1.
-    Hints: pad with np.pad; loop over output positions (or build all windows with
-    np.lib.stride_tricks.sliding_window_view); one np.einsum / tensordot per window multiplies and sums over
-    (C_in, k, k).
-    """
-    raise NotImplementedError("write conv2d")
-''', '''
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    k = weight.shape[-1]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
-    out = np.einsum("nchwij,ocij->nohw", windows, weight)
-    return out if bias is None else out + bias[None, :, None, None]
-''', lambda x, weight, bias=None, stride=1, padding=0: scratch.conv2d(x, weight, bias, stride, padding),
-        lambda: [(*_arrays((2, 3, 9, 9), (4, 3, 3, 3)), None, 1, 0), (*_arrays((1, 2, 8, 8), (3, 2, 3, 3), (3,)), 2, 1),
-                 (*_arrays((2, 1, 7, 7), (2, 1, 5, 5), (2,), seed=1), 1, 2)]),
-    Exercise("max_pool2d", "01a_convolution_by_hand", "easy", '''
-def max_pool2d(x, kernel_size, stride=None):
-    """Max pooling in NumPy: N×C×H×W → N×C×H_out×W_out, stride defaults to kernel_size, no padding.
-
-    Hint: sliding_window_view over the last two axes, then the max over the window axes.
-    """
-    raise NotImplementedError("write max_pool2d")
-''', '''
-def max_pool2d(x, kernel_size, stride=None):
-    stride = stride or kernel_size
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kernel_size, kernel_size), axis=(2, 3))
-    return windows[:, :, ::stride, ::stride].max(axis=(-2, -1))
-''', lambda x, kernel_size, stride=None: F.max_pool2d(torch.from_numpy(x), kernel_size, stride).numpy(),
-        lambda: [(*_arrays((2, 3, 8, 8)), 2), (*_arrays((1, 2, 9, 9), seed=1), 3, 2)]),
-    Exercise("batch_norm_train", "01a_convolution_by_hand", "easy", '''
-def batch_norm_train(x, gamma, beta, eps=1e-5):
-    """BatchNorm2d's training-mode forward in NumPy: x N×C×H×W, gamma and beta C.
-
-    Hint: one mean and one (biased) variance per channel, over the axes N, H, W; normalise, then scale and shift.
-    """
-    raise NotImplementedError("write batch_norm_train")
-''', '''
-def batch_norm_train(x, gamma, beta, eps=1e-5):
-    mean = x.mean(axis=(0, 2, 3), keepdims=True)
-    var = x.var(axis=(0, 2, 3), keepdims=True)
-    return gamma[None, :, None, None] * (x - mean) / np.sqrt(var + eps) + beta[None, :, None, None]
-''', _torch_reference_batch_norm, lambda: [tuple(_arrays((4, 3, 5, 5), (3,), (3,))), tuple(_arrays((2, 6, 3, 3), (6,), (6,), seed=2))]),
-    Exercise("softmax", "01c_why_training_works", "easy", '''
-def softmax(logits, axis=-1):
-    """Softmax in NumPy, stable for huge logits (e.g. 1000).
-
-    Hint: subtracting the maximum along the axis changes nothing mathematically but prevents overflow.
-    """
-    raise NotImplementedError("write softmax")
-''', '''
-def softmax(logits, axis=-1):
-    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
-''', lambda logits, axis=-1: torch.from_numpy(logits).softmax(axis).numpy(),
-        lambda: [(_arrays((4, 10))[0],), (_arrays((3, 5))[0] * 1000,), (_arrays((2, 3, 4))[0], 1)]),
-    Exercise("cross_entropy", "01c_why_training_works", "easy", '''
-def cross_entropy(logits, labels):
-    """Mean cross-entropy of logits N×K against integer labels N, in NumPy, stable for huge logits.
-
-    Hint: log-softmax = z − max z − log Σ exp(z − max z); pick each row's true-class entry.
-    """
-    raise NotImplementedError("write cross_entropy")
-''', '''
-def cross_entropy(logits, labels):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -log_probs[np.arange(len(labels)), labels].mean()
-''', lambda logits, labels: F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item(),
-        lambda: [(_arrays((6, 10))[0], np.array([0, 3, 9, 1, 1, 5])), (_arrays((2, 4))[0] * 500, np.array([2, 0]))]),
-    Exercise("scaled_dot_product_attention", "03a_attention_and_transformer", "medium", '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    """softmax(Q Kᵀ / √d_k) V in PyTorch. q, k, v: …×L×d; mask: L×L bool, True where attention is allowed.
-
-    Hint: scores = q @ k.transpose(-2, -1) / sqrt(d); masked scores become −inf before the softmax.
-    """
-    raise NotImplementedError("write scaled_dot_product_attention")
-''', '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(-1) @ v
-''', _torch_reference_attention, _attention_cases),
-    Exercise("box_iou", "04_detection", "easy", '''
-def box_iou(boxes1, boxes2):
-    """IoU of every pair: boxes1 N×4, boxes2 M×4 (x1, y1, x2, y2) → N×M, in PyTorch, without loops.
-
-    Hint: broadcast boxes1[:, None] against boxes2[None]; the intersection's sides are clamped at 0.
-    """
-    raise NotImplementedError("write box_iou")
-''', '''
-def box_iou(boxes1, boxes2):
-    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
-    return inter / (area(boxes1)[:, None] + area(boxes2)[None] - inter)
-''', torchvision.ops.box_iou, lambda: [(_boxes(5, 0), _boxes(7, 1)), (_boxes(1, 2), _boxes(3, 3))]),
-    Exercise("nms", "04_detection", "medium", '''
-def nms(boxes, scores, iou_threshold):
-    """Non-maximum suppression: indices of the kept boxes, highest score first (boxes N×4 xyxy, scores N).
-
-    Hint: sort by score; repeatedly keep the best remaining box and drop every box whose IoU with it exceeds the
-    threshold (you may use torchvision.ops.box_iou, or your box_iou).
-    """
-    raise NotImplementedError("write nms")
-''', '''
-def nms(boxes, scores, iou_threshold):
-    import torchvision
-    order = scores.argsort(descending=True)
-    keep = []
-    while len(order):
-        best, order = order[0], order[1:]
-        keep.append(best)
-        order = order[torchvision.ops.box_iou(boxes[best][None], boxes[order])[0] <= iou_threshold]
-    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long)
-''', torchvision.ops.nms, _nms_cases),
-    Exercise("average_precision_voc", "04_detection", "medium", '''
-def average_precision_voc(precision, recall):
-    """VOC all-point AP from a PR curve (detections ranked by score): the area under the monotone envelope.
-
-    Hints: add recall 0 and 1 at the ends (precision 0 there); replace each precision by the maximum precision at
-    any higher recall (a reversed running max); sum (Δ recall) × envelope where recall changes.
-    """
-    raise NotImplementedError("write average_precision_voc")
-''', '''
-def average_precision_voc(precision, recall):
-    recall = np.concatenate([[0.0], recall, [1.0]])
-    envelope = np.maximum.accumulate(np.concatenate([[0.0], precision, [0.0]])[::-1])[::-1]
-    steps = np.nonzero(recall[1:] != recall[:-1])[0]
-    return float(np.sum((recall[steps + 1] - recall[steps]) * envelope[steps + 1]))
-''', reference_average_precision_voc, _pr_cases),
-    Exercise("info_nce", "09_contrastive_multimodal", "hard", '''
-def info_nce(z1, z2, temperature):
-    """SimCLR's NT-Xent: z1, z2 N×D, row i of each is a view of image i. Over the 2N L2-normalised views, each
-    view's positive is its pair and the other 2N − 2 views are negatives; the mean cross-entropy over all 2N.
-
-    Hints: z = normalize(cat(z1, z2)); logits = z @ zᵀ / temperature with the diagonal set to −inf; the target of
-    row i is i + N for i < N and i − N otherwise.
-    """
-    raise NotImplementedError("write info_nce")
-''', '''
-def info_nce(z1, z2, temperature):
-    n = len(z1)
-    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
-    logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-    return torch.nn.functional.cross_entropy(logits, targets)
-''', reference_info_nce, lambda: [(*(torch.randn(6, 8, generator=torch.Generator().manual_seed(s)) for s in (0, 1)), 0.1),
-                                   (*(torch.randn(4, 3, generator=torch.Generator().manual_seed(s)) for s in (2, 3)), 0.5)]),
-    Exercise("lstm_cell", "drills", "hard", '''
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """One LSTM step in PyTorch, with nn.LSTMCell's weight layout: returns (h_new, c_new).
-
-    x N×D, h and c N×H, w_ih 4H×D, w_hh 4H×H, biases 4H; the 4H rows are the gates in the order i, f, g, o.
-    Hints: gates = x w_ihᵀ + b_ih + h w_hhᵀ + b_hh, split in four; i, f, o through sigmoid, g through tanh;
-    c_new = f·c + i·g, h_new = o·tanh(c_new).
-    """
-    raise NotImplementedError("write lstm_cell")
-''', '''
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
-''', _lstm_reference, _lstm_cases),
+    Exercise("conv2d", "01a_convolution_by_hand", "medium", scratch.conv2d,
+             lambda: [(*_arrays((2, 3, 9, 9), (4, 3, 3, 3)), None, 1, 0),
+                      (*_arrays((1, 2, 8, 8), (3, 2, 3, 3), (3,)), 2, 1),
+                      (*_arrays((2, 1, 7, 7), (2, 1, 5, 5), (2,), seed=1), 1, 2)]),
+    Exercise("max_pool2d", "01a_convolution_by_hand", "easy",
+             lambda x, kernel_size, stride=None: F.max_pool2d(torch.from_numpy(x), kernel_size, stride).numpy(),
+             lambda: [(*_arrays((2, 3, 8, 8)), 2), (*_arrays((1, 2, 9, 9), seed=1), 3, 2)]),
+    Exercise("batch_norm_train", "01a_convolution_by_hand", "easy", _torch_batch_norm,
+             lambda: [tuple(_arrays((4, 3, 5, 5), (3,), (3,))), tuple(_arrays((2, 6, 3, 3), (6,), (6,), seed=2))]),
+    Exercise("softmax", "01c_why_training_works", "easy",
+             lambda logits, axis=-1: torch.from_numpy(logits).softmax(axis).numpy(),
+             lambda: [(_arrays((4, 10))[0],), (_arrays((3, 5))[0] * 1000,), (_arrays((2, 3, 4))[0], 1)]),
+    Exercise("cross_entropy", "01c_why_training_works", "easy",
+             lambda logits, labels: F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item(),
+             lambda: [(_arrays((6, 10))[0], np.array([0, 3, 9, 1, 1, 5])),
+                      (_arrays((2, 4))[0] * 500, np.array([2, 0]))]),
+    Exercise("layer_norm", "01c_why_training_works", "easy", _torch_layer_norm, _layer_norm_cases),
+    Exercise("scaled_dot_product_attention", "03a_attention_and_transformer", "medium", _torch_attention,
+             _attention_cases),
+    Exercise("multi_head_attention", "03a_attention_and_transformer", "hard", _torch_multi_head_attention,
+             _multi_head_attention_cases),
+    Exercise("lstm_cell", "03a_attention_and_transformer", "hard", _torch_lstm_cell, _lstm_cases),
+    Exercise("box_iou", "04_detection", "easy", torchvision.ops.box_iou,
+             lambda: [(_boxes(5, 0), _boxes(7, 1)), (_boxes(1, 2), _boxes(3, 3))]),
+    Exercise("nms", "04_detection", "medium", torchvision.ops.nms, _nms_cases),
+    Exercise("average_precision_voc", "04_detection", "medium", detection.average_precision_voc, _pr_cases),
+    Exercise("gaussian_heatmap", "08_pose", "easy", pose.gaussian_heatmap, _gaussian_heatmap_cases),
+    Exercise("paf_score", "08_pose", "medium", pose.paf_score, _paf_score_cases),
+    Exercise("oks", "08_pose", "medium", pose.oks, _oks_cases),
+    Exercise("triplet_loss", "09_contrastive_multimodal", "easy", contrastive.triplet_loss, _triplet_cases),
+    Exercise("info_nce", "09_contrastive_multimodal", "hard", contrastive.info_nce,
+             lambda: _pair_cases(((6, 8), 0.1), ((4, 3), 0.5))),
+    Exercise("clip_loss", "09_contrastive_multimodal", "medium", contrastive.clip_loss,
+             lambda: _pair_cases(((5, 8), 0.07), ((3, 4), 1.0))),
 ]
 BY_NAME = {e.name: e for e in EXERCISES}
+CHAPTERS_WITH_EXERCISES = list(dict.fromkeys(e.chapter for e in EXERCISES))
 
 
 def _as_array(value):
@@ -328,61 +272,136 @@ def check(name: str, function: Callable, started: float | None = None) -> None:
     print(f"✓ {name}: all {len(cases)} cases match the reference{timing}")
 
 
-HEADER = """# {title}
-
-Write each function where it says `raise NotImplementedError`, then run the cell below it: `check` compares your
-function with the reference on several inputs and prints ✓, or the first input where they differ.
-The official solutions are in `{other}` beside this notebook. Generated by `make exercises`."""
+def tagged(cell, tag: str) -> bool:
+    """Whether a notebook cell carries the jupytext cell tag ``tag`` (EXERCISE_TAG or CHECK_TAG)."""
+    return cell.cell_type == "code" and tag in cell.metadata.get("tags", [])
 
 
-def _notebook(title: str, exercises: list[Exercise], solutions: bool, timed: bool, other: str):
-    cells = [nbformat.v4.new_markdown_cell(HEADER.format(title=title, other=other)),
-             nbformat.v4.new_code_cell("import time\n\nimport numpy as np\nimport torch\n\n"
-                                       "from utils.exercises import check")]
-    for exercise in exercises:
-        cells.append(nbformat.v4.new_markdown_cell(
-            f"## `{exercise.name}` — {exercise.difficulty} (chapter {exercise.chapter.split('_')[0]})"
-            + ("\nRun the timer cell, then write the function; the check prints the time you took." if timed else "")))
-        if timed:
-            cells.append(nbformat.v4.new_code_cell(f"started_{exercise.name} = time.perf_counter()"))
-        body = textwrap.dedent(exercise.solution if solutions else exercise.stub).strip()
-        cells.append(nbformat.v4.new_code_cell(body, metadata={"tags": ["exercise"]}))
-        started = f", started_{exercise.name}" if timed else ""
-        cells.append(nbformat.v4.new_code_cell(f'check("{exercise.name}", {exercise.name}{started})',
-                                               metadata={"tags": ["self-check"]}))
+def solution_function(source: str) -> ast.FunctionDef:
+    """The one function an exercise cell defines; ValueError unless the cell is exactly one function whose
+    docstring ends with a ``Hints:`` paragraph (what the stub keeps for the learner)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError as error:
+        raise ValueError(f"an exercise cell must be valid Python: {error}") from error
+    if len(body) != 1 or not isinstance(body[0], ast.FunctionDef):
+        raise ValueError(f"an exercise cell must define exactly one function and nothing else, got "
+                         f"{[type(node).__name__ for node in body]}")
+    function = body[0]
+    docstring = ast.get_docstring(function) or ""
+    if not docstring.split("\n\n")[-1].startswith("Hints:"):
+        raise ValueError(f"{function.name}: the docstring's last paragraph must start with 'Hints:' (the stub "
+                         f"keeps only the signature and the docstring)")
+    if len(function.body) < 2:
+        raise ValueError(f"{function.name}: the exercise cell holds the solution, but the function has no body "
+                         f"after its docstring")
+    return function
+
+
+def stub(source: str) -> str:
+    """The exercise version of a solution cell: its lines up to the end of the docstring (the signature, the
+    docstring with its hints), then ``raise NotImplementedError``."""
+    function = solution_function(source)
+    docstring = function.body[0]
+    kept = source.splitlines()[:docstring.end_lineno]
+    indent = " " * docstring.col_offset
+    return "\n".join(kept + [f'{indent}raise NotImplementedError("write {function.name}, then run the check below")'])
+
+
+def chapter_notebook(chapter: str):
+    """The chapter's notebook as its jupytext source defines it, tags included (the solved version)."""
+    source = CHAPTERS / f"{chapter}.py"
+    if not source.exists():
+        raise FileNotFoundError(f"no chapter source {source.relative_to(ROOT)}; chapters with exercises: "
+                                f"{CHAPTERS_WITH_EXERCISES}")
+    return jupytext.read(source)
+
+
+def solutions(chapter: str) -> dict[str, str]:
+    """Exercise name → the source of its tagged solution cell, in the chapter's order."""
+    found = {}
+    for cell in chapter_notebook(chapter).cells:
+        if tagged(cell, EXERCISE_TAG):
+            name = solution_function(cell.source).name
+            if name in found:
+                raise ValueError(f"{chapter}: two exercise cells define {name}")
+            found[name] = cell.source
+    return found
+
+
+def _header(chapter: str, names: list[str]) -> str:
+    listed = ", ".join(f"`{name}` ({BY_NAME[name].difficulty})" for name in names)
+    return (f"**Exercise version of `{chapter}`**, written by `make exercises` (rerunning it rewrites this file: "
+            f"save your work under another name). {len(names)} cells are yours to write — {listed}: each keeps its "
+            f"signature and a docstring with hints and raises `NotImplementedError`. Write the function, then run the "
+            f"self-check below it: it prints ✓, or the first input where your function differs from the reference. "
+            f"The solutions are in the chapter itself, `chapters/{chapter}.ipynb`.")
+
+
+def exercise_notebook(chapter: str):
+    """The whole chapter with every exercise cell replaced by its stub, under a header naming the exercises."""
+    notebook = chapter_notebook(chapter)
+    names = []
+    for cell in notebook.cells:
+        if tagged(cell, EXERCISE_TAG):
+            names.append(solution_function(cell.source).name)
+            cell.source = stub(cell.source)
+    if not names:
+        raise ValueError(f"{chapter} has no cell tagged {EXERCISE_TAG!r}")
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(_header(chapter, names)))
+    return notebook
+
+
+DRILLS_HEADER = """# Interview drills: the classics, timed (easy ≈ 5 min, medium ≈ 10, hard ≈ 20)
+
+For each exercise run the timer cell, write the function where it says `raise NotImplementedError`, then run the
+check below it: it compares your function with the reference on several inputs and prints ✓ with the time you took,
+or the first input where they differ. Each solution is in the chapter named in its heading. Written by
+`make exercises` (rerunning it rewrites this file: save your work under another name)."""
+
+
+def drills_notebook(stubbed: bool = True):
+    """Every exercise, easiest first: a timer cell, the stub (``stubbed=False``: the solution, which the tests
+    run) and its check."""
+    cells = [nbformat.v4.new_markdown_cell(DRILLS_HEADER),
+             nbformat.v4.new_code_cell(DRILL_IMPORTS + "\n\nfrom utils.exercises import check")]
+    sources = {}
+    for chapter in CHAPTERS_WITH_EXERCISES:
+        sources.update(solutions(chapter))
+    for exercise in sorted(EXERCISES, key=lambda e: DIFFICULTIES.index(e.difficulty)):
+        if exercise.name not in sources:
+            raise ValueError(f"{exercise.name} is registered for {exercise.chapter}, but no cell there is tagged "
+                             f"{EXERCISE_TAG!r} and defines it")
+        cells += [nbformat.v4.new_markdown_cell(f"## `{exercise.name}` — {exercise.difficulty} "
+                                                f"(chapter {exercise.chapter.split('_')[0]})"),
+                  nbformat.v4.new_code_cell(f"started_{exercise.name} = time.perf_counter()"),
+                  nbformat.v4.new_code_cell(stub(sources[exercise.name]) if stubbed else sources[exercise.name],
+                                            metadata={"tags": [EXERCISE_TAG]}),
+                  nbformat.v4.new_code_cell(f'check("{exercise.name}", {exercise.name}, started_{exercise.name})',
+                                            metadata={"tags": [CHECK_TAG]})]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     return notebook
 
 
 def write_all(folder: Path = OUTPUT) -> list[Path]:
-    """Write every exercise/solution notebook and the drills pair under ``folder``; return their paths."""
+    """Write each chapter's exercise notebook and the drills under ``folder``; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    groups = {}
-    for exercise in EXERCISES:
-        if exercise.chapter != "drills":
-            groups.setdefault(exercise.chapter, []).append(exercise)
     written = []
-    for chapter, exercises in groups.items():
-        for solutions in (False, True):
-            name = f"{chapter}-{'solutions' if solutions else 'exercises'}.ipynb"
-            other = f"{chapter}-{'exercises' if solutions else 'solutions'}.ipynb"
-            nbformat.write(_notebook(f"{chapter}: exercises", exercises, solutions, False, other), folder / name)
-            written.append(folder / name)
-    for solutions in (False, True):
-        name = f"drills-{'solutions' if solutions else 'exercises'}.ipynb"
-        other = f"drills-{'exercises' if solutions else 'solutions'}.ipynb"
-        drills = sorted(EXERCISES, key=lambda e: ("easy", "medium", "hard").index(e.difficulty))
-        nbformat.write(_notebook("Interview drills: the classics, timed (easy ≈ 5 min, medium ≈ 10, hard ≈ 20)",
-                                 drills, solutions, True, other), folder / name)
-        written.append(folder / name)
-    return written
+    for chapter in CHAPTERS_WITH_EXERCISES:
+        path = folder / f"{chapter}_exercises.ipynb"
+        nbformat.write(exercise_notebook(chapter), path)
+        written.append(path)
+    nbformat.write(drills_notebook(), folder / "drills.ipynb")
+    return written + [folder / "drills.ipynb"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv:
+        raise SystemExit(f"python -m utils.exercises takes no arguments, got {argv}")
     paths = write_all()
     print(f"{len(EXERCISES)} exercises → {len(paths)} notebooks in {OUTPUT.relative_to(ROOT)}: "
-          + ", ".join(p.name for p in paths if p.name.endswith("-exercises.ipynb")))
+          + ", ".join(p.name for p in paths))
     return 0
 
 
