@@ -224,22 +224,9 @@ show(fig)
 
 # %%
 rung_images, rung_labels = subset(*fashion_mnist("train"), RUNG_IMAGES)
-one = dict(threads=1) if CPU else {}
-RUNGS = [speed.Rung("plain DataLoader", loader="plain", batch=BATCH, **one),
-         speed.Rung("data on device", batch=BATCH, **one)]
-if CPU:
-    RUNGS += [speed.Rung("+ channels_last", channels_last=True, batch=BATCH, threads=1),
-              speed.Rung(f"+ {CORES} threads", channels_last=True, batch=BATCH, threads=CORES)]
-    if COMPILE_RUNG:
-        RUNGS += [speed.Rung("+ torch.compile", channels_last=True, compile=True, batch=BATCH, threads=CORES)]
-    # eager: a compiled step would be compiled again for the new batch shape (another ~50 CPU-s here)
-    RUNGS += [speed.Rung("+ batch ×2 (eager)", channels_last=True, batch=2 * BATCH, threads=CORES)]
-else:
-    RUNGS += [speed.Rung("+ channels_last + bf16", channels_last=True, bf16=True, batch=BATCH),
-              speed.Rung("+ torch.compile", channels_last=True, bf16=True, compile=True, batch=BATCH),
-              speed.Rung("+ CUDA graphs", channels_last=True, bf16=True, compile=True, cuda_graphs=True, batch=BATCH),
-              speed.Rung("+ batch ×4", channels_last=True, bf16=True, compile=True, cuda_graphs=True,
-                         batch=4 * BATCH)]
+RUNGS = speed.speedrun_ladder(device, BATCH, compile=COMPILE_RUNG)  # `python -m utils.bench speedrun` climbs these
+for rung in RUNGS:
+    print(f"{rung.name:>24}: batch {rung.batch}" + (f", {rung.threads} thread(s)" if rung.threads else ""))
 
 # Every rung computes the same function: channels_last changes the layout, not the numbers.
 reference_model = ResNet(width=WIDTH).to(device).eval()
@@ -275,7 +262,8 @@ print(f"Measured here ({device_name()}, {profile()} profile): the fastest rung, 
 # on the device removes that wait, bf16 and channels_last use the tensor cores, compilation and CUDA graphs remove
 # the memory passes and launch costs that dominate a small network at 28×28. The issue's targets for one
 # H100-class GPU — ≥ 94 % test accuracy in ≤ 10 s of training (≤ 20 s with compilation), ≥ 5× the plain
-# DataLoader's images/s — are **unmeasured** in this course so far (no GPU was available when it was written).
+# DataLoader's images/s — are **unmeasured** in this course so far (no GPU was available when it was written);
+# `python -m utils.bench speedrun` climbs the same ladder and trains the recipe to measure them into the README.
 #
 # ### 2.2 Accuracy per second: the training tricks
 # Speed is worth nothing without accuracy. Three short runs of the same model and data, the same number of images:

@@ -80,6 +80,7 @@ def test_measure_rung_reports_throughput(rung):
     threads = torch.get_num_threads()
     result = speed.measure_rung(rung, tiny_model, images, labels, device="cpu", steps=3, workers=0)
     assert result["images_per_second"] > 0 and result["first_step_extra_s"] >= 0
+    assert result["graphs_cached"] == result["graphs_compiled"] == 0, "an eager rung compiles nothing"
     assert torch.get_num_threads() == threads, "the thread count is restored"
     longer = speed.measure_rung(rung, tiny_model, images, labels, device="cpu", steps=10, workers=0)
     assert longer["images_per_second"] > 0, "more steps than one epoch holds: the loader starts a new epoch"
@@ -99,6 +100,28 @@ def test_train_recipe_reports_every_accuracy():
                                 (images, labels), device="cpu", epochs=1, batch=32, lr=1e-2)
     assert {"acc", "ema_acc", "tta_acc", "train_s"} <= set(result) and result["images"] == 96
     assert all(0 <= result[k] <= 1 for k in ("acc", "ema_acc", "tta_acc"))
+    assert 0 <= result["first_step_extra_s"] <= result["train_s"]
+    with pytest.raises(ValueError, match="no step to take"):
+        speed.train_recipe(speed.Recipe("x"), tiny_model, (images, labels), (images, labels), device="cpu", epochs=0,
+                           batch=32, lr=1e-2)
+
+
+def test_train_recipe_ema_without_memory_is_the_last_weights():
+    images, labels = fake_data()
+    result = speed.train_recipe(speed.Recipe("ema", ema=1e-9), tiny_model, (images, labels), (images, labels),
+                                device="cpu", epochs=1, batch=32, lr=1e-2)
+    assert result["ema_acc"] == result["acc"]
+
+
+def test_speedrun_ladder_climbs_one_change_at_a_time():
+    cpu = speed.speedrun_ladder("cpu", 64)
+    assert cpu[0].loader == "plain" and all(r.loader == "device" for r in cpu[1:])
+    assert [r.threads for r in cpu[:3]] == [1, 1, 1] and cpu[-1].batch == 128
+    assert not any(r.compile for r in speed.speedrun_ladder("cpu", 64, compile=False))
+    gpu = speed.speedrun_ladder("cuda", 64)
+    assert [r.name for r in gpu if r.cuda_graphs] == ["+ CUDA graphs", "+ batch ×4"]
+    with pytest.raises(ValueError, match="batch"):
+        speed.speedrun_ladder("cpu", 0)
 
 
 def test_flip_tta_of_a_mirror_symmetric_model_changes_nothing():

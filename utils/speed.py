@@ -8,7 +8,8 @@ Introduced in Chapter 11 (11_speed_and_scale).
 - `layer_costs`: FLOPs, bytes moved and arithmetic intensity of each layer; `machine_balance` measures this machine's
   FLOP/s and bandwidth, whose ratio says which layers are bound by compute and which by memory.
 - `Rung` + `measure_rung`: one step of the speedrun ladder — plain DataLoader or device-resident data, threads,
-  channels_last, bf16, `torch.compile` (its cost apart), CUDA graphs, batch size — measured as training images/s.
+  channels_last, bf16, `torch.compile` (its cost apart), CUDA graphs, batch size — measured as training images/s;
+  `speedrun_ladder` lists the rungs climbed on a GPU or on a CPU (the chapter and `make bench` climb the same).
 - `train_recipe`: a short training run with the tricks that buy accuracy per second (schedule, label smoothing, EMA
   of the weights, flip test-time augmentation).
 - `UnfusedBlock` / `FusedBlock`: a Transformer block written op by op, and the same weights with fused QKV, SDPA and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import time
 import warnings
@@ -174,6 +176,56 @@ class Rung:
             raise ValueError("Rung: cuda_graphs come through torch.compile(mode='reduce-overhead'): set compile=True")
 
 
+def speedrun_ladder(device, batch: int, *, compile: bool = True) -> list[Rung]:
+    """The speedrun's rungs on ``device``'s kind, each adding one change to the rung before, from the plain
+    DataLoader up. On CUDA: data on the device → channels_last + bf16 → `torch.compile` → CUDA graphs → batch ×4.
+    Elsewhere the steps that matter on a CPU, the first three on one thread: data on the device → channels_last →
+    a thread per core → `torch.compile` → batch ×2 (eager: a compiled step would compile again for the new batch
+    shape). ``compile=False`` leaves the compile rung out (it costs ~50 CPU-s on 2 cores)."""
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"speedrun_ladder: batch must be a positive integer, not {batch!r}")
+    if torch.device(device).type == "cuda":
+        fast = dict(channels_last=True, bf16=True, batch=batch)
+        rungs = [Rung("plain DataLoader", loader="plain", batch=batch), Rung("data on device", batch=batch),
+                 Rung("+ channels_last + bf16", **fast)]
+        if compile:
+            rungs += [Rung("+ torch.compile", compile=True, **fast),
+                      Rung("+ CUDA graphs", compile=True, cuda_graphs=True, **fast),
+                      Rung("+ batch ×4", compile=True, cuda_graphs=True, **{**fast, "batch": 4 * batch})]
+        return rungs
+    cores = os.cpu_count() or 1
+    rungs = [Rung("plain DataLoader", loader="plain", batch=batch, threads=1),
+             Rung("data on device", batch=batch, threads=1),
+             Rung("+ channels_last", channels_last=True, batch=batch, threads=1),
+             Rung("+ a thread per core", channels_last=True, batch=batch, threads=cores)]
+    if compile:
+        rungs += [Rung("+ torch.compile", channels_last=True, compile=True, batch=batch, threads=cores)]
+    return rungs + [Rung("+ batch ×2 (eager)", channels_last=True, batch=2 * batch, threads=cores)]
+
+
+def _step_model(model: nn.Module, rung: Rung) -> nn.Module:
+    """``model`` as ``rung``'s training step calls it: compiled when the rung says so, from a clean slate — dynamo
+    forgets what this process compiled before (a batch size seen earlier would make this one dynamic), while
+    Inductor's on-disk cache still serves kernels it generated before (the compile time shown is what the library's
+    caches leave)."""
+    if not rung.compile:
+        return model
+    torch.compiler.reset()
+    return torch.compile(model, mode="reduce-overhead" if rung.cuda_graphs else None)
+
+
+def _inductor_graph_counts() -> tuple[int, int]:
+    """Graphs Inductor has so far, in this process, loaded from its on-disk cache and compiled afresh (read from
+    torch's private counters: the one place the library says whether a compile was served from the cache)."""
+    from torch._dynamo.utils import counters
+    return counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+
+
+def _graphs_since(before: tuple[int, int]) -> dict:
+    (cached, compiled), (cached_before, compiled_before) = _inductor_graph_counts(), before
+    return {"graphs_cached": cached - cached_before, "graphs_compiled": compiled - compiled_before}
+
+
 def _batches(rung: Rung, images, labels, dev, workers: int):
     if rung.loader == "device":
         return DeviceLoader(images, labels, rung.batch, shuffle=True, augment=True, device=dev, drop_last=True)
@@ -191,7 +243,8 @@ def _endless(loader):
 def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, workers: int = 2) -> dict:
     """Training images/s of ``model_fn()`` (a fresh model) with ``rung``'s settings, over ``steps`` steps after two
     warm-up steps; the first step's extra time (compilation, graph capture, lazy init) is reported apart as
-    ``first_step_extra_s``. The step never reads a value back to the host: one sync at each end of the timing."""
+    ``first_step_extra_s``, with the graphs Inductor took from its on-disk cache (``graphs_cached``) or compiled
+    (``graphs_compiled``). The step never reads a value back to the host: one sync at each end of the timing."""
     dev = torch.device(device)
     if rung.cuda_graphs and dev.type != "cuda":
         raise ValueError(f"{rung.name}: CUDA graphs need a CUDA device")
@@ -205,8 +258,7 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
         model = model_fn().to(dev)
         if rung.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        step_model = (torch.compile(model, mode="reduce-overhead" if rung.cuda_graphs else None) if rung.compile
-                      else model)
+        step_model = _step_model(model, rung)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         precision = autocast(dev) if rung.bf16 else torch.autocast(dev.type, enabled=False)
 
@@ -224,6 +276,7 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
         if len(loader) == 0:
             raise ValueError(f"{rung.name}: {len(images)} images make no full batch of {rung.batch}")
         it = _endless(loader)
+        graphs_before = _inductor_graph_counts()
         first = measure_step = None
         for i in range(2):
             start = time.perf_counter()
@@ -242,7 +295,8 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
         torch.set_num_threads(threads)
     per_step = seconds / steps
     return {"rung": rung.name, "images_per_second": steps * rung.batch / seconds, "step_s": per_step,
-            "first_step_extra_s": max(first - per_step, 0.0), "second_step_s": measure_step}
+            "first_step_extra_s": max(first - per_step, 0.0), "second_step_s": measure_step,
+            **_graphs_since(graphs_before)}
 
 
 # ------------------------------------------------------------------------------------------- accuracy per second
@@ -281,20 +335,33 @@ def accuracy(model: nn.Module, images, labels, *, flip_tta: bool = False, batch:
 def train_recipe(recipe: Recipe, model_fn, train, test, *, device, epochs: int, batch: int, lr: float,
                  rung: Rung | None = None) -> dict:
     """Train ``model_fn()`` on ``train`` = (images, labels) with ``recipe``; accuracy on ``test`` with the final
-    weights, the EMA weights (when kept) and flip TTA on the better of them, plus the training seconds."""
+    weights, the EMA weights (when kept) and flip TTA on the better of them, plus the training seconds ``train_s``
+    and, within them, the first step's extra time ``first_step_extra_s`` (compilation, lazy initialisation) with the
+    graphs Inductor took from its on-disk cache or compiled (``graphs_cached``, ``graphs_compiled``).
+
+    The steps never read a value back to the host — the EMA too is updated on the device (torch's `AveragedModel`
+    checks its step counter with ``bool(tensor)``: a host–device sync at every step on a GPU); the one sync is after
+    the first step, to time it apart."""
     dev = torch.device(device)
     rung = rung or Rung("eager")
     model = model_fn().to(dev)
     if rung.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if rung.compile else model
+    step_model = _step_model(model, rung)
     loader = DeviceLoader(*train, batch, shuffle=True, augment=True, device=dev, drop_last=True)
+    if len(loader) == 0 or epochs < 1:
+        raise ValueError(f"train_recipe: {epochs} epoch(s) of {len(train[1])} training images in full batches of "
+                         f"{batch}: no step to take")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     schedule = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, epochs=epochs, steps_per_epoch=len(loader))
                 if recipe.schedule == "onecycle" else None)
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
-        recipe.ema), use_buffers=True) if recipe.ema else None)
+    ema = copy.deepcopy(model).requires_grad_(False) if recipe.ema else None
+    if ema is not None:  # the floating-point weights and buffers (BatchNorm's running statistics) are averaged
+        averaged, current = ([t for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+                             for m in (ema, model))
     model.train()
+    graphs_before = _inductor_graph_counts()
+    first_step_s = None
     start = time.perf_counter()
     for _ in range(epochs):
         for x, y in loader:
@@ -305,16 +372,22 @@ def train_recipe(recipe: Recipe, model_fn, train, test, *, device, epochs: int, 
             opt.step()
             if schedule is not None:
                 schedule.step()
-            if ema is not None:
-                ema.update_parameters(model)
+            if ema is not None:  # foreach: a few fused kernels for all the tensors, not one kernel a tensor
+                with torch.no_grad():  # weight 1 at the first step: the average starts from the trained weights
+                    torch._foreach_lerp_(averaged, current, 1.0 if first_step_s is None else 1 - recipe.ema)
+            if first_step_s is None:
+                synchronize(dev)
+                first_step_s = time.perf_counter() - start
     synchronize(dev)
     seconds = time.perf_counter() - start
-    result = {"recipe": recipe.name, "train_s": seconds, "images": epochs * len(loader) * batch,
-              "acc": accuracy(model, *test)}
+    steps = epochs * len(loader)
+    later_step_s = (seconds - first_step_s) / (steps - 1) if steps > 1 else first_step_s
+    result = {"recipe": recipe.name, "train_s": seconds, "first_step_extra_s": max(first_step_s - later_step_s, 0.0),
+              **_graphs_since(graphs_before), "images": steps * batch, "acc": accuracy(model, *test)}
     best = model
     if ema is not None:
-        result["ema_acc"] = accuracy(ema.module, *test)
-        best = ema.module if result["ema_acc"] >= result["acc"] else model
+        result["ema_acc"] = accuracy(ema, *test)
+        best = ema if result["ema_acc"] >= result["acc"] else model
     result["tta_acc"] = accuracy(best, *test, flip_tta=True)
     return result
 
