@@ -48,7 +48,7 @@ test-unit: $(STAMP)
 # Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax).
 test-notebooks: $(STAMP)
 	rm -rf data/checkpoints/smoke
-	COURSE_PROFILE=smoke PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_patience --nbval-lax --nbval-current-env \
+	COURSE_PROFILE=smoke PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_course --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react

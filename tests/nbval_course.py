@@ -1,0 +1,34 @@
+"""pytest plugin for `make test-notebooks`: more patience for a cell's last outputs, and no cell with more outputs
+than JupyterLab shows.
+
+- After the kernel reports a cell done, nbval waits a hard-coded 5 s for each further output message; on a busy
+  2-core CI machine a long cell's trailing progress-bar messages can take longer, failing a cell that ran fine
+  ("Timeout of 5 seconds exceeded waiting for output"). A cell's own run time stays bounded by --nbval-cell-timeout.
+- A cell that emits many outputs hides its result behind JupyterLab's "Show more outputs". The browser test counts
+  outputs in JupyterLab for the chapters with explorers; this counts them for every chapter, in the smoke run that
+  executes them anyway. nbval merges a cell's stream outputs into one per stream, so this count is a lower bound
+  of JupyterLab's (which merges only consecutive ones); every progress bar and figure counts one.
+"""
+
+import pytest
+
+OUTPUT_TIMEOUT_S = 60
+MAX_OUTPUTS = 20          # the browser test's limit too (tests/test_browser.py)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if hasattr(item, "output_timeout"):  # nbval's notebook cells
+            item.output_timeout = OUTPUT_TIMEOUT_S
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    outputs = getattr(item, "test_outputs", None) or []
+    if len(outputs) > MAX_OUTPUTS:
+        kinds = sorted({output.get("output_type", "?") for output in outputs})
+        raise AssertionError(f"{item.name} emits {len(outputs)} outputs ({', '.join(kinds)}), more than "
+                             f"{MAX_OUTPUTS}: JupyterLab would hide its result behind 'Show more outputs'")
+    return result
