@@ -293,7 +293,7 @@ print(f"ResNet (width {BEST_WIDTH}): test accuracy {best_acc:.4f} after {history
       f"({history.images_per_second:.0f} images/s)")
 assert best_acc >= BEST_BAR, f"best CNN reached {best_acc:.4f}, below the {profile()} bar {BEST_BAR}"
 report("best CNN (ResNet) test accuracy", best_acc, bar=BEST_BAR, digits=4)
-show(history.figure(), title="best ResNet training curves")
+show(history.figure(f"best ResNet: training curves ({profile()} profile)"))
 
 # %% [markdown]
 # ## EfficientNet's compound scaling, tried

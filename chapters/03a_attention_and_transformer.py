@@ -402,7 +402,7 @@ show(architecture_figure({"Seq2SeqTransformer": (model, (src, tgt[:, :-1]))},
 CONFIG = dict(task="reverse", max_len=MAX_LEN, train=TRAIN_SIZE, batch=BATCH)
 history = fit(model, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
               evaluate_fn=evaluate_seq2seq, name="03a-transformer", config=CONFIG)
-show(history.figure())
+show(history.figure(f"Transformer on string reversal: training curves ({profile()} profile)"))
 decoded = greedy_decode(model, val_src[:6].to(device), MAX_LEN + 1)
 for s, d in zip(decode_digits(val_src[:6]), decode_digits(decoded)):
     print(f"{s:>{MAX_LEN}} → {d:<{MAX_LEN}} {'✓' if d == s[::-1] else '✗'}")

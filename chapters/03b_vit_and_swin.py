@@ -198,7 +198,7 @@ def train_vit(name, size=TRAIN_SIZE, epochs=EPOCHS, validate=False, **options):
 
 
 vit, vit_history = train_vit("03b-vit", validate=True)
-show(vit_history.figure(), title="ViT training")
+show(vit_history.figure(f"ViT training curves ({profile()} profile)"))
 vit_accuracy = evaluate(vit, test_loader)["acc"]
 print(f"ViT ({parameters(vit):,} parameters): test accuracy {vit_accuracy:.3f}")
 # cpu measured 0.737; gpu bar held at the cpu-measured level until measured on a GPU

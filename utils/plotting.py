@@ -18,6 +18,7 @@ import numpy as np
 if "ipykernel" not in sys.modules:  # plain python: draw off-screen, figures go to files
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 OUTPUTS = Path(__file__).resolve().parents[1] / "chapters" / "outputs"
 PAD_INCHES = 0.05  # white margin around a saved figure
@@ -101,12 +102,14 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.3, suptitle=None,
-               colorbar_label: str | None = None):
+               colorbar_label: str | None = None, vmin: float | None = None, vmax: float | None = None):
     """A figure with ``images`` (N×H×W or N×1×H×W, any array-like) laid out in a grid.
 
     Pictures need no scale; maps whose colour is a measured value (filter responses, differences) do: give
     ``colorbar_label`` and every panel gets its own colourbar saying what the colour measures (diverging maps
-    such as ``RdBu_r`` are centred on 0)."""
+    such as ``RdBu_r`` are centred on 0). Each panel is scaled to its own range unless ``vmin``/``vmax`` fix one
+    scale for all — needed where a value must look the same in every panel (a constant panel scaled to its own
+    range is drawn all black)."""
     images = [np.asarray(im.detach().cpu() if hasattr(im, "detach") else im).squeeze() for im in images]
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"give one title per image: {len(titles)} titles for {len(images)} images")
@@ -115,10 +118,14 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: fl
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, size * nrows + (0.3 if suptitle else 0)),
                              squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
+        ax.set(xticks=[], yticks=[])  # a thin frame: a white panel still shows where it is
+        if i >= len(images):
+            ax.axis("off")
+        else:
             limit = np.abs(images[i]).max() if colorbar_label and cmap in ("RdBu_r", "RdBu", "coolwarm", "bwr") else None
-            shown = ax.imshow(images[i], cmap=cmap, vmin=-limit if limit else None, vmax=limit)
+            low, high = (-limit, limit) if limit else (None, None)
+            shown = ax.imshow(images[i], cmap=cmap, vmin=low if vmin is None else vmin,
+                              vmax=high if vmax is None else vmax)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
             if colorbar_label:
@@ -132,6 +139,12 @@ def colorbar(image, ax, label: str):
     """A colourbar for ``image`` (what ``imshow`` returned) beside ``ax`` (one axes or several sharing the
     scale), saying what the colour measures."""
     return image.axes.figure.colorbar(image, ax=ax, label=label, shrink=0.85)
+
+
+def _tick(value: float, _position=None) -> str:
+    """An axis tick: 150k for 150,000 and 1.5M for 1,500,000, so big counts do not run into each other."""
+    size = abs(value)
+    return f"{value / 1e6:g}M" if size >= 1e6 else f"{value / 1e3:g}k" if size >= 1e4 else f"{value:g}"
 
 
 def _number(value: float) -> str:
@@ -176,6 +189,8 @@ def comparison_chart(rows: dict[str, dict[str, float]], columns: dict[str, str],
             ax.set_xlim(values.min() / 3, values.max() * 20)
         else:
             ax.margins(x=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # few enough ticks that their labels never touch
+            ax.xaxis.set_major_formatter(FuncFormatter(_tick))
         ax.set_xlabel(label)
         ax.tick_params(axis="x", labelsize=8)
     axes[0, 0].invert_yaxis()  # first row on top, as in a table

@@ -60,9 +60,11 @@ class History:
     def images_per_second(self) -> float:
         return self.images_seen / max(self.train_seconds, 1e-9)
 
-    def figure(self):
-        """Losses on the left and, if any were measured, the other metrics on the right, against epochs."""
+    def figure(self, title: str = ""):
+        """Losses on the left and, if any were measured, the other metrics on the right, against whole epochs;
+        ``title`` (what was trained, on which profile) goes above both."""
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         keys = [k for k in self.rows[0] if k not in ("epoch", "seconds", "lr")] if self.rows else []
         has_metrics = any("loss" not in k for k in keys)
@@ -74,8 +76,14 @@ class History:
             ax.plot(self["epoch"], self[key], marker="o", label=key)
         for ax, label in ((ax_loss, "loss"), (ax_metric, "metric"))[:1 + has_metrics]:
             ax.set(xlabel="epoch", ylabel=label)
+            if len(self.rows) <= 12:  # whole epochs only: no epoch 1.5
+                ax.set_xticks(self["epoch"])
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ax.lines:
                 ax.legend()
+        if title:
+            fig.suptitle(title)
         return fig
 
 
