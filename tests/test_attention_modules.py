@@ -175,7 +175,7 @@ def test_spatial_attention_figure_and_explorer():
     gates = {"a": torch.rand(20, 28, 28), "b": torch.rand(20, 7, 7)}
     cams = {"m": torch.rand(20, 28, 28)}
     fig = spatial_attention_figure(images[0], gates["b"][0], {"m": cams["m"][0]}, "t", "b")
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4                                  # image, gate, one Grad-CAM, their colour bar
     explorer = spatial_attention_explorer(images, labels, labels, gates, cams)
     before = explorer.image.value
     explorer.set(image=5)                                     # the first control changes the picture
@@ -194,7 +194,7 @@ def test_channel_weights_figure_and_explorer():
                    "ECA": {"b0": torch.rand(10, 8), "b1": torch.rand(10, 16)}}
     cams = {"SE": torch.rand(20, 28, 28), "ECA": torch.rand(20, 28, 28)}
     fig = channel_weights_figure(class_gates["SE"]["b1"], 3, "b1", "SE", images[:2], cams["SE"][:2])
-    assert len(fig.axes) == 5                                  # heat map, colour bar, bars, two Grad-CAMs
+    assert len(fig.axes) == 6                                  # heat map, colour bar, bars, two Grad-CAMs, their bar
     explorer = channel_weights_explorer(class_gates, images, labels, cams)
     before = explorer.image.value
     explorer.set(model="ECA")                                  # the first control changes the picture

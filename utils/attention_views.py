@@ -48,10 +48,12 @@ def block_label(name: str) -> str:
 
 
 def _overlay(ax, image, heat, title, cmap="jet"):
+    """``heat`` (in [0, 1]) over the grey ``image``; returns the heat layer, for a colourbar."""
     ax.imshow(image, cmap="gray")
-    ax.imshow(heat, cmap=cmap, alpha=0.5, vmin=0, vmax=1)
+    drawn = ax.imshow(heat, cmap=cmap, alpha=0.5, vmin=0, vmax=1)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+    return drawn
 
 
 def _rescale(heat: torch.Tensor) -> torch.Tensor:
@@ -65,17 +67,17 @@ def spatial_attention_figure(image: torch.Tensor, gate: torch.Tensor, cams: dict
     """Input | CBAM spatial gate (h×w, upsampled) over it | each Grad-CAM in ``cams`` over it."""
     size = image.shape[-2:]
     upsampled = F.interpolate(gate[None, None], size=size, mode="nearest")[0, 0]
-    fig, axes = plt.subplots(1, 2 + len(cams), figsize=(2.4 * (2 + len(cams)), 2.9))
+    fig, axes = plt.subplots(1, 2 + len(cams), figsize=(2.4 * (2 + len(cams)) + 0.8, 2.9), layout="constrained")
     picture = image.squeeze().numpy()
     axes[0].imshow(picture, cmap="gray")
     axes[0].set_title(title, fontsize=9)
     axes[0].axis("off")
-    _overlay(axes[1], picture, _rescale(upsampled).numpy(),
-             f"CBAM gate {layer_name}\n{tuple(gate.shape)}, σ in [{gate.min():.2f}, {gate.max():.2f}]")
+    drawn = _overlay(axes[1], picture, _rescale(upsampled).numpy(),
+                     f"CBAM gate {layer_name}\n{tuple(gate.shape)}, σ in [{gate.min():.2f}, {gate.max():.2f}]")
     for ax, (name, cam) in zip(axes[2:], cams.items()):
         _overlay(ax, picture, cam.numpy(), f"Grad-CAM\n{name}")
+    fig.colorbar(drawn, ax=axes[1:], shrink=0.8).set_label("each map scaled to [0, 1]\n(low → high)", fontsize=8)
     fig.suptitle("Where does the network look? CBAM spatial attention vs Grad-CAM", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
 
 
@@ -108,7 +110,7 @@ def channel_weights_figure(class_gates: torch.Tensor, class_index: int, layer_na
     """Heat map of the mean channel gate per class (K×C), the chosen class's deviation from the average
     class, and Grad-CAM on a few images of that class."""
     deviation = class_gates[class_index] - class_gates.mean(0)
-    fig = plt.figure(figsize=(11, 3.4))
+    fig = plt.figure(figsize=(11, 3.4), layout="constrained")
     grid = fig.add_gridspec(2, 2 + len(examples), width_ratios=[3, 3] + [1.5] * len(examples))
     heat = fig.add_subplot(grid[:, 0])
     image = heat.imshow(class_gates.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
@@ -117,18 +119,20 @@ def channel_weights_figure(class_gates: torch.Tensor, class_index: int, layer_na
     heat.set_yticks(range(len(class_gates)), [c.split("/")[0] for c in CLASSES[:len(class_gates)]], fontsize=7)
     heat.set_xlabel("channel")
     heat.set_title(f"{model_name} {layer_name}: mean gate per class", fontsize=9)
-    fig.colorbar(image, ax=heat, fraction=0.05)
+    fig.colorbar(image, ax=heat, fraction=0.05).set_label("mean gate σ", fontsize=8)
     bars = fig.add_subplot(grid[:, 1])
     order = deviation.argsort(descending=True)
     bars.bar(range(len(order)), deviation[order].numpy(),
              color=np.where(deviation[order].numpy() > 0, "tab:green", "tab:red"))
     bars.set_title(f"{CLASSES[class_index]}: gate − mean over classes\n(channels sorted; left = switched on)",
                    fontsize=9)
-    bars.set_xlabel("channel (sorted)")
-    for i, (example, cam) in enumerate(zip(examples, example_cams)):
-        ax = fig.add_subplot(grid[:, 2 + i])
-        _overlay(ax, example.squeeze().numpy(), cam.numpy(), "Grad-CAM" if i == 0 else "")
-    fig.tight_layout()
+    bars.set(xlabel="channel (sorted)", ylabel="gate − mean over classes")
+    cam_axes = [fig.add_subplot(grid[:, 2 + i]) for i in range(len(examples))]
+    for i, (ax, example, cam) in enumerate(zip(cam_axes, examples, example_cams)):
+        drawn = _overlay(ax, example.squeeze().numpy(), cam.numpy(), "Grad-CAM" if i == 0 else "")
+    if cam_axes:
+        fig.colorbar(drawn, ax=cam_axes, shrink=0.6, location="bottom").set_label("Grad-CAM, scaled to [0, 1]",
+                                                                                  fontsize=8)
     return fig
 
 
