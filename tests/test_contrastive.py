@@ -77,6 +77,25 @@ def test_clip_loss_is_the_mean_of_both_cross_entropies_and_symmetric():
 
 
 # ------------------------------------------------------------------------------------------------- mining
+def test_hard_negatives_follow_the_softmax_of_similarity_over_allowed_columns():
+    similarity = torch.tensor([[0.9, 0.5, 0.1, 0.8], [0.2, 0.9, 0.7, 0.0]])
+    allowed = torch.tensor([[False, True, True, True], [True, False, True, False]])
+    draws = torch.stack([contrastive.sample_hard_negatives(similarity, allowed, torch.Generator().manual_seed(s))
+                         for s in range(4000)])
+    assert allowed[torch.arange(2), draws].all(), "a true pair is never drawn as a negative"
+    for row in range(2):
+        expected = similarity[row].masked_fill(~allowed[row], float("-inf")).softmax(0)   # by hand, row by row
+        observed = torch.bincount(draws[:, row], minlength=4) / len(draws)
+        torch.testing.assert_close(observed, expected, atol=0.03, rtol=0)
+    uniform = contrastive.sample_hard_negatives(torch.zeros(1, 3), torch.tensor([[True, True, False]]),
+                                                torch.Generator().manual_seed(0))
+    assert uniform.item() in (0, 1)
+    with pytest.raises(ValueError, match="at least one allowed"):
+        contrastive.sample_hard_negatives(similarity, torch.zeros_like(allowed), torch.Generator())
+    with pytest.raises(ValueError, match="bool"):
+        contrastive.sample_hard_negatives(similarity, allowed.int(), torch.Generator())
+
+
 def test_squared_distances_match_cdist():
     x = randn(9, 4)
     torch.testing.assert_close(contrastive.squared_distances(x), torch.cdist(x, x).pow(2), atol=1e-5, rtol=1e-5)

@@ -36,12 +36,12 @@ def test_captions_name_items_by_synonyms_in_their_order_and_never_use_held_out_t
     for _ in range(400):
         text = multimodal.caption([8, 7], generator)            # a bag (left) and a sneaker (right)
         seen.add(text)
-        found = [w for w in multimodal.words(text) if w in multimodal.CLASS_WORDS]
-        assert sorted(multimodal.CLASS_WORDS[w] for w in found) == ["Bag", "Sneaker"]
+        found = [w for w in multimodal.words(text) if w in multimodal.CLASS_IDS]
+        assert sorted(multimodal.CLASS_IDS[w] for w in found) == [7, 8]
         if " left of " in text:
-            assert multimodal.CLASS_WORDS[found[0]] == "Bag", f"'{text}': the bag is on the left"
+            assert multimodal.CLASS_IDS[found[0]] == 8, f"'{text}': the bag is on the left"
         if " right of " in text:
-            assert multimodal.CLASS_WORDS[found[0]] == "Sneaker", f"'{text}': the sneaker is on the right"
+            assert multimodal.CLASS_IDS[found[0]] == 7, f"'{text}': the sneaker is on the right"
     assert len(seen) > 30, "varied captions: synonyms × phrasings"
     singles = {multimodal.caption([3], generator) for _ in range(300)}
     held_out = {t.format(name) for t in multimodal.HELD_OUT_TEMPLATES for name in multimodal.SYNONYMS[3]}
@@ -115,3 +115,61 @@ def test_render_lseg_lets_a_synonym_replace_its_class():
     plt.close(fig)
     with pytest.raises(ValueError, match="type a label"):
         multimodal.render_lseg("", image, semantic, score)
+
+
+def test_swapped_captions_state_the_reverse_order_with_the_same_items():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        swapped = multimodal.swapped_caption([8, 7], generator)       # a bag left of a sneaker
+        named, ordered = multimodal.caption_items(swapped)
+        assert ordered and named == [7, 8], f"'{swapped}' must put the sneaker on the left"
+        assert not multimodal.caption_is_true(swapped, [8, 7])
+    three = multimodal.swapped_caption([0, 4, 8], generator)
+    assert multimodal.caption_items(three) == ([8, 4, 0], True)
+    assert multimodal.swapped_caption([3], generator) is None and multimodal.swapped_caption([8, 4, 8], generator) is None
+    ordered_only = {multimodal.caption([8, 7], generator, ordered=True) for _ in range(200)}
+    assert all(" of " in text for text in ordered_only)
+
+
+def test_caption_items_and_truth_read_order_only_where_stated():
+    assert multimodal.caption_items("a purse right of a trainer") == ([7, 8], True)
+    assert multimodal.caption_items("two items: a tee and a jeans") == ([0, 1], False)
+    assert multimodal.caption_items("a photo of a parka") == ([4], False)
+    assert multimodal.caption_is_true("a handbag and a trainer", [7, 8]), "no order stated: either order is true"
+    assert multimodal.caption_is_true("a trainer left of a handbag", [7, 8])
+    assert not multimodal.caption_is_true("a handbag left of a trainer", [7, 8])
+    assert not multimodal.caption_is_true("a handbag", [7, 8]), "an item missing"
+    assert not multimodal.caption_is_true("three items: a bag, a bag and a coat", [8, 4])
+
+
+def test_swapped_tokens_mark_the_scenes_that_have_a_swap():
+    scenes = multimodal.captioned_scenes("test", 40)
+    tokens, has_swap = multimodal.swapped_tokens(scenes)
+    assert tokens.shape == (len(scenes), multimodal.MAX_LENGTH) and has_swap.dtype == torch.bool
+    for row, labels, swap in zip(multimodal.decode(tokens), scenes.labels, has_swap.tolist()):
+        assert swap == (labels != labels[::-1])
+        if swap:
+            assert multimodal.caption_items(row) == (labels[::-1], True), row
+        else:
+            assert row == ""
+
+
+def test_render_blip_scores_typed_swapped_and_generated_captions():
+    seen = []
+
+    def match(texts):
+        seen.extend(texts)
+        return [0.9, 0.1, 0.8][:len(texts)]
+
+    image = torch.zeros(1, 48, 48, dtype=torch.uint8)
+    fig = multimodal.render_blip("A bag left of an ankle-boot", image, [8, 9], "a purse left of a boot", match,
+                                 similarity=lambda texts: torch.zeros(len(texts)))
+    assert seen == ["a bag left of an ankle-boot", "an ankle-boot left of a bag", "a purse left of a boot"]
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert "(true of this scene)" in labels[0] and "(false of this scene)" in labels[1]
+    plt.close(fig)
+    fig = multimodal.render_blip("a bag", image, [8], "a bag", lambda t: [0.5] * len(t), lambda t: [0.0] * len(t))
+    assert len(fig.axes[1].patches) == 2, "one name: no swapped caption"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="type a caption"):
+        multimodal.render_blip("  ", image, [8], "a bag", match, match)

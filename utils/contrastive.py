@@ -7,6 +7,7 @@ Introduced in Chapter 9 (09_contrastive_multimodal). Shapes in the docstrings; e
   `semi_hard_triplet_loss` mine the triplets inside a labelled batch (`mine_semi_hard` says which);
 - `info_nce` — SimCLR's NT-Xent (Chen et al., 2020) over the 2N views of a batch;
 - `clip_loss` — CLIP (Radford et al., 2021): symmetric cross-entropy over the N×N image–text similarity matrix;
+  `sample_hard_negatives` — BLIP's (Li et al., 2022) negatives for image–text matching, drawn by that similarity;
 - `alignment` and `uniformity` — Wang & Isola (2020): what a temperature trades;
 - `two_views` — SimCLR-style random resized crop (`torchvision.ops.roi_align`, one box per image), flip, brightness
   and contrast jitter and noise, drawn per image on the images' device;
@@ -160,6 +161,19 @@ def clip_loss(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, tem
     logits = images @ texts.T / temperature
     targets = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def sample_hard_negatives(similarity: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """BLIP's hard negatives for image–text matching: for every row i of ``similarity`` (N×M, e.g. image i × text j,
+    the contrastive cosines), one column j drawn with probability softmax(similarity[i]) over the columns where
+    ``allowed[i, j]`` (N×M bool: not a true pair) — the wrong captions the contrastive model finds most alike are
+    drawn most often. Returns N column indices (int64)."""
+    if similarity.ndim != 2 or allowed.shape != similarity.shape or allowed.dtype != torch.bool:
+        raise ValueError("similarity must be N×M and allowed an N×M bool tensor of the negatives each row may take")
+    if not allowed.any(1).all():
+        raise ValueError("every row needs at least one allowed negative: use a batch with more than one kind of item")
+    weights = similarity.float().masked_fill(~allowed, float("-inf")).softmax(1)
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1)
 
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

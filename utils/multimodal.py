@@ -24,7 +24,6 @@ import re
 import numpy as np
 import torch
 
-from .data import CLASSES
 from .scenes import fashion_scenes
 
 SYNONYMS = (("t-shirt", "tee", "top"), ("trousers", "pants", "jeans"), ("pullover", "sweater", "jumper"),
@@ -32,6 +31,7 @@ SYNONYMS = (("t-shirt", "tee", "top"), ("trousers", "pants", "jeans"), ("pullove
             ("shirt", "blouse", "button-down"), ("sneaker", "trainer", "running-shoe"), ("bag", "purse", "handbag"),
             ("ankle-boot", "boot", "bootie"))
 CLASS_NAMES = tuple(names[0] for names in SYNONYMS)                  # what LSeg trains on
+CLASS_IDS = {name: i for i, names in enumerate(SYNONYMS) for name in names}   # any synonym → its class id
 TRAIN_TEMPLATES = ("a photo of a {}", "a {}", "one item: a {}", "a {} on a noisy background", "there is a {} here",
                    "a picture with one {}", "a small {}", "a {} in the picture")
 HELD_OUT_TEMPLATES = ("a noisy photo of one {}", "here is a {}", "a picture of a {}", "one {} here",
@@ -100,8 +100,9 @@ def articles(text: str) -> str:
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
-def caption(labels: list[int], generator: torch.Generator) -> str:
-    """One random caption of a scene whose items, left to right, have classes ``labels`` (1 to 3 of them)."""
+def caption(labels: list[int], generator: torch.Generator, ordered: bool = False) -> str:
+    """One random caption of a scene whose items, left to right, have classes ``labels`` (1 to 3 of them);
+    ``ordered`` keeps to the phrasings that state the left-to-right order of two items."""
     if not 1 <= len(labels) <= 3 or any(not 0 <= c < len(SYNONYMS) for c in labels):
         raise ValueError(f"labels must be 1 to 3 class ids in 0–9, left to right, not {labels}")
 
@@ -116,9 +117,50 @@ def caption(labels: list[int], generator: torch.Generator) -> str:
         options = (f"a {left} left of a {right}", f"a {right} right of a {left}", f"a {left} and a {right}",
                    f"a {right} and a {left}", f"two items: a {left} and a {right}",
                    f"two items: a {left} left of a {right}")
+        if ordered:
+            options = tuple(option for option in options if " of " in option)
         return articles(options[draw(len(options))])
     listed = f"a {names[0]}, a {names[1]} and a {names[2]}"
     return articles(listed if draw(2) else f"three items: {listed}")
+
+
+def swapped_caption(labels: list[int], generator: torch.Generator) -> str | None:
+    """A caption that names the scene's items in the reverse left-to-right order, in a phrasing that states the order
+    ("a sneaker left of a bag" for a bag left of a sneaker): false of the scene, with exactly its words — the hard
+    negative a contrastive batch almost never holds. None when reversing changes nothing (one item, or a
+    symmetric row such as bag, coat, bag)."""
+    if list(labels) == list(labels)[::-1]:
+        return None
+    return caption(list(labels)[::-1], generator, ordered=True)
+
+
+def caption_items(text: str) -> tuple[list[int], bool]:
+    """What a caption claims: the class ids it names, left to right where it says so, and whether it states an order
+    of two or more items ("left of", "right of", a listing of three); names are any synonym in `SYNONYMS`."""
+    tokens = words(text)
+    named = [CLASS_IDS[w] for w in tokens if w in CLASS_IDS]
+    if len(named) == 2 and "right" in tokens:        # "a X right of a Y": Y is on the left
+        return named[::-1], True
+    return named, len(named) == 3 or (len(named) == 2 and "left" in tokens)
+
+
+def caption_is_true(text: str, labels: list[int]) -> bool:
+    """Whether a caption is true of a scene whose items, left to right, are ``labels``: it names exactly those items
+    (any synonyms, any order of mention) and, where it states an order, the right one."""
+    named, ordered = caption_items(text)
+    return sorted(named) == sorted(labels) and (not ordered or named == list(labels))
+
+
+def swapped_tokens(scenes: "CaptionedScenes", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every scene, the tokens of its `swapped_caption` (N×MAX_LENGTH; a row of padding where there is none)
+    and whether it has one (N bool)."""
+    generator = torch.Generator().manual_seed(seed)
+    texts = [swapped_caption(labels, generator) for labels in scenes.labels]
+    tokens = torch.zeros(len(texts), MAX_LENGTH, dtype=torch.int64)
+    has_swap = torch.tensor([text is not None for text in texts])
+    if has_swap.any():
+        tokens[has_swap] = tokenize([text for text in texts if text is not None])
+    return tokens, has_swap
 
 
 def left_to_right(boxes: torch.Tensor, labels: torch.Tensor) -> list[int]:
@@ -161,7 +203,6 @@ def class_prompts(templates=HELD_OUT_TEMPLATES, synonym: int = 0) -> list[list[s
     return [[articles(t.format(names[synonym])) for names in SYNONYMS] for t in templates]
 
 
-CLASS_WORDS = {name: CLASSES[i] for i, names in enumerate(SYNONYMS) for name in names}
 
 
 def caption_box(value: str, description: str = "caption"):
@@ -221,8 +262,8 @@ def render_lseg(label: str, image: torch.Tensor, semantic: torch.Tensor, score):
     if len(words(label)) > MAX_LENGTH - 3:
         raise ValueError("the label is too long: use a few words")
     text = " ".join(words(label))
-    own = CLASS_WORDS.get(text)
-    names = [text if own is not None and CLASSES.index(own) == c else n for c, n in enumerate(CLASS_NAMES)]
+    own = CLASS_IDS.get(text)
+    names = [text if own == c else n for c, n in enumerate(CLASS_NAMES)]
     if text not in names:
         names.append(text)
     logits = score(image[None], tuple(names))[0]                   # (1 + K)×S×S
@@ -238,13 +279,60 @@ def render_lseg(label: str, image: torch.Tensor, semantic: torch.Tensor, score):
     ax_mask.imshow(image[0], cmap="gray", vmin=0, vmax=255)
     ax_mask.imshow(np.ma.masked_where(~wins.numpy(), wins.numpy()), cmap="autumn", alpha=0.6)
     if own is not None:
-        truth = (semantic == 1 + CLASSES.index(own)).numpy()
+        truth = (semantic == 1 + own).numpy()
         if truth.any():
             ax_mask.contour(truth, levels=[0.5], colors="cyan", linewidths=1)
         iou = (wins.numpy() & truth).sum() / max((wins.numpy() | truth).sum(), 1)
-        detail = f"IoU with the true {CLASS_NAMES[CLASSES.index(own)]} mask (cyan) {iou:.2f}"
+        detail = f"IoU with the true {CLASS_NAMES[own]} mask (cyan) {iou:.2f}"
     else:
         detail = "not a word the captions used as a name"
     ax_mask.set(xticks=[], yticks=[], title=f"pixels won by '{text}' ({wins.float().mean():.0%})\n{detail}")
     ax_mask.title.set_fontsize(8)
+    return fig
+
+
+def _swap_first_names(text: str) -> str | None:
+    """The caption with its first two item names exchanged ("a bag left of a coat" → "a coat left of a bag")."""
+    tokens = words(text)
+    where = [i for i, w in enumerate(tokens) if w in CLASS_IDS][:2]
+    if len(where) < 2:
+        return None
+    tokens[where[0]], tokens[where[1]] = tokens[where[1]], tokens[where[0]]
+    return articles(re.sub(r"\ban\b", "a", " ".join(tokens).replace(" ,", ",").replace(" :", ":")))
+
+
+def render_blip(text: str, image: torch.Tensor, labels: list[int], generated: str, match, similarity):
+    """The BLIP explorer's figure for one scene (``image`` uint8 1×S×S, items ``labels`` left to right): the typed
+    caption ``text``, the same with its first two item names swapped, and the captioner's ``generated`` caption,
+    each scored by image–text matching (``match(texts) → probabilities``) and by CLIP's cosine
+    (``similarity(texts) → cosines``), and marked true or false of the scene."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(text, str) or not words(text):
+        raise ValueError("type a caption of at least one word, e.g. 'a bag left of a sneaker'")
+    if len(words(text)) > MAX_LENGTH - 2:
+        raise ValueError(f"at most {MAX_LENGTH - 2} words fit: shorten the caption")
+    typed = " ".join(words(text)).replace(" ,", ",").replace(" :", ":")
+    candidates = {"typed": typed, "names swapped": _swap_first_names(typed), "BLIP's caption": generated}
+    candidates = {role: t for role, t in candidates.items() if t is not None}
+    texts = list(candidates.values())
+    probabilities, cosines = np.asarray(match(texts), float), np.asarray(similarity(texts), float)
+    rows = [f"{role}: '{t}'\n({'true' if caption_is_true(t, labels) else 'false'} of this scene)"
+            for role, t in candidates.items()]
+    fig = plt.figure(figsize=(11, 3.4), layout="constrained")
+    grid = fig.add_gridspec(1, 3, width_ratios=(1, 1.6, 1.6))
+    ax_image = fig.add_subplot(grid[0])
+    ax_image.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+    ax_image.set(xticks=[], yticks=[], title="scene")
+    ax_match, ax_cos = fig.add_subplot(grid[1]), fig.add_subplot(grid[2])
+    colours = ["tab:green" if caption_is_true(t, labels) else "tab:red" for t in texts]
+    for ax, values, label, limits in ((ax_match, probabilities, "ITM: probability of a match", (0, 1)),
+                                      (ax_cos, cosines, "CLIP: cosine similarity", (-1, 1))):
+        ax.barh(range(len(texts)), values, color=colours)
+        ax.set_yticks(range(len(texts)), rows if ax is ax_match else [""] * len(texts), fontsize=8)
+        ax.invert_yaxis()
+        ax.set(xlabel=label, xlim=limits)
+        for y, value in enumerate(values):
+            ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+    fig.suptitle("Three captions of one scene: green bars are true of it, red ones false", fontsize=9)
     return fig

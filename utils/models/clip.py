@@ -136,13 +136,17 @@ class TextEncoder(nn.Module):
         self.register_buffer("causal", torch.triu(torch.full((max_length, max_length), float("-inf")), 1),
                              persistent=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def token_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """N×L×width: every token's state (BLIP's matching head and captioner read them all)."""
         if tokens.ndim != 2 or tokens.shape[1] > self.max_length:
             raise ValueError(f"tokens must be N×L with L ≤ {self.max_length}, got {tuple(tokens.shape)}")
         length = tokens.shape[1]
         x = self.token_embedding(tokens) + self.position_embedding[:length]
         # causal: a token sees only its left context, so the end token is the only one that saw the whole caption
-        x = self.norm(self.transformer(x, mask=self.causal[:length, :length], is_causal=True))
+        return self.norm(self.transformer(x, mask=self.causal[:length, :length], is_causal=True))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.token_states(tokens)
         last = (tokens != 0).sum(1) - 1
         return x[torch.arange(len(tokens), device=tokens.device), last]
 
