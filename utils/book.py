@@ -4,14 +4,16 @@ Each chapter's notebook is executed with nbclient in the chosen profile (`COURSE
 book shows that every cell runs and what it draws; `PROFILE=cpu make book` for real results), its explorers keep
 the static PNG of their current figure (the live widget view needs a kernel, so it is dropped), and nbconvert's
 HTML exporter writes one self-contained page per chapter (images embedded) plus an index, under
-``chapters/outputs/book/``. The real-browser test opens the pages and checks that they load, that no image is
-broken and that no raw markdown or HTML shows.
+``chapters/outputs/book/``. The real-browser test renders every chapter's page — from the notebook JupyterLab
+saved after running it, or executed here for the chapters without explorers — and checks that it loads, that no
+image is broken and that no raw markdown or HTML shows.
 
     python -m utils.book [chapter ...]      # all chapters when none is named
 """
 
 from __future__ import annotations
 
+import copy
 import html
 import os
 import sys
@@ -39,27 +41,36 @@ def chapter_sources(names: list[str] | None = None) -> list[Path]:
 
 
 def executed(source: Path, timeout: int = 1200) -> nbformat.NotebookNode:
-    """The chapter's notebook, executed top to bottom in its own folder, widget views replaced by their PNGs."""
+    """The chapter's notebook, executed top to bottom in its own folder."""
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(source.parent)}}).execute()
+    return notebook
+
+
+def page_html(notebook: nbformat.NotebookNode) -> str:
+    """An executed notebook as one self-contained HTML page (images embedded), widget views replaced by the static
+    PNG each explorer carries beside it. The real-browser test renders notebooks saved by JupyterLab with it too."""
+    if not isinstance(notebook, nbformat.NotebookNode) or "cells" not in notebook:
+        raise ValueError("page_html needs a notebook read with nbformat (or executed by `executed`)")
+    notebook = copy.deepcopy(notebook)
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             output.get("data", {}).pop(WIDGET_VIEW, None)   # a static page has no kernel for the live view
-    return notebook
+    notebook.metadata.pop("widgets", None)
+    body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(notebook)
+    return body
 
 
 def write_book(sources: list[Path], folder: Path = OUTPUT) -> list[Path]:
     """Execute and export ``sources`` to ``folder`` (one page each, plus index.html); return the pages written."""
     folder.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
     pages = []
     for source in sources:
         print(f"executing {source.stem} (profile {os.environ.get('COURSE_PROFILE', 'smoke')}) …", flush=True)
-        body, _ = exporter.from_notebook_node(executed(source))
         page = folder / f"{source.stem}.html"
-        page.write_text(body, encoding="utf-8")
+        page.write_text(page_html(executed(source)), encoding="utf-8")
         pages.append(page)
     items = "\n".join(f'<li><a href="{p.name}">{html.escape(p.stem.replace("_", " "))}</a></li>' for p in pages)
     (folder / "index.html").write_text(
