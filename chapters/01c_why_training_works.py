@@ -573,7 +573,7 @@ for (i, j), value in np.ndenumerate(grid_loss):
                  bbox={"facecolor": "white", "alpha": 0.8})
 ax_loss.set(xticks=range(3), xticklabels=learning_rates, yticks=range(3), yticklabels=batch_sizes,
             xlabel="learning rate", ylabel="batch size", title=f"test loss after {GRID_EPOCHS} epochs")
-fig.colorbar(image, ax=ax_loss)
+fig.colorbar(image, ax=ax_loss, label="test loss (blank: diverged)")
 ax_time.bar([str(b) for b in batch_sizes], grid_seconds.mean(1))
 ax_time.set(xlabel="batch size", ylabel="seconds per epoch", title=f"speed on {device.type}")
 fig.tight_layout()
@@ -647,7 +647,7 @@ fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
 for name, curve in lr_curves.items():
     ax.plot(curve, label=name)
 ax.set(xlabel="training step", ylabel="learning rate", title=f"five schedules, peak {PEAK_LR}, {schedule_steps} steps")
-ax.legend(fontsize=8, ncols=2)
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not over them
 show(fig)
 show(comparison_chart(schedule_results, {"test acc": "test accuracy"}, best={"test acc": "max"}, width=7,
                       title=f"the same MLP, {SCHEDULE_EPOCHS} epochs of SGD + momentum ({profile()} profile)"))
@@ -725,7 +725,8 @@ for name, lr in optimizer_lrs.items():
 fig, ax = plt.subplots(figsize=(7, 3.6))
 for name, trace in optimizer_traces.items():
     ax.plot(trace.smoothed_loss(20), label=f"{name} (lr {optimizer_lrs[name]:g})")
-ax.set(xlabel="step", ylabel="training loss (20-step mean)", title="optimisers on Fashion-MNIST, MLP 784-256-256-10")
+ax.set(xlabel="step", ylabel="training loss (20-step mean, log)", yscale="log",  # AdaGrad's early spike would
+       title="optimisers on Fashion-MNIST, MLP 784-256-256-10")                    # flatten the rest on a linear axis
 ax.legend()
 show(fig)
 final_loss = {name: round(float(trace.smoothed_loss(20)[-1]), 3) for name, trace in optimizer_traces.items()}
@@ -814,8 +815,8 @@ feature_map = torch.ones(1, 8, 12, 12)
 dropped = nn.Dropout(p=0.5).train()(feature_map)[0]
 dropped_2d = nn.Dropout2d(p=0.5).train()(feature_map)[0]
 show(image_grid(torch.cat([dropped, dropped_2d]), titles=[f"Dropout ch {c}" for c in range(8)] +
-                [f"Dropout2d ch {c}" for c in range(8)], ncols=8, cmap="gray",
-                suptitle="Which elements are zeroed (black), p = 0.5"))
+                [f"Dropout2d ch {c}" for c in range(8)], ncols=8, cmap="gray", vmin=0, vmax=2,
+                suptitle="Which elements are zeroed (black; white: kept, scaled ×2), p = 0.5"))
 assert set(dropped.unique().tolist()) == {0.0, 2.0} and set(dropped_2d.unique().tolist()) <= {0.0, 2.0}, (
     "dropout with p = 0.5 should zero elements and scale the rest by 2")
 per_channel = dropped_2d.flatten(1)
@@ -844,16 +845,18 @@ for kind, strength in (("l2", 3e-3), ("l1", 3e-3)):
         plot=False)
     regularised[kind] = linear
 
-fig, axes = plt.subplots(2, 6, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1] * 5 + [2]})
+fig, axes = plt.subplots(2, 6, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1] * 5 + [2]}, layout="constrained")
 for row, (kind, linear) in enumerate(regularised.items()):
     weights = linear[1].weight.detach().cpu()
     for k in range(5):
-        axes[row, k].imshow(weights[k].view(28, 28), cmap="RdBu", vmin=-weights.abs().max(), vmax=weights.abs().max())
+        drawn = axes[row, k].imshow(weights[k].view(28, 28), cmap="RdBu", vmin=-weights.abs().max(),
+                                    vmax=weights.abs().max())
         axes[row, k].set(xticks=[], yticks=[], title=f"{kind.upper()}: {CLASSES[k]}")
+    fig.colorbar(drawn, ax=axes[row, :5], label="weight", shrink=0.9)
     axes[row, 5].hist(weights.flatten().numpy(), bins=80)
-    axes[row, 5].set(title=f"{kind.upper()} weights: {dx.sparsity(linear, 1e-3):.0%} below 1e-3", yscale="log")
+    axes[row, 5].set(title=f"{kind.upper()} weights: {dx.sparsity(linear, 1e-3):.0%} below 1e-3", yscale="log",
+                     xlabel="weight", ylabel="count (log)")
 fig.suptitle("L2 vs L1: class templates of a linear classifier and all its weights")
-fig.tight_layout()
 show(fig)
 sparse = {kind: dx.sparsity(linear, 1e-3) for kind, linear in regularised.items()}
 acc = {kind: evaluate(linear, test_loader)["acc"] for kind, linear in regularised.items()}
