@@ -144,9 +144,11 @@ GRID = (7, 7)                                # 28×28 Fashion-MNIST images in 4�
 
 
 def similarity_grid(similarity, title):
-    """One panel per patch (its row and column in the grid): that patch's similarity to every patch."""
+    """One panel per patch (its row and column in the grid): that patch's similarity to every patch. The colour
+    spans this table's own range up to 1 (the similarity to itself): on a fixed −1…1 scale the sinusoids, all
+    between about 0.7 and 1, would be one flat yellow."""
     return labelled_grid(similarity.reshape(-1, *GRID), [f"row {r}" for r in range(GRID[0])],
-                         [f"col {c}" for c in range(GRID[1])], "cosine similarity", title, vmin=-1, vmax=1)
+                         [f"col {c}" for c in range(GRID[1])], "cosine similarity", title, vmax=1)
 
 
 sincos_similarity = position_similarity(sincos_position_embedding(GRID, 64), GRID)
@@ -231,7 +233,8 @@ assert min(variant_accuracy.values()) > VARIANT_BAR, f"every ViT variant should 
 # %% [markdown]
 # Now the **similarity plot of the learned 1-D table**. It started as noise (trunc-normal, std 0.02), so
 # whatever 2-D structure it shows, training put there: bright neighbourhoods around each patch, like the
-# sinusoids above, and stronger the longer it trains. The learned 2-D table has the grid by construction.
+# sinusoids above, and stronger the longer it trains. The learned 2-D table has the grid by construction. (Each
+# similarity plot's colour spans its own table's range: compare them by their colour bars.)
 
 # %%
 learned_similarity = position_similarity(vit.position_embedding(), GRID)
@@ -652,8 +655,8 @@ print("shifted-window block == masked global attention over the same neighbourho
 
 # %%
 index = relative_position_index(M)
-fig, ax = plt.subplots(figsize=(3.6, 3.4))
-ax.imshow(index, cmap="viridis")
+fig, ax = plt.subplots(figsize=(4.2, 3.4), layout="constrained")
+fig.colorbar(ax.imshow(index, cmap="viridis"), ax=ax, label="row of the bias table")
 ax.set_title("relative position index (49×49)")
 ax.set_xlabel("key token")
 ax.set_ylabel("query token")
