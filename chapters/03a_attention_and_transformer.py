@@ -42,7 +42,7 @@ from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_m
 from utils.models.swin import SwinSegmenter
 from utils.models.vit import SETR, ViT
 from utils.diagrams import architecture_figure
-from utils.plotting import show
+from utils.plotting import comparison_chart, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
@@ -313,14 +313,14 @@ w = 10000 ** (-2 * pair / 64)
 rotation = torch.tensor([[math.cos(offset * w), -math.sin(offset * w)], [math.sin(offset * w), math.cos(offset * w)]])
 torch.testing.assert_close(pe[:-offset, 2 * pair: 2 * pair + 2] @ rotation, pe[offset:, 2 * pair: 2 * pair + 2],
                            atol=1e-5, rtol=1e-4)
-fig, (ax_map, ax_curves) = plt.subplots(1, 2, figsize=(11, 3.4))
-ax_map.imshow(pe.T.numpy(), cmap="RdBu", aspect="auto")
+fig, (ax_map, ax_curves) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained")
+drawn = ax_map.imshow(pe.T.numpy(), cmap="RdBu", aspect="auto", vmin=-1, vmax=1)
+fig.colorbar(drawn, ax=ax_map, label="PE value")
 ax_map.set(title="PE: dimension × position", xlabel="position", ylabel="dimension")
 for d in (0, 1, 10, 11, 40):
     ax_curves.plot(pe[:, d].numpy(), label=f"dim {d} ({'sin' if d % 2 == 0 else 'cos'})")
-ax_curves.set(title="a few dimensions: fast clocks first, slow last", xlabel="position")
-ax_curves.legend(fontsize=7)
-fig.tight_layout()
+ax_curves.set(title="a few dimensions: fast clocks first, slow last", xlabel="position", ylabel="PE value")
+ax_curves.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
 show(fig)
 
 # %% [markdown]
@@ -531,7 +531,8 @@ by_length = {name: accuracy_by_length(m, val_src.to(device), val_tgt.to(device))
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for name, scores in by_length.items():
     ax.plot(list(scores), list(scores.values()), marker="o", label=name)
-ax.set(xlabel="string length", ylabel="exact match", title="Reversal accuracy by length", ylim=(-0.02, 1.02))
+ax.set(xlabel="string length (digits)", ylabel="exact match", ylim=(-0.02, 1.02), xticks=list(by_length["Transformer"]),
+       title=f"Reversal accuracy by length ({profile()} profile)")
 ax.legend()
 show(fig)
 print(f"exact match: Transformer {transformer_scores['acc']:.3f}, LSTM {lstm_scores['acc']:.3f}")
@@ -762,16 +763,13 @@ image_results = {name: (evaluate(net, image_test_loader)["acc"], *image_model_co
 print(f"{'model':32s} {'test accuracy':>13s} {'parameters':>11s} {'multiply-adds':>14s}")
 for name, (accuracy, count, multiply_adds) in image_results.items():
     print(f"{name:32s} {accuracy:13.3f} {count:11,} {multiply_adds:14,}")
-fig, axes = plt.subplots(1, 3, figsize=(12, 3), layout="constrained")
-for ax, column, label in zip(axes, range(3), ("test accuracy", "parameters", "multiply-adds per image")):
-    values = [result[column] for result in image_results.values()]
-    bars = ax.barh(range(3), values, color=["tab:blue", "tab:orange", "tab:green"])
-    ax.bar_label(bars, [f"{v:.3f}" if column == 0 else f"{v:,}" for v in values], fontsize=8)
-    ax.set_yticks(range(3), list(image_results) if column == 0 else [])
-    ax.set(xlabel=label, xlim=(0, max(values) * 1.35))
-fig.suptitle(f"Same width, depth, data and schedule ({profile()} profile, {IMAGE_TRAIN or 60_000} images, "
-             f"{IMAGE_EPOCHS} epochs)")
-show(fig)
+show(comparison_chart({name: dict(zip(("accuracy", "parameters", "multiply-adds"), result))
+                       for name, result in image_results.items()},
+                      {"accuracy": "test accuracy", "parameters": "parameters",
+                       "multiply-adds": "multiply-adds per image"},
+                      f"Same width, depth, data and schedule ({profile()} profile, {IMAGE_TRAIN or 60_000} images, "
+                      f"{IMAGE_EPOCHS} epochs)", best={"accuracy": "max", "parameters": "min", "multiply-adds": "min"},
+                      width=12))
 vit_acc, vit_params, vit_cost = image_results["ViT (attention, patch stem)"]
 pool_acc, pool_params, pool_cost = image_results["PoolFormer (pooling mixer)"]
 hybrid_acc = image_results["hybrid (conv stem + attention)"][0]

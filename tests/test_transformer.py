@@ -222,7 +222,8 @@ def test_figures_and_explorer():
         mask_figure(src, 5, example=4)
     model = small_transformer()
     fig = plot_attention(model, src, example=1, kind="encoder self-attention", layer=0)
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3                                  # two heads and their colour bar
+    assert fig.axes[0].get_ylabel() == "query (input token)" and fig.axes[-1].get_ylabel() == "attention weight"
     plt.close(fig)
     with pytest.raises(ValueError, match="example"):
         plot_attention(model, src, example=9)

@@ -268,15 +268,18 @@ def plot_attention(model, src: torch.Tensor, example: int = 0, kind: str = ATTEN
     else:
         weights, rows, cols = decoder_weights[layer][1], out_labels[:-1], src_labels
     heads = weights.shape[1]
-    fig, axes = plt.subplots(1, heads, figsize=(2.6 * heads + 0.5, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, heads, figsize=(2.6 * heads + 1.2, 3.2), squeeze=False, layout="constrained")
     for head, ax in enumerate(axes[0]):
-        ax.imshow(weights[0, head].float().cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+        drawn = ax.imshow(weights[0, head].float().cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(cols)), cols, fontsize=7)
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.set_title(f"head {head}", fontsize=9)
+        ax.set_xlabel("key (" + ("input" if kind.startswith("encoder") or "cross" in kind else "output") + " token)",
+                      fontsize=8)
+    axes[0, 0].set_ylabel("query (" + ("input" if kind.startswith("encoder") else "output") + " token)", fontsize=8)
+    fig.colorbar(drawn, ax=axes[0], shrink=0.8).set_label("attention weight", fontsize=8)
     answer = "".join(out_labels[1:-1]) if out_labels[-1] == "</s>" else "".join(out_labels[1:])
     fig.suptitle(f"{kind}, layer {layer}: input {''.join(src_labels)} → output {answer}", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
