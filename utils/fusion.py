@@ -683,8 +683,12 @@ def render_fusion(infrared: torch.Tensor, visible: torch.Tensor, scene: int = 0,
     table = table_area.subplots()
     table.axis("off")
     shown = ("EN", "SD", "SF", "AG", "MI", "SSIM", "PSNR", "Qabf")
-    table.table(cellText=[[f"{metrics[k]:.3f}" for k in shown]], colLabels=list(shown), loc="center",
-                cellLoc="center").scale(1, 1.3)
+    summed = {"MI": "MI (sum)", "SSIM": "SSIM (sum)"}  # over the two sources, F–A + F–B: SSIM up to 2
+    cells = table.table(cellText=[[f"{metrics[k]:.3f}" for k in shown]], colLabels=[summed.get(k, k) for k in shown],
+                        loc="center", cellLoc="center")
+    cells.auto_set_font_size(False)  # matplotlib would shrink every cell to fit the longest label
+    cells.set_fontsize(9)
+    cells.scale(1, 1.3)
     condition = f" ({conditions[scene].replace('_', ' ')})" if conditions is not None else ""
     fig.suptitle(f"scene {scene}{condition}: {method}" + (f", infrared weight {weight:.2f}" if method in weighted
                                                           else " (no weight: the slider does not apply)"),
