@@ -102,12 +102,21 @@ print(f"{len(train_scenes)} training scenes with {len(objects)} objects, {len(te
 
 
 def draw_scene(ax, image, boxes, labels, color="yellow", scores=None):
+    """The scene with its boxes, each labelled with its class (and score): above the box, or — for scored
+    detections, so they do not sit on the ground truth's label — below it; on the other side where that would
+    leave the picture."""
     ax.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=255)
+    height, width = image.shape[-2:]
     for i, (box, label) in enumerate(zip(boxes, labels)):
         x1, y1, x2, y2 = box.tolist()
         ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color=color, lw=1.3))
         text = CLASSES[label] + (f" {scores[i]:.2f}" if scores is not None else "")
-        ax.text(x1, y1 - 1, text, color=color, fontsize=6, va="bottom")
+        below = scores is not None
+        if below and y2 > height - 6 or not below and y1 < 6:  # no room outside the box: write inside it
+            below = not below
+        right = x1 > width * 0.6  # a label starting far right would run off the picture: end it at the box's edge
+        ax.text(min(x2, width - 1) if right else x1, y2 + 1 if below else y1 - 1, text, color=color, fontsize=7,
+                va="top" if below else "bottom", ha="right" if right else "left", clip_on=True)
     ax.axis("off")
 
 
@@ -223,12 +232,13 @@ values = {kind: detection.box_iou(box_a[None], box_b[None], kind).item() for kin
 drawing.set(xlim=(0, 80), ylim=(70, 0), aspect="equal",
             title="  ".join(f"{k}={v:.2f}" for k, v in list(values.items())[:3]) + "\n"
                   + "  ".join(f"{k}={v:.2f}" for k, v in list(values.items())[3:]))
-drawing.legend(fontsize=6, loc="lower left")
+drawing.set(xlabel="x (px)", ylabel="y (px)")
+drawing.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2)  # below the drawing, not on it
 for kind in IOU_KINDS:
     left.plot(shifts, detection.box_iou(sliding, target_box, kind)[:, 0], label=kind)
     right.plot(heights / 20, detection.box_iou(stretched, target_box, kind)[:, 0], label=kind)
 left.set(xlabel="horizontal shift of the prediction (px), target 20×20", ylabel="value", title="moving a box")
-right.set(xlabel="aspect ratio h/w of a centred prediction", title="stretching a box")
+right.set(xlabel="aspect ratio h/w of a centred prediction", ylabel="value", title="stretching a box")
 fig.suptitle("The IoU family: what each measures, and how it responds to moving and stretching a box")
 left.legend()
 right.legend()
@@ -568,7 +578,8 @@ for t in thresholds.tolist():
     aps = [average_precision_coco(*c[:2]) for c in
            (precision_recall(predictions, test_targets, label, t) for label in range(10)) if c is not None]
     per_threshold.append(sum(aps) / len(aps))
-ax_bars.bar([f"{t:.2f}" for t in thresholds.tolist()], per_threshold)
+ax_bars.bar_label(ax_bars.bar([f"{t:.2f}" for t in thresholds.tolist()], per_threshold), fmt="%.2f", fontsize=7)
+ax_bars.margins(y=0.12)
 ax_bars.set(xlabel="IoU threshold", ylabel="COCO mAP", title=f"mAP@[.5:.95] = mean of these = {ours['map']:.3f}")
 show(fig)
 assert abs(sum(per_threshold) / 10 - ours["map"]) < 1e-6, (
