@@ -251,7 +251,8 @@ ax.plot(prompt_counts, (encoder_flops + prompt_counts * per_prompt_flops) / 1e6,
         label="embedding cached: encoder once + decoder per prompt")
 ax.plot(prompt_counts, prompt_counts * (encoder_flops + per_prompt_flops) / 1e6, "s-", ms=3,
         label="embedding recomputed for every prompt")
-ax.set(xlabel="prompts (clicks) on one image", ylabel="MFLOPs", title="Why SAM caches the image embedding")
+ax.set(xlabel="prompts (clicks) on one image", ylabel="MFLOPs", title="Why SAM caches the image embedding",
+       xticks=[k for k in prompt_counts if k == 1 or k % 5 == 0])
 ax.legend(fontsize=7)
 show(fig)
 
