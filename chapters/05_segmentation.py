@@ -318,7 +318,8 @@ assert plain_rf == [3, 5, 7, 9, 11] and atrous_rf == [3, 7, 15, 31, 63], (  # 2n
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(range(1, 6), plain_rf, "o-", label="3×3, rate 1")
 ax.plot(range(1, 6), atrous_rf, "o-", label="3×3, rates 1, 2, 4, 8, 16")
-ax.set(xlabel="layers", ylabel="receptive field (pixels)", title="Atrous convolutions grow the receptive field")
+ax.set(xlabel="layers", ylabel="receptive field (pixels)", title="Atrous convolutions grow the receptive field",
+       xticks=range(1, 6))
 ax.legend()
 show(fig)
 
@@ -622,19 +623,19 @@ assert hedging > 0.1 and min(single_iou) < 0.9, (
 assert expected_loss(answers) < 0.2 * expected_loss(single[None]), (
     "three committed outputs should cut the min-over-outputs loss 5×")
 
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+fig, axes = plt.subplots(1, 5, figsize=(13.5, 3.1), layout="constrained")
 axes[0].imshow(images[index, 0], cmap="gray")
 axes[0].plot(point[1], point[0], "r*", markersize=12)
-axes[0].set_title("prompt: one click")
-axes[1].imshow(single, cmap="magma", vmin=0, vmax=1)
-axes[1].set_title("one output: the average")
+axes[0].set_title("prompt: one click", fontsize=10)
+drawn = axes[1].imshow(single, cmap="magma", vmin=0, vmax=1)
+axes[1].set_title("one output:\nthe average", fontsize=10)
 for k, label in enumerate(("item", "pile", "everything")):
     axes[2 + k].imshow(answers[k], cmap="magma", vmin=0, vmax=1)
-    axes[2 + k].set_title(f"output {k + 1} can commit: {label}")
+    axes[2 + k].set_title(f"output {k + 1}\ncan commit: {label}", fontsize=10)
 for ax in axes:
     ax.axis("off")
+fig.colorbar(drawn, ax=axes[1:], shrink=0.8, label="mask probability")
 fig.suptitle("An ambiguous prompt: one mask averages the answers, three masks keep them apart")
-fig.tight_layout()
 show(fig)
 
 # %% [markdown]
