@@ -44,7 +44,7 @@ from utils.models.autoencoders import (VAE, Autoencoder, SparseAutoencoder, gaus
 from utils.models.gan import (ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, InfoGANDiscriminator,
                               InfoGANGenerator, MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss,
                               transposed_conv_output_size, truncated_normal)
-from utils.plotting import figure_png, image_grid, show
+from utils.plotting import comparison_chart, figure_png, image_grid, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.training import evaluate, fit
@@ -445,11 +445,12 @@ with torch.no_grad():
 assert uneven.unique().numel() > 1 and even.unique().numel() == 1 and resize.unique().numel() == 1, (
     "k3 s2 transposed convolution should stamp unevenly (checkerboard); k4 s2 and resize-conv evenly")
 print("kernel 3, stride 2 — stamps per output pixel:\n", uneven[:4, :4].int())
-fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
+fig, axes = plt.subplots(1, 3, figsize=(8.6, 2.8), layout="constrained")
+highest = max(image.max().item() for image in (uneven, even, resize))
 for ax, image, title in zip(axes, (uneven, even, resize), ("transposed k3 s2", "transposed k4 s2", "resize + conv3")):
-    ax.imshow(image, cmap="gray", vmin=0)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
+    drawn = ax.imshow(image, cmap="gray", vmin=0, vmax=highest)  # one scale: an even map is one flat grey
+    ax.set(title=title, xticks=[], yticks=[])
+fig.colorbar(drawn, ax=axes, shrink=0.8, label="output value")
 fig.suptitle("Constant input, all-ones kernels: uneven overlap makes a checkerboard")
 show(fig)
 
@@ -513,6 +514,7 @@ for ax, counts, title in zip(axes, histograms, diversity):
     ax.bar(range(10), counts)
     ax.set_xticks(range(10), [c.split("/")[0] for c in CLASSES], rotation=45, fontsize=7)
     ax.set_title(f"{title}: classes the judge sees", fontsize=9)
+    ax.set_ylabel(f"samples (of {len(before):,})")
 fig.tight_layout()
 show(fig)
 show(image_grid(torch.cat([before[:8], after[:8]]), ncols=8, suptitle="Same z: trained G (top), collapsed G (bottom)"))
@@ -758,15 +760,12 @@ names = [f"t = {t}" if t is not None else "no truncation" for t in THRESHOLDS]
 print(f"{'':22s}" + "".join(f"{n:>15s}" for n in names))
 for metric in truncation[None]:
     print(f"{metric:22s}" + "".join(f"{truncation[t][metric]:15.3f}" for t in THRESHOLDS))
-fig, axes = plt.subplots(1, 4, figsize=(12, 2.8), layout="constrained")
-positions = range(len(THRESHOLDS))
-for ax, metric in zip(axes, truncation[None]):
-    values = [truncation[t][metric] for t in THRESHOLDS]
-    ax.bar(positions, values, color="tab:blue")
-    ax.set_xticks(positions, [str(t) if t is not None else "none" for t in THRESHOLDS])
-    ax.set(xlabel="truncation threshold t", ylabel=metric, title=metric)
-fig.suptitle(f"Truncation trick on the cGAN ({profile()} profile): variety against quality")
-show(fig)
+show(comparison_chart({name: truncation[t] for name, t in zip(names, THRESHOLDS)},
+                      {metric: f"{metric} ({'lower' if metric == 'Fréchet distance' else 'higher'} is better)"
+                       for metric in truncation[None]},
+                      f"Truncation trick on the cGAN ({profile()} profile): variety against quality",
+                      best={metric: "min" if metric == "Fréchet distance" else "max" for metric in truncation[None]},
+                      width=12))
 show(image_grid(torch.cat([cgan.sample(10, z=truncated_normal(10, cgan.latent_dim, t, torch.Generator().manual_seed(9)),
                                        labels=torch.arange(10))[0] for t in (0.25, None)]), ncols=10,
                 suptitle="Same seed and classes: t = 0.25 (top), no truncation (bottom)"))
