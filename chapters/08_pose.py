@@ -106,13 +106,12 @@ def draw_truth(ax, index, scenes=test_scenes, title=None):
     ax.set(xlim=(-0.5, SIZE - 0.5), ylim=(SIZE - 0.5, -0.5), title=title or f"scene {index}", xticks=[], yticks=[])
 
 
-fig, axes = plt.subplots(2, 6, figsize=(13, 4.8))
+fig, axes = plt.subplots(2, 6, figsize=(13, 4.8), layout="constrained")
 for i, (top, bottom) in enumerate(zip(axes[0], axes[1])):
     top.imshow(test_scenes.images[i, 0], cmap="gray", vmin=0, vmax=255)
     top.set(title=f"scene {i}: {len(test_scenes.keypoints[i])} people", xticks=[], yticks=[])
     draw_truth(bottom, i, title="true keypoints")
 fig.suptitle("Stick-figure scenes (top) and their true skeletons (bottom; hidden keypoints ringed in red)")
-fig.tight_layout()
 show(fig)
 
 # %% [markdown]
@@ -548,12 +547,11 @@ for prediction, truth in zip(predictions["hungarian"], truths):
     found = pose.oks(prediction["keypoints"], truth["keypoints"], area) if len(prediction["keypoints"]) else None
     worst_oks.append(found.amax(0).min().item() if found is not None else 0.0)
 worst = np.argsort(worst_oks)[:4]
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
+fig, axes = plt.subplots(1, 4, figsize=(13, 4.3), layout="constrained")
 for ax, i in zip(axes, worst):
-    draw_truth(ax, i, title=f"scene {i}: worst person's OKS {worst_oks[i]:.2f}")
+    draw_truth(ax, i, title=f"scene {i}\nworst person's OKS {worst_oks[i]:.2f}")
     pose.draw_skeletons(ax, predictions["hungarian"][i]["keypoints"], color="lime", linewidth=1.2)
 fig.suptitle("The test scenes whose worst-recognised person is worst: truth (yellow), prediction (green)")
-fig.tight_layout()
 show(fig)
 
 # %% [markdown]
@@ -689,21 +687,22 @@ assert math.isclose(many["top-down MFLOPs"] - few["top-down MFLOPs"],
                     (many["people detected"] - few["people detected"]) * single_flops / 1e6, abs_tol=1e-6), \
     "top-down should cost one single-person pass more per extra detected person"
 
-fig, (ax_ap, ax_cost, ax_time) = plt.subplots(1, 3, figsize=(13, 3.6))
+fig, (ax_ap, ax_cost, ax_time) = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
 positions = np.arange(len(groups))
 for offset, method, colour in ((-0.2, "bottom-up", "tab:blue"), (0.2, "top-down", "tab:orange")):
     for ax, key in ((ax_ap, "AP"), (ax_cost, "MFLOPs"), (ax_time, "ms")):
         values = [comparison[g][f"{method} {key}"] for g in groups]
         bars = ax.bar(positions + offset, values, 0.4, label=method, color=colour)
-        ax.bar_label(bars, fmt="%.2f" if key == "AP" else "%.0f", fontsize=7)
+        ax.bar_label(bars, fmt="%.2g" if key == "AP" else "%.0f", fontsize=8)  # %.2g: a smoke AP of 0.0013 is not 0.00
 for ax, label in ((ax_ap, "keypoint AP"), (ax_cost, "MFLOPs per image"), (ax_time, f"ms per image ({device.type})")):
     ax.set_xticks(positions, [f"{g} people" for g in groups])
     ax.set(xlabel="people in the scene", ylabel=label)
-    ax.legend(fontsize=7)
+    ax.margins(y=0.15)  # room for the numbers above the bars
 ax_ap.set_title("accuracy")
 ax_cost.set_title("arithmetic (networks only)")
 ax_time.set_title("wall clock, this machine (not asserted)")
-fig.tight_layout()
+fig.legend(*ax_ap.get_legend_handles_labels(), loc="outside upper right", ncols=2, fontsize=8)  # one legend, off the bars
+fig.suptitle(f"Bottom-up vs top-down by crowd size ({profile()} profile)")
 show(fig)
 growth = many["top-down MFLOPs"] / few["top-down MFLOPs"]
 leader = {g: "neither (within 0.005)" if abs(comparison[g]["top-down AP"] - comparison[g]["bottom-up AP"]) < 0.005
