@@ -336,7 +336,8 @@ for phi in (0, 1, 2):
                                   "test acc": evaluate(net, table_test_loader)["acc"]}
 show(comparison_chart(scaling_rows, {"MFLOPs": "MFLOPs per image", "params": "parameters",
                                      "test acc": "test accuracy"}, best={"test acc": "max"}, width=10,
-                      title=f"compound scaling, {SCALING_EPOCHS} epochs on {SCALING_TRAIN:,} images ({profile()} profile)"))
+                      title=f"compound scaling, {SCALING_EPOCHS} epoch{'s' * (SCALING_EPOCHS != 1)} on {SCALING_TRAIN:,} images "
+                            f"({profile()} profile)"))
 scaling_gain = scaling_rows["φ = 2"]["test acc"] - scaling_rows["φ = 0"]["test acc"]
 print(f"φ = 2 costs {scaling_flops[2] / scaling_flops[0]:.1f}× the FLOPs of the baseline and "
       + (f"gains {scaling_gain:.3f} test accuracy" if scaling_gain > 0 else f"loses {-scaling_gain:.3f}")

@@ -29,6 +29,7 @@
 import inspect
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -266,12 +267,13 @@ vae = VAE(latent_dim=2).to(device)
 vae_history = fit(vae, ae_train, val_loader=ae_val, loss_fn=vae_loss, evaluate_fn=vae_evaluate, monitor="val_loss",
                   epochs=AE_EPOCHS, lr=2e-3, name="06-vae", config={"train": TRAIN_SIZE}, plot=False)
 
-fig, (ax_recon, ax_kl) = plt.subplots(1, 2, figsize=(9, 3))
+fig, (ax_recon, ax_kl) = plt.subplots(1, 2, figsize=(9, 3), layout="constrained")
 ax_recon.plot(vae_history["epoch"], vae_history["val_recon"], marker="o")
-ax_recon.set(title="ELBO term 1: reconstruction NLL (nats)", xlabel="epoch")
+ax_recon.set(title="ELBO term 1: reconstruction", xlabel="epoch", ylabel="test NLL per image (nats)")
 ax_kl.plot(vae_history["epoch"], vae_history["val_kl"], marker="o", color="C1")
-ax_kl.set(title="ELBO term 2: KL(q(z|x) ‖ N(0, I)) (nats)", xlabel="epoch")
-fig.tight_layout()
+ax_kl.set(title="ELBO term 2: KL(q(z|x) ‖ N(0, I))", xlabel="epoch", ylabel="test KL per image (nats)")
+for ax in (ax_recon, ax_kl):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 show(fig)
 assert vae_history.last("val_loss") < baseline, "the VAE must beat the mean image"
 assert 0 < vae_history.last("val_kl") < 20, "the KL term keeps the 2-d codes near the prior"
