@@ -55,7 +55,7 @@ from utils.models.fusion import (DenseFuse, FusionLoss, FusionNet, densefuse_los
                                  l1_norm_rule)
 from utils.models.yolo import (AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets)
-from utils.plotting import comparison_chart, show
+from utils.plotting import colorbar, comparison_chart, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
@@ -146,17 +146,17 @@ for c in ("low_light", "haze"):
 assert contrast["clear"]["IR near ambient"] < 0.5 * contrast["clear"]["IR warm"], "cool objects fade in infrared"
 
 # %%
-fig, axes = plt.subplots(3, 6, figsize=(13, 6.6))
+fig, axes = plt.subplots(3, 6, figsize=(13.5, 6.6), layout="constrained")
 for row, (c, index) in enumerate(by_condition.items()):
     for pair, i in enumerate(index[:3].tolist()):
         axes[row, 2 * pair].imshow(test.visible[i].permute(1, 2, 0))
         axes[row, 2 * pair].set_title(f"{c}{' + glare' if test.glare[i] else ''}: visible", fontsize=8)
-        axes[row, 2 * pair + 1].imshow(test.infrared[i, 0], cmap="inferno", vmin=0, vmax=255)
-        axes[row, 2 * pair + 1].set_title(", ".join(CLASSES[k] for k in test.labels[i]), fontsize=7)
+        infrared = axes[row, 2 * pair + 1].imshow(test.infrared[i, 0], cmap="inferno", vmin=0, vmax=255)
+        axes[row, 2 * pair + 1].set_title(", ".join(CLASSES[k] for k in test.labels[i]), fontsize=8)
 for ax in axes.flat:
     ax.axis("off")
+colorbar(infrared, axes, "infrared level (0–255)")
 fig.suptitle("One scene, two sensors: visible (left) and infrared (right) under each condition")
-fig.tight_layout()
 show(fig)
 
 # %% [markdown]
@@ -396,7 +396,7 @@ assert table["visible only"]["Qabf"] > table["laplacian"]["Qabf"], "Q^AB/F rewar
 
 # %%
 examples = [index[0].item() for index in by_condition.values()]
-fig, axes = plt.subplots(3, 7, figsize=(15, 6.9))
+fig, axes = plt.subplots(3, 7, figsize=(15.5, 6.9), layout="constrained")
 for row, i in enumerate(examples):
     ir_i, rgb_i = test.infrared[i].double(), test.visible[i].double()
     panels = [(rgb_i, "visible"), (ir_i, "infrared")]
@@ -405,11 +405,11 @@ for row, i in enumerate(examples):
         if image.shape[0] == 3:
             ax.imshow(image.permute(1, 2, 0).numpy() / 255)
         else:
-            ax.imshow(image[0], cmap="inferno", vmin=0, vmax=255)
+            infrared = ax.imshow(image[0], cmap="inferno", vmin=0, vmax=255)
         ax.set_title(f"{fu.CONDITIONS[test.conditions[i]]}: {title}" if ax is axes[row, 0] else title, fontsize=8)
         ax.axis("off")
+colorbar(infrared, axes, "infrared level (0–255)")
 fig.suptitle("Classical fusion of the luminance, colour restored from the visible Cb and Cr")
-fig.tight_layout()
 show(fig)
 
 # %% [markdown]

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from utils import plotting
 from utils.plotting import MAX_DPI, colorbar, comparison_chart, display_dpi, figure_png, png_size
 from utils.widgets import Explorer, dropdown, slider
 
@@ -109,3 +110,30 @@ def test_history_figure_draws_no_empty_panel():
     fig = History(rows=[{"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}]).figure()
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "metric"] and all(ax.lines for ax in fig.axes)
     plt.close(fig)
+
+
+def test_images_that_encode_values_need_a_colour_bar():
+    values = np.arange(12.0).reshape(3, 4)
+    fig, (heat, shared_a, shared_b, picture, overlay, mask) = plt.subplots(1, 6)
+    heat.imshow(values, cmap="viridis")
+    heat.set_title("heat")
+    first = shared_a.imshow(values, cmap="magma", vmin=0, vmax=11)
+    shared_b.imshow(values * 0.5, cmap="magma", vmin=0, vmax=11)
+    fig.colorbar(first, ax=[shared_a, shared_b], label="value")
+    picture.imshow(values, cmap="gray")
+    picture.imshow(values, cmap="autumn", alpha=0.5)              # an overlay on a picture
+    overlay.imshow(np.stack([values] * 3, -1) / 11)                # RGB
+    mask.imshow(values.astype(int) % 3, cmap="tab10")              # categories
+    assert plotting.images_without_scale(fig) == ["heat"]
+    with pytest.raises(ValueError, match="colour bar"):
+        plotting.check_scales(fig)
+    fig.colorbar(heat.images[0], ax=heat)
+    assert plotting.images_without_scale(fig) == []
+    plotting.check_scales(fig)
+    plt.close(fig)
+    unlabelled = plt.figure()
+    unlabelled.add_subplot().imshow(values, cmap="magma", vmin=0, vmax=5)     # other limits than the bar's
+    assert plotting.images_without_scale(unlabelled) == ["axes 1"]
+    with pytest.raises(ValueError, match="colour bar"):
+        plotting.figure_png(unlabelled)
+    plt.close("all")

@@ -55,10 +55,50 @@ def output_dir() -> Path:
     return folder
 
 
+# Colour maps that draw a picture or name a category rather than a value: no colour bar needed.
+PICTURE_CMAPS = {"gray", "gray_r", "Greys", "Greys_r", "binary", "binary_r", "bone"}
+CATEGORY_CMAPS = {"tab10", "tab20", "tab20b", "tab20c", "Set1", "Set2", "Set3", "Pastel1", "Pastel2", "Paired",
+                  "Accent", "Dark2"}
+
+
+def images_without_scale(fig) -> list[str]:
+    """The images of ``fig`` whose colour encodes a value but that have no colour bar: 2-D arrays drawn opaque through a
+    colour map that is neither a picture's grey scale nor a set of category colours, with no colour bar of their own
+    or of an image sharing their colour map and limits. Each is named by its axes' title (or its position)."""
+    colorbars = [ax._colorbar for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+    missing = []
+    for number, ax in enumerate(fig.axes, 1):
+        for image in ax.images:
+            cmap = image.get_cmap()
+            if (np.ndim(image.get_array()) != 2 or (image.get_alpha() is not None and image.get_alpha() < 1)
+                    or cmap.name in PICTURE_CMAPS | CATEGORY_CMAPS or isinstance(cmap, matplotlib.colors.ListedColormap)
+                    and cmap.N <= 20):
+                continue
+            scaled = any(bar.mappable is image or (bar.mappable.get_cmap().name == cmap.name
+                                                   and bar.mappable.norm.vmin == image.norm.vmin
+                                                   and bar.mappable.norm.vmax == image.norm.vmax)
+                         for bar in colorbars)
+            if not scaled:
+                missing.append(ax.get_title() or f"axes {number}")
+    return missing
+
+
+def check_scales(fig) -> None:
+    """Refuse a figure with an image whose colour encodes a value but shows no scale (see `images_without_scale`)."""
+    missing = images_without_scale(fig)
+    if missing:
+        raise ValueError(f"figure images {missing} map values to colours without a colour bar: add one with "
+                         "utils.plotting.colorbar(image, ax, label) (one shared bar for panels with the same colour "
+                         "map and limits), or draw a picture in 'gray' and categories with a 'tab10'-like map")
+
+
 def show(fig=None, title: str | None = None) -> None:
     """Display ``fig`` (default: the current figure, or an `utils.widgets.Explorer`) inline in a notebook;
-    with no notebook, save it (an explorer: its current static figure) as a PNG."""
+    with no notebook, save it (an explorer: its current static figure) as a PNG. A figure whose colours encode
+    values without a colour bar is refused (`check_scales`)."""
     fig = fig or plt.gcf()
+    if not hasattr(fig, "static_figure"):
+        check_scales(fig)
     if in_notebook():
         from IPython.display import display
 
@@ -87,7 +127,9 @@ def display_dpi(fig, width: int, max_height: int) -> float:
 
 
 def figure_png(fig, dpi: float = 80) -> bytes:
-    """The figure as PNG bytes (for image widgets and static fallbacks); closes it."""
+    """The figure as PNG bytes (for image widgets and static fallbacks); closes it. Refused like `show`'s when a
+    colour encodes a value without a colour bar."""
+    check_scales(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES)
     plt.close(fig)
