@@ -377,7 +377,7 @@ for name, accuracies in data_size_results.items():
 ax.set_xscale("log")
 ax.set_xlabel("training images")
 ax.set_ylabel("test accuracy")
-ax.set_title("Inductive bias: accuracy vs training-set size")
+ax.set_title(f"Inductive bias: accuracy vs training-set size ({profile()} profile)", fontsize=9)
 ax.legend()
 show(fig)
 gaps = np.subtract(data_size_results["ResNet"], data_size_results["ViT"])

@@ -282,9 +282,10 @@ assert 0 < vae_history.last("val_kl") < 20, "the KL term keeps the 2-d codes nea
 with torch.no_grad():
     test_mean, _ = vae.encode(test_unit.to(device))
 test_mean = test_mean.cpu()
-fig, ax = plt.subplots(figsize=(6.5, 5))
+fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
 points = ax.scatter(test_mean[:, 0], test_mean[:, 1], c=test_labels, cmap="tab10", s=6)
-ax.legend(points.legend_elements()[0], CLASSES, fontsize=7, loc="upper right", markerscale=0.8)
+ax.legend(points.legend_elements()[0], CLASSES, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
+          markerscale=0.8)
 ax.set(title="VAE: test images' latent means μ(x), coloured by class", xlabel="z₁", ylabel="z₂")
 show(fig)
 

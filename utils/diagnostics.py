@@ -385,14 +385,15 @@ def trajectory_figure(lr_exponent: float = -1.0, steps: int = 60):
         raise ValueError(f"steps={steps} is out of range: choose 1 to 500")
     lr = 10.0 ** lr_exponent
     grid = np.stack(np.meshgrid(np.linspace(-4.5, 1.5, 200), np.linspace(-1.5, 1.5, 120)), axis=-1)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     ax.contour(grid[..., 0], grid[..., 1], valley(grid), levels=np.geomspace(0.01, 5, 12), cmap="Greys")
     for name in OPTIMIZERS:
         path = optimizer_trajectory(name, lr, steps)
         shown = np.clip(path, [-4.5, -1.5], [1.5, 1.5])  # a diverging path stays on the canvas
         ax.plot(shown[:, 0], shown[:, 1], marker=".", markersize=3, lw=1, label=f"{name}: f = {valley(path[-1]):.2g}")
     ax.plot(0, 0, "k*", markersize=12)
-    ax.set(xlim=(-4.5, 1.5), ylim=(-1.5, 1.5), title=f"lr = {lr:.3g}, {steps} steps on f = 0.1x² + 2y²")
+    ax.set(xlim=(-4.5, 1.5), ylim=(-1.5, 1.5), xlabel="x (along the valley)", ylabel="y (across it)",
+           title=f"lr = {lr:.3g}, {steps} steps on f = 0.1x² + 2y² (grey: contour lines of f, ★ its minimum)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
