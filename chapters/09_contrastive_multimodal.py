@@ -1198,6 +1198,17 @@ assert blip_explorer.image.value != before, "the first control changes the figur
 # matching heads, the re-ranked retrieval, the greedy captions and the CapFilt cell)
 # </details>
 #
+# <details><summary>Why does BLIP's matching head need hard negatives, and how is it used at retrieval time?</summary>
+#
+# ITM is a binary classifier on (image, caption) pairs read together through cross-attention. With random wrong
+# captions it only learns to spot the wrong items — CLIP already does that; BLIP draws each negative by ITC
+# similarity, so the head trains on captions that are almost right. What it learns still depends on those
+# negatives: captions with the same items in the other order are rare in a batch, and only when they are added
+# does matching learn word order. ITM needs a full pass per pair, so retrieval ranks everything by ITC and
+# re-ranks the top k with ITM. (see "10. BLIP": word order with and without swapped-order negatives, and the
+# re-ranked retrieval)
+# </details>
+#
 # <details><summary>How does LSeg segment from text, and what is DPT?</summary>
 #
 # A dense image encoder (DPT: a ViT whose tokens from several layers are reassembled into multi-resolution maps and
