@@ -894,8 +894,8 @@ assert allowed[batch, hard].all() and allowed[batch, uniform].all(), "negatives 
 hard_cosine, uniform_cosine = similarity[batch, hard].mean().item(), similarity[batch, uniform].mean().item()
 assert hard_cosine > uniform_cosine, "hard negatives should be the captions CLIP finds closest to the image"
 print(f"image tokens: {MAP_GRID[0]}×{MAP_GRID[1]} cells × {MAP_CHANNELS} channels; ITM: {trainable:,} trainable "
-      f"parameters on CLIP's frozen towers. CLIP cosine of the image with its wrong caption: {hard_cosine:.3f} drawn BLIP's way, "
-      f"{uniform_cosine:.3f} drawn uniformly")
+      f"parameters on CLIP's frozen towers. CLIP cosine of the image with its wrong caption: {hard_cosine:.3f} "
+      f"drawn BLIP's way, {uniform_cosine:.3f} drawn uniformly")
 
 # %% [markdown]
 # **Two matching heads**, the same network and steps, differing only in their negatives. BLIP's: for each image its
@@ -998,7 +998,8 @@ rerank_scores = match_probabilities(reranker, pool_tokens[shortlist.flatten()],
 reranked = shortlist.gather(1, rerank_scores.argmax(1, keepdim=True)).squeeze(1)
 itc_true = np.mean([multimodal.caption_is_true(pool[j], test_scenes.labels[i])
                     for i, j in enumerate(shortlist[:, 0].tolist())])
-itm_true = np.mean([multimodal.caption_is_true(pool[j], test_scenes.labels[i]) for i, j in enumerate(reranked.tolist())])
+itm_true = np.mean([multimodal.caption_is_true(pool[j], test_scenes.labels[i])
+                    for i, j in enumerate(reranked.tolist())])
 report("retrieval: top caption true of the image, CLIP (ITC) alone", itc_true)
 report(f"retrieval: top caption true of the image, ITC top-{SHORTLIST} re-ranked by ITM", itm_true)
 if profile() == "smoke":
@@ -1007,7 +1008,8 @@ if profile() == "smoke":
 else:
     assert itm_true > itc_true + 0.02, "re-ranking CLIP's shortlist by matching should find more true captions"
 print(f"Over {len(test_scenes)} test images and a pool of {len(pool)} captions, CLIP's top caption is true of the "
-      f"image {itc_true:.1%} of the time; re-ranking its top {SHORTLIST} with ITM: {itm_true:.1%} ({profile()} profile).")
+      f"image {itc_true:.1%} of the time; re-ranking its top {SHORTLIST} with ITM: {itm_true:.1%} "
+      f"({profile()} profile).")
 
 # %% [markdown]
 # **The captioner (LM).** The same grounded text network with a causal mask, trained to predict each next word of a
@@ -1029,8 +1031,8 @@ def captioning_loss(model, batch):
 
 torch.manual_seed(0)
 captioner = Captioner(clip.text_encoder, MAP_CHANNELS, MAP_GRID).to(device)
-caption_history = fit(captioner, scene_index_loader, epochs=BLIP_EPOCHS, lr=BLIP_LR, loss_fn=captioning_loss, plot=False,
-                      name="09_captioner", config={"scenes": SCENES, "clip": "09_clip"})
+caption_history = fit(captioner, scene_index_loader, epochs=BLIP_EPOCHS, lr=BLIP_LR, loss_fn=captioning_loss,
+                      plot=False, name="09_captioner", config={"scenes": SCENES, "clip": "09_clip"})
 assert caption_history.last("train_loss") < caption_history["train_loss"][0] or caption_history.from_checkpoint, \
     "training should lower the captioner's loss"
 

@@ -30,8 +30,8 @@ from .vit import sincos_position_embedding
 
 
 class GroundedText(nn.Module):
-    """tokens (N×L int64, 0 = padding) and image maps (N×image_channels×h×w) → N×L×width states: CLIP's frozen text
-    tower, then Transformer layers whose every step cross-attends to the image."""
+    """tokens (N×L int64, 0 = padding) and image maps (N×image_channels×h×w) → N×L×width states: CLIP's frozen
+    text tower, then Transformer layers whose every step cross-attends to the image."""
 
     def __init__(self, text_encoder: TextEncoder, image_channels: int, image_grid: tuple[int, int], *, causal: bool,
                  layers: int = 2, heads: int = 4):
@@ -69,7 +69,7 @@ class GroundedText(nn.Module):
 
 
 class MatchingHead(nn.Module):
-    """BLIP's image–text matching: ``forward(tokens, image_maps)`` → N×2 logits (index 1 = "the caption matches")."""
+    """BLIP's image–text matching: ``forward(tokens, image_maps)`` → N×2 logits (1 = "the caption matches")."""
 
     def __init__(self, text_encoder: TextEncoder, image_channels: int, image_grid: tuple[int, int], **sizes):
         super().__init__()
