@@ -137,3 +137,12 @@ def test_images_that_encode_values_need_a_colour_bar():
     with pytest.raises(ValueError, match="colour bar"):
         plotting.figure_png(unlabelled)
     plt.close("all")
+
+
+def test_show_saves_an_explorer_under_its_heading(tmp_path, monkeypatch):
+    monkeypatch.setattr(plotting, "OUTPUTS", tmp_path)
+    monkeypatch.setattr(plotting, "_state", {"chapter": "scratch", "count": 0})   # the session's chapter untouched
+    plotting.set_chapter("chapter")
+    explorer = Explorer(_render, {"value": slider("v", 1, 5)}, title="Loss landscape explorer")
+    plotting.show(explorer)
+    assert [p.name for p in (tmp_path / "chapter").iterdir()] == ["01-loss-landscape-explorer.png"]

@@ -370,7 +370,7 @@ def gradient_norm_figure(activation: str = "relu", init: str = "kaiming", depth:
     ax_stat.plot(layers, [min(s["std"], 2.0) for s in stats], marker="o", label="output std (clipped at 2)")
     ax_stat.plot(layers, [s["flat"] for s in stats], marker="s", label="fraction flat (slope < 5 %)")
     ax_stat.plot(layers, [s["dead"] for s in stats], marker="^", label="fraction of dead units")
-    ax_stat.set(xlabel="activation layer", ylim=(0, 2.05), title="activations")
+    ax_stat.set(xlabel="activation layer", ylabel="std or fraction (see legend)", ylim=(0, 2.05), title="activations")
     ax_stat.legend(fontsize=8)
     fig.suptitle(f"{depth}-layer plain MLP, {activation} + {init} init ×{scale:g}, at initialisation")
     fig.tight_layout()

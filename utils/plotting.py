@@ -106,9 +106,10 @@ def show(fig=None, title: str | None = None) -> None:
         if hasattr(fig, "static_figure"):
             return
     else:
+        heading = getattr(fig, "heading", "")                # an explorer's name beats its figure's own titles
         fig = fig.static_figure() if hasattr(fig, "static_figure") else fig
         _state["count"] += 1
-        label = title or (fig._suptitle.get_text() if fig._suptitle else "") or (
+        label = title or heading or (fig._suptitle.get_text() if fig._suptitle else "") or (
             fig.axes[0].get_title() if fig.axes else "")
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "figure"
         path = output_dir() / f"{_state['count']:02d}-{slug}.png"

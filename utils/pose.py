@@ -776,7 +776,7 @@ def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torc
         else:
             ax_match.plot([x1, x2], [y1, y2], color="orange", lw=0.8, ls="--")
         if len(edges) <= 16 or (i, j) in matched:
-            ax_match.text((x1 + x2) / 2, (y1 + y2) / 2, f"{scores[i, j]:.2f}", fontsize=6,
+            ax_match.text((x1 + x2) / 2, (y1 + y2) / 2, f"{scores[i, j]:.2f}", fontsize=7,
                           color="lime" if (i, j) in matched else "orange")
     ax_match.scatter(peaks[0][:, 0], peaks[0][:, 1], marker="o", s=14, color="cyan")
     ax_match.scatter(peaks[1][:, 0], peaks[1][:, 1], marker="s", s=14, color="cyan")

@@ -33,6 +33,7 @@ class Explorer(widgets.VBox):
             raise ValueError(f"width={width} and max_height={max_height} are pixels: give at least 100 each")
         self.render = render
         self.controls = controls
+        self.heading = title
         self.width, self.max_height = width, max_height
         self.message = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
