@@ -79,6 +79,11 @@ def tokenize(texts, max_length: int = MAX_LENGTH) -> torch.Tensor:
     return tokens
 
 
+def joined(tokens: list[str]) -> str:
+    """Tokens back into a caption: spaces between words, none before ``,`` and ``:``."""
+    return " ".join(tokens).replace(" ,", ",").replace(" :", ":")
+
+
 def decode(tokens: torch.Tensor) -> list[str]:
     """int64 N×L token ids → captions (stopping at <eos>; specials dropped)."""
     if not torch.is_tensor(tokens) or tokens.ndim != 2:
@@ -91,7 +96,7 @@ def decode(tokens: torch.Tensor) -> list[str]:
                 break
             if i > UNK:
                 kept.append(VOCABULARY[i])
-        captions.append(" ".join(kept).replace(" ,", ",").replace(" :", ":"))
+        captions.append(joined(kept))
     return captions
 
 
@@ -203,8 +208,6 @@ def class_prompts(templates=HELD_OUT_TEMPLATES, synonym: int = 0) -> list[list[s
     return [[articles(t.format(names[synonym])) for names in SYNONYMS] for t in templates]
 
 
-
-
 def caption_box(value: str, description: str = "caption"):
     """A text box for an explorer (the figure redraws when Enter is pressed or the box loses focus)."""
     import ipywidgets as widgets
@@ -298,7 +301,7 @@ def _swap_first_names(text: str) -> str | None:
     if len(where) < 2:
         return None
     tokens[where[0]], tokens[where[1]] = tokens[where[1]], tokens[where[0]]
-    return articles(re.sub(r"\ban\b", "a", " ".join(tokens).replace(" ,", ",").replace(" :", ":")))
+    return articles(re.sub(r"\ban\b", "a", joined(tokens)))
 
 
 def render_blip(text: str, image: torch.Tensor, labels: list[int], generated: str, match, similarity):
@@ -312,20 +315,21 @@ def render_blip(text: str, image: torch.Tensor, labels: list[int], generated: st
         raise ValueError("type a caption of at least one word, e.g. 'a bag left of a sneaker'")
     if len(words(text)) > MAX_LENGTH - 2:
         raise ValueError(f"at most {MAX_LENGTH - 2} words fit: shorten the caption")
-    typed = " ".join(words(text)).replace(" ,", ",").replace(" :", ":")
+    typed = joined(words(text))
     candidates = {"typed": typed, "names swapped": _swap_first_names(typed), "BLIP's caption": generated}
     candidates = {role: t for role, t in candidates.items() if t is not None}
     texts = list(candidates.values())
     probabilities, cosines = np.asarray(match(texts), float), np.asarray(similarity(texts), float)
-    rows = [f"{role}: '{t}'\n({'true' if caption_is_true(t, labels) else 'false'} of this scene)"
-            for role, t in candidates.items()]
+    true = [caption_is_true(t, labels) for t in texts]
+    rows = [f"{role}: '{t}'\n({'true' if ok else 'false'} of this scene)"
+            for (role, t), ok in zip(candidates.items(), true)]
     fig = plt.figure(figsize=(11, 3.4), layout="constrained")
     grid = fig.add_gridspec(1, 3, width_ratios=(1, 1.6, 1.6))
     ax_image = fig.add_subplot(grid[0])
     ax_image.imshow(image[0], cmap="gray", vmin=0, vmax=255)
     ax_image.set(xticks=[], yticks=[], title="scene")
     ax_match, ax_cos = fig.add_subplot(grid[1]), fig.add_subplot(grid[2])
-    colours = ["tab:green" if caption_is_true(t, labels) else "tab:red" for t in texts]
+    colours = ["tab:green" if ok else "tab:red" for ok in true]
     for ax, values, label, limits in ((ax_match, probabilities, "ITM: probability of a match", (0, 1)),
                                       (ax_cos, cosines, "CLIP: cosine similarity", (-1, 1))):
         ax.barh(range(len(texts)), values, color=colours)
