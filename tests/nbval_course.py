@@ -13,7 +13,7 @@ than JupyterLab shows.
 import pytest
 
 OUTPUT_TIMEOUT_S = 60
-MAX_OUTPUTS = 20          # the browser test's limit too (tests/test_browser.py)
+MAX_OUTPUTS = 20          # the browser test reads it too (tests/test_browser.py)
 
 
 @pytest.hookimpl(trylast=True)

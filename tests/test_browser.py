@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from nbval_course import MAX_OUTPUTS  # per cell, the notebook run's limit: JupyterLab hides more behind "Show more"
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +36,6 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 WIDGET_CHAPTERS = sorted(p.stem for p in CHAPTERS.glob("*.py") if "explorer" in p.read_text().lower())
 RUN_TIMEOUT_S = 600
 VIEWPORT = {"width": 1600, "height": 1000}
-MAX_OUTPUTS = 20  # per cell: JupyterLab starts hiding outputs behind "Show more outputs" not far above
 
 
 def chromium_path() -> str | None:

@@ -55,10 +55,10 @@ def output_dir() -> Path:
     return folder
 
 
-# Colour maps that draw a picture or name a category rather than a value: no colour bar needed.
+# Colour maps that draw a picture rather than a value: no colour bar needed. Category maps (tab10, Set1, …) are
+# told apart by what they are: a short list of colours.
 PICTURE_CMAPS = {"gray", "gray_r", "Greys", "Greys_r", "binary", "binary_r", "bone"}
-CATEGORY_CMAPS = {"tab10", "tab20", "tab20b", "tab20c", "Set1", "Set2", "Set3", "Pastel1", "Pastel2", "Paired",
-                  "Accent", "Dark2"}
+MAX_CATEGORY_COLOURS = 20
 
 
 def images_without_scale(fig) -> list[str]:
@@ -70,9 +70,9 @@ def images_without_scale(fig) -> list[str]:
     for number, ax in enumerate(fig.axes, 1):
         for image in ax.images:
             cmap = image.get_cmap()
+            categories = isinstance(cmap, matplotlib.colors.ListedColormap) and cmap.N <= MAX_CATEGORY_COLOURS
             if (np.ndim(image.get_array()) != 2 or (image.get_alpha() is not None and image.get_alpha() < 1)
-                    or cmap.name in PICTURE_CMAPS | CATEGORY_CMAPS or isinstance(cmap, matplotlib.colors.ListedColormap)
-                    and cmap.N <= 20):
+                    or cmap.name in PICTURE_CMAPS or categories):
                 continue
             scaled = any(bar.mappable is image or (bar.mappable.get_cmap().name == cmap.name
                                                    and bar.mappable.norm.vmin == image.norm.vmin
