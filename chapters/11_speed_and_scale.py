@@ -55,7 +55,7 @@ from utils.data import DeviceLoader, fashion_mnist, subset
 from utils.models import ResNet
 from utils.plotting import comparison_chart, output_dir, show
 from utils.results import report
-from utils.runtime import device_name, pick, profile
+from utils.runtime import channels_last, device_name, pick, profile
 from utils.training import evaluate, fit
 
 device = start_chapter("11_speed_and_scale")
@@ -230,7 +230,7 @@ for rung in RUNGS:
 
 # Every rung computes the same function: channels_last changes the layout, not the numbers.
 reference_model = ResNet(width=WIDTH).to(device).eval()
-nhwc_model = copy.deepcopy(reference_model).to(memory_format=torch.channels_last)
+nhwc_model = channels_last(copy.deepcopy(reference_model))   # safe on every CPU (utils.runtime)
 with torch.no_grad():
     layout_difference = (nhwc_model(x.contiguous(memory_format=torch.channels_last)) - reference_model(x)).abs().max()
 assert layout_difference < 1e-4, f"channels_last changed the output by {layout_difference:.2e}"

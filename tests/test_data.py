@@ -79,6 +79,14 @@ def test_random_shift_flip_moves_pixels_not_values():
         assert values <= set(x[i].flatten().tolist())
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_augmented_batches_leave_in_the_standard_layout(channels):
+    """A permuted (channels_last) batch sends every convolution down oneDNN's NHWC kernels (see utils.runtime):
+    the strides must be those of a fresh N×C×H×W tensor, which `.contiguous()` alone does not promise for 1 channel."""
+    out = data.random_shift_flip(torch.rand(4, channels, 5, 7), torch.Generator().manual_seed(0))
+    assert out.stride() == torch.empty(4, channels, 5, 7).stride()
+
+
 def test_image_dataset_and_stack_batch_feed_a_dataloader():
     from torch.utils.data import DataLoader
 

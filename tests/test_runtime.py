@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -30,3 +32,33 @@ def test_seed_everything_repeats():
 
 def test_device_is_available():
     assert runtime.device().type in ("cuda", "mps", "cpu")
+
+
+@pytest.mark.parametrize("cap, isa", [("AVX2", "avx2"), ("avx2_vnni", "avx2"), ("SSE41", "older"), ("AVX", "older")])
+def test_onednn_isa_follows_onednn_s_own_cap(monkeypatch, cap, isa):
+    if runtime.onednn_isa() in ("none", "older"):
+        pytest.skip("not an AVX2 x86 CPU")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert runtime.onednn_isa() == isa
+    assert runtime.onednn_nhwc_bug() == (isa == "avx2" and torch.__version__ < "2.15")
+
+
+def test_the_onednn_workaround_keeps_the_numbers_and_the_layout(monkeypatch):
+    from utils.models import ResNet
+    monkeypatch.setattr(runtime, "onednn_nhwc_bug", lambda: True)
+    torch.manual_seed(0)
+    plain = ResNet(width=4)
+    assert runtime.nhwc_crash_convs(plain) == ["stages.1.0.shortcut.0"]   # 4 → 8 channels, 1×1, stride 2
+    guarded = runtime.channels_last(copy.deepcopy(plain))
+    conv = guarded.get_submodule("stages.1.0.shortcut.0")
+    assert conv.weight.stride() == torch.empty(conv.weight.shape).stride(), "the crashing conv's weight is NCHW"
+    x = torch.randn(8, 1, 28, 28)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    assert conv(torch.randn(2, 4, 8, 8).contiguous(memory_format=torch.channels_last)).is_contiguous(
+        memory_format=torch.channels_last), "the layers after it stay channels_last"
+    plain(x).square().sum().backward()
+    guarded(nhwc).square().sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), guarded.parameters()):
+        gap = (a.grad - b.grad).abs().max() / a.grad.abs().max()   # NHWC sums in another order: float noise only
+        assert gap < 1e-3, f"{name}: gradients differ by {gap:.1e} of their largest"
+    assert len(runtime.avoid_onednn_nhwc_crash(guarded).get_submodule("stages.1.0.shortcut.0")._forward_hooks) == 1

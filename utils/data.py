@@ -234,15 +234,18 @@ def random_shift_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2)
     if generator.device.type != x.device.type:
         raise ValueError(f"the generator is on {generator.device.type} but the images are on {x.device.type}: "
                          "draw on the images' device, torch.Generator(device=x.device), so no copy waits on it")
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     shifts = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=x.device)
     flips = torch.rand(b, generator=generator, device=x.device) < 0.5
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     rows = torch.arange(h, device=x.device) + shifts[0, :, None]            # B×H
     cols = torch.arange(w, device=x.device) + shifts[1, :, None]            # B×W
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    # Every axis indexed, so the result is B×C×H×W in the standard layout: a permuted (channels_last) batch would
+    # send every convolution down oneDNN's NHWC kernels, one of which crashes on AVX2 CPUs (utils.runtime).
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 class DeviceLoader:

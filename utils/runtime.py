@@ -15,6 +15,7 @@ the environment variable ``COURSE_PROFILE``.
 from __future__ import annotations
 
 import os
+import platform
 import random
 import time
 
@@ -111,3 +112,75 @@ def device_name() -> str:
 def describe() -> str:
     """One line for the top of a chapter: profile, device, library versions."""
     return f"profile={profile()}  device={device_name()}  torch={torch.__version__}  threads={torch.get_num_threads()}"
+
+
+# ------------------------------------------------------------------ a oneDNN crash on CPUs without AVX-512
+# Upstream bug, seen with torch 2.14.1 (oneDNN 3.12.0) and not checked on earlier releases: on a CPU whose oneDNN
+# kernels are AVX2 (no AVX-512, or ONEDNN_MAX_CPU_ISA=AVX2), the weight gradient of a 1×1 convolution with stride > 1
+# and 2–7 input channels, run in channels_last, corrupts memory: segfault, bus error, "double free or corruption",
+# or a hang on 2 threads. The minimal reproducer (torch 2.14.1, ONEDNN_MAX_CPU_ISA=AVX2, one thread):
+#     conv = torch.nn.Conv2d(4, 8, 1, stride=2, bias=False).to(memory_format=torch.channels_last)
+#     x = torch.randn(32, 4, 28, 28).contiguous(memory_format=torch.channels_last)
+#     for _ in range(10): conv(x).sum().backward()
+# Standard (NCHW) layout, 1 or ≥ 8 input channels, a 3×3 kernel, AVX (no AVX2) or AVX-512 kernels all pass.
+ONEDNN_NHWC_BUG_NEWEST_TORCH = (2, 14)   # the newest release it was reproduced on; earlier ones are guarded too
+
+
+def onednn_isa() -> str:
+    """The instruction-set family oneDNN's CPU kernels use here: "avx512", "avx2", "older" (SSE4.1/AVX) or
+    "none" (not an x86 CPU): the CPU's best, capped by ``$ONEDNN_MAX_CPU_ISA`` (oneDNN's own cap; ATen's
+    ``$ATEN_CPU_CAPABILITY`` does not move oneDNN). `make doctor` asks oneDNN itself."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "none"
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    if not torch.cpu._is_avx2_supported() or cap.startswith(("SSE", "AVX_")) or cap == "AVX":
+        return "older"
+    return "avx512" if torch.cpu._is_avx512_supported() and not cap.startswith("AVX2") else "avx2"
+
+
+def onednn_nhwc_bug() -> bool:
+    """True where the channels_last oneDNN crash above can happen: an AVX2 oneDNN in torch ≤ 2.14."""
+    version = tuple(int(part) for part in torch.__version__.split(".")[:2])
+    return onednn_isa() == "avx2" and version <= ONEDNN_NHWC_BUG_NEWEST_TORCH
+
+
+def nhwc_crash_convs(model: torch.nn.Module) -> list[str]:
+    """Names of ``model``'s convolutions of the crashing kind: 1×1 kernel, stride > 1, 2–7 input channels."""
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)
+            and m.kernel_size == (1, 1) and max(m.stride) > 1 and 2 <= m.in_channels < 8]
+
+
+def _standard_layout_input(conv, args):
+    x, *rest = args
+    return (x.contiguous(), *rest) if x.device.type == "cpu" and not x.is_contiguous() else None
+
+
+def _layout_of_the_network(conv, args, output):
+    return (output.contiguous(memory_format=torch.channels_last)
+            if conv.channels_last_around and output.device.type == "cpu" else None)
+
+
+def avoid_onednn_nhwc_crash(model: torch.nn.Module) -> torch.nn.Module:
+    """Where `onednn_nhwc_bug` holds, run ``model``'s convolutions of the crashing kind in the standard layout
+    (weights now, inputs at each call; in a channels_last model the output goes back to channels_last): tiny
+    layers, so the rest of the network keeps its layout and its speed. Elsewhere, and for models without such a
+    layer, nothing changes. Call it after any `.to(memory_format=...)`: `channels_last` does."""
+    if not onednn_nhwc_bug():
+        return model
+    for name in nhwc_crash_convs(model):
+        conv = model.get_submodule(name)
+        if conv.weight.device.type != "cpu":
+            continue
+        if not hasattr(conv, "channels_last_around"):
+            conv.channels_last_around = False
+            conv.register_forward_pre_hook(_standard_layout_input)
+            conv.register_forward_hook(_layout_of_the_network)
+        conv.channels_last_around |= conv.weight.stride() != conv.weight.new_empty(conv.weight.shape).stride()
+        conv.weight.data = conv.weight.data.clone(memory_format=torch.contiguous_format)
+    return model
+
+
+def channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in the channels_last (NHWC) memory layout that convolution kernels prefer, safe on every CPU
+    (`avoid_onednn_nhwc_crash`)."""
+    return avoid_onednn_nhwc_crash(model.to(memory_format=torch.channels_last))

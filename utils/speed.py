@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import DeviceLoader, standardize
-from .runtime import synchronize
+from .runtime import channels_last, synchronize
 from .training import autocast
 
 
@@ -257,7 +257,7 @@ def measure_rung(rung: Rung, model_fn, images, labels, *, device, steps: int, wo
     try:
         model = model_fn().to(dev)
         if rung.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = channels_last(model)
         step_model = _step_model(model, rung)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         precision = autocast(dev) if rung.bf16 else torch.autocast(dev.type, enabled=False)
@@ -346,7 +346,7 @@ def train_recipe(recipe: Recipe, model_fn, train, test, *, device, epochs: int, 
     rung = rung or Rung("eager")
     model = model_fn().to(dev)
     if rung.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = channels_last(model)
     step_model = _step_model(model, rung)
     loader = DeviceLoader(*train, batch, shuffle=True, augment=True, device=dev, drop_last=True)
     if len(loader) == 0 or epochs < 1:

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 from . import plotting
 from .checkpoints import atomic_save, verified_load
 from .data import data_dir
-from .runtime import device as default_device, model_device, profile, retrain_requested
+from .runtime import (avoid_onednn_nhwc_crash, channels_last, device as default_device, model_device, profile,
+                      retrain_requested)
 
 
 @dataclass
@@ -310,8 +311,7 @@ def fit(
               "epochs); training again from the start")
 
     maximize = "loss" not in monitor
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = channels_last(model) if dev.type == "cuda" else avoid_onednn_nhwc_crash(model)
     step_model = torch.compile(model) if compile else model
     parameters = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adamw":
