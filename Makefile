@@ -14,8 +14,12 @@ CHAPTERS ?=
 JOBS ?=
 README ?=
 TIME_LIMIT ?=
-# A GPU machine prepared by ../shared/gpu/prepare.sh (`source .gpu/env.sh`) has no internet: its own python3
-# with .gpu/site on PYTHONPATH runs the course, and no .venv is made.
+# `make offline-bundle` settings: the offline GPU machine's PYTHON_VERSION (default 3.12) and PLATFORM, its wheel
+# tags (default: manylinux x86_64).
+PYTHON_VERSION ?= 3.12
+PLATFORM ?=
+# A GPU machine given that bundle (`source .gpu/env.sh` there) has no internet: its own python3 with .gpu/site on
+# PYTHONPATH runs the course, and no .venv is made.
 ifneq ($(findstring .gpu/site,$(PYTHONPATH)),)
 VERIFY_PYTHON := python3
 VERIFY_SETUP :=
@@ -24,12 +28,20 @@ VERIFY_PYTHON := $(BIN)/python
 VERIFY_SETUP := $(STAMP) data
 endif
 
-.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises book clean
+.PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises book doctor \
+  lock offline-bundle clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements.txt -e .
+	$(BIN)/pip install --quiet -r requirements.lock -e .
 	touch $@
+
+# The lock is written from a throwaway environment, so packages .venv picked up along the way do not leak into it.
+lock:  ## the newest versions within requirements.txt's ranges into requirements.lock, then .venv from it and every test
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && $(PYTHON) -m venv "$$tmp" && \
+	  "$$tmp/bin/pip" install --quiet -r requirements.txt && "$$tmp/bin/python" -m utils.lockfile
+	rm -rf $(VENV)
+	$(MAKE) test
 
 data: $(STAMP)  ## make Fashion-MNIST available (data/, $$COURSE_DATA_DIR, Debian package, or download)
 	$(BIN)/python -m utils.data
@@ -69,6 +81,12 @@ exercises: $(STAMP)  ## each chapter with exercises, its tagged cells stubbed, a
 
 book: $(STAMP) data  ## the chapters executed (COURSE_PROFILE, smoke by default) as static HTML: chapters/outputs/book/
 	$(BIN)/python -m utils.book $(CHAPTERS)
+
+doctor: $(STAMP)  ## check this machine for the course: one line per check, each problem with its fix
+	$(BIN)/python -m utils.doctor
+
+offline-bundle: $(STAMP) data  ## .gpu/: data, wheels and env.sh for a GPU machine without internet (see README)
+	$(BIN)/python -m utils.offline_bundle --python-version $(PYTHON_VERSION) $(addprefix --platform ,$(PLATFORM))
 
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The course's check on a lent GPU machine (no internet, no Jupyter), as one prepared command.
-# Here, first:   ../shared/gpu/prepare.sh pytest pluggy iniconfig packaging   (fills .gpu/, git-ignored)
+# Here, first:   make offline-bundle   (fills .gpu/, git-ignored: the data, wheels incl. pytest, env.sh)
 # There:         bash tests/gpu_check.sh PROFILE [CHAPTERS]   (PROFILE: smoke, gpu or bench; carry .gpu)
 #                bash tests/gpu_check.sh bench [BENCHMARKS]   (e.g. "speedrun"; all of them by default)
 # It runs the GPU-only tests (device placement, no host syncs in a training step), then `make verify` for the
