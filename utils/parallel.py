@@ -559,6 +559,7 @@ def main(argv=None) -> int:
             if args.json:
                 from .results import write_json_atomically
                 write_json_atomically(args.json, results)
+        dist.barrier()   # no rank tears gloo down while another still uses it ("terminate called" on a busy machine)
     finally:
         dist.destroy_process_group()
     return 1 if args.check and not all(r["agrees"] for r in results) else 0
