@@ -54,8 +54,9 @@ lab: $(STAMP) data notebooks  ## set up and open the course in JupyterLab
 
 test: $(STAMP) data test-unit test-notebooks test-browser  ## set up, then run every test
 
+# On every core (pytest-xdist): a test that crashes the interpreter fails alone and the rest still run and report.
 test-unit: $(STAMP)
-	$(BIN)/pytest -q -m "not browser" tests
+	$(BIN)/pytest -q -m "not browser" -n auto tests
 
 # Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax).
 test-notebooks: $(STAMP)

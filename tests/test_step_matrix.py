@@ -37,3 +37,16 @@ def test_a_training_step_of_every_conv_family_survives(isa, threads):
     started = [line[len("start "):] for line in out.splitlines() if line.startswith("start ")]
     assert ending is None, f"{config}: {ending} in the training step of {started[-1] if started else 'no model'}"
     assert out.count("\nok ") == len(started), f"{config}: a step started but did not finish:\n{out}"
+
+
+def test_a_test_that_kills_its_interpreter_fails_alone_and_the_suite_goes_on(tmp_path):
+    """`make test-unit` runs under pytest-xdist: a worker killed by a signal fails its test, a new worker runs the
+    rest, and the summary counts both."""
+    (tmp_path / "test_crash.py").write_text(
+        "import os, signal\n\n"
+        "def test_segfaults():\n    os.kill(os.getpid(), signal.SIGSEGV)\n\n"
+        "def test_after_it():\n    assert True\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
+    assert "test_segfaults" in run.stdout and "crashed" in run.stdout, run.stdout
