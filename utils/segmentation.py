@@ -17,6 +17,7 @@ both, so hallucinating a class is penalised. These are the conventions of torchm
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -46,7 +47,10 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
     ``pred``: labels of the target's shape (any, e.g. N×H×W) or logits N×C×H×W; ``target``: labels in
     ``[0, num_classes)``. One ``bincount`` over ``t·num_classes + p``.
     """
-    pred = _as_labels(pred, target)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer (e.g. 21 for VOC), not {num_classes!r}")
+    # int64 whatever the masks' dtype: t·num_classes + p overflows uint8 (PNG masks) from 16 classes on
+    pred, target = _as_labels(pred, target).long(), target.long()
     for name, labels in (("pred", pred), ("target", target)):
         if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(f"{name} holds labels outside [0, {num_classes}): check num_classes "
@@ -61,7 +65,14 @@ def metrics_from_confusion(matrix: torch.Tensor) -> dict:
     Returns floats for ``pixel_accuracy``, ``mean_pixel_accuracy``, ``miou`` and float64 tensors
     (``num_classes``, NaN where undefined) for ``class_accuracy`` and ``iou``.
     """
+    if not torch.is_tensor(matrix) or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        shape = tuple(matrix.shape) if torch.is_tensor(matrix) else type(matrix).__name__
+        raise ValueError(f"matrix must be a square num_classes × num_classes tensor of counts, got {shape}: "
+                         "pass confusion_matrix(pred, target, num_classes)")
     matrix = matrix.double()
+    if (matrix < 0).any():
+        raise ValueError(f"matrix holds negative counts (min {matrix.min().item():g}): a confusion matrix counts "
+                         "pixels; pass confusion_matrix(pred, target, num_classes)")
     hits, in_target, in_pred = matrix.diagonal(), matrix.sum(1), matrix.sum(0)
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=matrix.device)
     union = in_target + in_pred - hits

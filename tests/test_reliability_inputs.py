@@ -1,0 +1,42 @@
+"""Nothing silently wrong, round two (issue 33): public functions given a value that used to give a wrong answer
+without a word. Each test is one probe: the answer is now right, or the refusal is raised at the top of the
+function and says what was given and what to pass.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from utils import attention, contrastive, detection, exercises, fusion, pose, segmentation
+
+
+# --------------------------------------------------------------------------------------------- segmentation
+def _labels(num_classes=21, seed=0):
+    """A prediction that is right on about 70% of pixels, and its target, as int64 labels."""
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, num_classes, (4, 64, 64), generator=generator)
+    wrong = torch.randint(0, num_classes, target.shape, generator=generator)
+    return torch.where(torch.rand(target.shape, generator=generator) < 0.7, target, wrong), target
+
+
+@pytest.mark.parametrize("dtypes", [(torch.uint8, torch.int64), (torch.int64, torch.uint8),
+                                    (torch.uint8, torch.uint8), (torch.int32, torch.int16)])
+def test_segmentation_metrics_count_uint8_masks_in_int64(dtypes):
+    pred, target = _labels()
+    expected = segmentation.segmentation_metrics(pred, target, 21)
+    got = segmentation.segmentation_metrics(pred.to(dtypes[0]), target.to(dtypes[1]), 21)
+    assert got["miou"] == pytest.approx(expected["miou"]) and got["miou"] > 0.5
+    assert torch.equal(segmentation.confusion_matrix(pred.to(dtypes[0]), target.to(dtypes[1]), 21),
+                       segmentation.confusion_matrix(pred, target, 21))
+    assert segmentation.confusion_matrix(pred.to(torch.uint8), target.to(torch.uint8), 21).dtype == torch.int64
+
+
+def test_segmentation_metrics_refuse_a_bad_class_count_or_matrix():
+    pred, target = _labels(5)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"num_classes must be a positive integer.*not {bad!r}"):
+            segmentation.confusion_matrix(pred, target, bad)
+    with pytest.raises(ValueError, match="square .* got \\(3, 4\\)"):
+        segmentation.metrics_from_confusion(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="negative counts"):
+        segmentation.metrics_from_confusion(-torch.eye(3))
