@@ -123,17 +123,9 @@ def check_versions(lock: Path = LOCK) -> Check:
     return Check("ok", "packages", f"{found}, as {lock.name} pins")
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def check_cpu() -> Check:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return Check("ok", "cpu", f"{_cpu_model()}, {os.cpu_count()} cores ({usable} usable), "
+    return Check("ok", "cpu", f"{runtime.cpu_model()}, {os.cpu_count()} cores ({usable} usable), "
                               f"torch uses {torch.get_num_threads()} threads")
 
 

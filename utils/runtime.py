@@ -14,10 +14,12 @@ the environment variable ``COURSE_PROFILE``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -100,13 +102,26 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 7B13"): CPU timings mean little without it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def device_name() -> str:
-    """The active device in words: the GPU's name ("NVIDIA H100 80GB HBM3"), or "CPU (2 threads)", or "mps"."""
+    """The active device in words: the GPU's name ("NVIDIA H100 80GB HBM3"), or the CPU's with the instruction set
+    its convolutions use and the threads ("CPU AMD EPYC (oneDNN AVX2, 2 threads)"), or "mps"."""
     dev = device()
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    threads = torch.get_num_threads()
-    return f"CPU ({threads} thread{'s' if threads != 1 else ''})" if dev.type == "cpu" else dev.type
+    if dev.type != "cpu":
+        return dev.type
+    threads, isa = torch.get_num_threads(), onednn_isa()
+    return (f"CPU {cpu_model()} ({'' if isa == 'none' else f'oneDNN {isa.upper()}, '}"
+            f"{threads} thread{'s' if threads != 1 else ''})")
 
 
 def describe() -> str:
