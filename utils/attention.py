@@ -28,6 +28,16 @@ def patch_centres(grid_size, patch_size: float) -> torch.Tensor:
     return (torch.stack([rows.flatten(), cols.flatten()], dim=1).double() + 0.5) * patch_size
 
 
+def _check_probabilities(attn: torch.Tensor, name: str) -> None:
+    """Refuse attention scores that are not probabilities: logits would be averaged and multiplied as if they were."""
+    tolerance = 1e-3 if attn.dtype in (torch.float32, torch.float64) else 2e-2   # bf16/fp16 rows sum less exactly
+    if attn.numel() and (not torch.isfinite(attn).all() or attn.min() < 0
+                         or ((attn.double().sum(-1) - 1).abs() > tolerance).any()):
+        raise ValueError(f"{name} must hold attention probabilities (each row ≥ 0, summing to 1), not logits: got "
+                         f"values in [{attn.min().item():.3g}, {attn.max().item():.3g}] and row sums up to "
+                         f"{attn.double().sum(-1).max().item():.3g}; apply softmax(-1) to the scores first")
+
+
 def mean_attention_distance(attn: torch.Tensor, grid_size, patch_size: float,
                             num_prefix_tokens: int = 1) -> torch.Tensor:
     """attn (..., heads, N, N) with N = num_prefix_tokens + gh·gw → (..., heads) distances in pixels.
@@ -41,10 +51,7 @@ def mean_attention_distance(attn: torch.Tensor, grid_size, patch_size: float,
     if attn.dim() < 3 or attn.shape[-1] != expected or attn.shape[-2] != expected:
         raise ValueError(f"attn must be (..., heads, {expected}, {expected}) for a {gh}×{gw} grid with "
                          f"{num_prefix_tokens} prefix token(s); got {tuple(attn.shape)}")
-    tolerance = 1e-3 if attn.dtype in (torch.float32, torch.float64) else 2e-2
-    if attn.numel() and (attn.min() < 0 or ((attn.double().sum(-1) - 1).abs() > tolerance).any()):
-        raise ValueError("attn must hold attention probabilities (each row ≥ 0, summing to 1), not logits: "
-                         "apply softmax(-1) to the scores first")
+    _check_probabilities(attn, "attn")
     distances = torch.cdist(patch_centres((gh, gw), patch_size), patch_centres((gh, gw), patch_size))
     patches = attn[..., num_prefix_tokens:, num_prefix_tokens:]                  # (..., heads, P, P)
     per_query = (patches.double() * distances.to(attn.device)).sum(-1)          # (..., heads, P)
@@ -64,6 +71,8 @@ def attention_rollout(attentions) -> torch.Tensor:
     if len(shape) != 4 or shape[-1] != shape[-2] or any(a.shape != shape for a in attentions):
         raise ValueError("every layer's attention must be (B, heads, N, N) with one common shape; got "
                          + ", ".join(str(tuple(a.shape)) for a in attentions))
+    for i, layer in enumerate(attentions):
+        _check_probabilities(layer, f"attentions[{i}]")
     identity = torch.eye(shape[-1], dtype=attentions[0].dtype, device=attentions[0].device)
     rollout = identity.expand(shape[0], -1, -1)
     for layer in attentions:
