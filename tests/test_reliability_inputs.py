@@ -53,3 +53,25 @@ def test_attention_rollout_refuses_logits_and_keeps_probabilities():
         with pytest.raises(ValueError, match=name + r" must hold attention probabilities.*softmax\(-1\)"):
             attention.attention_rollout(bad)
     assert attention.attention_rollout([m.bfloat16() for m in maps]).dtype == torch.bfloat16  # rounding passes
+
+
+# ---------------------------------------------------------------------------------------------- contrastive
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.1, 0.0, torch.tensor(float("nan")),
+                                         torch.tensor([0.1, 0.2]), "0.1", True])
+def test_losses_with_a_temperature_refuse_one_that_is_not_finite_and_positive(temperature):
+    z1, z2 = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(0))
+    for loss in (contrastive.info_nce, contrastive.clip_loss):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            loss(z1, z2, temperature)
+    with pytest.raises(ValueError, match="t must be a finite number > 0 such as 2.0"):
+        contrastive.uniformity(z1, temperature)
+
+
+def test_losses_with_a_temperature_keep_their_values_for_valid_ones():
+    z1, z2 = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(0))
+    learnt = torch.tensor(0.07, requires_grad=True)
+    assert torch.isfinite(contrastive.info_nce(z1, z2, np.float32(0.1)))
+    contrastive.clip_loss(z1, z2, learnt).backward()
+    assert learnt.grad is not None and torch.isfinite(learnt.grad)
+    with pytest.raises(ValueError, match="margin must be a finite number ≥ 0"):
+        contrastive.triplet_loss(z1, z2, z2.flip(0), float("nan"))

@@ -17,6 +17,9 @@ Introduced in Chapter 9 (09_contrastive_multimodal). Shapes in the docstrings; e
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
@@ -29,15 +32,18 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
                          f"{shapes[1]}")
 
 
-def _check_temperature(temperature) -> None:
+def _check_temperature(temperature, name: str = "temperature", example: float = 0.1) -> None:
+    """A finite number > 0 (or a one-element tensor, CLIP's learnt one): logits divided by NaN are NaN, by ∞ a
+    constant with no gradient, and a negative one ranks every negative above the positive."""
     value = temperature.detach() if torch.is_tensor(temperature) else temperature
-    if not isinstance(value, (int, float, torch.Tensor)) or float(value) <= 0:
-        raise ValueError(f"temperature must be a positive number such as 0.1, not {temperature!r}")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)) or \
+            (torch.is_tensor(value) and value.numel() != 1) or not 0 < float(value) < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0 such as {example}, not {temperature!r}")
 
 
 def _check_margin(margin) -> None:
-    if not isinstance(margin, (int, float)) or margin < 0:
-        raise ValueError(f"margin must be a number ≥ 0, not {margin!r}")
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not 0 <= margin < math.inf:
+        raise ValueError(f"margin must be a finite number ≥ 0 such as 0.2, not {margin!r}")
 
 
 def contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
@@ -188,6 +194,7 @@ def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     spread more evenly over the sphere; 0 when every embedding is the same point (collapse)."""
     if not torch.is_tensor(z) or z.ndim != 2 or len(z) < 2:
         raise ValueError("z must be an N×D tensor with N ≥ 2")
+    _check_temperature(t, "t", 2.0)
     z = F.normalize(z.float(), dim=1)
     distances = torch.pdist(z).pow(2)
     return (-t * distances).exp().mean().log()
