@@ -212,7 +212,7 @@ def test_operating_point_and_render_detections():
     plt.close(fig)
     with pytest.raises(ValueError, match="scene"):
         det.render_detections(images, [pred], [truth], scene=3)
-    with pytest.raises(ValueError, match="fractions"):
+    with pytest.raises(ValueError, match="confidence must be a fraction in \\[0, 1\\].*pass 0.3"):
         det.render_detections(images, [pred], [truth], confidence=30)
 
 

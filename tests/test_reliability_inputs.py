@@ -75,3 +75,56 @@ def test_losses_with_a_temperature_keep_their_values_for_valid_ones():
     assert learnt.grad is not None and torch.isfinite(learnt.grad)
     with pytest.raises(ValueError, match="margin must be a finite number ≥ 0"):
         contrastive.triplet_loss(z1, z2, z2.flip(0), float("nan"))
+
+
+# ------------------------------------------------------------------------------------------------ detection
+DUPLICATES = torch.tensor([[10.0, 10, 30, 30], [10, 10, 30, 30], [50, 50, 60, 60]]), torch.tensor([0.9, 0.8, 0.7])
+
+
+@pytest.mark.parametrize("threshold, hint", [(50, "looks like a percentage: pass 0.5"), (-0.5, "not -0.5"),
+                                             (float("nan"), "not nan"), ("0.5", "not '0.5'")])
+def test_nms_refuses_thresholds_outside_zero_one(threshold, hint):
+    boxes, scores = DUPLICATES
+    labels = torch.zeros(3, dtype=torch.long)
+    for call in (lambda: detection.nms(boxes, scores, threshold),
+                 lambda: detection.batched_nms(boxes, scores, labels, threshold),
+                 lambda: detection.postprocess(boxes, scores, labels, 0.25, threshold),
+                 lambda: detection.match_detections(boxes, scores, boxes, threshold)):
+        with pytest.raises(ValueError, match=f"iou_threshold must be a fraction in \\[0, 1\\].*{hint}"):
+            call()
+    assert detection.nms(boxes, scores, 0.5).tolist() == [0, 2]   # the duplicate goes, the disjoint box stays
+    assert detection.nms(boxes, scores, 0.0).tolist() == [0, 2] and detection.nms(boxes, scores, 1).tolist() == [0, 1, 2]
+
+
+def test_postprocess_refuses_a_confidence_in_percent():
+    boxes, scores = DUPLICATES
+    with pytest.raises(ValueError, match="confidence must be a fraction.*25 looks like a percentage: pass 0.25"):
+        detection.postprocess(boxes, scores, torch.zeros(3, dtype=torch.long), confidence=25)
+    assert len(detection.postprocess(boxes, scores, torch.zeros(3, dtype=torch.long), 0.25)["boxes"]) == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_boxes_with_a_nan_or_infinite_coordinate_are_refused(bad):
+    boxes, scores = DUPLICATES
+    broken = boxes.clone()
+    broken[1, 2] = bad
+    with pytest.raises(ValueError, match=r"boxes holds a box with a NaN or infinite coordinate \(row 1: "):
+        detection.nms(broken, scores, 0.5)
+    with pytest.raises(ValueError, match=r"boxes2 holds a box with a NaN .*row 1"):
+        detection.paired_box_iou(boxes, broken)
+    with pytest.raises(ValueError, match=r"preds\[0\]\['boxes'\] holds a box with a NaN"):
+        detection.mean_average_precision([{"boxes": broken, "scores": scores, "labels": torch.zeros(3)}],
+                                         [{"boxes": boxes, "labels": torch.zeros(3)}])
+
+
+def test_paired_box_iou_refuses_xywh_boxes_and_names_the_conversion():
+    xyxy = torch.tensor([[5.0, 5, 25, 45], [30, 40, 50, 60]])
+    xywh = detection.box_convert(xyxy, "xyxy", "xywh")            # (30, 40, 20, 20): x2 = 20 < x1 = 30
+    assert detection.paired_box_iou(xyxy, xyxy).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match=r"boxes1 holds a box with x2 < x1 or y2 < y1 \(row 1: \[30.0, 40.0, 20.0, "
+                                         r"20.0\]\).*xywh.*box_convert\(boxes, 'xywh', 'xyxy'\).*torchvision"):
+        detection.paired_box_iou(xywh, xywh)
+    with pytest.raises(ValueError, match=r"target holds a box with x2 < x1.*row 1"):
+        detection.iou_loss(xyxy, xywh)
+    batch = torch.stack([xyxy, xyxy])                              # …×4 batches keep working
+    assert detection.paired_box_iou(batch, batch).shape == (2, 2)

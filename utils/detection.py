@@ -22,6 +22,7 @@ Bad input, defined once for the whole module:
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -55,12 +56,42 @@ def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
 
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> torch.Tensor:
-    if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must be N×4 (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
-    if ((boxes[:, 2:] - boxes[:, :2]) < 0).any():
-        raise ValueError(f"{name} holds a box with x2 < x1 or y2 < y1: boxes must be xyxy "
-                         "(convert xywh or cxcywh with box_convert first)")
+    if not torch.is_tensor(boxes) or boxes.ndim != 2 or boxes.shape[-1] != 4:
+        shape = tuple(boxes.shape) if torch.is_tensor(boxes) else type(boxes).__name__
+        raise ValueError(f"{name} must be an N×4 tensor (x1, y1, x2, y2), got {shape}")
+    _check_corners({name: boxes})
     return boxes.float()
+
+
+def _check_corners(named: dict) -> None:
+    """Refuse a box (…×4 xyxy, in any of the named tensors) with a NaN or infinite coordinate or with x2 < x1 or
+    y2 < y1; one host sync for all of them. A NaN box overlaps nothing, so NMS would keep it beside its duplicate."""
+    flat = [boxes.detach().reshape(-1, 4) for boxes in named.values()]
+    every = torch.cat(flat)
+    broken = ~torch.isfinite(every).all(1) | (every[:, 2:] < every[:, :2]).any(1)
+    if not broken.any():
+        return
+    row = int(broken.nonzero()[0, 0])
+    for name, rows in zip(named, flat):
+        if row < len(rows):
+            break
+        row -= len(rows)
+    box = rows[row].tolist()
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{name} holds a box with a NaN or infinite coordinate (row {row}: {box}): pass finite "
+                         "xyxy boxes (a model whose loss went NaN predicts such boxes)")
+    raise ValueError(f"{name} holds a box with x2 < x1 or y2 < y1 (row {row}: {box}): boxes must be xyxy corners "
+                     "with x1 ≤ x2 and y1 ≤ y2; xywh or cxcywh boxes passed as xyxy look like this, so convert them "
+                     "first: box_convert(boxes, 'xywh', 'xyxy') (or torchvision.ops.box_convert)")
+
+
+def _check_fraction(value, name: str) -> None:
+    """IoU thresholds and confidences are fractions: 50 (a percentage) would keep every duplicate, −0.5 suppress
+    every box that does not overlap."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        hint = f" ({value!r} looks like a percentage: pass {value / 100:g})" \
+            if isinstance(value, numbers.Real) and 1 < value <= 100 else ""
+        raise ValueError(f"{name} must be a fraction in [0, 1] such as 0.5, not {value!r}{hint}")
 
 
 def _check_per_box(values: torch.Tensor, count: int, name: str) -> None:
@@ -136,10 +167,20 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou") -> to
     return _iou_family(boxes1[:, None, :], boxes2[None, :, :], kind)
 
 
-def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou") -> torch.Tensor:
-    """IoU-family value of row i of ``boxes1`` with row i of ``boxes2`` (both ``N×4``) → ``N`` (for losses)."""
-    if boxes1.shape != boxes2.shape:
-        raise ValueError(f"paired boxes need equal shapes, got {tuple(boxes1.shape)} and {tuple(boxes2.shape)}")
+def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "iou", *,
+                   check: bool = True) -> torch.Tensor:
+    """IoU-family value of row i of ``boxes1`` with row i of ``boxes2`` (both ``…×4`` xyxy) → ``…`` (for losses).
+
+    Boxes with unordered corners (usually xywh passed as xyxy: a box against itself would score 0) or a NaN are
+    refused. ``check=False`` skips that for boxes a detector builds itself, ordered by construction: on a GPU the
+    check waits for the device, once per training step.
+    """
+    if not (torch.is_tensor(boxes1) and torch.is_tensor(boxes2)) or boxes1.shape != boxes2.shape or \
+            boxes1.ndim == 0 or boxes1.shape[-1] != 4:
+        shapes = [tuple(b.shape) if torch.is_tensor(b) else type(b).__name__ for b in (boxes1, boxes2)]
+        raise ValueError(f"paired boxes need equal shapes …×4 (xyxy), got {shapes[0]} and {shapes[1]}")
+    if check:
+        _check_corners({"boxes1": boxes1, "boxes2": boxes2})
     return _iou_family(boxes1.float(), boxes2.float(), kind)
 
 
@@ -148,12 +189,14 @@ def iou_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ciou") -> to
 
     ``pred`` and ``target`` are N×4 xyxy; an inverted box (x2 < x1: usually xywh passed as xyxy) is refused.
     """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must both be N×4, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    _check_boxes(torch.cat([pred.detach(), target.detach()]), "pred or target")  # one check, one sync
+    if not (torch.is_tensor(pred) and torch.is_tensor(target)) or pred.shape != target.shape or pred.ndim != 2 \
+            or pred.shape[-1] != 4:
+        shapes = [tuple(b.shape) if torch.is_tensor(b) else type(b).__name__ for b in (pred, target)]
+        raise ValueError(f"pred and target must both be N×4, got {shapes[0]} and {shapes[1]}")
+    _check_corners({"pred": pred, "target": target})
     if len(pred) == 0:
         return pred.sum() * 0.0
-    return (1 - paired_box_iou(pred, target, kind)).mean()
+    return (1 - paired_box_iou(pred, target, kind, check=False)).mean()
 
 
 # ------------------------------------------------------------------------------------------------------ NMS
@@ -165,6 +208,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, kind: s
     even when it overlaps — it is probably another object. With kind="iou" the result equals
     `torchvision.ops.nms`.
     """
+    _check_fraction(iou_threshold, "iou_threshold")
     boxes = _check_boxes(boxes, "boxes")
     _check_per_box(scores, len(boxes), "scores")
     order = torch.sort(scores, descending=True, stable=True).indices
@@ -184,6 +228,7 @@ def batched_nms(boxes, scores, labels, iou_threshold: float, kind: str = "iou") 
 
     Same result as `torchvision.ops.batched_nms` (for kind="iou").
     """
+    _check_fraction(iou_threshold, "iou_threshold")
     boxes = _check_boxes(boxes, "boxes")
     _check_per_box(scores, len(boxes), "scores")
     _check_per_box(labels, len(boxes), "labels")
@@ -200,6 +245,8 @@ def postprocess(boxes, scores, labels, confidence: float = 0.25, iou_threshold: 
     ``boxes`` N×4, ``scores`` N, ``labels`` N for one image → ``{"boxes", "scores", "labels"}`` (torchmetrics format).
     Filtering first is what makes NMS fast: most of a grid's thousands of candidates are background.
     """
+    _check_fraction(confidence, "confidence")
+    _check_fraction(iou_threshold, "iou_threshold")
     boxes = _check_boxes(boxes, "boxes")
     _check_per_box(scores, len(boxes), "scores")
     _check_per_box(labels, len(boxes), "labels")
@@ -311,6 +358,7 @@ def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) ->
     Predictions, best score first, each take the unmatched ground-truth box they overlap most, if that IoU
     ≥ ``iou_threshold``; a ground-truth box is matched at most once, so duplicates become false positives.
     """
+    _check_fraction(iou_threshold, "iou_threshold")
     order = torch.sort(pred_scores.detach().cpu(), descending=True, stable=True).indices.numpy()
     ious = box_iou(pred_boxes.detach().cpu()[order], gt_boxes.cpu()).double().numpy()
     matched = np.zeros(len(order), dtype=bool)
@@ -352,6 +400,7 @@ def precision_recall(preds: list, targets: list, label: int | None, iou_threshol
     Entry i is the precision and recall when every prediction scoring ≥ ``scores[i]`` is kept. Returns
     ``None`` when there is no ground truth (recall is undefined).
     """
+    _check_fraction(iou_threshold, "iou_threshold")
     hits, scores, ground_truths = _ranked_hits(preds, targets, label, [iou_threshold], max_detections)
     if ground_truths == 0:
         return None
@@ -418,6 +467,7 @@ def mean_average_precision(preds: list[dict], targets: list[dict], max_detection
 # --------------------------------------------------------------------------------- looking at detections
 def operating_point(preds: list, targets: list, iou_threshold: float = 0.5, label: int | None = None):
     """Precision and recall of ``preds`` as given (one label, or all labels pooled) → (precision, recall, TP, FP, FN)."""
+    _check_fraction(iou_threshold, "iou_threshold")
     tp = fp = fn = 0
     for p, t in zip(preds, targets):
         for c in (set(p["labels"].tolist()) | set(t["labels"].tolist())) if label is None else {label}:
@@ -440,8 +490,8 @@ def render_detections(images, candidates: list, targets: list, scene: int = 0, c
 
     if not 0 <= scene < len(images):
         raise ValueError(f"scene must be between 0 and {len(images) - 1}, not {scene}")
-    if not 0.0 <= confidence <= 1.0 or not 0.0 <= nms_iou <= 1.0:
-        raise ValueError("confidence and nms_iou are fractions between 0 and 1")
+    for value, name in ((confidence, "confidence"), (nms_iou, "nms_iou"), (match_iou, "match_iou")):
+        _check_fraction(value, name)
 
     def only(item):
         return item if label is None else {k: v[item["labels"] == label] for k, v in item.items()}

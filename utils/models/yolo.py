@@ -159,7 +159,8 @@ def yolo_v1_loss(model: GridDetector, batch, coord_weight: float = 5.0, noobj_we
     centre = (gt[:, :2] + gt[:, 2:]) / 2
     col, row = (centre / cell).long().clamp(0, s - 1).unbind(-1)
     candidates = pred_boxes[image_index, row, col]                                      # K×B×4
-    ious = paired_box_iou(candidates, gt[:, None].expand_as(candidates)).detach()      # K×B
+    # check=False: the model's boxes are ordered by construction (w, h ≥ 0), the targets by the scenes
+    ious = paired_box_iou(candidates, gt[:, None].expand_as(candidates), check=False).detach()      # K×B
     best = ious.argmax(1)
     responsible = torch.zeros(n, s, s, b, dtype=torch.bool, device=out.device)
     responsible[image_index, row, col, best] = True
@@ -300,7 +301,9 @@ def anchor_free_loss(model: AnchorFreeDetector, batch, box_kind: str = "ciou", b
     count = positive.sum().clamp(min=1)
     # Background points get a fixed valid target so their (zero-weighted) IoU stays finite.
     target_boxes = torch.where(positive[..., None] > 0, matched[..., 1:], boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
-    box_iou_value = paired_box_iou(boxes.flatten(0, 1), target_boxes.flatten(0, 1), box_kind).view_as(positive)
+    # check=False: decoded boxes are ordered by construction, and a check would make each GPU step wait
+    box_iou_value = paired_box_iou(boxes.flatten(0, 1), target_boxes.flatten(0, 1), box_kind,
+                                   check=False).view_as(positive)
     box_loss = ((1 - box_iou_value) * positive).sum() / count
     obj_loss = F.binary_cross_entropy_with_logits(out[..., 4], positive, reduction="sum") / count
     class_target = F.one_hot(matched[..., 0].long().clamp(min=0), model.num_classes).float()
