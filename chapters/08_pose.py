@@ -252,7 +252,8 @@ assert pose.paf_score(paf, people[0, 7, :2], people[0, 6, :2]) < -0.7, "backward
 # %% [markdown]
 # **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
 # `paf_score`, the line integral for one candidate pair: write it, and the self-check compares it with
-# `pose.paf_score` — along a limb, backwards, across it, beyond the map's edge and for a pair of no length.
+# `pose.paf_score` — along a limb, backwards, across it, from corner to corner of the map (where rounding lands one
+# past the last pixel) and for a pair of no length.
 
 # %% tags=["exercise"]
 def paf_score(paf, p1, p2, samples=10):

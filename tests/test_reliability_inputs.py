@@ -128,3 +128,52 @@ def test_paired_box_iou_refuses_xywh_boxes_and_names_the_conversion():
         detection.iou_loss(xyxy, xywh)
     batch = torch.stack([xyxy, xyxy])                              # …×4 batches keep working
     assert detection.paired_box_iou(batch, batch).shape == (2, 2)
+
+
+# ----------------------------------------------------------------------------------------------------- pose
+def _people(seed=0):
+    """Two true people (keypoints inside a 64×64 canvas, all labelled) and a prediction near each."""
+    generator = torch.Generator().manual_seed(seed)
+    joints = len(pose.KEYPOINTS)
+    truth = torch.cat([torch.rand(2, joints, 2, generator=generator) * 20 + torch.tensor([[[5.0, 5.0]], [[35.0, 30.0]]]),
+                       torch.full((2, joints, 1), 2.0)], -1)
+    predicted = truth.clone()
+    predicted[..., :2] += torch.randn(2, joints, 2, generator=generator)
+    boxes = torch.cat([truth[..., :2].amin(1) - 1, truth[..., :2].amax(1) + 1], 1)   # xyxy around each person
+    return predicted, truth, boxes
+
+
+def test_oks_refuses_areas_that_are_not_positive():
+    predicted, truth, boxes = _people()
+    areas = (boxes[:, 2:] - boxes[:, :2]).prod(1)
+    assert (pose.oks(predicted, truth, areas) <= 1).all()
+    for bad in (-areas, torch.tensor([400.0, 0.0]), torch.tensor([float("nan"), 400.0])):
+        with pytest.raises(ValueError, match=r"areas must be finite and > 0, got areas\[\d\] = .*area in pixels²"):
+            pose.oks(predicted, truth, bad)
+    with pytest.raises(ValueError, match="tensor of one area per true person, got list"):
+        pose.oks(predicted, truth, [400.0, 400.0])
+
+
+def test_keypoint_ap_reads_coco_xywh_boxes_only_when_told():
+    predicted, truth, boxes = _people()
+    truths = [{"keypoints": truth, "boxes": boxes}]
+    predictions = [{"keypoints": predicted, "scores": torch.tensor([0.9, 0.8])}]
+    expected = pose.keypoint_ap(predictions, truths)
+    coco = [{"keypoints": truth, "boxes": detection.box_convert(boxes, "xyxy", "xywh")}]
+    assert pose.keypoint_ap(predictions, coco, box_format="xywh") == expected
+    assert pose.coco_keypoint_ap(predictions, coco, box_format="xywh")["ap"] == pytest.approx(expected["ap"])
+    with pytest.raises(ValueError, match=r"truths\[0\]\['boxes'\]\[1\] = .* read as xyxy has no positive width and "
+                                         r"height: COCO's boxes are xywh, pass box_format='xywh'"):
+        pose.keypoint_ap(predictions, coco)
+    with pytest.raises(ValueError, match="box_format must be 'xyxy'"):
+        pose.keypoint_ap(predictions, truths, box_format="cxcywh")
+
+
+@pytest.mark.parametrize("p1, p2, bad", [((10.0, 5.0), (200.0, 5.0), "p2"), ((-3.0, 5.0), (10.0, 5.0), "p1"),
+                                         ((10.0, float("nan")), (12.0, 5.0), "p1")])
+def test_paf_score_refuses_limb_ends_off_the_map(p1, p2, bad):
+    paf = pose.limb_paf(40, 50, (10.0, 5.0), (45.0, 5.0), limb_width=2.0)   # a field along the top rows
+    with pytest.raises(ValueError, match=f"{bad} holds the point .* off the map of 40×50 pixels: pass pixel "
+                                         r"coordinates with 0 ≤ x ≤ 49 and 0 ≤ y ≤ 39"):
+        pose.paf_score(paf, torch.tensor(p1), torch.tensor(p2))
+    assert pose.paf_score(paf, torch.tensor([10.0, 5.0]), torch.tensor([49.5, 5.0])).item() > 0.8   # to the edge

@@ -165,7 +165,7 @@ def _paf_score_cases():
     return [(field, point(10.2, 12.1), point(37.7, 29.6)),       # along the limb: about 1
             (field, point(37.7, 29.6), point(10.2, 12.1)),       # backwards: about −1
             (field, point(5.3, 35.2), point(45.1, 3.4), 7),      # across it
-            (field, point(-4.6, 2.2), point(60.3, 44.8)),        # beyond the map: the nearest pixel is on its edge
+            (field, point(-0.4, 0.3), point(49.5, 39.5)),        # corner to corner: 49.5 rounds one past the edge
             (field, point(20.4, 20.4), point(20.4, 20.4))]       # no length: 0
 
 

@@ -44,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .detection import COCO_IOU_THRESHOLDS, average_precision_coco
+from .checks import check_points_inside
+from .detection import COCO_IOU_THRESHOLDS, average_precision_coco, box_convert
 from .scenes import cached_scenes, check_scene_arguments
 
 KEYPOINTS = ("head", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
@@ -369,15 +370,17 @@ def paf_score(paf: torch.Tensor, p1, p2, samples: int = 10) -> torch.Tensor:
     ``samples`` evenly spaced points from p1 to p2 (both ends included), of the dot product of the field at the
     nearest pixel with the unit vector p1→p2.
 
-    ``paf``: ``2×H×W``; ``p1``, ``p2``: ``…×2`` pairs (broadcast against each other) → scores of shape ``…``.
-    1 for a candidate lying along a limb of the same direction, ≈ 0 across empty space, negative backwards;
-    a zero-length pair scores 0.
+    ``paf``: ``2×H×W``; ``p1``, ``p2``: ``…×2`` pairs (broadcast against each other) on the map (pixel coordinates
+    of the map, −½ ≤ x ≤ W − ½, −½ ≤ y ≤ H − ½) → scores of shape ``…``. 1 for a candidate lying along a limb of the
+    same direction, ≈ 0 across empty space, negative backwards; a zero-length pair scores 0.
     """
     if not torch.is_tensor(paf) or paf.ndim != 3 or paf.shape[0] != 2:
         raise ValueError(f"paf must be a 2×H×W field, got {getattr(paf, 'shape', type(paf))}")
     if not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer ≥ 2 (both ends are sampled), not {samples!r}")
     p1, p2 = _check_point(p1, "p1").to(paf.device), _check_point(p2, "p2").to(paf.device)
+    for point, name in ((p1, "p1"), (p2, "p2")):   # far outside, every sample would read the edge pixels
+        check_points_inside(point, paf.shape[1], paf.shape[2], name, "the map")
     p1, p2 = torch.broadcast_tensors(p1, p2)
     vector = p2 - p1
     length = vector.norm(dim=-1, keepdim=True)
@@ -575,8 +578,14 @@ def oks(predicted: torch.Tensor, truth: torch.Tensor, areas: torch.Tensor, sigma
     if predicted.shape[-2] != truth.shape[-2] or len(sigmas) != truth.shape[-2]:
         raise ValueError(f"predicted, truth and sigmas must have the same number of keypoints, got "
                          f"{predicted.shape[-2]}, {truth.shape[-2]} and {len(sigmas)}")
-    if areas.shape != truth.shape[:1]:
-        raise ValueError(f"need one area per true person, got {tuple(areas.shape)} for {len(truth)} people")
+    if not torch.is_tensor(areas) or areas.shape != truth.shape[:1]:
+        shape = tuple(areas.shape) if torch.is_tensor(areas) else type(areas).__name__
+        raise ValueError(f"need a tensor of one area per true person, got {shape} for {len(truth)} people")
+    bad = ~(areas.double() > 0) | ~torch.isfinite(areas.double())   # a negative area turns exp(−d²/2s²k²) above 1
+    if bad.any():
+        g = int(bad.nonzero()[0, 0])
+        raise ValueError(f"areas must be finite and > 0, got areas[{g}] = {areas[g].item():g}: pass each true "
+                         "person's area in pixels² (e.g. its box's width × height)")
     variances = (2 * torch.as_tensor(sigmas, dtype=torch.float64)) ** 2
     d2 = ((predicted[:, None, :, :2].double() - truth[None, :, :, :2].double()) ** 2).sum(-1)          # P×G×J
     e = d2 / variances / (areas.double()[None, :, None] + np.spacing(1)) / 2
@@ -593,6 +602,29 @@ def _check_evaluation(predictions: list, truths: list) -> None:
     for t in truths:
         if not {"keypoints", "boxes"} <= set(t):
             raise ValueError("each ground truth must be a dict with 'keypoints' (G×J×3) and 'boxes' (G×4, xyxy)")
+
+
+def _truth_boxes(truths: list, box_format: str) -> list[torch.Tensor]:
+    """Each image's true person boxes as xyxy, each of positive width and height (OKS reads its area)."""
+    if box_format not in ("xyxy", "xywh"):
+        raise ValueError(f"box_format must be 'xyxy' (corners) or 'xywh' (COCO's top-left, width, height), "
+                         f"not {box_format!r}")
+    converted = []
+    for i, truth in enumerate(truths):
+        boxes = torch.as_tensor(truth["boxes"]).double()
+        if boxes.shape != (len(truth["keypoints"]), 4):
+            raise ValueError(f"truths[{i}]['boxes'] must be one box (G×4) per person, got {tuple(boxes.shape)} "
+                             f"for {len(truth['keypoints'])} people")
+        boxes = box_convert(boxes, box_format, "xyxy")
+        empty = ~((boxes[:, 2:] - boxes[:, :2] > 0).all(1) & torch.isfinite(boxes).all(1))
+        if empty.any():
+            g = int(empty.nonzero()[0, 0])
+            raise ValueError(f"truths[{i}]['boxes'][{g}] = {truth['boxes'][g].tolist()} read as {box_format} has no "
+                             f"positive width and height: " + ("COCO's boxes are xywh, pass box_format='xywh'"
+                                                                if box_format == "xyxy" else
+                                                                "pass xyxy corners with box_format='xyxy'"))
+        converted.append(boxes)
+    return converted
 
 
 def part_recall(candidates: list[list[torch.Tensor]], truths: list[dict], radius: float = 3.0) -> float:
@@ -613,18 +645,21 @@ def part_recall(candidates: list[list[torch.Tensor]], truths: list[dict], radius
     return found / max(total, 1)
 
 
-def keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, max_detections: int = 20) -> dict:
+def keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, max_detections: int = 20,
+                box_format: str = "xyxy") -> dict:
     """COCO keypoint AP from scratch: OKS in place of IoU, otherwise detection AP.
 
     Per image the ``max_detections`` best-scoring people are matched, in score order, to the unmatched true person
     of highest OKS ≥ t; over all images, precision–recall at each t ∈ 0.50:0.05:0.95, COCO's 101-point AP,
     averaged over t. A true person's area is its box's (w·h). Predictions: ``{"keypoints": P×J×3, "scores": P}``;
-    truths: ``{"keypoints": G×J×3, "boxes": G×4}``. Returns ``{"ap", "ap50", "ap75"}`` (−1 with no true people).
+    truths: ``{"keypoints": G×J×3, "boxes": G×4}``, boxes xyxy (the scenes') or, with ``box_format="xywh"``,
+    COCO's (x, y, width, height). Returns ``{"ap", "ap50", "ap75"}`` (−1 with no true people).
     """
     _check_evaluation(predictions, truths)
+    truth_boxes = _truth_boxes(truths, box_format)
     thresholds = np.array(COCO_IOU_THRESHOLDS)
     scores_all, hits_all, total = [], [], 0
-    for pred, truth in zip(predictions, truths):
+    for pred, truth, boxes in zip(predictions, truths, truth_boxes):
         labelled = truth["keypoints"][:, :, 2] > 0
         counted = labelled.any(1)                          # COCO ignores people without labelled keypoints
         total += int(counted.sum())
@@ -632,7 +667,6 @@ def keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, max_
         hits = np.zeros((len(order), len(thresholds)), dtype=bool)
         ignored = np.zeros((len(order), len(thresholds)), dtype=bool)
         if len(order) and len(truth["keypoints"]):
-            boxes = truth["boxes"].double()
             areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             similarity = oks(pred["keypoints"][order], truth["keypoints"], areas, sigmas).numpy()
             gt_order = np.argsort(~counted.numpy(), kind="mergesort")          # ignored people last, as COCO
@@ -669,17 +703,18 @@ def keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, max_
     return {"ap": float(np.mean(per_threshold)), "ap50": per_threshold[0], "ap75": per_threshold[5]}
 
 
-def coco_keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS) -> dict:
+def coco_keypoint_ap(predictions: list[dict], truths: list[dict], sigmas=SIGMAS, box_format: str = "xyxy") -> dict:
     """The same figures from pycocotools' ``COCOeval(iouType="keypoints")`` — the reference `keypoint_ap` is
-    checked against. Builds the COCO ground-truth and result structures in memory."""
+    checked against (same arguments). Builds the COCO ground-truth and result structures in memory."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     _check_evaluation(predictions, truths)
+    truth_boxes = _truth_boxes(truths, box_format)
     images, annotations, results = [], [], []
-    for image_id, (pred, truth) in enumerate(zip(predictions, truths)):
+    for image_id, (pred, truth, boxes) in enumerate(zip(predictions, truths, truth_boxes)):
         images.append({"id": image_id})
-        for box, person in zip(truth["boxes"].tolist(), truth["keypoints"]):
+        for box, person in zip(boxes.tolist(), truth["keypoints"]):
             flat = torch.where(person[:, 2:] > 0, person, torch.zeros_like(person)).flatten().tolist()
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                                 "keypoints": flat, "num_keypoints": int((person[:, 2] > 0).sum()),
