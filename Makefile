@@ -58,10 +58,12 @@ test: $(STAMP) data test-unit test-notebooks test-browser  ## set up, then run e
 test-unit: $(STAMP)
 	$(BIN)/pytest -q -m "not browser" -n auto tests
 
-# Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax).
+# Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax), a chapter per core
+# at once (each notebook's cells stay together on one worker, one thread each).
 test-notebooks: $(STAMP)
 	rm -rf data/checkpoints/smoke
-	COURSE_PROFILE=smoke PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_course --nbval-lax --nbval-current-env \
+	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_course \
+	  -n auto --dist loadfile --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react
