@@ -177,3 +177,42 @@ def test_paf_score_refuses_limb_ends_off_the_map(p1, p2, bad):
                                          r"coordinates with 0 ≤ x ≤ 49 and 0 ≤ y ≤ 39"):
         pose.paf_score(paf, torch.tensor(p1), torch.tensor(p2))
     assert pose.paf_score(paf, torch.tensor([10.0, 5.0]), torch.tensor([49.5, 5.0])).item() > 0.8   # to the edge
+
+
+# --------------------------------------------------------------------------------------------------- fusion
+def _grey(seed=0, size=32):
+    """A smooth grey image on 0–255 (float64) with every level from dark to bright."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 1, 6, 6, generator=generator, dtype=torch.float64)
+    smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    return (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255
+
+
+def test_fusion_metrics_refuse_a_unit_range_image_that_a_bicubic_resize_pushed_past_one():
+    ir, vis = _grey(0), _grey(1)
+    fused = torch.where(ir > 128, 255.0, vis / 2)          # hard edges: bicubic overshoots them
+    overshot = torch.nn.functional.interpolate((fused / 255)[None, None], scale_factor=2, mode="bicubic",
+                                               align_corners=False)[0, 0].clamp(min=0)     # in [0, ≈1.1]
+    assert 1 < overshot.max() < fusion.UNIT_RANGE_CEILING
+    big = [torch.nn.functional.interpolate(x[None, None], scale_factor=2, mode="bilinear")[0, 0] for x in (ir, vis)]
+    with pytest.raises(ValueError, match=r"fused is a float image with values in \[0, 1.\d*\].*pass fused \* 255, "
+                                         r"clamped with .clamp\(0, 255\)"):
+        fusion.fusion_metrics(overshot, *big)
+    right = fusion.fusion_metrics((overshot * 255).clamp(0, 255), *big)
+    assert right["EN"] > 6     # read as 0–255 the [0, 1] image had EN below 1 bit
+    with pytest.raises(ValueError, match=r"data_range=255.0: pass data_range=1.0"):
+        fusion.ssim(overshot[None, None], overshot[None, None])
+
+
+def test_fusion_metrics_refuse_values_that_fit_neither_scale_and_keep_valid_ones():
+    ir, vis = _grey(0), _grey(1)
+    fused = (ir + vis) / 2
+    before = fusion.fusion_metrics(fused, ir, vis)
+    assert fusion.fusion_metrics(fused.round().to(torch.uint8), ir, vis)["EN"] == pytest.approx(before["EN"])
+    with pytest.raises(ValueError, match=r"fused has values in \[-5, 260\], outside the 0–255 scale.*fused.clamp\(0, 255\)"):
+        fusion.fusion_metrics(ir * 265 / 255 - 5, ir, vis)
+    dark = torch.tensor([[0, 1], [2, 1]], dtype=torch.uint8).repeat(8, 8)    # a black uint8 image is never refused
+    assert fusion.fusion_metrics(dark, dark, dark)["PSNR"] == float("inf")
+    for bad in (0, -1.0, float("nan"), "255"):
+        with pytest.raises(ValueError, match="data_range must be the span of the pixel scale"):
+            fusion.ssim(fused[None, None], fused[None, None], bad)

@@ -37,6 +37,7 @@ unless a name says otherwise; ``fusion_metrics`` also takes NumPy arrays and uin
 from __future__ import annotations
 
 import math
+import numbers
 
 import cv2
 import numpy as np
@@ -57,6 +58,9 @@ METHODS = ("average", "max", "weighted", "laplacian", "gradient")
 WEIGHTED_METHODS = ("weighted", "laplacian")  # the methods of METHODS that use an infrared weight
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SSIM", "PSNR", "Qabf", "MSE", "NRMSE")
 EPS = 1e-12
+# A float image whose brightest pixel is at most this lies in [0, 1], not on 0–255 (where it would be black): resizing
+# overshoots [0, 1] by 0.45 at worst with bicubic (a = −0.75, OpenCV's and PyTorch's), 0.81 with Lanczos-4 — never 1.
+UNIT_RANGE_CEILING = 2.0
 
 
 # ------------------------------------------------------------------------------------------- small filters
@@ -452,11 +456,14 @@ def _as_image(x, name: str) -> torch.Tensor:
     x = x.double()
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or infinite values")
-    if x.min() < -1e-3 or x.max() > 255 + 1e-3:   # a tolerance for float round-off (x / 255 * 255)
-        raise ValueError(f"{name} has values in [{x.min():.3g}, {x.max():.3g}]; metrics read the 0–255 scale: "
-                         "multiply images in [0, 1] by 255")
-    if floating and 0 < x.max() <= 1:  # EN, PSNR and Qabf would be silently wrong on this scale
-        raise ValueError(f"{name} is a float image in [0, 1]; the metrics read the 0–255 scale: pass {name} * 255")
+    low, high = x.min().item(), x.max().item()
+    if floating and 0 < high <= UNIT_RANGE_CEILING:  # EN, PSNR and Qabf would be silently wrong on this scale
+        raise ValueError(f"{name} is a float image with values in [{low:.3g}, {high:.3g}]: an image in [0, 1] (a "
+                         f"resize may overshoot 1 a little), but the metrics read the 0–255 scale: pass {name} * 255, "
+                         "clamped with .clamp(0, 255) if a resize overshot (a 0–255 image this dark: pass it as uint8)")
+    if low < -1e-3 or high > 255 + 1e-3:   # a tolerance for float round-off (x / 255 * 255)
+        raise ValueError(f"{name} has values in [{low:.3g}, {high:.3g}], outside the 0–255 scale the metrics read: "
+                         f"pass {name}.clamp(0, 255) if a resize overshot, or rescale it to 0–255")
     return x.clamp(0, 255)
 
 
@@ -508,13 +515,25 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.T
     H×W positions — the settings and border handling of `torchmetrics` (≥ 1.5). ``data_range`` is the span of
     the pixel scale: 255 for images on 0–255, 1.0 for images in [0, 1].
     """
+    _check_ssim_pair(x, y)
+    if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real) or not 0 < data_range < math.inf:
+        raise ValueError(f"data_range must be the span of the pixel scale, 255.0 or 1.0, not {data_range!r}")
+    if data_range > 1 and 0 < max(x.max(), y.max()) <= UNIT_RANGE_CEILING:  # 255 with [0, 1] images: SSIM ≈ 1
+        raise ValueError(f"the images lie in [0, 1] (up to {max(x.max(), y.max()).item():.3g}: a resize may overshoot "
+                         f"1 a little) but data_range={data_range}: pass data_range=1.0")
+    return _ssim(x, y, data_range)
+
+
+def _check_ssim_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.ndim != 4 or x.shape != y.shape:
         raise ValueError(f"ssim takes two N×1×H×W batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}: "
                          "for one H×W image pass image[None, None]")
     if min(x.shape[-2:]) < 6 or not x.is_floating_point() or not y.is_floating_point():
         raise ValueError(f"ssim needs float images of at least 6×6 pixels, got {x.dtype} {tuple(x.shape[-2:])}")
-    if data_range > 1 and 0 < max(x.max(), y.max()) <= 1:  # a default of 255 with [0, 1] images: SSIM ≈ 1
-        raise ValueError(f"the images lie in [0, 1] but data_range={data_range}: pass data_range=1.0")
+
+
+def _ssim(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
+    """`ssim` of checked images whose scale is known."""
     window = gaussian_kernel(1.5, 11)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     stats = _separable(torch.cat([x, y, x * x, y * y, x * y]), window).split(len(x))
@@ -574,7 +593,9 @@ def fusion_metrics(fused, ir, vis) -> dict[str, float]:
         raise ValueError(f"fused, ir and vis must have one shape, got {tuple(f.shape)}, {tuple(a.shape)}, "
                          f"{tuple(b.shape)}: register and resize the sources first")
     mse = float(((f - a) ** 2).mean() + ((f - b) ** 2).mean()) / 2
-    pairs = ssim(torch.stack([f, f])[:, None], torch.stack([a, b])[:, None])
+    fused_twice, sources = torch.stack([f, f])[:, None], torch.stack([a, b])[:, None]
+    _check_ssim_pair(fused_twice, sources)
+    pairs = _ssim(fused_twice, sources, 255.0)   # the scale is known: _as_image checked it
     return {"EN": entropy(f), "SD": standard_deviation(f), "SF": spatial_frequency(f), "AG": average_gradient(f),
             "MI": mutual_information(f, a) + mutual_information(f, b), "SSIM": float(pairs.sum()),
             "PSNR": 10 * math.log10(255 ** 2 / mse) if mse > 0 else math.inf, "Qabf": qabf(f, a, b),
