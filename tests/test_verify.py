@@ -1,7 +1,10 @@
 """`make verify` (utils.verify): chapters run as scripts, their failures, time-outs and headline figures in one table."""
 
 import shutil
+import signal
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -60,6 +63,53 @@ def test_a_chapter_past_its_limit_is_stopped(chapters):
     outcome = run("92_hangs", chapters, limit=2)
     assert outcome.status == "timed out" and outcome.wall_seconds < 30
     assert "stopped after 2 s" in outcome.failure
+
+
+WAITS = """
+    import pathlib, signal, time
+    if {ignore_ctrl_c}:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # a chapter that will not stop by itself
+    pathlib.Path({marker!r}).touch()
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("ignore_ctrl_c", [False, True])
+def test_ctrl_c_stops_the_running_chapter_at_once_and_prints_the_table_so_far(tmp_path, monkeypatch, capsys,
+                                                                               ignore_ctrl_c):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C reaches the main thread only")
+    monkeypatch.setattr(verify, "OUTPUTS", tmp_path / "outputs")
+    monkeypatch.setattr(verify, "GRACE_SECONDS", 1)
+    marker = tmp_path / "started"
+    bodies = {"95_quick": "print('done')", "96_waits": WAITS.format(ignore_ctrl_c=ignore_ctrl_c, marker=str(marker)),
+              "97_never": "print('never runs')"}
+    for name, body in bodies.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+
+    def press_ctrl_c():   # as the terminal would, once the second chapter runs
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        verify.verify("smoke", list(bodies), jobs=1, limit=120, folder=tmp_path)
+    assert time.monotonic() - start < 30     # not the 120 s limit
+    out = capsys.readouterr().out
+    assert "96_waits: interrupted" in out and "| 96_waits | interrupted |" in out
+    assert "| 95_quick | passed |" in out and "97_never" not in out and "1 chapter(s) not run" in out
+    assert not (tmp_path / "outputs" / "verify-smoke.md").exists()
+
+
+def test_main_exits_130_on_ctrl_c(monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify, "verify", interrupted)
+    assert verify.main(["--profile", "smoke", "--chapters", "01b"]) == 130
 
 
 def test_first_failure_takes_the_last_exception_of_the_log():

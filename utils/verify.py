@@ -12,6 +12,11 @@ profile's budget, device, the headline figures the chapter reported with `utils.
 failure with its message) is printed and written to ``chapters/outputs/verify-<profile>.md``; the command exits
 non-zero if any chapter failed or ran out of time. Trained models are retrained (fresh timings) and their
 checkpoints kept, so a workshop the next day reuses them; ``--reuse`` keeps up-to-date checkpoints instead.
+
+Ctrl-C stops at once: each chapter runs in its own process group (so the time limit can kill all it started),
+out of the terminal's reach, so `verify` passes the interrupt on (SIGINT, letting `fit` save its incomplete run,
+then SIGKILL after ``GRACE_SECONDS``), marks the running chapters "interrupted", skips the rest, prints the
+table so far (written nowhere: it is not a verification) and exits with 130.
 """
 
 from __future__ import annotations
@@ -40,12 +45,13 @@ README = ROOT / "README.md"
 # Seconds a chapter may take: smoke on the 2-core CI machine, cpu on a 2-core laptop, gpu on one H100-class GPU.
 BUDGET = {"smoke": 120, "cpu": 600, "gpu": 300}
 LIMIT_FACTOR = 2  # a chapter is stopped at twice its budget; over budget but within the limit is flagged, not failed
+GRACE_SECONDS = 10  # after a Ctrl-C, how long a chapter may take to stop (fit saves its incomplete run) before SIGKILL
 COLUMNS = ("chapter", "status", "wall s", "CPU s", "budget s", "device", "headline figures", "first failure")
 
 
 @dataclass
 class Outcome:
-    """One chapter's run: ``status`` is "passed", "failed" or "timed out"."""
+    """One chapter's run: ``status`` is "passed", "failed", "timed out" or "interrupted" (by Ctrl-C)."""
 
     chapter: str
     status: str
@@ -97,9 +103,57 @@ def first_failure(log: str, script: str) -> str:
     return (f"line {line_number}: " if line_number else "") + message[:300]
 
 
+class Running:
+    """The process groups of the chapters running now, so that one Ctrl-C in `verify` can stop them all."""
+
+    def __init__(self):
+        self.groups: set[int] = set()
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def add(self, group: int) -> None:
+        """Track ``group``; if a stop has begun, kill it at once (it started just as Ctrl-C came)."""
+        with self.lock:
+            self.groups.add(group)
+            if self.stopping:
+                _signal_group(group, signal.SIGKILL)
+
+    def discard(self, group: int) -> None:
+        with self.lock:
+            self.groups.discard(group)
+
+    def stop(self, grace: float) -> None:
+        """SIGINT every running chapter, wait up to ``grace`` seconds for them to end, then SIGKILL the rest;
+        a second Ctrl-C cuts the wait short."""
+        if grace < 0:
+            raise ValueError(f"grace must be a number of seconds ≥ 0, not {grace!r}")
+        with self.lock:
+            self.stopping = True
+            groups = set(self.groups)
+        for group in groups:
+            _signal_group(group, signal.SIGINT)
+        deadline = time.monotonic() + grace
+        try:
+            while self.groups and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop waiting, kill now
+        with self.lock:
+            for group in self.groups:
+                _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:  # it ended on its own meanwhile
+        pass
+
+
 def run_chapter(name: str, profile_name: str, *, limit: float, threads: int | None = None, reuse: bool = False,
-                folder: Path = CHAPTERS, log_dir: Path | None = None) -> Outcome:
-    """Run ``folder/<name>.py`` as a script in ``profile_name``, stopping it after ``limit`` seconds."""
+                folder: Path = CHAPTERS, log_dir: Path | None = None, running: Running | None = None) -> Outcome:
+    """Run ``folder/<name>.py`` as a script in ``profile_name``, stopping it after ``limit`` seconds; with
+    ``running``, it is tracked there while it runs, so that `Running.stop` can interrupt it."""
     log_dir = log_dir or OUTPUTS / f"verify-{profile_name}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -115,16 +169,22 @@ def run_chapter(name: str, profile_name: str, *, limit: float, threads: int | No
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, str(folder / f"{name}.py")], cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-        timer = threading.Timer(limit, os.killpg, (process.pid, signal.SIGKILL))
+        if running is not None:
+            running.add(process.pid)  # start_new_session: the group's id is the chapter's pid
+        timer = threading.Timer(limit, _signal_group, (process.pid, signal.SIGKILL))
         timer.start()
         _, status, usage = os.wait4(process.pid, 0)  # the child's own CPU time, whatever else runs beside it
         timer.cancel()
+        if running is not None:
+            running.discard(process.pid)
         process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     record = results.read(name, profile_name)
     text = log_path.read_text(errors="replace")
     if process.returncode == 0:
         state, failure = "passed", ""
+    elif running is not None and running.stopping:
+        state, failure = "interrupted", f"stopped by Ctrl-C after {wall:.0f} s"
     elif process.returncode == -signal.SIGKILL and wall >= limit:
         state, failure = "timed out", f"stopped after {limit:.0f} s (budget {BUDGET[profile_name]} s)"
     else:
@@ -168,8 +228,9 @@ def _previous_seconds(path: Path) -> dict[str, float]:
 
 
 def verify(profile_name: str, chapters: list[str], jobs: int, *, limit: float | None = None,
-           reuse: bool = False) -> list[Outcome]:
-    """Run ``chapters`` in ``profile_name``, ``jobs`` at a time; write and print the table; return the outcomes."""
+           reuse: bool = False, folder: Path = CHAPTERS) -> list[Outcome]:
+    """Run ``chapters`` (of ``folder``) in ``profile_name``, ``jobs`` at a time; write and print the table; return
+    the outcomes. On Ctrl-C: stop the running chapters, print the table so far and re-raise KeyboardInterrupt."""
     if profile_name not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile_name!r}")
     if jobs < 1:
@@ -180,14 +241,34 @@ def verify(profile_name: str, chapters: list[str], jobs: int, *, limit: float | 
     earlier = _previous_seconds(sidecar)
     order = sorted(chapters, key=lambda n: -earlier.get(n, 0))  # longest first: the slowest chapter sets the end
 
-    def one(name: str) -> Outcome:
-        outcome = run_chapter(name, profile_name, limit=limit, threads=threads, reuse=reuse)
+    running = Running()
+
+    def one(name: str) -> Outcome | None:
+        if running.stopping:
+            return None  # Ctrl-C came before this chapter started
+        outcome = run_chapter(name, profile_name, limit=limit, threads=threads, reuse=reuse, folder=folder,
+                              running=running)
         print(f"{name}: {outcome.status} in {outcome.wall_seconds:.0f} s ({outcome.cpu_seconds:.0f} CPU s)"
               + (f" — {outcome.failure}" if outcome.failure else ""), flush=True)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        finished = {o.chapter: o for o in pool.map(one, order)}
+    pool, futures = ThreadPoolExecutor(max_workers=jobs), []
+    try:
+        for name in order:
+            futures.append(pool.submit(one, name))
+        finished = {o.chapter: o for o in (future.result() for future in futures)}
+    except KeyboardInterrupt:
+        running.stop(GRACE_SECONDS)
+        pool.shutdown(wait=True, cancel_futures=True)
+        done = [f.result() for f in futures if not f.cancelled()]
+        finished = {o.chapter: o for o in done if o is not None}
+        outcomes = [finished[n] for n in chapters if n in finished]
+        skipped = len(chapters) - len(outcomes)
+        print(f"\nStopped by Ctrl-C; {skipped} chapter(s) not run. The table so far (not written to "
+              f"verify-{profile_name}.md: an interrupted run verifies nothing):\n\n"
+              + table(outcomes, profile_name, jobs))
+        raise
+    pool.shutdown()
     outcomes = [finished[n] for n in chapters]
     text = table(outcomes, profile_name, jobs)
     OUTPUTS.mkdir(parents=True, exist_ok=True)
@@ -211,7 +292,10 @@ def main(argv=None) -> int:
     import torch
 
     jobs = int(args.jobs) if str(args.jobs).strip() else (6 if torch.cuda.is_available() else 1)
-    outcomes = verify(profile_name, chapter_names(args.chapters), jobs, limit=args.time_limit, reuse=args.reuse)
+    try:
+        outcomes = verify(profile_name, chapter_names(args.chapters), jobs, limit=args.time_limit, reuse=args.reuse)
+    except KeyboardInterrupt:
+        return 130  # the shell's code for "stopped by Ctrl-C"; the table so far is printed
     if args.readme:
         README.write_text(results.merge_block(
             README.read_text(), f"<!-- verify:{profile_name}:start -->", f"<!-- verify:{profile_name}:end -->",
