@@ -216,3 +216,75 @@ def test_fusion_metrics_refuse_values_that_fit_neither_scale_and_keep_valid_ones
     for bad in (0, -1.0, float("nan"), "255"):
         with pytest.raises(ValueError, match="data_range must be the span of the pixel scale"):
             fusion.ssim(fused[None, None], fused[None, None], bad)
+
+
+# ------------------------------------------------------------------------------------------------------ SAM
+@pytest.fixture(scope="module")
+def small_sam():
+    from utils.models.sam import SAM
+
+    torch.manual_seed(0)
+    model = SAM(dim=32, width=16, image_size=64).eval()
+    with torch.no_grad():
+        return model, model.embed(torch.rand(2, 1, 64, 64))
+
+
+def _predict(small_sam, points, labels):
+    model, embedding = small_sam
+    with torch.no_grad():
+        return model.predict(embedding[:1], torch.tensor([points], dtype=torch.float32), torch.tensor([labels]))
+
+
+def test_sam_refuses_a_click_off_the_image(small_sam):
+    with pytest.raises(ValueError, match=r"points holds the point \(x=500, y=-300\) .*off the image of 64×64 pixels: "
+                                         r"pass pixel coordinates with 0 ≤ x ≤ 63"):
+        _predict(small_sam, [[500.0, -300.0]], [1])
+    masks, iou = _predict(small_sam, [[63.0, 0.0], [900.0, 900.0]], [1, -1])   # padding points are not read
+    assert masks.shape == (1, 3, 64, 64) and torch.isfinite(iou).all()
+
+
+def test_sam_refuses_box_corners_in_swapped_order_or_unpaired(small_sam):
+    with pytest.raises(ValueError, match=r"prompt 0's box corners are swapped: top-left \(label 2\) at \[40.0, 30.0\] "
+                                         r"lies right of or below bottom-right \(label 3\) at \[10.0, 20.0\]"):
+        _predict(small_sam, [[40.0, 30.0], [10.0, 20.0]], [2, 3])
+    with pytest.raises(ValueError, match="1 point\\(s\\) labelled 2 and 0 labelled 3: a box is two corners"):
+        _predict(small_sam, [[10.0, 20.0], [5.0, 5.0]], [2, 1])
+    assert _predict(small_sam, [[10.0, 20.0], [40.0, 30.0]], [2, 3])[0].shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("label", [5, -2])
+def test_sam_refuses_a_label_outside_the_prompt_encoders_set(small_sam, label):
+    with pytest.raises(ValueError, match=f"labels must be 0 \\(background\\), 1 \\(foreground\\), 2 \\(box top-left\\), "
+                                         f"3 \\(box bottom-right\\) or −1 \\(padding\\), got {label}"):
+        _predict(small_sam, [[10.0, 20.0]], [label])
+    with pytest.raises(ValueError, match="labels must be integers"):
+        _predict(small_sam, [[10.0, 20.0]], [1.0])
+
+
+def test_sam_refuses_uint8_images_with_the_conversion(small_sam):
+    model, _ = small_sam
+    images = torch.randint(0, 256, (2, 1, 64, 64), dtype=torch.uint8)
+    points, labels = torch.tensor([[[10.0, 20.0]]] * 2), torch.ones(2, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"images are torch.uint8, but the encoder reads floats in \[0, 1\]: pass "
+                                         r"images.float\(\) / 255 \(utils.sam.scene_input\(images\)\)"):
+        model(images, points, labels)
+    with pytest.raises(ValueError, match="images must be N×1×64×64"):
+        model.embed(torch.rand(2, 3, 64, 64))
+    from utils.sam import scene_input
+
+    with torch.no_grad():
+        assert model(scene_input(images), points, labels)[0].shape == (2, 3, 64, 64)
+
+
+def test_sam_checks_prompts_everywhere_but_inside_a_training_step_on_a_device(small_sam):
+    """On the CPU, or without gradients, every prompt is checked; a training step on a GPU is not made to wait for
+    the device (its prompts are drawn valid). A meta tensor stands in for the GPU: it has no values to check."""
+    from utils.models.sam import _check_prompts
+
+    model, embedding = small_sam
+    with pytest.raises(ValueError, match="off the image"):
+        model.predict(embedding[:1], torch.tensor([[[500.0, 1.0]]]), torch.tensor([[1]]))   # gradients on, CPU
+    on_device = [torch.zeros(1, 32, 16, 16), torch.full((1, 1, 2), 500.0), torch.full((1, 1), 5)]
+    _check_prompts(*(t.to("meta") for t in on_device), 64, 32)                                 # skipped
+    with pytest.raises(ValueError, match="labels must be 0"):
+        _check_prompts(*on_device, 64, 32)

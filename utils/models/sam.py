@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_points_inside
+
 LABELS = {"background": 0, "foreground": 1, "box top-left": 2, "box bottom-right": 3}
 
 
@@ -190,6 +192,45 @@ class MaskDecoder(nn.Module):
         return masks, self.iou_head(tokens[:, 0])
 
 
+def _check_prompts(embedding, points, labels, size: int, dim: int) -> None:
+    """Refuse prompts the model would read wrongly without a word (a click off the image is encoded as a position it
+    never saw; swapped box corners as a box turned inside out) or that fail deep inside (label 5: "index out of
+    range in self"). The value checks are skipped inside a GPU training step, where they would make the step wait
+    for the device: the prompts drawn there (`first_prompt`, `next_click`) are valid by construction."""
+    if not all(torch.is_tensor(t) for t in (embedding, points, labels)) or points.ndim != 3 or \
+            points.shape[-1] != 2 or labels.shape != points.shape[:2] or len(points) != len(embedding):
+        shapes = [tuple(t.shape) if torch.is_tensor(t) else type(t).__name__ for t in (points, labels, embedding)]
+        raise ValueError(f"need points N×P×2 and labels N×P for N embeddings, got {shapes[0]}, {shapes[1]} and "
+                         f"embeddings {shapes[2]}")
+    if embedding.shape[1:] != (dim, size // 4, size // 4):
+        raise ValueError(f"embedding must be N×{dim}×{size // 4}×{size // 4} (what embed gives for "
+                         f"{size}×{size} images), got {tuple(embedding.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integers (torch.long), got {labels.dtype}")
+    if torch.is_grad_enabled() and points.device.type != "cpu":
+        return
+    allowed = ", ".join(f"{value} ({name})" for name, value in LABELS.items()) + " or −1 (padding)"
+    unknown = (labels < -1) | (labels > max(LABELS.values()))
+    if unknown.any():
+        raise ValueError(f"labels must be {allowed}, got {labels[unknown][0].item()}")
+    check_points_inside(points[labels >= 0], size, size, "points")
+    top_left, bottom_right = labels == LABELS["box top-left"], labels == LABELS["box bottom-right"]
+    unpaired = (top_left.sum(1) != bottom_right.sum(1)) | (top_left.sum(1) > 1)
+    if unpaired.any():
+        n = int(unpaired.nonzero()[0, 0])
+        raise ValueError(f"prompt {n} has {int(top_left[n].sum())} point(s) labelled 2 and "
+                         f"{int(bottom_right[n].sum())} labelled 3: a box is two corners, one labelled 2 (top-left) "
+                         "and one labelled 3 (bottom-right), at most one box per prompt (box_prompt(boxes) makes them)")
+    first = (points * top_left[..., None]).sum(1)
+    second = (points * bottom_right[..., None]).sum(1)
+    swapped = top_left.any(1) & (first > second).any(1)
+    if swapped.any():
+        n = int(swapped.nonzero()[0, 0])
+        raise ValueError(f"prompt {n}'s box corners are swapped: top-left (label 2) at {first[n].tolist()} lies right "
+                         f"of or below bottom-right (label 3) at {second[n].tolist()}; label the corner with the "
+                         "smaller x and y 2 (box_prompt(boxes) makes them from xyxy boxes)")
+
+
 class SAM(nn.Module):
     """``embed(images)`` once per image, then ``predict(embedding, points, labels, mask_logits)`` per prompt;
     ``forward`` does both."""
@@ -205,13 +246,21 @@ class SAM(nn.Module):
         self.mask_decoder = MaskDecoder(dim, heads, decoder_depth, 2 * dim, num_masks)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """``N×1×S×S`` float images in [0, 1] → the embedding ``N×dim×S/4×S/4``."""
+        size = self.image_size
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1:] != (1, size, size):
+            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+            raise ValueError(f"images must be N×1×{size}×{size} (grey, the size this SAM was built for), got {shape}")
+        if not images.is_floating_point():
+            raise ValueError(f"images are {images.dtype}, but the encoder reads floats in [0, 1]: pass "
+                             "images.float() / 255 (utils.sam.scene_input(images)) for uint8 scenes")
         return self.image_encoder(images)
 
     def predict(self, embedding, points, labels, mask_logits=None):
-        if points.ndim != 3 or points.shape[-1] != 2 or labels.shape != points.shape[:2] or \
-                len(points) != len(embedding):
-            raise ValueError(f"need points N×P×2 and labels N×P for N embeddings, got {tuple(points.shape)}, "
-                             f"{tuple(labels.shape)} and {len(embedding)} embeddings")
+        """A cached embedding (``N×dim×S/4×S/4``) and a prompt per image — points ``N×P×2`` (x, y) pixel coordinates
+        on the image, labels ``N×P`` from `LABELS` or −1 (padding), at most one box (labels 2 and 3) per prompt —
+        and optionally the previous mask's logits ``N×1×S×S`` → (mask logits ``N×M×S×S``, predicted IoU ``N×M``)."""
+        _check_prompts(embedding, points, labels, self.image_size, self.prompt_encoder.type_embeddings.embedding_dim)
         sparse = self.prompt_encoder.sparse(points, labels)
         dense = self.prompt_encoder.dense(mask_logits, len(embedding))
         return self.mask_decoder(embedding + dense, self.prompt_encoder.image_positions(), sparse)
