@@ -38,8 +38,7 @@ from tqdm.auto import tqdm
 from . import plotting
 from .checkpoints import atomic_save, verified_load
 from .data import DeviceLoader, data_dir
-from .runtime import (avoid_onednn_nhwc_crash, channels_last, device as default_device, model_device, profile,
-                      retrain_requested)
+from .runtime import avoid_onednn_nhwc_crash, channels_last, model_device, profile, retrain_requested
 
 # An epoch whose mean training loss exceeds this many times the loss of the very first batch (measured before
 # any update) has diverged: a working run's loss falls from its start, and one-batch noise is far below 10×.
