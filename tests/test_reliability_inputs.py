@@ -288,3 +288,20 @@ def test_sam_checks_prompts_everywhere_but_inside_a_training_step_on_a_device(sm
     _check_prompts(*(t.to("meta") for t in on_device), 64, 32)                                 # skipped
     with pytest.raises(ValueError, match="labels must be 0"):
         _check_prompts(*on_device, 64, 32)
+
+
+# ---------------------------------------------------------------------------------------------- receptive field
+def test_receptive_field_checks_the_channels_against_the_first_convolution(capsys):
+    from torch import nn
+
+    from utils.receptive_field import receptive_field
+
+    model = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 12 * 12, 10))
+    assert receptive_field(model, (1, 28, 28))[-1].name == "output"
+    with pytest.raises(ValueError, match=r"input_shape \(3, 28, 28\) has 3 channel\(s\), but the model's first "
+                                         r"convolution '2' takes 1: pass input_shape=\(1, 28, 28\)"):
+        receptive_field(model, (3, 28, 28))
+    with pytest.raises(ValueError, match=r"does not run on one input of shape \(1, 32, 32\) \(mat1 and mat2"):
+        receptive_field(model, (1, 32, 32))
+    assert "Traceback" not in capsys.readouterr().err     # one sentence, not ShapeProp's trace

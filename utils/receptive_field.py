@@ -16,6 +16,8 @@ path with the largest receptive field.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 from dataclasses import dataclass
 
@@ -76,6 +78,29 @@ def _spatial_size(node: torch.fx.Node) -> int | None:
     return int(meta.shape[-1]) if meta is not None and len(meta.shape) == 4 else None
 
 
+def _check_channels(graph: torch.fx.GraphModule, shape: tuple) -> None:
+    """Compare the input's channels with those of the first convolution the input reaches unchanged in channels
+    (through element-wise layers and pooling), before ShapeProp runs the model and fails deep in its trace."""
+    modules = dict(graph.named_modules())
+    carried = set()   # nodes whose output has the input's channels
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            carried.add(node.name)
+            continue
+        if not node.all_input_nodes or any(a.name not in carried for a in node.all_input_nodes):
+            continue   # e.g. x * a weight tensor, which could broadcast to more channels
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, nn.Conv2d):
+            if module.in_channels != shape[0]:
+                raise ValueError(f"input_shape {shape} has {shape[0]} channel(s), but the model's first convolution "
+                                 f"{node.target!r} takes {module.in_channels}: pass input_shape="
+                                 f"{(module.in_channels, *shape[1:])}")
+            return
+        if isinstance(module, _PASS_THROUGH_MODULES + (nn.MaxPool2d, nn.AvgPool2d)) or \
+                (module is None and node.target in _PASS_THROUGH_FUNCTIONS):
+            carried.add(node.name)
+
+
 def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
     """Per-layer theoretical receptive field of ``model`` for inputs of ``input_shape`` (C×H×W).
 
@@ -92,7 +117,13 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
         raise ValueError(f"input_shape {shape} is not square: receptive_field follows one side, so give H == W")
     model = model.eval()
     graph = torch.fx.symbolic_trace(model)
-    ShapeProp(graph).propagate(torch.zeros(1, *input_shape, device=model_device(model)))
+    _check_channels(graph, shape)
+    try:   # ShapeProp prints the whole trace of a failure on stderr: the cause, re-raised, is what matters
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(graph).propagate(torch.zeros(1, *input_shape, device=model_device(model)))
+    except RuntimeError as error:
+        raise ValueError(f"the model does not run on one input of shape {shape} ({error.__cause__ or error}): pass "
+                         "the C×H×W of the images it was built for as input_shape") from error
     modules = dict(graph.named_modules())
     state: dict[str, LayerRF] = {}
     records: list[LayerRF] = []
