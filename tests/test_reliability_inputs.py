@@ -305,3 +305,38 @@ def test_receptive_field_checks_the_channels_against_the_first_convolution(capsy
     with pytest.raises(ValueError, match=r"does not run on one input of shape \(1, 32, 32\) \(mat1 and mat2"):
         receptive_field(model, (1, 32, 32))
     assert "Traceback" not in capsys.readouterr().err     # one sentence, not ShapeProp's trace
+
+
+# ------------------------------------------------------------------------------------------------ exercises
+def _softmax(logits, axis=-1):
+    shifted = np.exp(logits - logits.max(axis, keepdims=True))
+    return shifted / shifted.sum(axis, keepdims=True)
+
+
+@pytest.mark.parametrize("returned, said", [
+    (lambda z, axis=-1: None, r"your function returned None: did you forget `return`\?"),
+    (lambda z, axis=-1: "softmax", r"your function returned a string \('softmax'\); expected one array of shape "
+                                   r"\(4, 10\)"),
+    (lambda z, axis=-1: [[1.0, 2.0], [3.0]],
+     r"your function returned a ragged list \(items of different shapes or kinds\)"),
+    (lambda z, axis=-1: list(_softmax(z, axis)),
+     r"your function returned a list of 4 items; expected one array of shape \(4, 10\)"),
+    (lambda z, axis=-1: (_softmax(z, axis), axis), r"your function returned a tuple of 2 values; expected one array"),
+    (lambda z, axis=-1: {"p": _softmax(z, axis)}, r"your function returned a dict; expected one array"),
+])
+def test_exercise_check_names_what_a_function_returned_instead_of_numbers(returned, said):
+    with pytest.raises(AssertionError, match=r"✗ softmax, case 1 \(inputs \(4, 10\)\): " + said):
+        exercises.check("softmax", returned)
+
+
+def test_exercise_check_names_what_a_function_returned_instead_of_several_values(capsys):
+    reference = exercises.BY_NAME["lstm_cell"].reference
+    with pytest.raises(AssertionError, match=r"your function returned one array; expected 2 values \(return them as a tuple\)"):
+        exercises.check("lstm_cell", lambda *args: reference(*args)[0])
+    with pytest.raises(AssertionError, match=r"value 2 of what your function returned is None; expected numbers"):
+        exercises.check("lstm_cell", lambda *args: (reference(*args)[0], None))
+    with pytest.raises(AssertionError, match=r"your function returned None: did you forget `return`\?"):
+        exercises.check("lstm_cell", lambda *args: None)
+    exercises.check("lstm_cell", lambda *args: list(reference(*args)))   # a list of the two values is fine
+    exercises.check("softmax", _softmax)
+    assert capsys.readouterr().out.count("✓") == 2

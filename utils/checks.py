@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 
-def check_points_inside(points: torch.Tensor, height: int, width: int, name: str, where: str = "the image") -> None:
+def check_points_inside(points: torch.Tensor, height: int, width: int, name: str,
+                        where: str = "the image") -> None:
     """Refuse (x, y) pixel coordinates (a ``…×2`` tensor) that are NaN or infinite, or lie off a height × width
     grid: every point must satisfy −½ ≤ x ≤ width − ½ and −½ ≤ y ≤ height − ½. A point off the grid would be read
     at the nearest edge pixel (or encoded as a position the model never saw) and give an answer without a word."""

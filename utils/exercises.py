@@ -34,6 +34,7 @@ self-check: only the self-checks fail, each with NotImplementedError, while the 
 from __future__ import annotations
 
 import ast
+import numbers
 import sys
 import time
 from dataclasses import dataclass
@@ -239,6 +240,43 @@ def _as_array(value):
     return np.asarray(value, dtype=float)
 
 
+def _kind(value) -> str | None:
+    """What a returned value is, in words, when it is not numbers (None: a tensor, an array or a number)."""
+    if value is None:
+        return "None"
+    if isinstance(value, (str, bytes)):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)} values"
+    if isinstance(value, list):
+        try:
+            np.asarray([_as_array(v) for v in value], dtype=float)
+        except (TypeError, ValueError):
+            return "a ragged list (items of different shapes or kinds)"
+        return f"a list of {len(value)} items"
+    if torch.is_tensor(value) or isinstance(value, (np.ndarray, np.generic, numbers.Number)):
+        return None
+    return f"a {type(value).__name__}"
+
+
+def _not_comparable(value, expected) -> str | None:
+    """Why the learner's return value cannot be compared with the reference's (an array, or a list of arrays when
+    the reference returns several values), in words; None when it can."""
+    if value is None:
+        return "your function returned None: did you forget `return`?"
+    if isinstance(expected, list):
+        if not isinstance(value, (tuple, list)) or len(value) != len(expected):
+            what = _kind(value) or "one array"
+            return f"your function returned {what}; expected {len(expected)} values (return them as a tuple)"
+        for i, item in enumerate(value, 1):
+            if _kind(item) is not None:
+                return f"value {i} of what your function returned is {_kind(item)}; expected numbers"
+        return None
+    if _kind(value) is not None:
+        return f"your function returned {_kind(value)}; expected one array of shape {expected.shape}"
+    return None
+
+
 def _describe(args) -> str:
     return ", ".join(f"{tuple(a.shape)}" if hasattr(a, "shape") else repr(a) for a in args)
 
@@ -254,12 +292,13 @@ def check(name: str, function: Callable, started: float | None = None) -> None:
     cases = exercise.cases()
     for number, args in enumerate(cases, 1):
         expected = _as_array(exercise.reference(*args))
-        got = _as_array(function(*args))
+        returned = function(*args)
+        problem = _not_comparable(returned, expected)
+        if problem:
+            raise AssertionError(f"✗ {name}, case {number} (inputs {_describe(args)}): {problem}")
+        got = _as_array(returned)
         expected_list = expected if isinstance(expected, list) else [expected]
         got_list = got if isinstance(got, list) else [got]
-        if len(got_list) != len(expected_list):
-            raise AssertionError(f"✗ {name}, case {number} (inputs {_describe(args)}): returned {len(got_list)} "
-                                 f"values, expected {len(expected_list)}")
         for g, e in zip(got_list, expected_list):
             if g.shape != e.shape:
                 raise AssertionError(f"✗ {name}, case {number} (inputs {_describe(args)}): shape {g.shape}, "
