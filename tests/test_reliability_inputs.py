@@ -340,3 +340,15 @@ def test_exercise_check_names_what_a_function_returned_instead_of_several_values
     exercises.check("lstm_cell", lambda *args: list(reference(*args)))   # a list of the two values is fine
     exercises.check("softmax", _softmax)
     assert capsys.readouterr().out.count("✓") == 2
+
+
+def test_sam_proposals_refuse_thresholds_outside_zero_one(small_sam):
+    from utils import sam
+
+    model, _ = small_sam
+    images = torch.randint(0, 256, (1, 1, 64, 64), dtype=torch.uint8)
+    for name in ("min_iou", "min_stability", "duplicate_iou"):
+        with pytest.raises(ValueError, match=f"{name} must be a fraction in \\[0, 1\\].*pass 0.7"):
+            sam.propose_masks(model, images, grid=2, **{name: 70})
+    with pytest.raises(ValueError, match="grid must be a positive integer"):
+        sam.propose_masks(model, images, grid=0)

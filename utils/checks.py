@@ -6,7 +6,18 @@ on the integer point (x, y) and covers [x − ½, x + ½] × [y − ½, y + ½].
 
 from __future__ import annotations
 
+import numbers
+
 import torch
+
+
+def check_fraction(value, name: str) -> None:
+    """Refuse a threshold that is not a fraction in [0, 1]: an IoU threshold of 50 (a percentage) keeps every
+    duplicate, one of −0.5 suppresses every box that does not overlap, a confidence of 25 keeps nothing."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        hint = f" ({value!r} looks like a percentage: pass {value / 100:g})" \
+            if isinstance(value, numbers.Real) and 1 < value <= 100 else ""
+        raise ValueError(f"{name} must be a fraction in [0, 1] such as 0.5, not {value!r}{hint}")
 
 
 def check_points_inside(points: torch.Tensor, height: int, width: int, name: str,

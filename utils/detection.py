@@ -22,11 +22,12 @@ Bad input, defined once for the whole module:
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .checks import check_fraction
 
 EPS = 1e-7
 IOU_KINDS = ("iou", "giou", "diou", "ciou", "siou")
@@ -83,15 +84,6 @@ def _check_corners(named: dict) -> None:
     raise ValueError(f"{name} holds a box with x2 < x1 or y2 < y1 (row {row}: {box}): boxes must be xyxy corners "
                      "with x1 ≤ x2 and y1 ≤ y2; xywh or cxcywh boxes passed as xyxy look like this, so convert them "
                      "first: box_convert(boxes, 'xywh', 'xyxy') (or torchvision.ops.box_convert)")
-
-
-def _check_fraction(value, name: str) -> None:
-    """IoU thresholds and confidences are fractions: 50 (a percentage) would keep every duplicate, −0.5 suppress
-    every box that does not overlap."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        hint = f" ({value!r} looks like a percentage: pass {value / 100:g})" \
-            if isinstance(value, numbers.Real) and 1 < value <= 100 else ""
-        raise ValueError(f"{name} must be a fraction in [0, 1] such as 0.5, not {value!r}{hint}")
 
 
 def _check_per_box(values: torch.Tensor, count: int, name: str) -> None:
@@ -208,7 +200,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, kind: s
     even when it overlaps — it is probably another object. With kind="iou" the result equals
     `torchvision.ops.nms`.
     """
-    _check_fraction(iou_threshold, "iou_threshold")
+    check_fraction(iou_threshold, "iou_threshold")
     boxes = _check_boxes(boxes, "boxes")
     _check_per_box(scores, len(boxes), "scores")
     order = torch.sort(scores, descending=True, stable=True).indices
@@ -228,7 +220,7 @@ def batched_nms(boxes, scores, labels, iou_threshold: float, kind: str = "iou") 
 
     Same result as `torchvision.ops.batched_nms` (for kind="iou").
     """
-    _check_fraction(iou_threshold, "iou_threshold")
+    check_fraction(iou_threshold, "iou_threshold")
     boxes = _check_boxes(boxes, "boxes")
     _check_per_box(scores, len(boxes), "scores")
     _check_per_box(labels, len(boxes), "labels")
@@ -245,8 +237,8 @@ def postprocess(boxes, scores, labels, confidence: float = 0.25, iou_threshold: 
     ``boxes`` N×4, ``scores`` N, ``labels`` N for one image → ``{"boxes", "scores", "labels"}`` (torchmetrics format).
     Filtering first is what makes NMS fast: most of a grid's thousands of candidates are background.
     """
-    _check_fraction(confidence, "confidence")
-    _check_fraction(iou_threshold, "iou_threshold")
+    check_fraction(confidence, "confidence")
+    check_fraction(iou_threshold, "iou_threshold")
     boxes = _check_boxes(boxes, "boxes")
     _check_per_box(scores, len(boxes), "scores")
     _check_per_box(labels, len(boxes), "labels")
@@ -358,7 +350,7 @@ def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold: float) ->
     Predictions, best score first, each take the unmatched ground-truth box they overlap most, if that IoU
     ≥ ``iou_threshold``; a ground-truth box is matched at most once, so duplicates become false positives.
     """
-    _check_fraction(iou_threshold, "iou_threshold")
+    check_fraction(iou_threshold, "iou_threshold")
     order = torch.sort(pred_scores.detach().cpu(), descending=True, stable=True).indices.numpy()
     ious = box_iou(pred_boxes.detach().cpu()[order], gt_boxes.cpu()).double().numpy()
     matched = np.zeros(len(order), dtype=bool)
@@ -400,7 +392,7 @@ def precision_recall(preds: list, targets: list, label: int | None, iou_threshol
     Entry i is the precision and recall when every prediction scoring ≥ ``scores[i]`` is kept. Returns
     ``None`` when there is no ground truth (recall is undefined).
     """
-    _check_fraction(iou_threshold, "iou_threshold")
+    check_fraction(iou_threshold, "iou_threshold")
     hits, scores, ground_truths = _ranked_hits(preds, targets, label, [iou_threshold], max_detections)
     if ground_truths == 0:
         return None
@@ -467,7 +459,7 @@ def mean_average_precision(preds: list[dict], targets: list[dict], max_detection
 # --------------------------------------------------------------------------------- looking at detections
 def operating_point(preds: list, targets: list, iou_threshold: float = 0.5, label: int | None = None):
     """Precision and recall of ``preds`` as given (one label, or all labels pooled) → (precision, recall, TP, FP, FN)."""
-    _check_fraction(iou_threshold, "iou_threshold")
+    check_fraction(iou_threshold, "iou_threshold")
     tp = fp = fn = 0
     for p, t in zip(preds, targets):
         for c in (set(p["labels"].tolist()) | set(t["labels"].tolist())) if label is None else {label}:
@@ -491,7 +483,7 @@ def render_detections(images, candidates: list, targets: list, scene: int = 0, c
     if not 0 <= scene < len(images):
         raise ValueError(f"scene must be between 0 and {len(images) - 1}, not {scene}")
     for value, name in ((confidence, "confidence"), (nms_iou, "nms_iou"), (match_iou, "match_iou")):
-        _check_fraction(value, name)
+        check_fraction(value, name)
 
     def only(item):
         return item if label is None else {k: v[item["labels"] == label] for k, v in item.items()}

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torchvision.ops import masks_to_boxes, nms
 
+from .checks import check_fraction
 from .scenes import fashion_scenes
 from .segmentation import binary_focal_loss
 from .training import autocast
@@ -336,8 +337,10 @@ def propose_masks(model, images: torch.Tensor, grid: int = 6, min_iou: float = 0
 
     Returns one dict per image: ``masks`` bool K×S×S (kept), ``scores`` K, and ``all_masks`` / ``kept`` (every
     candidate and whether it was kept) for measuring what the filter buys."""
-    if grid < 1 or not 0 <= min_iou <= 1 or not 0 <= min_stability <= 1:
-        raise ValueError("grid ≥ 1, and min_iou and min_stability in [0, 1]")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"grid must be a positive integer (points per side of the lattice), not {grid!r}")
+    for value, name in ((min_iou, "min_iou"), (min_stability, "min_stability"), (duplicate_iou, "duplicate_iou")):
+        check_fraction(value, name)
     model.eval()
     dev = next(model.parameters()).device
     size = images.shape[-1]
