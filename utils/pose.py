@@ -601,7 +601,8 @@ def _check_evaluation(predictions: list, truths: list) -> None:
             raise ValueError("each prediction must be a dict with 'keypoints' (P×J×3) and 'scores' (P)")
     for t in truths:
         if not {"keypoints", "boxes"} <= set(t):
-            raise ValueError("each ground truth must be a dict with 'keypoints' (G×J×3) and 'boxes' (G×4, xyxy)")
+            raise ValueError("each ground truth must be a dict with 'keypoints' (G×J×3) and 'boxes' (G×4, xyxy, or xywh "
+                             "with box_format='xywh')")
 
 
 def _truth_boxes(truths: list, box_format: str) -> list[torch.Tensor]:
