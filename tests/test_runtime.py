@@ -1,4 +1,5 @@
 import copy
+import os
 
 import pytest
 import torch
@@ -62,3 +63,18 @@ def test_the_onednn_workaround_keeps_the_numbers_and_the_layout(monkeypatch):
         gap = (a.grad - b.grad).abs().max() / a.grad.abs().max()   # NHWC sums in another order: float noise only
         assert gap < 1e-3, f"{name}: gradients differ by {gap:.1e} of their largest"
     assert len(runtime.avoid_onednn_nhwc_crash(guarded).get_submodule("stages.1.0.shortcut.0")._forward_hooks) == 1
+
+
+def test_compiled_kernels_are_cached_per_cpu_capability():
+    """Inductor served kernels compiled under AVX-512 to an ATEN_CPU_CAPABILITY=avx2 run (wrong numbers): the course
+    gives each capability its own cache folder, unless one is chosen."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    ask = [sys.executable, "-c", "import os, utils; print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"]
+    folders = {cap: subprocess.run(ask, env={**env, "ATEN_CPU_CAPABILITY": cap}, capture_output=True, text=True,
+                                   check=True).stdout.strip() for cap in ("default", "avx2")}
+    assert folders["default"] != folders["avx2"] and folders["avx2"].split("torchinductor_")[1].count("avx2")
+    chosen = subprocess.run(ask, env={**env, "TORCHINDUCTOR_CACHE_DIR": "/tmp/mine"}, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert chosen == "/tmp/mine"

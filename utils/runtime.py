@@ -18,6 +18,8 @@ import contextlib
 import os
 import platform
 import random
+import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,3 +201,18 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` in the channels_last (NHWC) memory layout that convolution kernels prefer, safe on every CPU
     (`avoid_onednn_nhwc_crash`)."""
     return avoid_onednn_nhwc_crash(model.to(memory_format=torch.channels_last))
+
+
+def _compile_cache_per_instruction_set() -> None:
+    """Upstream bug, torch 2.14.1: Inductor's on-disk cache does not key its CPU kernels by ATen's CPU capability, so
+    a kernel compiled under one (AVX-512) is served under another (``ATEN_CPU_CAPABILITY=avx2``) and computes wrong
+    numbers (Chapter 11's compiled Transformer block was off by 4.4), and the reverse crashed ("free(): invalid
+    pointer"). A cache folder per capability and oneDNN ISA keeps them apart; a ``$TORCHINDUCTOR_CACHE_DIR`` already
+    set is kept."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        user = re.sub(r"\W", "_", os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user"))
+        kernels = f"{torch.backends.cpu.get_cpu_capability()}_{onednn_isa()}".lower()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}_{kernels}")
+
+
+_compile_cache_per_instruction_set()
