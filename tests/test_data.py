@@ -105,3 +105,10 @@ def test_image_dataset_and_stack_batch_feed_a_dataloader():
         ImageDataset(images, torch.arange(5))
     with pytest.raises(ValueError, match="batch_size"):
         stack_batch([])
+
+
+def test_device_loader_on_a_missing_gpu_says_which_device_to_pass():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match=r"no CUDA GPU here: pass utils.runtime.device\(\)"):
+        data.DeviceLoader(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4), device="cuda")

@@ -287,3 +287,18 @@ def test_fit_refuses_a_loss_returned_as_a_number_or_without_gradient():
         fit(loss_fn=lambda model, batch: nn.functional.cross_entropy(model(batch[0]), batch[1], reduction="none"))
     with pytest.raises(TypeError, match="loss_fn must be a function"):
         fit(loss_fn="cross_entropy")
+
+
+def test_a_checkpoint_of_another_model_renamed_to_this_key_is_named_in_one_line_and_retrained(checkpoints, capsys):
+    fit(epochs=1, name="mine")
+    path = next(checkpoints.rglob("mine-*.pt"))
+    other = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10))
+    foreign = training.fit(other, batches(), epochs=1, lr=1e-2, plot=False, name="theirs")
+    assert not foreign.from_checkpoint
+    path.write_bytes(next(checkpoints.rglob("theirs-*.pt")).read_bytes())   # renamed by hand
+    capsys.readouterr()
+    again = fit(epochs=1, name="mine")
+    out = capsys.readouterr().out
+    assert not again.from_checkpoint and "size mismatch" not in out
+    assert "holds another model's weights (0.bias has shape (8,) in the file, (4,) in this model)" in out

@@ -266,6 +266,9 @@ class DeviceLoader:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.device = torch.device(device or "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}, but torch sees no CUDA GPU here: pass utils.runtime.device() (the "
+                             "fastest device present) or leave device out for the CPU")
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.prepare, self.seed, self.drop_last = prepare, seed, drop_last

@@ -280,6 +280,17 @@ def _code_key(fn: Callable) -> dict:
             "source": source, "state": state}
 
 
+def _state_mismatch(model: torch.nn.Module, state: dict) -> str | None:
+    """The first difference between ``model``'s tensors and a saved state dict, in words; None when they fit."""
+    own = model.state_dict()
+    for key in sorted(own.keys() | state.keys()):
+        if key not in state or key not in own:
+            return f"{key} is {'missing from the file' if key not in state else 'not in this model'}"
+        if own[key].shape != state[key].shape:
+            return f"{key} has shape {tuple(state[key].shape)} in the file, {tuple(own[key].shape)} in this model"
+    return None
+
+
 def checkpoint_path(name: str, model: torch.nn.Module, config: dict) -> Path:
     """``data/checkpoints/<profile>/<name>-<key>.pt``; the key hashes the model's structure, its `model_settings`
     and the training ``config`` (`fit` puts the loss and evaluate functions' code in it), so changing any of them
@@ -524,7 +535,10 @@ def fit(
     path = checkpoint_path(name, model, settings) if name else None
     if path is not None and not retrain_requested():
         saved = verified_load(path)
-        if saved is not None and saved["complete"]:
+        mismatch = _state_mismatch(model, saved["model"]) if saved is not None else None
+        if mismatch:   # a file renamed by hand: one sentence, not load_state_dict's line per tensor
+            print(f"{label}: ignoring {_shown(path)}: it holds another model's weights ({mismatch}); training again")
+        elif saved is not None and saved["complete"]:
             model.load_state_dict(saved["model"])
             model.eval()
             history = History(**saved["history"])
