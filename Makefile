@@ -66,8 +66,8 @@ test-notebooks: $(STAMP)
 	  -n auto --dist loadfile --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
-test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react
-	COURSE_PROFILE=smoke $(BIN)/pytest -q -rs -m browser tests
+test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react (a JupyterLab per core)
+	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs -m browser -n auto tests
 
 verify: $(VERIFY_SETUP)  ## run every chapter as a script; write chapters/outputs/verify-<profile>.md
 	$(VERIFY_PYTHON) -m utils.verify --profile "$(PROFILE)" --chapters "$(CHAPTERS)" --jobs "$(JOBS)" \
