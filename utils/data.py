@@ -31,6 +31,7 @@ from .checkpoints import warn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+SOURCE_SUBFOLDERS = ("", "fashion-mnist", "FashionMNIST/raw")  # where the files may sit inside a source folder
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # Per-pixel statistics of the training images (scaled to [0, 1]).
@@ -71,7 +72,7 @@ def _problem(raw: bytes, name: str) -> str | None:
 def _read_verified(folder: Path, name: str) -> bytes | None:
     """The decompressed bytes of ``name`` (raw or .gz) under ``folder``, or None if absent or wrong; a file
     that is there but wrong is skipped with a warning and remembered for the final error."""
-    for sub in ("", "fashion-mnist", "FashionMNIST/raw"):
+    for sub in SOURCE_SUBFOLDERS:
         for suffix in ("", ".gz"):
             path = folder / sub / (name + suffix)
             if not path.is_file():

@@ -36,7 +36,6 @@ PACKAGES = """ipywidgets comm widgetsnbextension jupyterlab_widgets traitlets ip
     torchcam pycocotools pytest pluggy iniconfig packaging""".split()
 # pip matches --platform tags literally, so every tag a glibc ≥ 2.28 x86_64 machine's wheels come with is listed.
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
-DATA_SUBFOLDERS = ("", "fashion-mnist", "FashionMNIST/raw")  # where utils.data looks inside a source folder
 ENV_SH = """\
 # Sourced on the GPU machine, from the project root, before the command (written by `make offline-bundle`).
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .gpu/site \\
@@ -56,7 +55,7 @@ def pip_download(specs: list[str], python_version: str, platforms: list[str], de
 
 def data_files(folder: Path) -> list[Path]:
     """The four Fashion-MNIST files utils.data reads under ``folder``, each .gz rather than raw where both are."""
-    candidates = {name: [folder / sub / (name + suffix) for suffix in (".gz", "") for sub in DATA_SUBFOLDERS]
+    candidates = {name: [folder / sub / (name + suffix) for suffix in (".gz", "") for sub in data.SOURCE_SUBFOLDERS]
                   for name in data._FILES}
     return [next(path for path in paths if path.is_file()) for paths in candidates.values()]
 
