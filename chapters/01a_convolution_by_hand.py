@@ -27,12 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from utils import exercises, scratch, start_chapter
 from utils.data import CLASSES, fashion_mnist
+from utils.measuring import count_flops, count_parameters
 from utils.plotting import image_grid, show
-import matplotlib.pyplot as plt
 
 device = start_chapter("01a_convolution_by_hand")
 
@@ -172,11 +171,9 @@ probe = torch.zeros(1, c_in, size, size)
 print(f"{'layer':26} {'params':>8} {'MFLOPs':>8}  (input {c_in}×{size}×{size} → {c_out} channels)")
 flops = {}
 for name, layer in layers.items():
-    params = sum(p.numel() for p in layer.parameters())
+    params = count_parameters(layer)
     assert params == expected[name], f"{name} should have {expected[name]} parameters, got {params}"
-    with FlopCounterMode(display=False) as counter:
-        layer(probe)
-    flops[name] = counter.get_total_flops()
+    flops[name] = count_flops(layer, probe)
     print(f"{name:26} {params:8d} {flops[name] / 1e6:8.1f}")
 assert flops["3×3 depthwise-separable"] < flops["3×3 standard"] / 7, (  # ≈ 1/C_out + 1/k² of the cost
     f"depthwise-separable should cost < 1/7 of a standard 3×3, "
@@ -214,7 +211,7 @@ ours_avg = scratch.avg_pool2d(x, 2)
 torch.testing.assert_close(torch.from_numpy(ours_max), F.max_pool2d(torch.from_numpy(x), 2))
 torch.testing.assert_close(torch.from_numpy(ours_avg), F.avg_pool2d(torch.from_numpy(x), 2))
 torch.testing.assert_close(torch.from_numpy(scratch.max_pool2d(x, 3, 2, 1)), F.max_pool2d(torch.from_numpy(x), 3, 2, 1))
-assert sum(p.numel() for p in nn.MaxPool2d(2).parameters()) == 0 == len(list(nn.AvgPool2d(2).parameters())), (
+assert count_parameters(nn.MaxPool2d(2)) == 0 == len(list(nn.AvgPool2d(2).parameters())), (
     "pooling layers should have no learnable parameters")
 assert ours_max.shape == (4, 1, 14, 14), f"2×2 max pooling should halve 28×28 to 14×14, got {ours_max.shape}"
 show(image_grid([x[1, 0], ours_max[1, 0], ours_avg[1, 0], scratch.max_pool2d(ours_max, 2)[1, 0]],

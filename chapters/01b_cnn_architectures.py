@@ -28,11 +28,11 @@
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from utils import start_chapter
 from utils.data import DeviceLoader, fashion_mnist, subset
 from utils.diagrams import architecture_figure, trace_blocks
+from utils.measuring import count_flops, count_parameters
 from utils.models import ARCHITECTURES, BasicBlock, Bottleneck, Inception, NiN, PlainBlock, ResNet, VGG
 from utils.models.efficientnet import compound_scaled
 from utils.plotting import comparison_chart, show
@@ -90,10 +90,10 @@ for name, (network, _) in networks.items():
 
 # %%
 c = 64
-params = lambda module: sum(p.numel() for p in module.parameters())
-one_5x5 = params(nn.Conv2d(c, c, 5, bias=False))
-two_3x3 = params(nn.Sequential(nn.Conv2d(c, c, 3, bias=False), nn.Conv2d(c, c, 3, bias=False)))
-one_7x7, three_3x3 = params(nn.Conv2d(c, c, 7, bias=False)), 3 * params(nn.Conv2d(c, c, 3, bias=False))
+one_5x5 = count_parameters(nn.Conv2d(c, c, 5, bias=False))
+two_3x3 = count_parameters(nn.Sequential(nn.Conv2d(c, c, 3, bias=False), nn.Conv2d(c, c, 3, bias=False)))
+one_7x7 = count_parameters(nn.Conv2d(c, c, 7, bias=False))
+three_3x3 = 3 * count_parameters(nn.Conv2d(c, c, 3, bias=False))
 print(f"5×5: {one_5x5}  vs two 3×3: {two_3x3}   |   7×7: {one_7x7}  vs three 3×3: {three_3x3}")
 assert two_3x3 / one_5x5 == 18 / 25 and three_3x3 / one_7x7 == 27 / 49, (
     f"two and three 3×3 should have 18/25 and 27/49 the weights of one 5×5 and one 7×7, "
@@ -114,8 +114,9 @@ try:
     raise AssertionError("a flatten + FC head should reject a different input size")
 except RuntimeError as error:
     print("VGG's FC head on 36×36 input:", str(error).splitlines()[0])
-fc_head = params(vgg.classifier)
-print(f"VGG's FC head: {fc_head:,} parameters ({fc_head / params(vgg):.0%} of the network); NiN's GAP head: 0")
+fc_head = count_parameters(vgg.classifier)
+print(f"VGG's FC head: {fc_head:,} parameters ({fc_head / count_parameters(vgg):.0%} of the network); "
+      "NiN's GAP head: 0")
 
 # %% [markdown]
 # **Inception:** four paths concatenated along channels; 1×1 convolutions before the 3×3 and 5×5 paths cut
@@ -126,8 +127,8 @@ block = Inception(64, 32, (32, 48), (8, 16), 16)
 out = block(torch.zeros(1, 64, 14, 14))
 assert out.shape == (1, 32 + 48 + 16 + 16, 14, 14) == (1, block.out_channels, 14, 14), (
     f"Inception should concatenate 32+48+16+16 = 112 channels at 14×14, got {tuple(out.shape)}")
-without_bottleneck = params(nn.Conv2d(64, 48, 3)) + params(nn.Conv2d(64, 16, 5))
-with_bottleneck = params(block.path2) + params(block.path3)
+without_bottleneck = count_parameters(nn.Conv2d(64, 48, 3)) + count_parameters(nn.Conv2d(64, 16, 5))
+with_bottleneck = count_parameters(block.path2) + count_parameters(block.path3)
 print(f"3×3 and 5×5 paths: {with_bottleneck:,} parameters with 1×1 bottlenecks, {without_bottleneck:,} without")
 assert with_bottleneck < without_bottleneck, (
     f"1×1 bottlenecks should cut parameters, got {with_bottleneck:,} with vs {without_bottleneck:,} without")
@@ -174,10 +175,11 @@ assert aux_gain > 2, f"an auxiliary head half-way should multiply the first laye
 
 # %%
 basic, bottleneck = BasicBlock(256, 256), Bottleneck(256, 64)
-print(f"basic block 256→256: {params(basic):,} parameters; bottleneck 256→64→256: {params(bottleneck):,}")
-assert params(bottleneck) < params(basic) / 3, (
+print(f"basic block 256→256: {count_parameters(basic):,} parameters; "
+      f"bottleneck 256→64→256: {count_parameters(bottleneck):,}")
+assert count_parameters(bottleneck) < count_parameters(basic) / 3, (
     f"a bottleneck block should have < 1/3 the parameters of a basic one, "
-    f"got {params(bottleneck):,} vs {params(basic):,}")
+    f"got {count_parameters(bottleneck):,} vs {count_parameters(basic):,}")
 assert isinstance(basic.shortcut, nn.Identity), "a block that keeps shape should have an identity shortcut"
 down = BasicBlock(64, 128, stride=2)
 assert isinstance(down.shortcut[0], nn.Conv2d) and down.shortcut[0].kernel_size == (1, 1), (
@@ -230,12 +232,11 @@ rows = []
 for name, constructor in ARCHITECTURES.items():
     torch.manual_seed(0)
     model = constructor().to(device)
-    with FlopCounterMode(display=False) as counter:
-        model.eval()(torch.zeros(1, 1, 28, 28, device=device))
+    flops = count_flops(model, torch.zeros(1, 1, 28, 28, device=device))
     loader = DeviceLoader(*table_train, BATCH, shuffle=True, device=device, seed=1)
     history = fit(model, loader, epochs=TABLE_EPOCHS, lr=2e-3, name=f"table-{name}",
                   config={"train": TABLE_TRAIN, "batch": BATCH}, plot=False)
-    rows.append({"network": name, "params": params(model), "MFLOPs": counter.get_total_flops() / 1e6,
+    rows.append({"network": name, "params": count_parameters(model), "MFLOPs": flops / 1e6,
                  "train s": history.train_seconds, "images/s": history.images_per_second,
                  "test acc": evaluate(model, table_test_loader)["acc"]})
 
@@ -313,9 +314,7 @@ show(history.figure(f"best ResNet: training curves ({profile()} profile)"))
 scaled = {phi: compound_scaled(phi, width=SCALING_WIDTH) for phi in range(4)}
 scaling_flops = {}
 for phi, net in scaled.items():
-    with FlopCounterMode(display=False) as counter:
-        net.eval()(torch.zeros(1, 1, 28, 28))
-    scaling_flops[phi] = counter.get_total_flops()
+    scaling_flops[phi] = count_flops(net, torch.zeros(1, 1, 28, 28))
     layers = sum(isinstance(m, nn.Conv2d) for m in net.features)
     print(f"φ = {phi}: {layers:2d} conv layers, width {net.features[0].out_channels:2d}, input {net.resolution}×"
           f"{net.resolution}: {scaling_flops[phi] / 1e6:6.1f} MFLOPs = {scaling_flops[phi] / scaling_flops[0]:.2f}× "
@@ -332,7 +331,7 @@ for phi in (0, 1, 2):
     net = scaled[phi].to(device)
     history = fit(net, DeviceLoader(*scaling_train, BATCH, shuffle=True, device=device, seed=3), epochs=SCALING_EPOCHS,
                   lr=3e-3, name=f"scaled-phi{phi}", config={"train": SCALING_TRAIN, "width": SCALING_WIDTH}, plot=False)
-    scaling_rows[f"φ = {phi}"] = {"MFLOPs": scaling_flops[phi] / 1e6, "params": params(net),
+    scaling_rows[f"φ = {phi}"] = {"MFLOPs": scaling_flops[phi] / 1e6, "params": count_parameters(net),
                                   "test acc": evaluate(net, table_test_loader)["acc"]}
 show(comparison_chart(scaling_rows, {"MFLOPs": "MFLOPs per image", "params": "parameters",
                                      "test acc": "test accuracy"}, best={"test acc": "max"}, width=10,

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 import matplotlib.pyplot as plt
 
 from utils import exercises, losses, scratch, start_chapter
 from utils import diagnostics as dx
 from utils.data import CLASSES, DeviceLoader, ImageDataset, fashion_mnist, stack_batch, standardize, subset
+from utils.measuring import count_flops, count_parameters
 from utils.plotting import comparison_chart, image_grid, show
 from utils.results import report
 from utils.runtime import pick, profile, seed_everything
@@ -587,9 +587,8 @@ epoch_flops, epoch_steps = {}, {}
 for batch_size in (batch_sizes[0], batch_sizes[-1]):
     loader = DeviceLoader(train_images, train_labels, batch_size, device=device)
     x_step, y_step = next(iter(loader))
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(net(x_step), y_step).backward()
-    epoch_steps[batch_size], epoch_flops[batch_size] = len(loader), counter.get_total_flops() * len(loader)
+    step_flops = count_flops(lambda: F.cross_entropy(net(x_step), y_step).backward(), backward=True)
+    epoch_steps[batch_size], epoch_flops[batch_size] = len(loader), step_flops * len(loader)
 print(f"one epoch: {epoch_steps[16]} steps at batch 16, {epoch_steps[1024]} at batch 1024, "
       f"{epoch_flops[1024] / epoch_flops[16]:.3f}× the FLOPs; measured on {device.type}: "
       f"{grid_seconds[0].mean() / grid_seconds[-1].mean():.1f}× faster epochs at batch 1024 ({profile()} profile)")
@@ -953,7 +952,7 @@ for name, p in model.named_parameters():
     else:
         assert not torch.equal(p, before[name]), f"trainable {name} (the head) should have moved"
 print("frozen features unchanged, head updated ✓ — trainable parameters:",
-      sum(p.numel() for p in model.parameters() if p.requires_grad), "of", sum(p.numel() for p in model.parameters()))
+      count_parameters(model, trainable_only=True), "of", count_parameters(model))
 
 # %% [markdown]
 # **`detach()`** returns the same numbers cut off from the graph: gradients do not flow back through it. Use it

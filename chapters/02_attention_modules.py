@@ -32,10 +32,11 @@ from torchvision.ops import SqueezeExcitation
 
 from utils import start_chapter
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
-                                     attention_resnet, class_mean_gates, collect_gates, count_flops,
-                                     count_parameters, eca_kernel_size, hidden_channels, images_per_second)
+                                     attention_resnet, class_mean_gates, collect_gates, eca_kernel_size,
+                                     hidden_channels)
 from utils.attention_views import channel_weights_explorer, grad_cam, spatial_attention_explorer
-from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
+from utils.data import DeviceLoader, fashion_mnist, standardize, subset
+from utils.measuring import count_flops, count_parameters, images_per_second
 from utils.plotting import show
 from utils.results import report
 from utils.runtime import pick
@@ -220,7 +221,7 @@ print(block)
 # %%
 variants = {name: attention_resnet(name, width=WIDTH, blocks=BLOCKS) for name in ATTENTIONS}
 parameters = {name: count_parameters(model) for name, model in variants.items()}
-flops = {name: count_flops(model) for name, model in variants.items()}
+flops = {name: count_flops(model, torch.zeros(1, 1, 28, 28)) for name, model in variants.items()}
 for name in variants:
     print(f"{name:13s} {parameters[name]:9,d} parameters  {flops[name] / 1e6:7.2f} MFLOPs "
           f"(+{100 * (parameters[name] / parameters['plain'] - 1):.2f} % parameters)")

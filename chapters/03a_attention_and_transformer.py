@@ -32,7 +32,6 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from utils import data, exercises, segmentation as seg, seq2seq, start_chapter
 from utils.models import transformer as transformer_blocks
@@ -42,6 +41,7 @@ from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_m
 from utils.models.swin import SwinSegmenter
 from utils.models.vit import SETR, ViT
 from utils.diagrams import architecture_figure
+from utils.measuring import count_flops, count_parameters
 from utils.plotting import comparison_chart, show
 from utils.results import report
 from utils.runtime import pick, profile
@@ -198,7 +198,7 @@ torch.testing.assert_close(by_hand, out_explicit)
 torch.testing.assert_close(out_explicit, out_fused)
 assert weights.shape == (B, heads, N, N) and no_weights is None, (
     "the explicit path should return per-head B×heads×N×N weights, the SDPA path none")
-assert sum(p.numel() for p in mha.parameters()) == 4 * dim * dim + 4 * dim, (  # W_q, W_k, W_v, W_o + biases
+assert count_parameters(mha) == 4 * dim * dim + 4 * dim, (  # W_q, W_k, W_v, W_o + biases
     "multi-head attention should hold W_q, W_k, W_v, W_o and their biases: 4·d² + 4·d parameters")
 print("by hand == MultiHeadAttention (explicit path) == MultiHeadAttention (SDPA path)")
 
@@ -377,7 +377,7 @@ with torch.no_grad():
 print(f"source tokens {tuple(src.shape)} → embedded + positions {tuple(embedded.shape)} → "
       f"memory {tuple(memory.shape)}")
 print(f"target input {tuple(tgt[:, :-1].shape)} → logits {tuple(logits.shape)} (batch, target length, vocabulary)")
-parameters = sum(p.numel() for p in model.parameters())
+parameters = count_parameters(model)
 print(f"{parameters:,} parameters")
 assert memory.shape == (4, MAX_LEN, DIM) and logits.shape == (4, MAX_LEN + 1, VOCAB_SIZE), (
     f"memory should be 4×{MAX_LEN}×{DIM} and logits 4×{MAX_LEN + 1}×{VOCAB_SIZE}, "
@@ -522,7 +522,7 @@ exercises.check("lstm_cell", lstm_cell)
 
 # %%
 lstm = LSTMSeq2Seq(VOCAB_SIZE, dim=DIM, num_layers=2).to(device)
-print(f"LSTM: {sum(p.numel() for p in lstm.parameters()):,} parameters (Transformer: {parameters:,})")
+print(f"LSTM: {count_parameters(lstm):,} parameters (Transformer: {parameters:,})")
 fit(lstm, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
     evaluate_fn=evaluate_seq2seq, name="03a-lstm", config=CONFIG, plot=False)
 lstm_scores = evaluate_seq2seq(lstm, val_loader)
@@ -625,7 +625,7 @@ print(f"measured on {device.type} ({profile()} profile): teaching path {teaching
 ffn = model.encoder[0].ffn
 assert (ffn.fc1.in_features, ffn.fc1.out_features, ffn.fc2.out_features) == (DIM, 4 * DIM, DIM), (
     f"the FFN should expand {DIM} → {4 * DIM} and compress back to {DIM}")
-block_parameters = {name: sum(p.numel() for p in part.parameters())
+block_parameters = {name: count_parameters(part)
                     for name, part in (("attention", model.encoder[0].attn), ("feed-forward", ffn),
                                        ("LayerNorms", nn.ModuleList([model.encoder[0].norm1, model.encoder[0].norm2])))}
 ffn_parameter_share = block_parameters["feed-forward"] / sum(block_parameters.values())
@@ -635,13 +635,8 @@ assert block_parameters["feed-forward"] == 8 * DIM * DIM + 5 * DIM, "FFN: 2·(d�
 def block_multiply_adds(tokens: int) -> dict:
     """Multiply-adds of one encoder block on `tokens` tokens, counted by FlopCounterMode (explicit attention path)."""
     block, x = model.encoder[0], torch.randn(1, tokens, DIM, device=device)
-    counts = {}
-    for name, run in (("attention", lambda: block.attn(block.norm1(x), need_weights=True)),
-                      ("feed-forward", lambda: block.ffn(block.norm2(x)))):
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            run()
-        counts[name] = counter.get_total_flops() // 2
-    return counts
+    return {"attention": count_flops(lambda: block.attn(block.norm1(x), need_weights=True)) // 2,
+            "feed-forward": count_flops(lambda: block.ffn(block.norm2(x))) // 2}
 
 
 for tokens in (MAX_LEN, 256):
@@ -658,7 +653,7 @@ attention_only = Seq2SeqTransformer(VOCAB_SIZE, VOCAB_SIZE, dim=DIM, num_heads=H
 fit(attention_only, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
     evaluate_fn=evaluate_seq2seq, name="03a-attention-only", config=CONFIG, plot=False)
 ffn_ablation = {"with FFN": (parameters, transformer_scores),
-                "attention only": (sum(p.numel() for p in attention_only.parameters()),
+                "attention only": (count_parameters(attention_only),
                                    evaluate_seq2seq(attention_only, val_loader))}
 for name, (count, scores) in ffn_ablation.items():
     print(f"{name:15s} {count:7,} parameters: exact match {scores['acc']:.3f}, token accuracy "
@@ -750,9 +745,7 @@ def train_image_model(name: str, **options) -> ViT:
 
 def image_model_costs(net: ViT) -> tuple[int, int]:
     """(parameters, multiply-adds per 28×28 image, counted by FlopCounterMode on the explicit attention path)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.zeros(1, 1, 28, 28, device=device), return_attention=True)
-    return sum(p.numel() for p in net.parameters()), counter.get_total_flops() // 2
+    return count_parameters(net), count_flops(net, torch.zeros(1, 1, 28, 28, device=device), return_attention=True) // 2
 
 
 image_models = {"ViT (attention, patch stem)": train_image_model("vit"),
@@ -828,7 +821,7 @@ for name, net in segmenters.items():
         predicted = torch.cat([net(x).argmax(1).cpu() for x, _ in seg_test_loader])
     foreground, truth = predicted > 0, seg_test[1] > 0
     scores["foreground IoU"] = ((foreground & truth).sum() / (foreground | truth).sum()).item()
-    scores["parameters"] = sum(p.numel() for p in net.parameters())
+    scores["parameters"] = count_parameters(net)
     segmentation_scores[name] = scores
     print(f"{name:26s} mIoU {scores['miou']:.3f}  foreground IoU {scores['foreground IoU']:.3f}  "
           f"pixel accuracy {scores['pa']:.3f}  ({scores['parameters']:,} parameters)")

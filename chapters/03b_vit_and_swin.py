@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
 
 import utils
 from utils import data, widgets
@@ -47,19 +46,16 @@ from utils.models.transformer import MultiHeadAttention
 from utils.models.vit import (PatchEmbed, ViT, drop_path, interpolate_position_embedding,
                               sincos_position_embedding)
 from utils.diagrams import architecture_figure
+from utils.measuring import count_flops, count_parameters, timed
 from utils.plotting import labelled_grid, show
 from utils.results import report
-from utils.runtime import pick, profile, timed
+from utils.runtime import pick, profile
 from utils.swin import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds,
                         axial_multiply_adds, relative_position_index, shifted_window_mask, window_partition,
                         window_reverse)
 from utils.training import evaluate, fit
 
 device = utils.start_chapter("03b_vit_and_swin")
-
-
-def parameters(model):
-    return sum(p.numel() for p in model.parameters())
 
 # %% [markdown]
 # ## 1. An image as a sequence of patches
@@ -87,7 +83,7 @@ assert patches_as_vectors.shape == (1, 14 * 14, 16 * 16 * 3) == (1, 196, 768), (
     f"a 224×224 RGB image should give 196 patch vectors of 768, got {tuple(patches_as_vectors.shape)}")
 linear_reading = patches_as_vectors @ vit_b_embed.proj.weight.flatten(1).T + vit_b_embed.proj.bias
 torch.testing.assert_close(tokens_b16, linear_reading, rtol=1e-4, atol=1e-4)
-assert parameters(vit_b_embed) == 768 * 768 + 768, "ViT-B's patch embedding should be one 768×768 linear map plus bias"
+assert count_parameters(vit_b_embed) == 768 * 768 + 768, "ViT-B's patch embedding should be one 768×768 linear map plus bias"
 
 class_token = torch.zeros(1, 1, 768)
 with_class = torch.cat([class_token, tokens_b16], dim=1)
@@ -202,7 +198,7 @@ def train_vit(name, size=TRAIN_SIZE, epochs=EPOCHS, validate=False, **options):
 vit, vit_history = train_vit("03b-vit", validate=True)
 show(vit_history.figure(f"ViT training curves ({profile()} profile)"))
 vit_accuracy = evaluate(vit, test_loader)["acc"]
-print(f"ViT ({parameters(vit):,} parameters): test accuracy {vit_accuracy:.3f}")
+print(f"ViT ({count_parameters(vit):,} parameters): test accuracy {vit_accuracy:.3f}")
 # cpu measured 0.737; gpu bar held at the cpu-measured level until measured on a GPU
 VIT_BAR = pick(smoke=0.6, cpu=0.70, gpu=0.70)
 assert vit_accuracy > VIT_BAR, f"ViT reached {vit_accuracy:.3f}, bar {VIT_BAR}"
@@ -667,7 +663,7 @@ assert (index.diagonal() == (M - 1) * (2 * M - 1) + (M - 1)).all(), "zero offset
 # Token (0,0)→(1,1) and token (3,3)→(4,4) have the same offset, so the same bias.
 assert index[0 * M + 0, 1 * M + 1] == index[3 * M + 3, 4 * M + 4], "the same offset should share one bias entry"
 relative_bias = RelativePositionBias(M, num_heads=3)
-assert relative_bias().shape == (3, 49, 49) and parameters(relative_bias) == 13 * 13 * 3, (
+assert relative_bias().shape == (3, 49, 49) and count_parameters(relative_bias) == 13 * 13 * 3, (
     "the relative bias should be a 13×13 table per head, expanded to 3×49×49")
 
 # %% [markdown]
@@ -681,7 +677,7 @@ assert relative_bias().shape == (3, 49, 49) and parameters(relative_bias) == 13 
 merge = PatchMerging(dim=8)
 merged = merge(feature_map)
 print("patch merging:", tuple(feature_map.shape), "→", tuple(merged.shape))
-assert merged.shape == (2, 7, 7, 16) and parameters(merge) == 2 * 4 * 8 + 4 * 8 * 16, (
+assert merged.shape == (2, 7, 7, 16) and count_parameters(merge) == 2 * 4 * 8 + 4 * 8 * 16, (
     f"patch merging should map 14×14×8 to 7×7×16 (LayerNorm 4C + linear 4C→2C), got {tuple(merged.shape)}")
 concatenated = torch.cat([feature_map[:, 0::2, 0::2], feature_map[:, 1::2, 0::2],
                           feature_map[:, 0::2, 1::2], feature_map[:, 1::2, 1::2]], dim=-1)
@@ -743,9 +739,7 @@ print(f"measured on {device.type}: tokens ×{tokens_n[-1] / tokens_n[0]:.0f}, gl
 # Times depend on the machine and its load; the work does not. The same two layers, counted by FlopCounterMode (the
 # explicit path, 2 FLOPs per multiply-add) at the three smallest sizes, where the N×N weights stay small.
 def counted_multiply_adds(attend, x):
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        attend(x)
-    return counter.get_total_flops() // 2
+    return count_flops(attend, x) // 2
 
 
 counted = {"ViT (global)": [], "Swin (7×7 windows)": []}
@@ -857,7 +851,7 @@ fit(swin, train_loader(swin_size), epochs=pick(smoke=4, cpu=5, gpu=30), lr=pick(
     weight_decay=0.05,
     name="03b-swin", config=dict(size=swin_size, **SWIN), plot=False)
 swin_accuracy = evaluate(swin, test_loader)["acc"]
-print(f"Swin ({parameters(swin):,} parameters): test accuracy {swin_accuracy:.3f}")
+print(f"Swin ({count_parameters(swin):,} parameters): test accuracy {swin_accuracy:.3f}")
 SWIN_BAR = pick(smoke=0.35, cpu=0.6, gpu=0.6)    # gpu bar held at the cpu-measured level until measured on a GPU
 assert swin_accuracy > SWIN_BAR, f"Swin reached {swin_accuracy:.3f}, bar {SWIN_BAR}"
 report("Swin test accuracy", swin_accuracy, bar=SWIN_BAR)

@@ -36,19 +36,19 @@ import torch.nn.functional as F
 import torchvision.ops as ops
 from scipy.optimize import linear_sum_assignment
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 import torchvision.transforms.v2 as T
 from torchmetrics.detection import MeanAveragePrecision
 
 from utils import detection, exercises, start_chapter
 from utils.attention_modules import SpatialGate
-from utils.data import CLASSES, DeviceLoader, fashion_mnist
+from utils.data import CLASSES, DeviceLoader
 from utils.detection import (IOU_KINDS, average_precision_coco, batched_nms, box_convert, iou_loss, kmeans_anchors,
                              letterbox, letterbox_boxes, mean_average_precision, precision_recall, render_detections,
                              unletterbox_boxes, wh_iou)
 from utils.models.yolo import (C2f, AnchorFreeDetector, Bottleneck, GridDetector, anchor_free_loss,
                                centre_assignment, centre_candidates, conv, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets, yolo_v1_loss)
+from utils.measuring import count_flops, count_parameters
 from utils.plotting import comparison_chart, show
 from utils.results import report
 from utils.runtime import pick, profile, synchronize
@@ -420,7 +420,7 @@ output = grid_model(scene_input(train_scenes.images[:2]).to(device))
 assert output.shape == (2, SIZE // 16, SIZE // 16, 5 * 2 + 10), (
     f"YOLOv1 output should be S×S×(5B+C) = {SIZE // 16}×{SIZE // 16}×20, got {tuple(output.shape[1:])}")
 print(f"YOLOv1-style output: {tuple(output.shape[1:])} = S×S×(5B+C), "
-      f"{sum(p.numel() for p in grid_model.parameters()):,} parameters")
+      f"{count_parameters(grid_model):,} parameters")
 
 loader = DeviceLoader(train_scenes.images, train_targets, batch_size=BATCH, shuffle=True, device=device,
                       prepare=scene_input, drop_last=True)
@@ -461,8 +461,8 @@ assert output.shape == (2, (SIZE // 8) ** 2 + (SIZE // 16) ** 2, 4 + 1 + 10), (
     f"the anchor-free output should be points × 15, got {tuple(output.shape[1:])}")
 head = model.heads[0]
 print(f"anchor-free output: {tuple(output.shape[1:])} = points of both levels × (4 sides + objectness + 10 classes); "
-      f"{sum(p.numel() for p in model.parameters()):,} parameters, "
-      f"{sum(p.numel() for p in head.cls_branch.parameters()):,} in one level's class branch")
+      f"{count_parameters(model):,} parameters, "
+      f"{count_parameters(head.cls_branch):,} in one level's class branch")
 
 assigned = centre_assignment(points, strides, train_targets[:1].to(device))[0].cpu()
 image = train_scenes.images[0]
@@ -490,8 +490,7 @@ start = time.perf_counter()
 history = fit(model, loader, epochs=EPOCHS, lr=3e-3, loss_fn=anchor_free_flip_loss, plot=False,
               name="04_anchor_free", config={"scenes": TRAIN_SCENES, "size": SIZE, "width": WIDTH})
 print(f"trained in {time.perf_counter() - start:.1f} s ({profile()} profile)")
-assert history.last("train_loss") < history["train_loss"][0] or history.from_checkpoint, (
-    f"training should lower the loss: {history['train_loss'][0]:.3f} → {history.last('train_loss'):.3f}")
+history.assert_loss_went_down("the anchor-free detector")
 fig = history.figure()
 fig.suptitle("anchor-free detector: training loss (CIoU + objectness + classes)")
 show(fig)
@@ -751,9 +750,9 @@ before = rep_block(rep_inputs)
 fused_conv = rep_block.reparameterize()
 torch.testing.assert_close(rep_block(rep_inputs), before, rtol=1e-4, atol=1e-5,
                            msg="the folded 3×3 convolution must equal the three-branch block in eval mode")
-train_params = sum(p.numel() for name, p in rep_block.named_parameters() if not name.startswith("fused"))
+train_params = count_parameters(rep_block) - count_parameters(fused_conv)
 print(f"RepVGG block: {train_params:,} parameters and 3 branches while training → one 3×3 convolution with "
-      f"{sum(p.numel() for p in fused_conv.parameters()):,} parameters, same output")
+      f"{count_parameters(fused_conv):,} parameters, same output")
 
 # %% [markdown]
 # **SimOTA (YOLOX, YOLOv6).** The centre prior of section 8 gives every object the points near its centre,
@@ -802,10 +801,8 @@ show(fig)
 part_rows = {}
 for part_name, part in (("plain: 2 bottlenecks at full width", nn.Sequential(Bottleneck(64), Bottleneck(64))),
                         ("CSP / C3 (YOLOv4, v5)", CSPBlock(64, 64, depth=2)), ("C2f (YOLOv8)", C2f(64, 64, depth=2))):
-    with FlopCounterMode(display=False) as counter:
-        part.eval()(torch.zeros(1, 64, 16, 16))
-    part_rows[part_name] = {"params": sum(p.numel() for p in part.parameters()),
-                            "MFLOPs": counter.get_total_flops() / 1e6}
+    part_rows[part_name] = {"params": count_parameters(part),
+                            "MFLOPs": count_flops(part, torch.zeros(1, 64, 16, 16)) / 1e6}
 show(comparison_chart(part_rows, {"params": "parameters", "MFLOPs": "MFLOPs on a 64×16×16 map"},
                       best={"params": "min", "MFLOPs": "min"}, width=10, title="two bottlenecks, three wirings"))
 assert part_rows["CSP / C3 (YOLOv4, v5)"]["MFLOPs"] < 0.5 * part_rows["plain: 2 bottlenecks at full width"]["MFLOPs"], (
@@ -859,9 +856,9 @@ yolov4_gate = nn.Conv2d(channels, channels, 1)
 x_features = torch.randn(2, channels, 16, 16)
 gated_cbam = cbam_gate(x_features)                         # x · σ(conv7×7([mean_c x, max_c x]))
 v4_gates = torch.sigmoid(yolov4_gate(x_features))
-print(f"CBAM spatial gate: {sum(p.numel() for p in cbam_gate.parameters())} weights, gates "
+print(f"CBAM spatial gate: {count_parameters(cbam_gate)} weights, gates "
       f"{tuple(cbam_gate.gate.shape[1:])} (one per pixel); YOLOv4's point-wise gate: "
-      f"{sum(p.numel() for p in yolov4_gate.parameters()):,} weights, gates {tuple(v4_gates.shape[1:])}")
+      f"{count_parameters(yolov4_gate):,} weights, gates {tuple(v4_gates.shape[1:])}")
 assert cbam_gate.gate.shape[1] == 1 and v4_gates.shape == x_features.shape == gated_cbam.shape, (
     "CBAM gates each pixel once, YOLOv4 each pixel of each channel")
 

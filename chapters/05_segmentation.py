@@ -39,11 +39,11 @@ from torchvision.ops import sigmoid_focal_loss
 from torchvision.transforms import v2
 
 from utils import segmentation as seg, start_chapter
-from utils.attention_modules import count_flops
 from utils.data import CLASSES, standardize
 from utils.models.deeplab import DeepLabV3Plus, SeparableConv
 from utils.models.unet import RSU, UNet, UNetPlusPlus
 from utils.diagrams import architecture_figure
+from utils.measuring import count_flops, count_parameters
 from utils.plotting import colorbar, comparison_chart, show
 from utils.receptive_field import receptive_field
 from utils.results import report
@@ -240,7 +240,7 @@ expected = (double_conv_params(1, channels[0]) + sum(double_conv_params(channels
             + sum(4 * channels[i + 1] * channels[i] + channels[i] for i in range(3))      # 2×2 transposed convs
             + sum(double_conv_params(2 * channels[i], channels[i]) for i in range(3))
             + channels[0] * NUM_CLASSES + NUM_CLASSES)
-assert sum(p.numel() for p in unet.parameters()) == expected, (
+assert count_parameters(unet) == expected, (
     f"U-Net should have {expected:,} parameters by the formula")
 print(f"U-Net: {expected:,} parameters; output {tuple(unet(x).shape)}")
 show(architecture_figure({"U-Net": (unet, (x[:1],))}, "U-Net, traced: encoder down, decoder up (skips: concat)"))
@@ -279,14 +279,14 @@ for prune_to in (1, 2, 3):
     with torch.no_grad():
         assert unet_pp(x).shape == (2, NUM_CLASSES, SIZE, SIZE), (
             f"U-Net++ pruned to depth {prune_to} should still give full-resolution maps")
-    pruned_flops[prune_to] = count_flops(unet_pp, (1, SIZE, SIZE))
+    pruned_flops[prune_to] = count_flops(unet_pp, torch.zeros(1, 1, SIZE, SIZE, device=device))
 # a shallower head skips whole columns of nodes: the cost falls steeply (its accuracy is measured in section 9)
 assert pruned_flops[1] < pruned_flops[2] / 2 < pruned_flops[3] / 2, (
     f"each shallower U-Net++ should cost under half the deeper one, MFLOPs "
     f"{[round(pruned_flops[d] / 1e6, 1) for d in (1, 2, 3)]}")
 print("U-Net++ inference cost by pruned depth:", {k: f"{v / 1e6:.0f} MFLOPs" for k, v in pruned_flops.items()})
-print(f"parameters: U-Net {sum(p.numel() for p in unet.parameters()):,}, "
-      f"U-Net++ {sum(p.numel() for p in unet_pp.parameters()):,}")
+print(f"parameters: U-Net {count_parameters(unet):,}, "
+      f"U-Net++ {count_parameters(unet_pp):,}")
 
 # %% [markdown]
 # ## 6. Atrous convolution: context without losing resolution
@@ -441,7 +441,7 @@ scoreboard = {"all background": {"miou": baseline["miou"], "foreground": 0.0, "p
                                   "mean_pixel_accuracy": baseline["mean_pixel_accuracy"], "params": 0, "seconds": 0.0}}
 for name, model in models.items():
     scoreboard[name] = {**{k: results[name][k] for k in ("miou", "pixel_accuracy", "mean_pixel_accuracy")},
-                        "foreground": foreground[name], "params": sum(p.numel() for p in model.parameters()),
+                        "foreground": foreground[name], "params": count_parameters(model),
                         "seconds": histories[name].train_seconds}
 show(comparison_chart(scoreboard, {"miou": "mIoU (11 classes)", "foreground": "foreground IoU (object vs background)",
                                    "pixel_accuracy": "pixel accuracy", "mean_pixel_accuracy": "mean pixel accuracy",

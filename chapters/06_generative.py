@@ -49,7 +49,7 @@ from utils.models.gan import (ConditionalBatchNorm2d, DCGANDiscriminator, DCGANG
 from utils.plotting import comparison_chart, figure_png, image_grid, show
 from utils.results import report
 from utils.runtime import pick, profile
-from utils.training import evaluate, fit
+from utils.training import fit
 from utils.widgets import Explorer, dropdown, slider
 
 device = start_chapter("06_generative")

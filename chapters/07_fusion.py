@@ -694,8 +694,7 @@ for name, images in train_inputs.items():
     history = fit(detector, loader, epochs=DETECTOR_EPOCHS, lr=3e-3, loss_fn=flipped_loss, plot=False,
                   name=f"07_detector_{name.replace(' ', '_')}",
                   config={"scenes": TRAIN_SCENES, "width": DETECTOR_WIDTH, "renderer": fu.FORMAT_VERSION})
-    assert history.from_checkpoint or history.last("train_loss") < history["train_loss"][0], (
-        f"{name} detector: training should lower the loss")
+    history.assert_loss_went_down(f"the {name} detector")
     predictions[name] = detect_all(detector, test_inputs[name], confidence=0.01, iou_threshold=0.5)
 print(f"four detectors trained in {time.perf_counter() - start:.0f} s ({profile()} profile)")
 predictions["late fusion"] = [postprocess(torch.cat([v["boxes"], r["boxes"]]), torch.cat([v["scores"], r["scores"]]),

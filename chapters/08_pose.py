@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from utils import exercises, pose, start_chapter
-from utils.attention_modules import count_flops
 from utils.data import DeviceLoader
 from utils.models.pose import PoseNet, predict_maps, staged_loss
+from utils.measuring import count_flops, count_parameters
 from utils.models.yolo import AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, scene_input
 from utils.plotting import show
 from utils.results import report
@@ -413,8 +413,8 @@ assert len(outputs) == STAGES and all(o.shape == (2, J + 2 * L, SIZE // STRIDE, 
 # later stages read the features and the previous stage's 40 maps
 assert model.heat_branches[1][0][0].in_channels == WIDTH + J + 2 * L, \
     "a later stage reads the image features and the previous stage's maps"
-bottom_up_flops = count_flops(model, (1, SIZE, SIZE))
-print(f"PoseNet: {STAGES} stages, {sum(p.numel() for p in model.parameters()):,} parameters, "
+bottom_up_flops = count_flops(model, torch.zeros(1, 1, SIZE, SIZE, device=device))
+print(f"PoseNet: {STAGES} stages, {count_parameters(model):,} parameters, "
       f"{bottom_up_flops / 1e6:.0f} MFLOPs per image; output {tuple(outputs[-1].shape[1:])} = 14 heatmaps + 26 PAF "
       "channels at stride 2")
 
@@ -433,8 +433,7 @@ history = fit(model, loader, epochs=EPOCHS, lr=4e-3, loss_fn=pose_loss, plot=Fal
               config={"scenes": TRAIN_SCENES, "size": SIZE, "sigma": SIGMA, "limb_width": LIMB_WIDTH,
                       "positive_weight": POSITIVE_WEIGHT})
 print(f"trained in {time.perf_counter() - start:.0f} s ({profile()} profile, {device.type})")
-assert history.last("train_loss") < history["train_loss"][0] or history.from_checkpoint, \
-    f"training should lower the loss: first epoch {history['train_loss'][0]:.4f}, last {history.last('train_loss'):.4f}"
+history.assert_loss_went_down("PoseNet")
 fig = history.figure()
 fig.suptitle("PoseNet: training loss (sum over stages)")
 show(fig)
@@ -608,8 +607,7 @@ single_loader = DeviceLoader(crops.round().clamp(0, 255).to(torch.uint8), crop_k
 single_history = fit(single, single_loader, epochs=SINGLE_EPOCHS, lr=4e-3, loss_fn=single_person_loss, plot=False,
                      name="08_single_person",
                      config={"people": len(crops), "crop": CROP, "positive_weight": POSITIVE_WEIGHT})
-assert single_history.last("train_loss") < single_history["train_loss"][0] or single_history.from_checkpoint, \
-    f"training should lower the single-person loss: first {single_history['train_loss'][0]:.4f}, last {single_history.last('train_loss'):.4f}"
+single_history.assert_loss_went_down("the single-person network")
 
 
 def top_down(images, confidence=0.2):
@@ -650,8 +648,8 @@ assert abs(top_down_ap["ap"] - pose.coco_keypoint_ap(top_down_predictions, truth
 # image on this machine (shown, not asserted: it depends on the machine and its load).
 
 # %%
-detector_flops = count_flops(detector, (1, SIZE, SIZE))
-single_flops = count_flops(single, (1, CROP, CROP))
+detector_flops = count_flops(detector, torch.zeros(1, 1, SIZE, SIZE, device=device))
+single_flops = count_flops(single, torch.zeros(1, 1, CROP, CROP, device=device))
 groups = {"1–2": (1, 2), "3–4": (3, 4), "5–6": (5, 6)}
 comparison = {}
 for name, (low, high) in groups.items():

@@ -44,6 +44,7 @@ from torchmetrics.text import BLEUScore
 
 from utils import contrastive, exercises, multimodal, start_chapter
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
+from utils.measuring import count_parameters
 from utils.models.blip import Captioner, MatchingHead
 from utils.models.clip import BYOL, CLIP, LSeg, Classifier, ImageEncoder, ProjectionHead, SimCLR, TextEncoder
 from utils.plotting import comparison_chart, show
@@ -51,7 +52,7 @@ from utils.results import report
 from utils.runtime import pick, profile
 from utils.segmentation import segmentation_metrics
 from utils.training import autocast, fit, predict
-from utils.widgets import Explorer, dropdown, slider
+from utils.widgets import Explorer, slider
 
 device = start_chapter("09_contrastive_multimodal")
 
@@ -590,11 +591,10 @@ scene_loader = DeviceLoader(train_scenes.images, train_scenes.tokens, batch_size
                             drop_last=True)
 clip_history = fit(clip, scene_loader, epochs=CLIP_EPOCHS, lr=CLIP_LR, loss_fn=clip_training_loss, plot=False,
                    name="09_clip", config={"scenes": SCENES, "vocabulary": len(multimodal.VOCABULARY)})
-print(f"CLIP: {sum(p.numel() for p in clip.image_encoder.parameters()):,} image-tower and "
-      f"{sum(p.numel() for p in clip.text_encoder.parameters()):,} text-tower parameters; learnt temperature "
+print(f"CLIP: {count_parameters(clip.image_encoder):,} image-tower and "
+      f"{count_parameters(clip.text_encoder):,} text-tower parameters; learnt temperature "
       f"{clip.temperature.item():.4f}")
-assert clip_history.last("train_loss") < clip_history["train_loss"][0] or clip_history.from_checkpoint, \
-    "training should lower CLIP's loss"
+clip_history.assert_loss_went_down("CLIP")
 
 
 @torch.no_grad()
@@ -882,7 +882,7 @@ assert train_maps.shape == (len(train_scenes), clip.image_encoder.out_features, 
     "a 48-pixel scene at stride 8: 6×6 image tokens"
 probe = MatchingHead(clip.text_encoder, MAP_CHANNELS, MAP_GRID).to(device)
 assert probe(train_tokens[:5, 0], train_maps[:5]).shape == (5, 2), "ITM: two logits per (image, caption)"
-trainable = sum(p.numel() for p in probe.parameters() if p.requires_grad)
+trainable = count_parameters(probe, trainable_only=True)
 
 # BLIP's sampler on one real batch: the drawn wrong captions should be ones CLIP finds similar
 batch = torch.arange(BATCH, device=device)
@@ -1039,8 +1039,7 @@ torch.manual_seed(0)
 captioner = Captioner(clip.text_encoder, MAP_CHANNELS, MAP_GRID).to(device)
 caption_history = fit(captioner, scene_index_loader, epochs=BLIP_EPOCHS, lr=BLIP_LR, loss_fn=captioning_loss,
                       plot=False, name="09_captioner", config={"scenes": SCENES, "clip": "09_clip"})
-assert caption_history.last("train_loss") < caption_history["train_loss"][0] or caption_history.from_checkpoint, \
-    "training should lower the captioner's loss"
+caption_history.assert_loss_went_down("the captioner")
 
 
 @torch.no_grad()

@@ -33,7 +33,6 @@
 
 # %%
 import copy
-import io
 import time
 import warnings
 
@@ -41,16 +40,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from utils import sam, start_chapter
-from utils.attention_modules import count_flops
 from utils.checkpoints import checksum
 from utils.data import DeviceLoader
+from utils.measuring import count_flops, count_parameters, model_bytes, timed
 from utils.models.sam import SAM, ImageEncoder, fourier_features
 from utils.plotting import colorbar, comparison_chart, show
 from utils.results import report
-from utils.runtime import pick, profile, timed
+from utils.runtime import pick, profile
 from utils.training import fit
 
 device = start_chapter("10_promptable_segmentation")
@@ -224,14 +222,12 @@ with torch.no_grad():
 def decoder_flops(net, points, labels):
     """FLOPs of one prompt encoding + mask decoding on a cached embedding."""
     cached = torch.zeros(1, DIM, SIZE // 4, SIZE // 4, device=device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net.predict(cached, points[:1], labels[:1])
-    return counter.get_total_flops()
+    return count_flops(net.predict, cached, points[:1], labels[:1])
 
 
-encoder_flops = count_flops(model.image_encoder, (1, SIZE, SIZE))
+encoder_flops = count_flops(model.image_encoder, torch.zeros(1, 1, SIZE, SIZE, device=device))
 per_prompt_flops = decoder_flops(model, prompt_points, prompt_labels)
-parameters = {name: sum(p.numel() for p in part.parameters())
+parameters = {name: count_parameters(part)
               for name, part in (("image encoder", model.image_encoder), ("prompt encoder", model.prompt_encoder),
                                  ("mask decoder", model.mask_decoder))}
 prompts_per_image = 10
@@ -299,8 +295,7 @@ start = time.perf_counter()
 history = fit(model, loader, epochs=EPOCHS, lr=LR, loss_fn=sam.level_loss(ROUNDS, box_fraction=0.5), plot=False,
               name="10_sam", config={"scenes": TRAIN_SCENES, "size": SIZE, "rounds": ROUNDS, "levels": sam.LEVELS})
 print(f"trained in {time.perf_counter() - start:.0f} s ({profile()} profile, {device.type})")
-assert history.last("train_loss") < history["train_loss"][0] or history.from_checkpoint, \
-    f"training should lower the loss: first epoch {history['train_loss'][0]:.4f}, last {history.last('train_loss'):.4f}"
+history.assert_loss_went_down("SAM")
 fig = history.figure()
 fig.suptitle("SAM: focal + Dice (best mask) + IoU MSE, mean over the interaction rounds")
 show(fig)
@@ -587,8 +582,7 @@ distill_loader = DeviceLoader(train.images, teacher_embeddings, batch_size=BATCH
                               prepare=sam.scene_input, drop_last=True)
 distill_history = fit(student, distill_loader, epochs=DISTILL_EPOCHS, lr=LR, loss_fn=distillation_loss, plot=False,
                       name="10_sam_student", config={"teacher": start_weights, "scenes": TRAIN_SCENES})
-assert distill_history.last("train_loss") < distill_history["train_loss"][0] or distill_history.from_checkpoint, \
-    "distillation should bring the student's embedding closer to the teacher's"
+distill_history.assert_loss_went_down("the student encoder (distillation)")
 
 # int8 dynamic quantisation runs on the CPU: compare it with the same model in float32 on the CPU
 cpu_model = copy.deepcopy(model).cpu().float().eval()
@@ -597,12 +591,6 @@ with warnings.catch_warnings():   # torch.ao.quantization is deprecated in favou
     warnings.simplefilter("ignore")
     quantised.mask_decoder = torch.ao.quantization.quantize_dynamic(quantised.mask_decoder, {nn.Linear},
                                                                    dtype=torch.qint8)
-
-
-def state_bytes(module):
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return len(buffer.getvalue())
 
 
 cpu_images, cpu_items = item_images.cpu(), test_targets["item"]
@@ -621,8 +609,8 @@ for name, (net, encoder) in variants.items():
         decoder_ms = 1000 * min(timed(net.predict, cached, probe_points.to(dev), probe_labels.to(dev)) for _ in range(20))
     speed[name] = {"mIoU, 1 click": result["chosen"][:, 0].mean().item(), "mIoU, 3 clicks": result["chosen"][:, 2].mean().item(),
                    "encoder ms / image": encoder_ms, "decoder ms / prompt": decoder_ms,
-                   "encoder MFLOPs": count_flops(encode, (1, SIZE, SIZE)) / 1e6,
-                   "decoder kB": state_bytes(net.mask_decoder) / 1e3}
+                   "encoder MFLOPs": count_flops(encode, torch.zeros(1, 1, SIZE, SIZE, device=dev)) / 1e6,
+                   "decoder kB": model_bytes(net.mask_decoder) / 1e3}
 base, int8, small = speed.values()
 report("int8 decoder: item mIoU after 3 clicks", int8["mIoU, 3 clicks"])
 report("distilled encoder: item mIoU after 3 clicks", small["mIoU, 3 clicks"])

@@ -52,6 +52,7 @@ from torch import nn
 
 from utils import parallel, speed, start_chapter
 from utils.data import DeviceLoader, fashion_mnist, subset
+from utils.measuring import model_bytes
 from utils.models import ResNet
 from utils.plotting import comparison_chart, output_dir, show
 from utils.results import report
@@ -404,7 +405,7 @@ batch = torch.randn(256, 1, 28, 28)
 with torch.no_grad():
     float_ms = speed.measure(lambda: mlp(batch), repeats=7)["best"] * 1e3   # best: the least disturbed run
     int8_ms = speed.measure(lambda: int8(batch), repeats=7)["best"] * 1e3
-float_mb, int8_mb = speed.model_bytes(mlp) / 1e6, speed.model_bytes(int8) / 1e6
+float_mb, int8_mb = model_bytes(mlp) / 1e6, model_bytes(int8) / 1e6
 report("MLP test accuracy, float32", float_acc)
 report("MLP test accuracy, int8 dynamic quantisation", int8_acc, bar=float_acc - INT8_MARGIN)
 assert int8_acc >= float_acc - INT8_MARGIN, f"int8 lost {float_acc - int8_acc:.4f} accuracy (allowed {INT8_MARGIN})"

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from torchvision.ops import SqueezeExcitation
 
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
-                                     attention_resnet, block_with, class_mean_gates, collect_gates, count_flops,
-                                     count_parameters, eca_kernel_size, gate_modules, hidden_channels,
-                                     images_per_second)
+                                     attention_resnet, block_with, class_mean_gates, collect_gates, eca_kernel_size,
+                                     gate_modules, hidden_channels)
 from utils.attention_views import (block_label, channel_weights_explorer, channel_weights_figure, grad_cam,
                                    spatial_attention_explorer, spatial_attention_figure)
+from utils.measuring import count_flops, count_parameters
 from utils.models import BasicBlock, ResNet
 
 matplotlib.use("Agg")
@@ -132,20 +132,11 @@ def test_gate_modules_collect_gates_and_class_means():
         class_mean_gates(model, images, labels % 5, ChannelGate)
 
 
-def test_count_parameters_and_flops():
+def test_gates_add_their_own_parameters_and_flops():
     plain, se = attention_resnet("plain", **SMALL), attention_resnet("SE", **SMALL)
     assert count_parameters(se) - count_parameters(plain) == sum(count_parameters(m) for m in gate_modules(se, SE).values())
-    conv = torch.nn.Conv2d(1, 4, 3, padding=1, bias=False)
-    assert count_flops(conv) == 2 * 4 * 9 * 28 * 28
-    assert count_flops(se) > count_flops(plain)
-
-
-def test_images_per_second():
-    speeds = images_per_second({"a": torch.nn.Conv2d(1, 2, 3), "b": torch.nn.Conv2d(1, 2, 5)},
-                               torch.randn(4, 1, 28, 28), rounds=2)
-    assert set(speeds) == {"a", "b"} and all(s > 0 for s in speeds.values())
-    with pytest.raises(ValueError, match="rounds"):
-        images_per_second({"a": torch.nn.Conv2d(1, 2, 3)}, torch.randn(4, 1, 28, 28), rounds=0)
+    probe = torch.zeros(1, 1, 28, 28)
+    assert count_flops(se, probe) > count_flops(plain, probe)
 
 
 def test_grad_cam_from_torchcam():

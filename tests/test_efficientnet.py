@@ -2,15 +2,13 @@
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from utils.measuring import count_flops
 from utils.models.efficientnet import ScalableCNN, compound_scaled
 
 
 def _flops(model):
-    with FlopCounterMode(display=False) as counter:
-        model.eval()(torch.zeros(1, 1, 28, 28))
-    return counter.get_total_flops()
+    return count_flops(model, torch.zeros(1, 1, 28, 28))
 
 
 def test_compound_scaling_grows_every_axis_and_about_doubles_the_flops_per_step():

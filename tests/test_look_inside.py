@@ -2,7 +2,6 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from utils.look_inside import (EDGE_DETECTORS, centre_unit, edge_match, effective_fields, erf_radius,
                                feature_map_explorer, feature_maps, inside_window, kernel_figure, map_layers,

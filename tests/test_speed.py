@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from utils import speed
+from utils.measuring import count_parameters, model_bytes
 
 
 def test_measure_times_every_repeat_and_rejects_bad_arguments():
@@ -143,7 +144,7 @@ def test_fused_block_equals_unfused_in_every_sdpa_backend():
     for backend in backends.values():
         with sdpa_kernel(backend), torch.no_grad():
             torch.testing.assert_close(fused(x), unfused(x), atol=1e-5, rtol=1e-5)
-    assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in unfused.parameters())
+    assert count_parameters(fused) == count_parameters(unfused)
     with pytest.raises(TypeError):
         speed.FusedBlock(nn.Linear(2, 2))
 
@@ -153,6 +154,6 @@ def test_int8_model_is_smaller_and_close():
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     quantized = speed.quantize_int8(model)
     x = torch.randn(16, 64)
-    assert speed.model_bytes(quantized) < speed.model_bytes(model) / 2.5
+    assert model_bytes(quantized) < model_bytes(model) / 2.5
     assert (quantized(x) - model(x)).abs().max() < 0.05
     assert isinstance(model[0], nn.Linear), "the original model is left as it was"

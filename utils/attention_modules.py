@@ -13,7 +13,7 @@ of the same shape by multiplying it with a *gate* in (0, 1):
 
 Every gate module keeps its last gate in ``.gate`` (detached) so that chapters can look at it.
 `attention_resnet` builds the ResNet of Chapter 1 with a module applied to each block's residual branch
-before the addition, where the SE paper puts it; `count_flops` and `images_per_second` measure the cost.
+before the addition, where the SE paper puts it; `utils.measuring` measures what each costs.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .models.resnet import BasicBlock, ResNet
-from .runtime import timed
 
 
 def hidden_channels(channels: int, reduction: int, minimum: int = 8) -> int:
@@ -218,42 +216,3 @@ def class_mean_gates(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         raise ValueError(f"no images of class(es) {missing}: pass a sample that holds every class")
     one_hot = F.one_hot(labels.cpu(), num_classes).float()                    # N×K
     return {name: (one_hot.T @ gate) / one_hot.sum(0)[:, None] for name, gate in gates.items()}
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def count_flops(model: nn.Module, input_shape=(1, 28, 28)) -> int:
-    """FLOPs of one forward pass on one image, as `torch.utils.flop_counter.FlopCounterMode` counts them.
-
-    It counts matrix products and convolutions (2 FLOPs per multiply-add); pooling, sigmoids and
-    element-wise products are not counted — they are cheap in arithmetic but not in memory traffic,
-    which is why `images_per_second` is measured too.
-    """
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, *input_shape, device=dev))
-    model.train(was_training)
-    return counter.get_total_flops()
-
-
-@torch.no_grad()
-def images_per_second(models: dict[str, nn.Module], batch: torch.Tensor, rounds: int = 5) -> dict[str, float]:
-    """Inference throughput of each model (eval mode) on ``batch``: the best of ``rounds`` timed passes.
-
-    The models take turns within every round, so a burst of load from other processes slows them all
-    alike instead of one of them; the best pass is the least disturbed one.
-    """
-    if rounds < 1:
-        raise ValueError(f"rounds must be at least 1, got {rounds}")
-    best = dict.fromkeys(models, float("inf"))
-    for model in models.values():  # warm-up: allocations, cuDNN autotuning
-        model.eval()(batch.to(next(model.parameters()).device))
-    for _ in range(rounds):
-        for name, model in models.items():
-            best[name] = min(best[name], timed(model, batch.to(next(model.parameters()).device)))
-    return {name: len(batch) / seconds for name, seconds in best.items()}

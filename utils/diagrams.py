@@ -18,6 +18,8 @@ import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
+from .measuring import count_parameters
+
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _COLOURS = {"conv": "#cfe2f3", "pool": "#fce5cd", "linear": "#d9ead3", "attention": "#ead1dc", "block": "#d9d2e9",
             "other": "#eeeeee"}
@@ -88,7 +90,7 @@ def trace_blocks(model: nn.Module, *inputs: torch.Tensor) -> list[Block]:
             if after is None or (after == before and not has_kernel):
                 return  # activation, normalisation, dropout: part of the block before it
             kind, colour = _describe(module)
-            calls.append(Block(path, kind, after, sum(p.numel() for p in module.parameters()), colour))
+            calls.append(Block(path, kind, after, count_parameters(module), colour))
         handles.append(module.register_forward_hook(record))
     was_training = model.training
     model.eval()
@@ -156,7 +158,7 @@ def architecture_figure(models: dict[str, tuple[nn.Module, tuple]], title: str =
         ax.set_xlim(-0.05, columns)
         ax.set_ylim(-longest * box_height * 1.35, 0.05)
         ax.axis("off")
-        total = sum(p.numel() for p in models[label][0].parameters())
+        total = count_parameters(models[label][0])
         ax.set_title(f"{label}\ninput {_format_shape(tuple(example.shape[1:]))}, {total:,} parameters", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -46,6 +46,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .measuring import count_parameters
 from .runtime import synchronize
 
 MODES = ("ddp", "fsdp", "pipeline", "tensor")
@@ -460,7 +461,7 @@ def run_tensor(batches, dev, hidden=HIDDEN) -> dict:
     (out.square().sum()).backward()
     (ref.square().sum()).backward()
     layer_difference = max((out - ref).abs().max().item(), (x.grad - x_ref.grad).abs().max().item())
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
     return {"losses": losses, "state": state, "one_layer_difference": layer_difference,
             "parameters_per_process": params}
 

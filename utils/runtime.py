@@ -20,7 +20,6 @@ import platform
 import random
 import re
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -90,18 +89,6 @@ def synchronize(device: torch.device) -> None:
     call it before reading a clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def timed(fn, *args) -> float:
-    """Seconds taken by ``fn(*args)``; on CUDA, queued work is waited for on both sides, so the time is the call's."""
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn(*args)
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def cpu_model() -> str:

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import DeviceLoader, standardize
+from .measuring import count_flops
 from .runtime import channels_last, synchronize
 from .training import autocast
 
@@ -113,17 +114,14 @@ def layer_costs(model: nn.Module, x: torch.Tensor) -> list[dict]:
     FLOPs / byte. FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions only:
     a ReLU or a BatchNorm counts 0 FLOPs here but still moves its bytes).
     """
-    from torch.utils.flop_counter import FlopCounterMode
     if not torch.is_tensor(x):
         raise TypeError("layer_costs(model, x): x must be an input batch tensor")
     rows, handles = [], []
 
     def hook(module, inputs, output):
-        with FlopCounterMode(display=False) as counter:
-            module.forward(*inputs)  # not module(): that would call this hook again
+        flops = count_flops(module.forward, *inputs)  # not module(): that would call this hook again
         moved = sum(t.numel() * t.element_size() for t in (*inputs, output) if torch.is_tensor(t))
         moved += sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
-        flops = counter.get_total_flops()
         rows.append({"layer": names[module], "kind": type(module).__name__, "flops": flops, "bytes": moved,
                      "intensity": flops / moved})
 
@@ -483,14 +481,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
-
-
-def model_bytes(model: nn.Module) -> int:
-    """Bytes of the model's saved weights (its state dict, packed int8 weights included)."""
-    import io
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
 
 
 def flat_images(images: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,16 @@ class History:
     def images_per_second(self) -> float:
         return self.images_seen / max(self.train_seconds, 1e-9)
 
+    def assert_loss_went_down(self, what: str = "the model", key: str = "train_loss") -> None:
+        """Fail, with both values in the message, unless ``key`` ended below where its first epoch left it; a
+        history reloaded from a checkpoint passes (it was checked when that run trained)."""
+        if self.from_checkpoint:
+            return
+        values = self[key]
+        assert len(values) >= 2 and values[-1] < values[0], (
+            f"training {what} should lower {key}: {len(values)} epoch(s), first {values[0]:.4f}, "
+            f"last {values[-1]:.4f}" if values else f"training {what} recorded no {key}")
+
     def figure(self, title: str = ""):
         """Losses on the left and, if any were measured, the other metrics on the right, against whole epochs;
         ``title`` (what was trained, on which profile) goes above both."""
