@@ -90,3 +90,12 @@ def tiny_checkpoints():
 def test_unknown_optimizer(tiny):
     with pytest.raises(ValueError, match="adamw"):
         run(tiny, optimizer="lion")
+
+
+def test_assert_loss_went_down_names_both_values():
+    training.History(rows=[{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}]).assert_loss_went_down()
+    with pytest.raises(AssertionError, match="the detector should lower train_loss: 2 epoch.*first 1.0000, last 1.5000"):
+        training.History(rows=[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 1.5}]).assert_loss_went_down("the detector")
+    with pytest.raises(AssertionError, match="1 epoch"):
+        training.History(rows=[{"epoch": 1, "train_loss": 1.0}]).assert_loss_went_down()
+    training.History(rows=[{"epoch": 1, "train_loss": 1.0}], from_checkpoint=True).assert_loss_went_down()
