@@ -39,7 +39,7 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 # The lock is written from a throwaway environment, so packages .venv picked up along the way do not leak into it.
 lock:  ## the newest versions within requirements.txt's ranges into requirements.lock, then .venv from it and every test
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && $(PYTHON) -m venv "$$tmp" && \
-	  "$$tmp/bin/pip" install --quiet -r requirements.txt && "$$tmp/bin/python" -m utils.lockfile
+	  "$$tmp/bin/pip" install --quiet -r requirements.txt && "$$tmp/bin/python" -m utils.course.lockfile
 	rm -rf $(VENV)
 	$(MAKE) test
 
@@ -70,26 +70,26 @@ test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and r
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs -m browser -n auto tests
 
 verify: $(VERIFY_SETUP)  ## run every chapter as a script; write chapters/outputs/verify-<profile>.md
-	$(VERIFY_PYTHON) -m utils.verify --profile "$(PROFILE)" --chapters "$(CHAPTERS)" --jobs "$(JOBS)" \
+	$(VERIFY_PYTHON) -m utils.course.verify --profile "$(PROFILE)" --chapters "$(CHAPTERS)" --jobs "$(JOBS)" \
 	  $(if $(README),--readme) $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
 
 bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results table
-	$(BIN)/python -m utils.bench
+	$(BIN)/python -m utils.course.bench
 
 questions: $(STAMP)  ## every chapter's interview questions in one index: chapters/outputs/questions.md
-	$(BIN)/python -m utils.questions
+	$(BIN)/python -m utils.course.questions
 
 exercises: $(STAMP)  ## each chapter with exercises, its tagged cells stubbed, and timed drills: chapters/outputs/exercises/
-	$(BIN)/python -m utils.exercises
+	$(BIN)/python -m utils.course.exercise_notebooks
 
 book: $(STAMP) data  ## the chapters executed (COURSE_PROFILE, smoke by default) as static HTML: chapters/outputs/book/
-	$(BIN)/python -m utils.book $(CHAPTERS)
+	$(BIN)/python -m utils.course.book $(CHAPTERS)
 
 doctor: $(STAMP)  ## check this machine for the course: one line per check, each problem with its fix
-	$(BIN)/python -m utils.doctor
+	$(BIN)/python -m utils.course.doctor
 
 offline-bundle: $(STAMP) data  ## .gpu/: data, wheels and env.sh for a GPU machine without internet (see README)
-	$(BIN)/python -m utils.offline_bundle --python-version $(PYTHON_VERSION) $(addprefix --platform ,$(PLATFORM))
+	$(BIN)/python -m utils.course.offline_bundle --python-version $(PYTHON_VERSION) $(addprefix --platform ,$(PLATFORM))
 
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts

@@ -225,7 +225,7 @@ show(fig)
 
 # %%
 rung_images, rung_labels = subset(*fashion_mnist("train"), RUNG_IMAGES)
-RUNGS = speed.speedrun_ladder(device, BATCH, compile=COMPILE_RUNG)  # `python -m utils.bench speedrun` climbs these
+RUNGS = speed.speedrun_ladder(device, BATCH, compile=COMPILE_RUNG)  # `python -m utils.course.bench speedrun` climbs these
 for rung in RUNGS:
     print(f"{rung.name:>24}: batch {rung.batch}" + (f", {rung.threads} thread(s)" if rung.threads else ""))
 
@@ -264,7 +264,7 @@ print(f"Measured here ({device_name()}, {profile()} profile): the fastest rung, 
 # the memory passes and launch costs that dominate a small network at 28×28. The issue's targets for one
 # H100-class GPU — ≥ 94 % test accuracy in ≤ 10 s of training (≤ 20 s with compilation), ≥ 5× the plain
 # DataLoader's images/s — are **unmeasured** in this course so far (no GPU was available when it was written);
-# `python -m utils.bench speedrun` climbs the same ladder and trains the recipe to measure them into the README.
+# `python -m utils.course.bench speedrun` climbs the same ladder and trains the recipe to measure them into the README.
 #
 # ### 2.2 Accuracy per second: the training tricks
 # Speed is worth nothing without accuracy. Three short runs of the same model and data, the same number of images:

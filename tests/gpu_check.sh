@@ -18,7 +18,7 @@ if python3 -c "import pytest" 2>/dev/null; then
   python3 -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tee "$out/pytest-devices.txt" || status=1
 fi
 if [ "$profile" = bench ]; then
-  python3 -m utils.bench $selection 2>&1 | tee "$out/bench.log" || status=1
+  python3 -m utils.course.bench $selection 2>&1 | tee "$out/bench.log" || status=1
   cp README.md "$out/README-bench.md"
 else
   make verify PROFILE="$profile" JOBS=6 CHAPTERS="$selection" 2>&1 | tail -40 || status=1

@@ -1,10 +1,11 @@
-"""`utils.bench`'s table handling and the speedrun's rows (the benchmarks themselves train models: `make bench`,
+"""`utils.course.bench`'s table handling and the speedrun's rows (the benchmarks themselves train models: `make bench`,
 not the tests; the speedrun is climbed here only with a tiny model, for its rows)."""
 
 import pytest
 import torch
 
-from utils import bench, speed
+from utils import speed
+from utils.course import bench
 
 
 def row(name, result):

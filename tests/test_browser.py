@@ -5,7 +5,7 @@ profile), wait for the kernel, then check that no cell failed or emitted more th
 JupyterLab's output limit ("Show more outputs"), no widget failed to render, every explorer is drawn as a live
 widget whose image is not upscaled (natural width ≥ displayed width) and which fits the window with its
 controls, and moving each explorer's first control through the page changes its figure. JupyterLab then saves
-the executed notebook, and its page of the rendered book (`make book`, utils/book.py) is checked: it loads, no
+the executed notebook, and its page of the rendered book (`make book`, utils/course/book.py) is checked: it loads, no
 image is broken, no raw markdown or HTML shows. The chapters without explorers get their book pages from `make
 book`'s own execution. Screenshots are saved under tests/artifacts/ for a person to look at. One chapter:
 ``pytest -m browser tests/test_browser.py -k 01d``.
@@ -331,12 +331,12 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
 
 
 def _check_book_page(browser, source: Path, name: str) -> None:
-    """A chapter's book page (`utils.book.page_html` of an executed notebook, or a written page): it loads offline,
+    """A chapter's book page (`utils.course.book.page_html` of an executed notebook, or a written page): it loads offline,
     every image decodes, the interview answers are real <details> elements, and no raw markdown or HTML reaches the
     reader in the rendered text cells."""
     import nbformat
 
-    from utils.book import page_html
+    from utils.course.book import page_html
 
     if source.suffix == ".ipynb":
         html_path = source.with_suffix(".html")
@@ -364,9 +364,9 @@ def _check_book_page(browser, source: Path, name: str) -> None:
 @pytest.mark.browser
 @pytest.mark.parametrize("chapter", sorted(p.stem for p in CHAPTERS.glob("[0-9]*.py") if p.stem not in WIDGET_CHAPTERS))
 def test_book_pages_of_chapters_without_explorers(browser, tmp_path, chapter):
-    """`make book` itself (utils/book.py) on the chapters the JupyterLab run above does not cover: executed here,
+    """`make book` itself (utils/course/book.py) on the chapters the JupyterLab run above does not cover: executed here,
     written with the index, each page checked as the explorer chapters' pages are."""
-    from utils.book import chapter_sources, write_book
+    from utils.course.book import chapter_sources, write_book
 
     pages = write_book(chapter_sources([chapter]), tmp_path)
     for path in [tmp_path / "index.html", *pages]:

@@ -1,4 +1,4 @@
-"""`make doctor` (utils/doctor.py): every check reported, oneDNN's ISA parsed, each problem with its fix."""
+"""`make doctor` (utils/course/doctor.py): every check reported, oneDNN's ISA parsed, each problem with its fix."""
 
 import socket
 import sys
@@ -7,7 +7,8 @@ from collections import namedtuple
 import torch
 import torchvision
 
-from utils import data, doctor
+from utils import data
+from utils.course import doctor
 
 NAMES = ("python", "packages", "cpu", "oneDNN", "gpu", "jupyter", "data", "disk", "profile", "training step")
 

@@ -1,4 +1,4 @@
-"""`make exercises` (utils/exercises.py): every exercise is a tagged solution cell in its chapter with a self-check
+"""`make exercises` (utils/exercises.py, utils/course/exercise_notebooks.py): every exercise is a tagged solution cell in its chapter with a self-check
 after it, its stub keeps the signature and hints, stubbing cannot break the cells that follow, and the notebooks
 run: in an exercise notebook only the self-checks fail (NotImplementedError), in the solved chapter none does."""
 
@@ -13,7 +13,9 @@ import pytest
 from nbclient import NotebookClient
 
 from utils import exercises
-from utils.exercises import CHAPTERS_WITH_EXERCISES, CHECK_TAG, EXERCISE_TAG, EXERCISES, check, tagged
+from utils.course import exercise_notebooks as notebooks
+from utils.course.exercise_notebooks import tagged
+from utils.exercises import CHAPTERS_WITH_EXERCISES, CHECK_TAG, EXERCISE_TAG, EXERCISES, check
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 
@@ -31,7 +33,7 @@ def test_every_exercise_is_one_tagged_cell_followed_by_its_self_check():
                 assert not tagged(cell, CHECK_TAG) or tagged(cells[index - 1], EXERCISE_TAG), (
                     f"{chapter}, cell {index}: a self-check cell must follow its exercise cell")
                 continue
-            name = exercises.solution_function(cell.source).name
+            name = notebooks.solution_function(cell.source).name
             assert exercises.BY_NAME.get(name) and exercises.BY_NAME[name].chapter == chapter, (
                 f"{chapter}, cell {index}: {name} is tagged {EXERCISE_TAG!r} but not registered for {chapter} "
                 f"in utils.exercises.EXERCISES")
@@ -53,8 +55,8 @@ def test_each_chapter_with_exercises_has_three_to_six_of_known_difficulty():
 
 def test_stubs_keep_signature_and_docstring_and_raise_not_implemented():
     for exercise in EXERCISES:
-        solution = exercises.solutions(exercise.chapter)[exercise.name]
-        stub = exercises.stub(solution)
+        solution = notebooks.solutions(exercise.chapter)[exercise.name]
+        stub = notebooks.stub(solution)
         (original,), (stubbed,) = ast.parse(solution).body, ast.parse(stub).body
         assert stubbed.name == original.name and ast.dump(stubbed.args) == ast.dump(original.args)
         assert ast.get_docstring(stubbed) == ast.get_docstring(original)
@@ -67,13 +69,13 @@ def test_stubs_keep_signature_and_docstring_and_raise_not_implemented():
 
 def test_stub_refuses_cells_that_are_not_one_documented_function():
     with pytest.raises(ValueError, match="exactly one function"):
-        exercises.stub("x = 1\n\ndef f():\n    '''Hints: none.'''\n    return 1")
+        notebooks.stub("x = 1\n\ndef f():\n    '''Hints: none.'''\n    return 1")
     with pytest.raises(ValueError, match="Hints:"):
-        exercises.stub("def f():\n    '''No hints.'''\n    return 1")
+        notebooks.stub("def f():\n    '''No hints.'''\n    return 1")
     with pytest.raises(ValueError, match="no body"):
-        exercises.stub("def f():\n    '''Do it.\n\n    Hints: none.\n    '''")
+        notebooks.stub("def f():\n    '''Do it.\n\n    Hints: none.\n    '''")
     with pytest.raises(FileNotFoundError, match="no chapter source"):
-        exercises.exercise_notebook("99_missing")
+        notebooks.exercise_notebook("99_missing")
 
 
 def test_no_later_cell_but_a_self_check_uses_an_exercise_function():
@@ -126,13 +128,13 @@ def test_exercise_notebook_fails_only_in_its_self_checks(chapter, tmp_path, monk
     """Each notebook runs up to its last self-check (the rest is the chapter itself). The solved chapter passing its
     self-checks is the notebook run's to prove (make test-notebooks executes every chapter as it is): run once."""
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    stubbed = _through_last_self_check(exercises.exercise_notebook(chapter))
+    stubbed = _through_last_self_check(notebooks.exercise_notebook(chapter))
     _execute_together([(stubbed, tmp_path)])
     assert _errors(stubbed) == [(i, "NotImplementedError") for i in _checks(stubbed)], _errors(stubbed)
 
 
 def test_drills_fail_only_in_their_checks_and_pass_with_the_solutions(tmp_path):
-    stubbed, solved = exercises.drills_notebook(), exercises.drills_notebook(stubbed=False)
+    stubbed, solved = notebooks.drills_notebook(), notebooks.drills_notebook(stubbed=False)
     _execute_together([(stubbed, tmp_path), (solved, tmp_path)])
     assert len(_checks(stubbed)) == len(EXERCISES)
     assert _errors(stubbed) == [(i, "NotImplementedError") for i in _checks(stubbed)], _errors(stubbed)
@@ -140,7 +142,7 @@ def test_drills_fail_only_in_their_checks_and_pass_with_the_solutions(tmp_path):
 
 
 def test_write_all_writes_each_chapter_and_the_drills(tmp_path):
-    paths = exercises.write_all(tmp_path)
+    paths = notebooks.write_all(tmp_path)
     assert [p.name for p in paths] == [f"{c}_exercises.ipynb" for c in CHAPTERS_WITH_EXERCISES] + ["drills.ipynb"]
     notebook = nbformat.read(paths[0], as_version=4)
     stubs = [cell.source for cell in notebook.cells if tagged(cell, EXERCISE_TAG)]

@@ -1,5 +1,5 @@
 """requirements.lock: exact pins inside requirements.txt's ranges, markers where only some platforms need a package,
-and every set-up path installs it (utils/lockfile.py)."""
+and every set-up path installs it (utils/course/lockfile.py)."""
 
 import re
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from utils import lockfile
+from utils.course import lockfile
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = {canonicalize_name(req.name): req for req in map(Requirement, lockfile.lines(ROOT / "requirements.lock"))}

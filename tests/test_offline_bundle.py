@@ -1,4 +1,4 @@
-"""`make offline-bundle` (utils/offline_bundle.py): the data copied byte for byte, env.sh, and pip asked for the
+"""`make offline-bundle` (utils/course/offline_bundle.py): the data copied byte for byte, env.sh, and pip asked for the
 right wheels. The download is replaced: no test touches the network."""
 
 import subprocess
@@ -6,7 +6,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from utils import data, lockfile, offline_bundle
+from utils import data
+from utils.course import lockfile, offline_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""`make questions` (utils/questions.py): every interview answer points to a cell that exists."""
+"""`make questions` (utils/course/questions.py): every interview answer points to a cell that exists."""
 
 import re
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from utils.questions import build_index, questions_of
+from utils.course.questions import build_index, questions_of
 
 CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9]*.py"))
 

@@ -1,4 +1,4 @@
-"""`make verify` (utils.verify): chapters run as scripts, their failures, time-outs and headline figures in one table."""
+"""`make verify` (utils.course.verify): chapters run as scripts, their failures, time-outs and headline figures in one table."""
 
 import shutil
 import signal
@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from utils import plotting, results, verify
+from utils import plotting, results
+from utils.course import verify
 
 PASSING = """
     from utils import start_chapter

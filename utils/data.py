@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from .checkpoints import warn
 
@@ -292,6 +293,24 @@ class DeviceLoader:
             if self.augment:
                 x = random_shift_flip(x, generator)
             yield x, self.labels[idx]
+
+
+
+class PlainFashionMNIST(Dataset):
+    """Image by image, as most tutorials do: PIL-free uint8 tensors through a transforms.v2 pipeline."""
+
+    def __init__(self, images, labels):
+        from torchvision.transforms import v2
+
+        self.images, self.labels = images, labels
+        self.transform = v2.Compose([v2.RandomCrop(28, padding=2), v2.RandomHorizontalFlip(),
+                                     v2.ToDtype(torch.float32, scale=True), v2.Normalize([MEAN], [STD])])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.labels[i]
 
 
 if __name__ == "__main__":

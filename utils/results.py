@@ -5,7 +5,7 @@ Introduced in Chapter 1 (01b); every chapter reports its headline results with `
     report("best CNN test accuracy", accuracy, bar=BEST_BAR)
 
 prints one line and records the figure in ``chapters/outputs/<chapter>/results-<profile>.json`` (written
-atomically), so the `make verify` table (`utils.verify`) shows exactly the numbers the chapter computed.
+atomically), so the `make verify` table (`utils.course.verify`) shows exactly the numbers the chapter computed.
 `utils.start_chapter` starts a fresh record, so figures of an earlier run never leak into a new one.
 """
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import DeviceLoader, standardize
+from .data import DeviceLoader, PlainFashionMNIST, standardize
 from .measuring import count_flops
 from .runtime import channels_last, synchronize
 from .training import autocast
@@ -227,7 +227,6 @@ def _graphs_since(before: tuple[int, int]) -> dict:
 def _batches(rung: Rung, images, labels, dev, workers: int):
     if rung.loader == "device":
         return DeviceLoader(images, labels, rung.batch, shuffle=True, augment=True, device=dev, drop_last=True)
-    from .bench import PlainFashionMNIST
     return DataLoader(PlainFashionMNIST(images, labels), batch_size=rung.batch, shuffle=True, num_workers=workers,
                       pin_memory=dev.type == "cuda", drop_last=True, persistent_workers=workers > 0)
 

@@ -1,6 +1,6 @@
 """``make offline-bundle``: what a GPU machine without internet needs to run the course, in the git-ignored .gpu/.
 
-    python -m utils.offline_bundle [--python-version 3.12] [--platform TAG ...]
+    python -m utils.course.offline_bundle [--python-version 3.12] [--platform TAG ...]
 
 The lent GPU machines have no internet and their own Python 3.12 with torch, torchvision, torchmetrics, opencv,
 matplotlib, tqdm, scipy and pandas, but not the course's notebook packages. The bundle holds
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import data
+from .. import data
 from .lockfile import pins
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = REPO_ROOT / ".gpu"  # env.sh and the Makefile's VERIFY_PYTHON refer to it by this name
 # What the GPU image lacks, listed in full (its wheels are installed there without resolving dependencies): the
 # widgets and IPython beneath them, torchcam, pycocotools, and pytest for tests/gpu_check.sh's GPU tests.

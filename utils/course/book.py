@@ -8,7 +8,7 @@ HTML exporter writes one self-contained page per chapter (images embedded) plus 
 saved after running it, or executed here for the chapters without explorers — and checks that it loads, that no
 image is broken and that no raw markdown or HTML shows.
 
-    python -m utils.book [chapter ...]      # all chapters when none is named
+    python -m utils.course.book [chapter ...]      # all chapters when none is named
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
 OUTPUT = CHAPTERS / "outputs" / "book"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

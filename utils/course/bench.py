@@ -4,9 +4,9 @@ Introduced with Chapter 1 (01b's best ResNet); each later chapter with a target 
 every benchmark trains with its chapter's ``gpu``-profile settings; without one it measures CPU figures with the
 ``cpu``-profile settings, and the table says that no GPU was measured.
 
-    python -m utils.bench                   # every benchmark, the whole table rewritten
-    python -m utils.bench vit detection     # only these; their rows replace the old ones
-    python -m utils.bench speedrun          # Chapter 11's ladder and recipe (on a GPU: the issue's targets)
+    python -m utils.course.bench                   # every benchmark, the whole table rewritten
+    python -m utils.course.bench vit detection     # only these; their rows replace the old ones
+    python -m utils.course.bench speedrun          # Chapter 11's ladder and recipe (on a GPU: the issue's targets)
 
 The benchmarks:
 
@@ -36,33 +36,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from . import speed
-from .data import CLASSES, MEAN, STD, DeviceLoader, fashion_mnist, subset
-from .results import merge_block
-from .runtime import describe, device, seed_everything, synchronize
-from .training import History, autocast, evaluate, fit
+from .. import speed
+from ..data import CLASSES, DeviceLoader, PlainFashionMNIST, fashion_mnist, subset
+from ..results import merge_block
+from ..runtime import describe, device, seed_everything, synchronize
+from ..training import History, autocast, evaluate, fit
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 COLUMNS = ("benchmark", "what", "device", "train s", "result", "gpu target", "throughput")
-
-
-class PlainFashionMNIST(Dataset):
-    """Image by image, as most tutorials do: PIL-free uint8 tensors through a transforms.v2 pipeline."""
-
-    def __init__(self, images, labels):
-        self.images, self.labels = images, labels
-        self.transform = v2.Compose([v2.RandomCrop(28, padding=2), v2.RandomHorizontalFlip(),
-                                     v2.ToDtype(torch.float32, scale=True), v2.Normalize([MEAN], [STD])])
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.transform(self.images[i]), self.labels[i]
 
 
 def plain_pipeline_images_per_second(model, images, labels, batch_size, steps, workers) -> float:
@@ -107,7 +92,7 @@ def _classification_data(train_size):
 
 
 def bench_resnet(gpu: bool) -> list[dict]:
-    from .models import ResNet
+    from ..models import ResNet
     s = (dict(width=32, epochs=18, batch=512, lr=4e-3, target=0.94, compile=True, workers=8) if gpu else
          dict(width=16, epochs=2, batch=128, lr=3e-3, target=0.88, compile=False, workers=2))
     dev = device()
@@ -130,7 +115,7 @@ def bench_resnet(gpu: bool) -> list[dict]:
 
 def bench_vit(gpu: bool) -> list[dict]:
     """Chapter 3b's main ViT, with that chapter's gpu- or cpu-profile settings."""
-    from .models.vit import ViT
+    from ..models.vit import ViT
     s = (dict(model=dict(dim=192, depth=6, num_heads=6), train=None, epochs=40, lr=1e-3, batch=256, compile=True)
          if gpu else
          dict(model=dict(dim=64, depth=4, num_heads=4), train=10_000, epochs=6, lr=2e-3, batch=128, compile=False))
@@ -152,8 +137,8 @@ def bench_vit(gpu: bool) -> list[dict]:
 
 def bench_attention(gpu: bool) -> list[dict]:
     """Chapter 3a's Transformer: the explicit attention (teaching path) vs SDPA, forward + backward."""
-    from .models.transformer import Seq2SeqTransformer
-    from .seq2seq import VOCAB_SIZE, reversal_dataset, tokens_per_second
+    from ..models.transformer import Seq2SeqTransformer
+    from ..seq2seq import VOCAB_SIZE, reversal_dataset, tokens_per_second
     dim, heads, depth, max_len, batch = (128, 8, 3, 16, 512) if gpu else (64, 4, 2, 10, 128)
     dev = device()
     torch.manual_seed(0)
@@ -170,10 +155,10 @@ def bench_attention(gpu: bool) -> list[dict]:
 
 def bench_detection(gpu: bool) -> list[dict]:
     """Chapter 4's anchor-free detector, with that chapter's gpu- or cpu-profile settings."""
-    from .detection import mean_average_precision
-    from .models.yolo import (AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, random_flip,
+    from ..detection import mean_average_precision
+    from ..models.yolo import (AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, random_flip,
                               scene_input, unpad_targets)
-    from .scenes import fashion_scenes
+    from ..scenes import fashion_scenes
     s = (dict(size=128, min_scale=16, train=20_000, test=2000, epochs=60, width=32, batch=64) if gpu else
          dict(size=64, min_scale=12, train=2000, test=300, epochs=10, width=16, batch=32))
     dev = device()
@@ -197,9 +182,9 @@ def bench_detection(gpu: bool) -> list[dict]:
 
 def bench_segmentation(gpu: bool) -> list[dict]:
     """Chapter 5's U-Net, with that chapter's gpu- or cpu-profile settings (best validation mIoU kept)."""
-    from .models.unet import UNet
-    from .scenes import fashion_scenes
-    from .segmentation import MaskLoader, evaluate_segmentation, segmentation_loss
+    from ..models.unet import UNet
+    from ..scenes import fashion_scenes
+    from ..segmentation import MaskLoader, evaluate_segmentation, segmentation_loss
     s = (dict(size=128, train=20_000, test=1000, width=32, epochs=30, batch=64, lr=5e-3) if gpu else
          dict(size=64, train=3000, test=500, width=8, epochs=8, batch=16, lr=1e-2))
     dev = device()
@@ -316,7 +301,7 @@ def speedrun_rows(kind: str, settings: dict, ladder: list[tuple[speed.Rung, dict
 def speedrun(dev: torch.device, settings: dict, train, test) -> list[dict]:
     """Climb `utils.speed.speedrun_ladder` on ``dev`` with Chapter 1's ResNet, then train the recipe; ``train`` and
     ``test`` are (uint8 images, labels), subset here to the settings' sizes. Returns `speedrun_rows`' rows."""
-    from .models import ResNet
+    from ..models import ResNet
 
     def model_fn():
         return ResNet(width=settings["width"])

@@ -2,9 +2,9 @@
 
 Not a chapter of its own: it is the instructor's check before a workshop and the course's check on a new machine.
 
-    python -m utils.verify                              # every chapter, the automatic profile
-    python -m utils.verify --profile gpu --jobs 6       # several chapters at once on one GPU
-    python -m utils.verify --chapters "01b 04" --readme # only these; put the table into the README
+    python -m utils.course.verify                              # every chapter, the automatic profile
+    python -m utils.course.verify --profile gpu --jobs 6       # several chapters at once on one GPU
+    python -m utils.course.verify --chapters "01b 04" --readme # only these; put the table into the README
 
 Each chapter runs as ``python chapters/<name>.py`` in the chosen profile, its output logged to
 ``chapters/outputs/verify-<profile>/<name>.log``. The table (chapter, status, wall and CPU seconds against the
@@ -35,11 +35,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import results
-from .plotting import OUTPUTS
-from .runtime import PROFILES, RETRAIN_VARIABLE, profile as automatic_profile
+from .. import results
+from ..plotting import OUTPUTS
+from ..runtime import PROFILES, RETRAIN_VARIABLE, profile as automatic_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
 README = ROOT / "README.md"
 # Seconds a chapter may take: smoke on the 2-core CI machine, cpu on a 2-core laptop, gpu on one H100-class GPU.

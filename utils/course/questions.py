@@ -4,7 +4,7 @@ Reads the `<details><summary>question</summary>` blocks of each chapter's jupyte
 ``chapters/outputs/questions.md``: one table per chapter with the question, the cells its answer points to
 (the quoted cell names and the section numbers in the answer) and a link to the answer's line in the source.
 
-    python -m utils.questions            # writes chapters/outputs/questions.md and prints a summary
+    python -m utils.course.questions            # writes chapters/outputs/questions.md and prints a summary
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
 INDEX = CHAPTERS / "outputs" / "questions.md"
 SUMMARY = re.compile(r"<details><summary>(.*?)</summary>")

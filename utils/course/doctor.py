@@ -1,13 +1,13 @@
 """Is this machine ready for the course? One line per check, and for every problem its fix.
 
-Course tooling, not a chapter: run by ``make doctor`` (or ``python -m utils.doctor``). An instructor runs it on each
+Course tooling, not a chapter: run by ``make doctor`` (or ``python -m utils.course.doctor``). An instructor runs it on each
 learner's machine before a workshop; a learner runs it when something breaks and pastes its output into the bug
 report. Each check returns a `Check` — ``ok``, ``warn`` (the course runs; something is worth knowing or fixing) or
 ``FAIL`` (the course cannot run until it is fixed) — and the exit status is 1 when any check FAILs, else 0.
 
 Nothing here uses the network. What could crash the interpreter runs in a subprocess: the oneDNN probe (a small
 convolution with ``ONEDNN_VERBOSE=1``, whose "isa:" line says which instruction set oneDNN really uses) and one
-real training step of the course's ResNet on the chosen device (``python -m utils.doctor --step``).
+real training step of the course's ResNet on the chosen device (``python -m utils.course.doctor --step``).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import NamedTuple
 
 import torch
 
-from . import data, runtime
+from .. import data, runtime
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK = REPO_ROOT / "requirements.lock"
-STEP_COMMAND = (sys.executable, "-m", "utils.doctor", "--step")
+STEP_COMMAND = (sys.executable, "-m", "utils.course.doctor", "--step")
 STEP_TIMEOUT = 120  # seconds; one step of a small ResNet takes a few
 ISSUE = "paste this whole output into an issue"
 # A channels_last 3×3 convolution big enough that PyTorch hands it to oneDNN, which then prints its "isa:" line.
@@ -240,7 +240,7 @@ def check_training_step(command=STEP_COMMAND, timeout: int = STEP_TIMEOUT) -> Ch
 
 def step() -> int:
     """One training step of the course's ResNet on the chosen device (run in a subprocess by the doctor)."""
-    from .models.resnet import ResNet
+    from ..models.resnet import ResNet
 
     runtime.seed_everything(0)
     dev = runtime.device()

@@ -1,6 +1,6 @@
 """``requirements.lock``: every package installed from ``requirements.txt``, at its exact version.
 
-    python -m utils.lockfile [--requirements requirements.txt] [--output requirements.lock]
+    python -m utils.course.lockfile [--requirements requirements.txt] [--output requirements.lock]
 
 Run it with the Python of the environment to lock (``make lock`` makes a fresh one from requirements.txt's
 ranges): the versions and the dependency graph are read from that environment's installed packages. A package
@@ -19,14 +19,14 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # sys_platform → (platform_system, os_name); and the (sys_platform, platform_machine) pairs torch has wheels for.
 _SYSTEMS = {"linux": ("Linux", "posix"), "darwin": ("Darwin", "posix"), "win32": ("Windows", "nt")}
 PLATFORMS = (("linux", "x86_64"), ("linux", "aarch64"), ("darwin", "arm64"), ("win32", "AMD64"))
 HEADER = """\
 # The exact versions the course's tests last passed with: what `make lab` and `make test` install.
 # requirements.txt keeps the ranges. Refresh with `make lock`: it installs the newest versions within those ranges
-# into a throwaway environment, writes this file from it (python -m utils.lockfile), reinstalls .venv from it and
+# into a throwaway environment, writes this file from it (python -m utils.course.lockfile), reinstalls .venv from it and
 # runs every test; commit the new lock once they pass. Resolved on Python {python}, {platform}; a marker names the
 # platforms that need a package. Packages only other platforms need (e.g. colorama on Windows) are not pinned.
 """
