@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import exercises, scratch, start_chapter
+from utils import exercises, numpy_layers, start_chapter
 from utils.data import CLASSES, fashion_mnist
 from utils.measuring import count_flops, count_parameters
 from utils.plotting import image_grid, show
@@ -55,7 +55,7 @@ show(image_grid(examples, titles=CLASSES, ncols=10, suptitle="One test image per
 #
 # with stride `s`, dilation `d`, and the input padded with `p` zeros on each side. (Deep-learning libraries compute
 # this *cross-correlation* and still call it convolution; flipping the kernel would change nothing learnable.)
-# `utils.scratch.conv2d` builds every k×k window as a strided *view* of the array (no copy) and contracts it with
+# `utils.numpy_layers.conv2d` builds every k×k window as a strided *view* of the array (no copy) and contracts it with
 # the weights in one `einsum`. Its signature is `torch.nn.functional.conv2d`'s.
 
 # %%
@@ -64,7 +64,7 @@ x = (images[:4].float() / 255).numpy()                                # 4 real i
 for stride, padding, dilation in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (1, "same", 1)]:
     w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    ours = scratch.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
+    ours = numpy_layers.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
     theirs = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride, padding, dilation)
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
     print(f"stride={stride} padding={padding!r:6} dilation={dilation}: output {ours.shape} == torch ✓")
@@ -72,7 +72,7 @@ for stride, padding, dilation in [(1, 0, 1), (2, 1, 1), (1, 2, 2), (1, "same", 1
 
 # %% [markdown]
 # **Exercise.** In the exercise version of this notebook (`make exercises`) the cell below keeps only the signature
-# and hints of `conv2d`: write it, and the self-check after it compares your function with `scratch.conv2d`.
+# and hints of `conv2d`: write it, and the self-check after it compares your function with `numpy_layers.conv2d`.
 
 # %% tags=["exercise"]
 def conv2d(x, weight, bias=None, stride=1, padding=0):
@@ -104,7 +104,7 @@ exercises.check("conv2d", conv2d)
 sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
 kernels = np.stack([sobel_x, sobel_x.T, laplacian])[:, None]          # 3×1×3×3: one output channel each
-edges = scratch.conv2d(x, kernels, padding=1)
+edges = numpy_layers.conv2d(x, kernels, padding=1)
 np.testing.assert_allclose(edges, F.conv2d(torch.from_numpy(x), torch.from_numpy(kernels), padding=1).numpy(),
                            rtol=1e-4, atol=1e-5)
 magnitude = np.hypot(edges[:, 0], edges[:, 1])
@@ -112,7 +112,7 @@ panels = [x[0, 0], edges[0, 0], edges[0, 1], magnitude[0], edges[0, 2]]
 show(image_grid(panels, titles=["image", "Sobel x", "Sobel y", "|gradient|", "Laplacian"], ncols=5, size=2,
                 suptitle="Hand-designed kernels on a real image", colorbar_label="brightness / response"))
 # A flat region gives exactly zero for both: every kernel sums to zero.
-assert np.allclose(scratch.conv2d(np.ones((1, 1, 5, 5), np.float32), kernels), 0), (
+assert np.allclose(numpy_layers.conv2d(np.ones((1, 1, 5, 5), np.float32), kernels), 0), (
     "every hand-designed kernel sums to zero, so a flat image should give exactly 0")
 
 # %% [markdown]
@@ -133,7 +133,7 @@ cases = [(28, 3, 1, 0, 1), (28, 3, 1, 1, 1), (28, 5, 1, 2, 1), (28, 3, 2, 1, 1),
          (224, 11, 4, 2, 1), (224, 7, 2, 3, 1), (28, 3, 1, 2, 2), (27, 3, 2, 0, 1)]
 print(f"{'H':>4} {'k':>3} {'s':>3} {'p':>3} {'d':>3} | formula  layer")
 for size, k, s, p, d in cases:
-    formula = scratch.conv_output_size(size, k, s, p, d)
+    formula = numpy_layers.conv_output_size(size, k, s, p, d)
     layer = nn.Conv2d(1, 1, k, s, p, d)(torch.zeros(1, 1, size, size)).shape[-1]
     assert formula == layer, (
         f"output size formula gives {formula}, nn.Conv2d gives {layer} for H={size} k={k} s={s} p={p} d={d}")
@@ -192,7 +192,7 @@ torch.testing.assert_close(conv1x1(pixels), as_linear)
 xg = rng.standard_normal((2, 8, 10, 10)).astype(np.float32)
 for groups in (2, 8):
     wg = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
-    np.testing.assert_allclose(scratch.conv2d(xg, wg, padding=1, groups=groups),
+    np.testing.assert_allclose(numpy_layers.conv2d(xg, wg, padding=1, groups=groups),
                                F.conv2d(torch.from_numpy(xg), torch.from_numpy(wg), padding=1, groups=groups).numpy(),
                                rtol=1e-4, atol=1e-5)
 print("grouped (g=2) and depthwise (g=8) convolutions == torch ✓")
@@ -206,15 +206,15 @@ print("grouped (g=2) and depthwise (g=8) convolutions == torch ✓")
 # convolutions (ResNet's stage transitions); global average pooling reduces a whole map to one number.
 
 # %%
-ours_max = scratch.max_pool2d(x, 2)
-ours_avg = scratch.avg_pool2d(x, 2)
+ours_max = numpy_layers.max_pool2d(x, 2)
+ours_avg = numpy_layers.avg_pool2d(x, 2)
 torch.testing.assert_close(torch.from_numpy(ours_max), F.max_pool2d(torch.from_numpy(x), 2))
 torch.testing.assert_close(torch.from_numpy(ours_avg), F.avg_pool2d(torch.from_numpy(x), 2))
-torch.testing.assert_close(torch.from_numpy(scratch.max_pool2d(x, 3, 2, 1)), F.max_pool2d(torch.from_numpy(x), 3, 2, 1))
+torch.testing.assert_close(torch.from_numpy(numpy_layers.max_pool2d(x, 3, 2, 1)), F.max_pool2d(torch.from_numpy(x), 3, 2, 1))
 assert count_parameters(nn.MaxPool2d(2)) == 0 == len(list(nn.AvgPool2d(2).parameters())), (
     "pooling layers should have no learnable parameters")
 assert ours_max.shape == (4, 1, 14, 14), f"2×2 max pooling should halve 28×28 to 14×14, got {ours_max.shape}"
-show(image_grid([x[1, 0], ours_max[1, 0], ours_avg[1, 0], scratch.max_pool2d(ours_max, 2)[1, 0]],
+show(image_grid([x[1, 0], ours_max[1, 0], ours_avg[1, 0], numpy_layers.max_pool2d(ours_max, 2)[1, 0]],
                 titles=["28×28", "max 2×2 → 14×14", "avg 2×2 → 14×14", "max twice → 7×7"], ncols=4, size=2))
 
 
@@ -252,7 +252,7 @@ gamma, beta = np.array([1.0, 2.0, 0.5], np.float32), np.array([0.0, -1.0, 1.0], 
 running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
 torch_mean, torch_var = torch.zeros(3), torch.ones(3)
 for training in (True, True, False):
-    ours = scratch.batch_norm(feature_maps, running_mean, running_var, gamma, beta, training=training)
+    ours = numpy_layers.batch_norm(feature_maps, running_mean, running_var, gamma, beta, training=training)
     theirs = F.batch_norm(torch.from_numpy(feature_maps), torch_mean, torch_var, torch.from_numpy(gamma),
                           torch.from_numpy(beta), training=training)
     torch.testing.assert_close(torch.from_numpy(ours), theirs)
@@ -260,7 +260,7 @@ for training in (True, True, False):
     torch.testing.assert_close(torch.from_numpy(running_var), torch_var)
 print("running mean after two training steps:", running_mean.round(3))
 torch.testing.assert_close(
-    torch.from_numpy(scratch.layer_norm(feature_maps, (3, 5, 5))), F.layer_norm(torch.from_numpy(feature_maps), (3, 5, 5)))
+    torch.from_numpy(numpy_layers.layer_norm(feature_maps, (3, 5, 5))), F.layer_norm(torch.from_numpy(feature_maps), (3, 5, 5)))
 print("batch_norm (train and eval, running statistics) and layer_norm == torch ✓")
 
 
@@ -292,7 +292,7 @@ exercises.check("batch_norm_train", batch_norm_train)
 
 # %%
 shifted = np.roll(x[:1], 3, axis=3)
-out, out_shifted = scratch.conv2d(x[:1], kernels, padding=1), scratch.conv2d(shifted, kernels, padding=1)
+out, out_shifted = numpy_layers.conv2d(x[:1], kernels, padding=1), numpy_layers.conv2d(shifted, kernels, padding=1)
 np.testing.assert_allclose(np.roll(out, 3, axis=3)[..., 4:-4], out_shifted[..., 4:-4], rtol=1e-4, atol=1e-5)
 print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 
@@ -343,7 +343,7 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 #
 # <details><summary>Hand-write conv2d, max pooling and BatchNorm forward.</summary>
 #
-# `utils/scratch.py`: windows by `sliding_window_view`, one `einsum` for the convolution; max over windows with
+# `utils/numpy_layers.py`: windows by `sliding_window_view`, one `einsum` for the convolution; max over windows with
 # −∞ padding; BN: per-channel mean/variance over (N, H, W) in training with running averages updated in place,
 # running statistics in inference, then γ·x̂ + β. Each is asserted equal to `torch.nn.functional` in "Convolution is
 # a sliding dot product", "Pooling: downsampling with no parameters" and "BatchNorm and LayerNorm forward, by hand".

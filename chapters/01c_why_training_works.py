@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 import matplotlib.pyplot as plt
 
-from utils import exercises, losses, scratch, start_chapter
+from utils import exercises, losses, numpy_layers, start_chapter
 from utils import diagnostics as dx
 from utils.data import CLASSES, DeviceLoader, ImageDataset, fashion_mnist, stack_batch, standardize, subset
 from utils.measuring import count_flops, count_parameters
@@ -61,22 +61,22 @@ print(f"profile={profile()}: {len(train_labels)} training and {len(test_labels)}
 # * the gradient of the loss with respect to the logits is simply `p − onehot(y)`: push the true class up by
 #   how much it is missing, every other class down by its probability.
 #
-# `utils.scratch.softmax` and `cross_entropy` (Chapter 1a) are written in NumPy; here we check them against
+# `utils.numpy_layers.softmax` and `cross_entropy` (Chapter 1a) are written in NumPy; here we check them against
 # torch, including on logits so large that a naive `exp` overflows.
 
 # %%
 logits = torch.randn(8, 10, dtype=torch.float64) * 3
 labels = torch.randint(0, 10, (8,))
-torch.testing.assert_close(torch.from_numpy(scratch.softmax(logits.numpy())), logits.softmax(-1))
-assert np.isclose(scratch.cross_entropy(logits.numpy(), labels.numpy()), F.cross_entropy(logits, labels).item()), (
+torch.testing.assert_close(torch.from_numpy(numpy_layers.softmax(logits.numpy())), logits.softmax(-1))
+assert np.isclose(numpy_layers.cross_entropy(logits.numpy(), labels.numpy()), F.cross_entropy(logits, labels).item()), (
     "hand-written cross-entropy should equal F.cross_entropy")
 
 huge = logits * 500                                      # naive exp overflows to inf here
 with np.errstate(over="ignore", invalid="ignore"):
     naive = np.exp(huge.numpy()) / np.exp(huge.numpy()).sum(-1, keepdims=True)
-assert np.isnan(naive).any() and np.isfinite(scratch.softmax(huge.numpy())).all(), (
+assert np.isnan(naive).any() and np.isfinite(numpy_layers.softmax(huge.numpy())).all(), (
     "the naive softmax should overflow to NaN on huge logits and the stable one stay finite")
-assert np.isclose(scratch.cross_entropy(huge.numpy(), labels.numpy()), F.cross_entropy(huge, labels).item()), (
+assert np.isclose(numpy_layers.cross_entropy(huge.numpy(), labels.numpy()), F.cross_entropy(huge, labels).item()), (
     "the stable cross-entropy should equal F.cross_entropy even for huge logits")
 
 logits.requires_grad_(True)
@@ -198,7 +198,7 @@ candidates["half the object"][10:14, 10:12] = 0.9
 candidates["the whole object"][10:14, 10:14] = 0.9
 scores = {name: {"BCE": losses.binary_cross_entropy(torch.logit(p), truth).item(),
                  "focal (γ = 2)": binary_focal_loss(torch.logit(p), truth, gamma=2.0, alpha=-1).item(),
-                 "Dice": losses.dice_loss(p, truth).item(), "soft IoU": losses.soft_iou_loss(p, truth).item()}
+                 "Dice": losses.binary_dice_loss(p, truth).item(), "soft IoU": losses.soft_iou_loss(p, truth).item()}
           for name, p in candidates.items()}
 show(comparison_chart(scores, {k: f"{k} loss" for k in scores["the whole object"]}, per_row=4, width=11,
                       best={k: "min" for k in scores["the whole object"]},
@@ -236,11 +236,11 @@ assert not torch.allclose(y_bn.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-2), 
     "BatchNorm should not centre each sample (only each channel over the batch)")
 
 running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
-ours_bn = scratch.batch_norm(x.numpy(), running_mean, running_var, training=True)
+ours_bn = numpy_layers.batch_norm(x.numpy(), running_mean, running_var, training=True)
 np.testing.assert_allclose(ours_bn, y_bn.numpy(), rtol=1e-4, atol=1e-5)
 np.testing.assert_allclose(running_mean, bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)   # same running update
 np.testing.assert_allclose(running_var, bn.running_var.numpy(), rtol=1e-5, atol=1e-6)
-np.testing.assert_allclose(scratch.layer_norm(x.numpy(), (3, 5, 5)), y_ln.numpy(), rtol=1e-4, atol=1e-5)
+np.testing.assert_allclose(numpy_layers.layer_norm(x.numpy(), (3, 5, 5)), y_ln.numpy(), rtol=1e-4, atol=1e-5)
 print("per-channel stats after BN:", y_bn.mean(dim=(0, 2, 3)).numpy().round(4), "| per-sample stats after LN:",
       y_ln.mean(dim=(1, 2, 3)).numpy().round(4))
 

@@ -32,9 +32,8 @@ from torchvision.ops import SqueezeExcitation
 
 from utils import start_chapter
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
-                                     attention_resnet, class_mean_gates, collect_gates, eca_kernel_size,
-                                     hidden_channels)
-from utils.attention_views import channel_weights_explorer, grad_cam, spatial_attention_explorer
+                                     attention_resnet, channel_weights_explorer, class_mean_gates, collect_gates,
+                                     eca_kernel_size, grad_cam, hidden_channels, spatial_attention_explorer)
 from utils.data import DeviceLoader, fashion_mnist, standardize, subset
 from utils.measuring import count_flops, count_parameters, images_per_second
 from utils.plotting import show

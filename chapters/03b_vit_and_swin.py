@@ -38,8 +38,8 @@ import torchvision
 
 import utils
 from utils import data, widgets
-from utils.attention import (attention_distance_figure, attention_map_figure, attention_rollout,
-                             mean_attention_distance, patch_centres)
+from utils.vit_attention import (attention_distance_figure, attention_map_figure, attention_rollout,
+                                 mean_attention_distance, patch_centres)
 from utils.models import ResNet
 from utils.models.swin import SwinBlock, SwinTransformer
 from utils.models.transformer import MultiHeadAttention
@@ -50,9 +50,9 @@ from utils.measuring import count_flops, count_parameters, timed
 from utils.plotting import labelled_grid, show
 from utils.results import report
 from utils.runtime import pick, profile
-from utils.swin import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds,
-                        axial_multiply_adds, relative_position_index, shifted_window_mask, window_partition,
-                        window_reverse)
+from utils.swin_parts import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds,
+                              axial_multiply_adds, relative_position_index, shifted_window_mask, window_partition,
+                              window_reverse)
 from utils.training import evaluate, fit
 
 device = utils.start_chapter("03b_vit_and_swin")
@@ -461,7 +461,7 @@ attention_explorer.set(layer=0)
 # after 6 epochs on 10 000 images). Learning *where* to look, locality included, is exactly what takes
 # a ViT large data; a convolution has it from the start.
 #
-# `utils.attention.mean_attention_distance` drops the class token from queries and keys without
+# `utils.vit_attention.mean_attention_distance` drops the class token from queries and keys without
 # renormalising (attention to the class token counts as distance 0).
 
 # %%
@@ -772,7 +772,7 @@ assert counted["ViT (global)"][-1] > counted["Swin (7×7 windows)"][-1], (
 # row, then along each column. A query sees W keys in the first pass and H in the second, so one layer costs
 # 8NC² + 2N(H + W)C instead of 4NC² + 2N²C — for an S×S map, N·2S instead of N·S² in the attention term — and,
 # unlike windows, it keeps a *global* reach: after the two passes every output depends on every input (through the
-# row of the query's column). `AxialAttention` (in `utils/swin.py`) is two of Chapter 3a's `MultiHeadAttention`
+# row of the query's column). `AxialAttention` (in `utils/swin_parts.py`) is two of Chapter 3a's `MultiHeadAttention`
 # over batches of lines; the cell checks its shapes, counts its multiply-adds against the formula, and proves the
 # global reach with a gradient.
 

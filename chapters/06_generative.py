@@ -39,8 +39,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from utils import gan_training, start_chapter
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, subset
 from utils.gan_training import chase_fixed_discriminator, health_figure, train_gan
-from utils.metrics import (FashionClassifier, FeatureExtractor, checkerboard_amplitude, class_agreement,
-                           code_purity, frechet_distance, mean_pairwise_distance, to_generator_range)
+from utils.fid import (FashionClassifier, FeatureExtractor, checkerboard_amplitude, class_agreement,
+                       code_purity, frechet_distance, mean_pairwise_distance, to_generator_range)
 from utils.models.autoencoders import (VAE, Autoencoder, SparseAutoencoder, gaussian_kl, reconstruction_loss,
                                        reparameterize, sparsity_penalty)
 from utils.models.gan import (ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, InfoGANDiscriminator,

@@ -1,4 +1,4 @@
-"""Chapter 2's attention modules and their explorers (utils.attention_modules, utils.attention_views)."""
+"""Chapter 2's attention modules and their explorers (utils.attention_modules)."""
 
 import matplotlib
 import pytest
@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from torchvision.ops import SqueezeExcitation
 
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
-                                     attention_resnet, block_with, class_mean_gates, collect_gates, eca_kernel_size,
-                                     gate_modules, hidden_channels)
-from utils.attention_views import (block_label, channel_weights_explorer, channel_weights_figure, grad_cam,
-                                   spatial_attention_explorer, spatial_attention_figure)
+                                     attention_resnet, block_label, block_with, channel_weights_explorer,
+                                     channel_weights_figure, class_mean_gates, collect_gates, eca_kernel_size,
+                                     gate_modules, grad_cam, hidden_channels, spatial_attention_explorer,
+                                     spatial_attention_figure)
 from utils.measuring import count_flops, count_parameters
 from utils.models import BasicBlock, ResNet
 

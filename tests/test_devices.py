@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from utils import attention, data, diagnostics, fusion, look_inside, metrics, receptive_field as rf, seq2seq, training
+from utils import data, diagnostics, fid, fusion, look_inside, receptive_field as rf, seq2seq, training, vit_attention
 from utils.attention_modules import SE, attention_resnet, collect_gates
 from utils.models import ResNet
 from utils.models.gan import DCGANGenerator
@@ -82,7 +82,7 @@ def test_model_utilities_move_cpu_inputs_to_the_model(name):
         "layer_gradient_norms": lambda model: diagnostics.layer_gradient_norms(model, images, labels),
         "activation_statistics": lambda model: diagnostics.activation_statistics(model, images),
         "accuracy_under_shift": lambda model: diagnostics.accuracy_under_shift(model, images, labels, [0, 2]),
-        "class_agreement": lambda model: metrics.class_agreement(model, images, labels),
+        "class_agreement": lambda model: fid.class_agreement(model, images, labels),
     }
     runs_on_pretend_gpu(calls[name], attention_resnet("SE", width=8) if name == "collect_gates" else small_cnn())
 
@@ -95,7 +95,7 @@ def test_sequence_utilities_follow_the_model():
 
 
 def test_tensor_utilities_work_where_the_tensors_are():
-    runs_on_pretend_gpu(lambda: metrics.checkerboard_amplitude(torch.rand(2, 1, 8, 8, device=GPU)))
+    runs_on_pretend_gpu(lambda: fid.checkerboard_amplitude(torch.rand(2, 1, 8, 8, device=GPU)))
     runs_on_pretend_gpu(lambda generator: generator.sample_inputs(4), DCGANGenerator(8, 8), must_finish=True)
 
 
@@ -122,8 +122,8 @@ def test_image_functions_compute_where_the_images_are(name):
         "colour_fusion": lambda: fusion.colour_fusion(grey(), rgb(), fusion.maximum),
         "pansharpen": lambda: fusion.pansharpen(rgb(), grey()),
         "ssim": lambda: fusion.ssim(grey(), grey()),
-        "mean_attention_distance": lambda: attention.mean_attention_distance(attn(), 2, 4.0),
-        "attention_rollout": lambda: attention.attention_rollout([attn(), attn()]),
+        "mean_attention_distance": lambda: vit_attention.mean_attention_distance(attn(), 2, 4.0),
+        "attention_rollout": lambda: vit_attention.attention_rollout([attn(), attn()]),
         "dice_loss": lambda: dice_loss(logits(), labels()),
         "focal_loss": lambda: focal_loss(logits(), labels()),
         "confusion_matrix": lambda: confusion_matrix(labels(), labels(), 3),

@@ -39,7 +39,7 @@ def test_classification_losses_equal_torch_and_torchvision(pair):
 def test_overlap_losses_on_binary_masks_equal_one_minus_f1_and_jaccard(pair):
     logits, target = pair
     predicted = (logits > 0).float()
-    torch.testing.assert_close(losses.dice_loss(predicted, target),
+    torch.testing.assert_close(losses.binary_dice_loss(predicted, target),
                                1 - binary_f1_score(predicted.flatten(), target.flatten().long()), atol=1e-5, rtol=0)
     torch.testing.assert_close(losses.soft_iou_loss(predicted, target),
                                1 - binary_jaccard_index(predicted.flatten(), target.flatten().long()), atol=1e-5, rtol=0)

@@ -292,7 +292,7 @@ def test_iou_loss_refuses_inverted_boxes():
 
 
 def test_mean_attention_distance_refuses_logits():
-    from utils.attention import mean_attention_distance
+    from utils.vit_attention import mean_attention_distance
 
     logits = torch.randn(1, 2, 5, 5) * 3
     distances = mean_attention_distance(logits.softmax(-1), 2, 4)
@@ -342,7 +342,7 @@ def test_explorer_shows_every_render_error_as_the_message():
 
 
 def test_channel_weights_explorer_names_the_bad_model():
-    from utils.attention_views import channel_weights_explorer
+    from utils.attention_modules import channel_weights_explorer
 
     gates = {"SE": {"block1": torch.rand(10, 4)}}
     images, labels = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
@@ -355,7 +355,7 @@ def test_channel_weights_explorer_names_the_bad_model():
 
 
 def test_rescaling_helpers_refuse_already_scaled_input_and_subset_checks_its_arguments():
-    from utils.metrics import to_generator_range
+    from utils.fid import to_generator_range
 
     images = torch.full((2, 1, 28, 28), 255, dtype=torch.uint8)
     assert to_generator_range(images).max().item() == 1.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import attention, contrastive, detection, exercises, fusion, pose, segmentation
+from utils import contrastive, detection, exercises, fusion, pose, segmentation, vit_attention
 
 
 # --------------------------------------------------------------------------------------------- segmentation
@@ -46,13 +46,13 @@ def test_segmentation_metrics_refuse_a_bad_class_count_or_matrix():
 def test_attention_rollout_refuses_logits_and_keeps_probabilities():
     logits = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 3
     maps = [logits.softmax(-1), (logits * 0.5).softmax(-1)]
-    rollout = attention.attention_rollout(maps)
+    rollout = vit_attention.attention_rollout(maps)
     torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 5))   # still a distribution per token
     for bad, name in (([logits, maps[1]], r"attentions\[0\]"), ([maps[0], maps[1] * 2], r"attentions\[1\]"),
                       ([maps[0], maps[1].masked_fill(maps[1] > 0.5, float("nan"))], r"attentions\[1\]")):
         with pytest.raises(ValueError, match=name + r" must hold attention probabilities.*softmax\(-1\)"):
-            attention.attention_rollout(bad)
-    assert attention.attention_rollout([m.bfloat16() for m in maps]).dtype == torch.bfloat16  # rounding passes
+            vit_attention.attention_rollout(bad)
+    assert vit_attention.attention_rollout([m.bfloat16() for m in maps]).dtype == torch.bfloat16  # rounding passes
 
 
 # ---------------------------------------------------------------------------------------------- contrastive

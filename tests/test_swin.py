@@ -1,4 +1,4 @@
-"""utils.swin (windows, shifted-window mask, relative position bias, patch merging) and the ViT/Swin models."""
+"""utils.swin_parts (windows, shifted-window mask, relative position bias, patch merging) and the ViT/Swin models."""
 
 import itertools
 
@@ -12,8 +12,8 @@ from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_m
 from utils.models.swin import SwinBlock, SwinSegmenter, SwinTransformer, WindowAttention
 from utils.models.vit import (SETR, ConvStem, PatchEmbed, PoolFormerBlock, ViT, drop_path,
                               interpolate_position_embedding, sincos_position_embedding)
-from utils.swin import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds, axial_multiply_adds,
-                        relative_position_index, shifted_window_mask, window_partition, window_reverse)
+from utils.swin_parts import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds, axial_multiply_adds,
+                              relative_position_index, shifted_window_mask, window_partition, window_reverse)
 
 
 def test_window_partition_and_reverse():

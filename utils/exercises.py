@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from . import contrastive, detection, pose, scratch
+from . import contrastive, detection, numpy_layers, pose
 
 EXERCISE_TAG, CHECK_TAG = "exercise", "self-check"
 DIFFICULTIES = ("easy", "medium", "hard")         # how long a candidate should need: about 5, 10 and 20 minutes
@@ -176,7 +176,7 @@ def _triplet_cases():
 
 
 EXERCISES = [
-    Exercise("conv2d", "01a_convolution_by_hand", "medium", scratch.conv2d,
+    Exercise("conv2d", "01a_convolution_by_hand", "medium", numpy_layers.conv2d,
              lambda: [(*_arrays((2, 3, 9, 9), (4, 3, 3, 3)), None, 1, 0),
                       (*_arrays((1, 2, 8, 8), (3, 2, 3, 3), (3,)), 2, 1),
                       (*_arrays((2, 1, 7, 7), (2, 1, 5, 5), (2,), seed=1), 1, 2)]),

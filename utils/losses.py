@@ -2,13 +2,13 @@
 Chapter 1c (01c_why_training_works), section 1.
 
 Each function takes predictions and targets of the same shape and returns the mean over all elements (over
-the whole mask for `dice_loss` and `soft_iou_loss`, which are set measures); `tests/test_losses.py` checks each
+the whole mask for `binary_dice_loss` and `soft_iou_loss`, which are set measures); `tests/test_losses.py` checks each
 against torch, torchvision or torchmetrics.
 
 - regression: `mse_loss`, `l1_loss`, `smooth_l1_loss` (Huber with β: quadratic near 0, linear far away);
 - classification on logits: `binary_cross_entropy` (the focal loss, RetinaNet's (1 − p_t)^γ-weighted BCE, is
   Chapter 5's `utils.segmentation.binary_focal_loss`);
-- overlap of masks (probabilities in [0, 1]): `dice_loss` = 1 − 2|A∩B| / (|A| + |B|), `soft_iou_loss` = 1 − |A∩B| / |A∪B|;
+- overlap of one binary mask (probabilities in [0, 1]): `binary_dice_loss` = 1 − 2|A∩B| / (|A| + |B|), `soft_iou_loss` = 1 − |A∩B| / |A∪B|;
 - distributions (rows of probabilities): `entropy`, `cross_entropy_between`, `kl_divergence`, tied by
   H(p, q) = H(p) + KL(p ‖ q).
 """
@@ -53,9 +53,10 @@ def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     return (logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))).mean()
 
 
-def dice_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """1 − 2·Σ(p·y) / (Σp + Σy): a set overlap, blind to how many background pixels there are."""
-    _check_pair(probabilities, target, "dice_loss")
+def binary_dice_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """1 − 2·Σ(p·y) / (Σp + Σy) for one binary mask of probabilities: a set overlap, blind to how many background
+    pixels there are. (Chapter 5's multi-class loss on logits is `utils.segmentation.dice_loss`.)"""
+    _check_pair(probabilities, target, "binary_dice_loss")
     return 1 - (2 * (probabilities * target).sum() + eps) / (probabilities.sum() + target.sum() + eps)
 
 

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from .checks import check_points_inside
-from .detection import COCO_IOU_THRESHOLDS, average_precision_coco, box_convert
-from .scenes import cached_scenes, check_scene_arguments
+from .detection import COCO_IOU_THRESHOLDS, average_precision_coco, box_convert, box_iou
+from .scenes import cached_scenes, check_scene_arguments, noisy_background
 
 KEYPOINTS = ("head", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
              "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")
@@ -120,14 +120,6 @@ def random_pose(height: float, generator: torch.Generator) -> torch.Tensor:
     return points
 
 
-def _background(size: int, generator: torch.Generator) -> torch.Tensor:
-    """A size×size float texture in about [5, 75]: smooth blobs plus fine noise."""
-    coarse = torch.rand(1, 1, 6, 6, generator=generator)
-    smooth = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-    level = 10 + 40 * torch.rand((), generator=generator)
-    return level * smooth + 8 * torch.rand(size, size, generator=generator) + 5
-
-
 def _segment_distance(points: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
     """Distance of each of ``points`` (M×2) to each segment (L×2 starts, L×2 ends) → L×M."""
     direction = ends - starts
@@ -149,7 +141,7 @@ def draw_people(poses: list[torch.Tensor], heights: list[float], size: int, gene
         raise ValueError(f"need one height per pose, got {len(poses)} poses and {len(heights)} heights")
     if any(not torch.is_tensor(p) or p.shape != (len(KEYPOINTS), 2) for p in poses):
         raise ValueError(f"each pose must be a {len(KEYPOINTS)}×2 tensor of (x, y) keypoints (see random_pose)")
-    canvas = _background(size, generator)
+    canvas = noisy_background(size, generator)
     owner = torch.zeros(size, size, dtype=torch.long)                      # 0 = background, k + 1 = person k
     boxes = torch.zeros(len(poses), 4)
     for k, (pose, height) in enumerate(zip(poses, heights)):
@@ -192,12 +184,6 @@ def _keypoint_box(pose: torch.Tensor) -> torch.Tensor:
     return torch.cat([pose.min(0).values, pose.max(0).values])
 
 
-def _box_iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    lt, rb = torch.maximum(box[:2], boxes[:, :2]), torch.minimum(box[2:], boxes[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    return inter / ((box[2:] - box[:2]).prod() + (boxes[:, 2:] - boxes[:, :2]).prod(1) - inter).clamp(min=1e-9)
-
-
 def _generate(split, count, size, seed, min_scale, max_scale, max_people, max_overlap) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)              # tensors of a few dozen numbers: a thread pool costs more than it saves
@@ -221,7 +207,7 @@ def _generate_scenes(split, count, size, seed, min_scale, max_scale, max_people,
                 inside = ((placed > -0.5) & (placed < size - 0.5)).all(-1).sum()
                 if inside < MIN_INSIDE:
                     continue
-                if poses and _box_iou(_keypoint_box(placed), torch.stack([_keypoint_box(p) for p in poses])).max() \
+                if poses and box_iou(_keypoint_box(placed)[None], torch.stack([_keypoint_box(p) for p in poses])).max() \
                         > max_overlap:
                     continue
                 poses.append(placed)

@@ -41,6 +41,7 @@ from torchvision import tv_tensors
 
 from .checkpoints import atomic_save, verified_load
 from .data import data_dir, fashion_mnist
+from .detection import box_iou
 
 FORMAT_VERSION = 1
 MASK_THRESHOLD = 30      # an item pixel above this (of 255) belongs to the object
@@ -78,27 +79,17 @@ def check_scene_arguments(split, count, size, min_scale, max_scale, max_objects,
         raise ValueError(f"max_overlap is an IoU bound in [0, 1), not {max_overlap}")
 
 
-def _background(size: int, generator: torch.Generator) -> torch.Tensor:
-    """A size×size float texture in about [0, 70]: smooth blobs plus fine noise."""
+def noisy_background(size: int, generator: torch.Generator) -> torch.Tensor:
+    """A size×size float texture in about [5, 75]: smooth blobs plus fine noise (the canvas of every scene)."""
     coarse = torch.rand(1, 1, 6, 6, generator=generator)
     smooth = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
     level = 10 + 40 * torch.rand((), generator=generator)
     return level * smooth + 8 * torch.rand(size, size, generator=generator) + 5
 
 
-def _pairwise_iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """IoU of one xyxy box (4) with each of boxes (K×4)."""
-    lt = torch.maximum(box[:2], boxes[:, :2])
-    rb = torch.minimum(box[2:], boxes[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area = (box[2:] - box[:2]).prod()
-    areas = (boxes[:, 2:] - boxes[:, :2]).prod(1)
-    return inter / (area + areas - inter)
-
-
 def _compose(items, item_labels, size, generator, min_scale, max_scale, max_objects, max_overlap):
     """One scene: (image uint8 size×size, instance map uint8 size×size (0 = background, k = object k), labels)."""
-    canvas = _background(size, generator)
+    canvas = noisy_background(size, generator)
     instance = torch.zeros(size, size, dtype=torch.uint8)
     placed_boxes, labels, full_areas = [], [], []
     for _ in range(int(torch.randint(1, max_objects + 1, (1,), generator=generator))):
@@ -115,7 +106,7 @@ def _compose(items, item_labels, size, generator, min_scale, max_scale, max_obje
             left = int(torch.randint(0, size - side + 1, (1,), generator=generator))
             box = torch.tensor([left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1],
                                dtype=torch.float32)
-            if placed_boxes and _pairwise_iou(box, torch.stack(placed_boxes)).max() > max_overlap:
+            if placed_boxes and box_iou(box[None], torch.stack(placed_boxes)).max() > max_overlap:
                 continue
             trial = instance.clone()
             window = trial[top:top + side, left:left + side]

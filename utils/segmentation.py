@@ -135,7 +135,8 @@ def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float =
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
               include_background: bool = False) -> torch.Tensor:
-    """Soft Dice loss 1 − mean_c (2 Σ p·y + s) / (Σ p + Σ y + s) over the classes (Milletari et al., 2016).
+    """Soft Dice loss of C classes from logits, 1 − mean_c (2 Σ p·y + s) / (Σ p + Σ y + s) (Milletari et al., 2016);
+    Chapter 1c's `utils.losses.binary_dice_loss` is the same overlap for one mask of probabilities.
 
     ``logits`` N×C×H×W, ``target`` N×H×W labels; p the softmax, y the one-hot target, sums over the whole
     batch. Each class weighs the same whatever its area, so a small object counts as much as the

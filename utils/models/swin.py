@@ -1,7 +1,7 @@
 """Swin Transformer (Liu et al., 2021): attention inside local windows, shifted every other block, in stages
 that halve the resolution — a Transformer with a CNN's pyramid.
 
-Introduced in Chapter 3 (03b); the window machinery lives in `utils.swin`. Blocks, smallest first:
+Introduced in Chapter 3 (03b); the window machinery lives in `utils.swin_parts`. Blocks, smallest first:
 
 - `WindowAttention` — Chapter 3a's `MultiHeadAttention` per window, plus relative position bias and the
   shifted-window mask, both passed as one float mask added to the logits;
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..swin import PatchMerging, RelativePositionBias, shifted_window_mask, window_partition, window_reverse
+from ..swin_parts import PatchMerging, RelativePositionBias, shifted_window_mask, window_partition, window_reverse
 from .transformer import FeedForward, MultiHeadAttention
 from .vit import PatchEmbed
 

@@ -1,11 +1,11 @@
-"""Tests for utils.metrics (Chapter 6): the Fréchet distance, the judge's feature module, diversity scores."""
+"""Tests for utils.fid (Chapter 6): the Fréchet distance, the judge's feature module, diversity scores."""
 
 import numpy as np
 import pytest
 import torch
 
-from utils.metrics import (FashionClassifier, FeatureExtractor, checkerboard_amplitude, class_agreement,
-                           code_purity, frechet_distance, mean_pairwise_distance, to_generator_range)
+from utils.fid import (FashionClassifier, FeatureExtractor, checkerboard_amplitude, class_agreement,
+                       code_purity, frechet_distance, mean_pairwise_distance, to_generator_range)
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():

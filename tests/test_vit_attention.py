@@ -1,4 +1,4 @@
-"""utils.attention: mean attention distance, attention rollout and the explorers' render functions."""
+"""utils.vit_attention: mean attention distance, attention rollout and the explorers' render functions."""
 
 import math
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.attention import (attention_distance_figure, attention_map_figure, attention_rollout,
-                             mean_attention_distance, patch_centres)
+from utils.vit_attention import (attention_distance_figure, attention_map_figure, attention_rollout,
+                                 mean_attention_distance, patch_centres)
 
 
 def test_patch_centres_row_major_pixels():
