@@ -16,3 +16,24 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+class CtrlCOnCall:
+    """Calls ``fn``, except that call number ``counter["ctrl_c_on"]`` raises KeyboardInterrupt, as a Ctrl-C at that
+    moment would (set it to 0 to stop interrupting). The count lives in a dict: state, which `fit` leaves out of its
+    checkpoint key, unlike a callable's plain attributes (its settings)."""
+
+    def __init__(self, fn, on_call: int):
+        self.fn, self.counter = fn, {"calls": 0, "ctrl_c_on": on_call}
+
+    def __call__(self, *args, **kwargs):
+        self.counter["calls"] += 1
+        if self.counter["calls"] == self.counter["ctrl_c_on"]:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kwargs)
+
+
+@pytest.fixture
+def ctrl_c_on_call():
+    """`CtrlCOnCall`: a training function that is interrupted on its n-th call."""
+    return CtrlCOnCall

@@ -216,15 +216,8 @@ def test_a_stopped_retrain_leaves_the_finished_checkpoint_in_place(checkpoints, 
     assert "reused" in capsys.readouterr().out
 
 
-def test_a_finished_run_replaces_the_incomplete_one(checkpoints):
-    calls = {"n": 0}
-
-    def interrupting(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return training.classification_loss(model, batch)
-
+def test_a_finished_run_replaces_the_incomplete_one(checkpoints, ctrl_c_on_call):
+    interrupting = ctrl_c_on_call(training.classification_loss, on_call=6)
     with pytest.raises(KeyboardInterrupt):
         fit(epochs=2, loss_fn=interrupting, name="again")
     assert saved(checkpoints) == ["again.incomplete.pt"]

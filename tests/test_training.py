@@ -45,16 +45,9 @@ def test_checkpoint_is_reused_and_config_change_retrains(tiny):
     assert not retrained.from_checkpoint
 
 
-def test_keyboard_interrupt_keeps_best_saves_incomplete_and_reraises(tiny, capsys):
+def test_keyboard_interrupt_keeps_best_saves_incomplete_and_reraises(tiny, capsys, ctrl_c_on_call):
     x, y = tiny
-    calls = {"n": 0}
-
-    def interrupting_eval(model, loader):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return training.evaluate(model, loader)
-
+    interrupting_eval = ctrl_c_on_call(training.evaluate, on_call=2)
     model = small_model()
     with pytest.raises(KeyboardInterrupt):   # one Ctrl-C stops the whole cell, not just this model
         training.fit(model, data.DeviceLoader(x, y, 64), epochs=3, lr=1e-3, name="stopped",
@@ -63,7 +56,7 @@ def test_keyboard_interrupt_keeps_best_saves_incomplete_and_reraises(tiny, capsy
     kept = training.evaluate(model, data.DeviceLoader(x, y, 256))["acc"]
     assert not model.training
     # the incomplete checkpoint holds the kept weights but is never reused as a finished run
-    calls["n"] = 10  # no more interruptions
+    interrupting_eval.counter["ctrl_c_on"] = 0  # no more interruptions
     history = training.fit(small_model(), data.DeviceLoader(x, y, 64), epochs=3, lr=1e-3, name="stopped",
                            val_loader=data.DeviceLoader(x, y, 256), evaluate_fn=interrupting_eval, plot=False)
     assert "holds an interrupted run (1 of 3 epochs)" in capsys.readouterr().out
