@@ -42,9 +42,9 @@ from torchmetrics.detection import MeanAveragePrecision
 from utils import detection, exercises, start_chapter
 from utils.attention_modules import SpatialGate
 from utils.data import CLASSES, DeviceLoader
-from utils.detection import (IOU_KINDS, average_precision_coco, batched_nms, box_convert, iou_loss, kmeans_anchors,
-                             letterbox, letterbox_boxes, mean_average_precision, precision_recall, render_detections,
-                             unletterbox_boxes, wh_iou)
+from utils.detection import (IOU_KINDS, average_precision_coco, batched_nms, box_convert, draw_scene, iou_loss,
+                             kmeans_anchors, letterbox, letterbox_boxes, mean_average_precision, precision_recall,
+                             render_detections, render_scenes, unletterbox_boxes, wh_iou)
 from utils.models.yolo import (C2f, AnchorFreeDetector, Bottleneck, GridDetector, anchor_free_loss,
                                centre_assignment, centre_candidates, conv, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets, yolo_v1_loss)
@@ -59,6 +59,7 @@ from utils.yolo_parts import (SPP, SPPF, CSPBlock, Focus, RepVGGBlock, YOLOv3Hea
                               decode_yolov3, detr_matching_cost, focus_as_conv, focus_slices, mosaic, simota_assign,
                               simota_cost)
 
+# %%
 device = start_chapter("04_detection")
 
 # Scaled by profile: smoke (CI) runs in under a minute, cpu in minutes, gpu reaches the issue's targets.
@@ -100,34 +101,10 @@ objects = torch.cat(train_scenes.labels)
 print(f"{len(train_scenes)} training scenes with {len(objects)} objects, {len(test_scenes)} test scenes; "
       f"objects per class: {torch.bincount(objects, minlength=10).tolist()}")
 
-
-def draw_scene(ax, image, boxes, labels, color="yellow", scores=None):
-    """The scene with its boxes, each labelled with its class (and score): above the box, or — for scored
-    detections, so they do not sit on the ground truth's label — below it; on the other side where that would
-    leave the picture."""
-    ax.imshow(image.squeeze(), cmap="gray", vmin=0, vmax=255)
-    height, width = image.shape[-2:]
-    for i, (box, label) in enumerate(zip(boxes, labels)):
-        x1, y1, x2, y2 = box.tolist()
-        ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color=color, lw=1.3))
-        text = CLASSES[label] + (f" {scores[i]:.2f}" if scores is not None else "")
-        below = scores is not None
-        if below and y2 > height - 6 or not below and y1 < 6:  # no room outside the box: write inside it
-            below = not below
-        right = x1 > width * 0.6  # a label starting far right would run off the picture: end it at the box's edge
-        ax.text(min(x2, width - 1) if right else x1, y2 + 1 if below else y1 - 1, text, color=color, fontsize=7,
-                va="top" if below else "bottom", ha="right" if right else "left", clip_on=True)
-    ax.axis("off")
-
-
-fig, axes = plt.subplots(2, 6, figsize=(13, 4.6))
-for i in range(6):
-    image, target = test_scenes[i]
-    draw_scene(axes[0, i], image, target["boxes"], target["labels"])
-    axes[1, i].imshow(target["semantic"], cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
-    axes[1, i].axis("off")
-fig.suptitle("Fashion scenes: boxes and labels (top), semantic masks (bottom)")
-show(fig)
+# %%
+shown_images, shown_targets = zip(*(test_scenes[i] for i in range(6)))
+show(render_scenes(shown_images, shown_targets, semantic=True,
+                   title="Fashion scenes: boxes and labels (top), semantic masks (bottom)"))
 
 # %% [markdown]
 # Because targets are `tv_tensors`, `torchvision.transforms.v2` moves boxes and masks *with* the image. A
@@ -510,14 +487,9 @@ print(f"{decoded_boxes.shape[1]} candidate boxes, {(objectness * class_probs.max
       f"above confidence 0.25, {len(model.detect(test_scenes.images[:1], 0.25, 0.5)[0]['boxes'])} after NMS")
 predictions = detect_all(model, test_scenes.images, confidence=0.01, iou_threshold=0.5)
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-for ax, i in zip(axes, range(4)):
-    confident = predictions[i]["scores"] >= 0.3
-    draw_scene(ax, test_scenes.images[i], test_targets[i]["boxes"], test_targets[i]["labels"], color="yellow")
-    draw_scene(ax, test_scenes.images[i], predictions[i]["boxes"][confident], predictions[i]["labels"][confident],
-               color="cyan", scores=predictions[i]["scores"][confident])
-fig.suptitle("test scenes: ground truth (yellow), detections with score ≥ 0.3 (cyan)")
-show(fig)
+confident = [{key: value[scene["scores"] >= 0.3] for key, value in scene.items()} for scene in predictions[:4]]
+show(render_scenes(test_scenes.images[:4], test_targets[:4], detections=confident,
+                   title="test scenes: ground truth (yellow), detections with score ≥ 0.3 (cyan)"))
 
 # %% [markdown]
 # ## 9. Evaluation: precision, recall, AP and mAP
@@ -899,15 +871,12 @@ print(f"the other {10 - len(object_index)} queries are matched to nothing and le
 # %%
 mosaic_images, mosaic_boxes, mosaic_labels = mosaic(train_scenes.images, train_scenes.boxes, train_scenes.labels,
                                                     TRAIN_SCENES // 2, torch.Generator().manual_seed(0))
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.9), layout="constrained")
-for ax, i in zip(axes, range(4)):
-    draw_scene(ax, mosaic_images[i], mosaic_boxes[i], mosaic_labels[i])
-    ax.axis("off")
-fig.suptitle("mosaics: four training scenes tiled 2×2, one scene-sized window cut at a random offset")
-show(fig)
 assert all(len(b) == len(l) and (len(b) == 0 or (b[:, 2:] <= SIZE).all() and (b[:, :2] >= 0).all())
            for b, l in zip(mosaic_boxes, mosaic_labels)), "mosaic boxes must stay inside the window, one label each"
+show(render_scenes(mosaic_images[:4], [{"boxes": b, "labels": l} for b, l in zip(mosaic_boxes[:4], mosaic_labels[:4])],
+                   title="mosaics: four training scenes tiled 2×2, one scene-sized window cut at a random offset"))
 
+# %%
 MOSAIC_MAX_OBJECTS = max(4, max(len(l) for l in mosaic_labels))
 half = TRAIN_SCENES - TRAIN_SCENES // 2
 mixed_images = torch.cat([train_scenes.images[:half], mosaic_images])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.ops as ops
+from matplotlib.colors import to_rgb
 from torchmetrics.detection import MeanAveragePrecision
 
 from utils import detection as det
@@ -207,6 +208,10 @@ def test_operating_point_and_render_detections():
     images = torch.zeros(1, 1, 64, 64, dtype=torch.uint8)
     fig = det.render_detections(images, [pred], [truth], scene=0, confidence=0.5, nms_iou=0.5)
     assert len(fig.axes) == 2
+    scene_ax = fig.axes[0]
+    assert [p.get_edgecolor()[:3] for p in scene_ax.patches] == [
+        to_rgb(color) for color in ("limegreen", "red", "orange")]   # a true positive, a false positive, a miss
+    assert sorted(t.get_text() for t in scene_ax.texts) == ["0 0.90", "1 0.80", "missed 1"]
     plt.close(fig)
     fig = det.render_detections(images, [pred], [truth], scene=0, confidence=0.5, nms_iou=0.5, label=1)
     plt.close(fig)
@@ -214,6 +219,56 @@ def test_operating_point_and_render_detections():
         det.render_detections(images, [pred], [truth], scene=3)
     with pytest.raises(ValueError, match="confidence must be a fraction in \\[0, 1\\].*pass 0.3"):
         det.render_detections(images, [pred], [truth], confidence=30)
+
+
+def test_draw_boxes_keeps_every_label_inside_the_picture():
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((64, 64), dtype=np.uint8), cmap="gray")
+    boxes = torch.tensor([[2.0, 1, 20, 20],      # at the top: no room above, so its label goes under it
+                          [50, 30, 63, 40],      # far right: the label ends at the box's right edge
+                          [10, 30, 30, 40]])     # room above: the label sits there
+    det.draw_boxes(ax, boxes, ["top", "right", "middle"], "yellow")
+    assert len(ax.patches) == 3 and [t.get_text() for t in ax.texts] == ["top", "right", "middle"]
+    top, right, middle = ax.texts
+    assert top.get_position() == (2.0, 21.0) and top.get_va() == "top"
+    assert right.get_position() == (63.0, 29.0) and right.get_ha() == "right"
+    assert middle.get_position() == (10.0, 29.0) and middle.get_va() == "bottom"
+    for text in ax.texts:
+        x, y = text.get_position()
+        assert 0 <= x <= 64 and 0 <= y <= 64, f"{text.get_text()!r} at {(x, y)} is outside the picture"
+    det.draw_boxes(ax, torch.tensor([[10.0, 50, 30, 62]]), ["low 0.90"], "cyan", below=True, dashed=True)
+    assert ax.texts[-1].get_position() == (10.0, 49.0), "no room under a box at the bottom: its label goes above"
+    assert ax.patches[-1].get_linestyle() == "--"
+    with pytest.raises(ValueError, match="N×4"):
+        det.draw_boxes(ax, torch.zeros(4), ["a"], "yellow")
+    with pytest.raises(ValueError, match="one text per box"):
+        det.draw_boxes(ax, boxes, ["only one"], "yellow")
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="imshow"):
+        det.draw_boxes(ax, boxes, ["a", "b", "c"], "yellow")
+    plt.close(fig)
+
+
+def test_draw_scene_and_render_scenes():
+    image = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    target = {"boxes": torch.tensor([[10.0, 10, 30, 30]]), "labels": torch.tensor([3]),
+              "semantic": torch.zeros(64, 64, dtype=torch.long)}
+    found = {"boxes": torch.tensor([[11.0, 10, 30, 31]]), "labels": torch.tensor([3]), "scores": torch.tensor([0.87])}
+    fig, ax = plt.subplots()
+    det.draw_scene(ax, image, target["boxes"], target["labels"], class_names=["a", "b", "c", "dress"])
+    det.draw_scene(ax, image, found["boxes"], found["labels"], color="cyan", scores=found["scores"])
+    assert [t.get_text() for t in ax.texts] == ["dress", "Dress 0.87"]
+    with pytest.raises(ValueError, match="one label"):
+        det.draw_scene(ax, image, target["boxes"], torch.tensor([3, 4]))
+    plt.close(fig)
+    fig = det.render_scenes([image, image], [target, target], semantic=True, detections=[found, found], title="t")
+    assert len(fig.axes) == 4 and len(fig.axes[0].patches) == 2 and len(fig.axes[2].images) == 1
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one target per image"):
+        det.render_scenes([image], [target, target])
+    with pytest.raises(ValueError, match="semantic"):
+        det.render_scenes([image], [{"boxes": target["boxes"], "labels": target["labels"]}], semantic=True)
 
 
 # ------------------------------------------------------------------------------------------- detectors

@@ -1,4 +1,5 @@
-"""Object detection from scratch: box formats, the IoU family, NMS, k-means anchors, letterbox, and mAP.
+"""Object detection from scratch: box formats, the IoU family, NMS, k-means anchors, letterbox, mAP, and the
+pictures of labelled boxes every detection figure draws.
 
 Introduced in Chapter 4 (04_detection). Every function here is small, vectorised and asserted in the chapter
 (and in ``tests/test_detection.py``) against its library counterpart: `torchvision.ops` for boxes and NMS,
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_fraction
+from .data import CLASSES
 
 EPS = 1e-7
 IOU_KINDS = ("iou", "giou", "diou", "ciou", "siou")
@@ -498,16 +500,16 @@ def render_detections(images, candidates: list, targets: list, scene: int = 0, c
     found = torch.zeros(len(truth["boxes"]), dtype=torch.bool)
     for c in set(pred["labels"].tolist()) | set(truth["labels"].tolist()):
         mine, theirs = pred["labels"] == c, (truth["labels"] == c).nonzero().flatten()
-        hits = match_detections(pred["boxes"][mine], pred["scores"][mine], truth["boxes"][theirs], match_iou)
-        for box, score, hit in zip(pred["boxes"][mine], pred["scores"][mine], hits):
-            _draw_box(ax_image, box, "limegreen" if hit else "red", f"{names[c]} {score:.2f}")
-        if len(theirs) and mine.any():
-            ious = box_iou(truth["boxes"][theirs], pred["boxes"][mine][hits]) if hits.any() else None
-            if ious is not None:
-                found[theirs] = ious.max(1).values >= match_iou
-    for box, c, hit in zip(truth["boxes"], truth["labels"], found):
-        if not hit:
-            _draw_box(ax_image, box, "orange", f"missed {names[c]}", dashed=True)
+        boxes, scores = pred["boxes"][mine], pred["scores"][mine]
+        hits = match_detections(boxes, scores, truth["boxes"][theirs], match_iou)
+        for outcome, color in ((hits, "limegreen"), (~hits, "red")):
+            draw_boxes(ax_image, boxes[outcome], [f"{names[c]} {s:.2f}" for s in scores[outcome].tolist()], color,
+                       below=True)
+        if len(theirs) and hits.any():
+            found[theirs] = box_iou(truth["boxes"][theirs], boxes[hits]).max(1).values >= match_iou
+    missed = ~found
+    draw_boxes(ax_image, truth["boxes"][missed], [f"missed {names[c]}" for c in truth["labels"][missed].tolist()],
+               "orange", dashed=True)
     ax_image.set_title(f"scene {scene}: green TP, red FP, orange missed")
     ax_image.axis("off")
 
@@ -523,10 +525,74 @@ def render_detections(images, candidates: list, targets: list, scene: int = 0, c
     return fig
 
 
-def _draw_box(ax, box, color, text, dashed=False):
+def draw_boxes(ax, boxes, texts, color, *, dashed: bool = False, below: bool = False) -> None:
+    """Draw ``boxes`` (N×4 xyxy pixels, x2 and y2 exclusive) on the image already shown in ``ax``, each with its
+    text (N strings): above the box, or under it with ``below=True`` (detections, so that their labels do not sit
+    on the ground truth's); on the other side where there is no room, and ending at the box's right edge for a box
+    far right — no label runs off the picture.
+    """
     import matplotlib.patches as patches
 
-    x1, y1, x2, y2 = box.tolist()
-    ax.add_patch(patches.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color=color, lw=1.5,
-                                   linestyle="--" if dashed else "-"))
-    ax.text(x1 - 0.5, y1 - 1.5, text, color=color, fontsize=7, va="bottom")
+    boxes = torch.as_tensor(boxes).detach().cpu()
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be N×4 (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+    if len(texts) != len(boxes):
+        raise ValueError(f"give one text per box: {len(boxes)} boxes but {len(texts)} texts")
+    if not ax.images:
+        raise ValueError("show the image in ax first (ax.imshow): the labels are placed against its edges")
+    height, width = ax.images[-1].get_array().shape[:2]
+    for (x1, y1, x2, y2), text in zip(boxes.tolist(), texts):
+        ax.add_patch(patches.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, color=color, lw=1.3,
+                                       linestyle="--" if dashed else "-"))
+        under = below
+        if under and y2 > height - 6 or not under and y1 < 6:  # no room on that side of the box: the other one
+            under = not under
+        right = x1 > width * 0.6  # a label starting far right would run off the picture: end it at the box's edge
+        ax.text(min(x2, width - 1) if right else x1, y2 + 1 if under else y1 - 1, text, color=color, fontsize=7,
+                va="top" if under else "bottom", ha="right" if right else "left", clip_on=True)
+
+
+def draw_scene(ax, image, boxes, labels, color: str = "yellow", scores=None, class_names=CLASSES) -> None:
+    """A grey scene (uint8 1×H×W or H×W) with its boxes (N×4 xyxy), each labelled with its class name; with
+    ``scores`` (N, detections) the score follows the name and the label goes under the box."""
+    if len(labels) != len(boxes) or scores is not None and len(scores) != len(boxes):
+        raise ValueError(f"give one label (and score) per box: {len(boxes)} boxes, {len(labels)} labels"
+                         + ("" if scores is None else f", {len(scores)} scores"))
+    ax.imshow(torch.as_tensor(image).cpu().squeeze().numpy(), cmap="gray", vmin=0, vmax=255)
+    names = [class_names[int(label)] for label in labels]
+    texts = names if scores is None else [f"{name} {float(score):.2f}" for name, score in zip(names, scores)]
+    draw_boxes(ax, boxes, texts, color, below=scores is not None)
+    ax.axis("off")
+
+
+def render_scenes(images, targets: list, *, semantic: bool = False, detections: list | None = None,
+                  title: str = ""):
+    """Scenes side by side, each with its true boxes labelled in yellow → Figure.
+
+    ``images``: N grey uint8 scenes (1×H×W or H×W); ``targets``: N dicts with ``boxes`` (K×4 xyxy) and ``labels``
+    (K); ``semantic=True`` adds a row with each target's ``semantic`` map (H×W, 0 = background, 1 + class);
+    ``detections``: N dicts with ``boxes``, ``labels`` and ``scores``, drawn on top in cyan with their scores.
+    """
+    import matplotlib.pyplot as plt
+
+    if len(images) == 0 or len(targets) != len(images):
+        raise ValueError(f"give one target per image (and at least one image): {len(images)} images, "
+                         f"{len(targets)} targets")
+    if detections is not None and len(detections) != len(images):
+        raise ValueError(f"give one detections dict per image: {len(images)} images, {len(detections)} detections")
+    if semantic and not all("semantic" in target for target in targets):
+        raise ValueError("semantic=True needs a 'semantic' map in every target (as fashion_scenes gives)")
+    rows = 2 if semantic else 1
+    fig, axes = plt.subplots(rows, len(images), figsize=(2.3 * len(images), 2.4 * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    for i, (image, target) in enumerate(zip(images, targets)):
+        draw_scene(axes[0, i], image, target["boxes"], target["labels"])
+        if detections is not None:
+            found = detections[i]
+            draw_scene(axes[0, i], image, found["boxes"], found["labels"], color="cyan", scores=found["scores"])
+        if semantic:
+            axes[1, i].imshow(torch.as_tensor(target["semantic"]).cpu().numpy(), cmap="tab20", vmin=0, vmax=19,
+                              interpolation="nearest")
+            axes[1, i].axis("off")
+    fig.suptitle(title)
+    return fig
