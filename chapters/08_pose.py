@@ -29,10 +29,11 @@
 # 8. **top-down vs bottom-up** — accuracy and cost as the number of people grows;
 # 9. an **explorer** and the interview questions.
 #
-# Open `utils/pose.py` (scenes, targets, decoding, metrics) and `utils/models/pose.py` (the network) beside this
-# notebook.
+# Open `utils/pose_scenes.py` (the scenes), `utils/pose.py` (targets, decoding, metrics) and `utils/models/pose.py`
+# (the network) beside this notebook.
 
 # %%
+import inspect
 import itertools
 import math
 import time
@@ -48,6 +49,7 @@ from utils.models.pose import PoseNet, predict_maps, staged_loss
 from utils.measuring import count_flops, count_parameters
 from utils.models.yolo import AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, scene_input
 from utils.plotting import show
+from utils.pose_scenes import draw_people, pose_scenes, random_pose
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.training import fit
@@ -79,8 +81,8 @@ J, L = len(pose.KEYPOINTS), len(pose.LIMBS)
 # v = 2 visible, v = 1 on the canvas but hidden under a person drawn later, v = 0 outside the canvas (not labelled).
 
 # %%
-train_scenes = pose.pose_scenes("train", TRAIN_SCENES, **SCENE_ARGS)
-test_scenes = pose.pose_scenes("test", TEST_SCENES, **SCENE_ARGS)
+train_scenes = pose_scenes("train", TRAIN_SCENES, **SCENE_ARGS)
+test_scenes = pose_scenes("test", TEST_SCENES, **SCENE_ARGS)
 assert train_scenes.images.shape == (TRAIN_SCENES, 1, SIZE, SIZE) and train_scenes.images.dtype == torch.uint8, \
     f"scenes should be uint8 N×1×{SIZE}×{SIZE}, got {train_scenes.images.dtype} {tuple(train_scenes.images.shape)}"
 people_per_scene = torch.tensor([len(k) for k in test_scenes.keypoints])
@@ -96,6 +98,7 @@ print(f"{len(train_scenes)} training / {len(test_scenes)} test scenes, {len(all_
 print("limbs:", ", ".join(pose.LIMB_NAMES))
 
 
+# %%
 def draw_truth(ax, index, scenes=test_scenes, title=None):
     """A scene with its true skeletons: visible keypoints filled, hidden ones hollow."""
     ax.imshow(scenes.images[index, 0], cmap="gray", vmin=0, vmax=255)
@@ -146,6 +149,7 @@ assert gap > 3, "the regressed 'neck' is far from both necks"
 print(f"heatmap peaks at {peaks[:, :2].tolist()} (true necks {necks.round().tolist()}); "
       f"the regression answer {regressed.round().tolist()} is {gap:.1f} px from the nearest neck")
 
+# %%
 fig, (ax_gauss, ax_scene, ax_heat) = plt.subplots(1, 3, figsize=(13, 3.9))
 shown = ax_gauss.imshow(heat[20:41, 10:31], cmap="magma", extent=(9.5, 30.5, 40.5, 19.5))
 fig.colorbar(shown, ax=ax_gauss, fraction=0.046, pad=0.04, label="H(x, y)")
@@ -210,6 +214,8 @@ limb = pose.LIMBS.index((6, 7))                            # left elbow → left
 paf = targets_paf[0, 2 * limb:2 * limb + 2]
 assert paf.norm(dim=0).max() <= 1 + 1e-6, \
     f"a PAF holds unit vectors or zeros, but a vector has length {paf.norm(dim=0).max():.4f}"
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
 for ax, (name, shown_field) in zip(axes, (("one limb, (10, 20) → (30, 35)", field),
                                           (f"{pose.LIMB_NAMES[limb]} of scene {two}", paf))):
@@ -303,6 +309,13 @@ assert math.isclose(greedy[:, 2].sum().item(), 0.9, rel_tol=1e-6), "greedy: stuc
 print(f"greedy takes the 0.9 edge and is stuck (total {greedy[:, 2].sum():.1f}); Hungarian total "
       f"{hungarian[:, 2].sum():.1f}")
 
+# %% [markdown]
+# Decoding scores every start–end pair of a limb at once with `pose.limb_scores`, printed here because every decoded
+# person depends on it and the chapter does not show it elsewhere: it is `pose.paf_score` (your line integral,
+# written to broadcast) called on a column of starts against a row of ends.
+
+# %%
+print(inspect.getsource(pose.limb_scores))
 maps_small = pose.pose_targets(test_scenes.padded(), SIZE, stride=STRIDE, sigma=SIGMA, limb_width=LIMB_WIDTH)
 truths = test_scenes.ground_truth()
 ceiling = {}
@@ -346,6 +359,7 @@ for key in ours:
 print(f"noisy predictions: AP {ours['ap']:.4f}, AP50 {ours['ap50']:.4f}, AP75 {ours['ap75']:.4f} — "
       f"pycocotools: {theirs['ap']:.4f}, {theirs['ap50']:.4f}, {theirs['ap75']:.4f}")
 
+# %%
 truth = test_scenes.keypoints[0][:1]
 errors = torch.linspace(0, 8, 81)
 fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -419,6 +433,7 @@ print(f"PoseNet: {STAGES} stages, {count_parameters(model):,} parameters, "
       "channels at stride 2")
 
 
+# %%
 def pose_loss(model, batch):
     """The staged L2 loss against targets drawn from the batch's keypoints on the fly (on the batch's device)."""
     images, keypoints = batch
@@ -456,6 +471,7 @@ print("test loss per stage:", " → ".join(f"{v:.4f}" for v in stage_losses.toli
       f"— stage {int(stage_losses.argmin()) + 1} is best, {1 - stage_losses.min() / stage_losses[0]:.0%} below stage 1")
 assert stage_losses[1:].min() < stage_losses[0], "a later stage improves on the first"
 
+# %%
 maps = predict_maps(model, test_scenes.images)
 predictions = {method: [pose.decode_people(m[:J], m[J:], SIZE, PEAK_THRESHOLD, method) for m in maps]
                for method in ("hungarian", "greedy")}
@@ -471,7 +487,10 @@ report("bottom-up keypoint AP50", bottom_up["hungarian"]["ap50"])
 print(f"greedy matching: AP {bottom_up['greedy']['ap']:.3f}")
 assert bottom_up["hungarian"]["ap"] >= BOTTOM_UP_BAR, "keypoint AP bar for this profile"
 
+# %% [markdown]
+# How much of the gap is finding the parts, and how much is grouping them? The parts found before grouping:
 
+# %%
 def heatmap_peaks(heatmaps):
     """Keypoint candidates of one image's J×h×w heatmaps, upsampled to the image as `pose.decode_people` does."""
     upsampled = F.interpolate(heatmaps[None].float(), size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0]
@@ -510,17 +529,19 @@ assert bottom_up["hungarian"]["ap"] <= ceiling["hungarian"]["ap"] + 0.02, "no de
 def case(neck_a, neck_b, height, arm_angle_a, arm_angle_b, seed=0):
     """Two people whose facing arms (a's left, b's right) are straight, at the given angles (radians from down)."""
     generator = torch.Generator().manual_seed(seed)
-    a = pose.random_pose(height, generator) + torch.tensor(neck_a)
-    b = pose.random_pose(height, generator) + torch.tensor(neck_b)
+    a = random_pose(height, generator) + torch.tensor(neck_a)
+    b = random_pose(height, generator) + torch.tensor(neck_b)
     for person, elbow, angle in ((a, 6, arm_angle_a), (b, 3, arm_angle_b)):    # a's left arm, b's right arm
         direction = torch.tensor([math.sin(angle), math.cos(angle)])
         person[elbow] = person[elbow - 1] + 0.17 * height * direction
         person[elbow + 1] = person[elbow] + 0.15 * height * direction
-    return pose.draw_people([a, b], [height, height], SIZE, generator, shades=[230.0, 230.0])
+    return draw_people([a, b], [height, height], SIZE, generator, shades=[230.0, 230.0])
 
 
 cases = {"crossing forearms": case((24.0, 18.0), (40.0, 18.0), 40, 2.0, -2.0),            # an X above the gap
          "close people": case((28.0, 16.0), (35.0, 18.0), 40, 0.6, -0.6, seed=3)}
+
+# %%
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
 for (name, (image, keypoints, boxes)), ax_scene, ax_field in zip(cases.items(), axes[::2], axes[1::2]):
     case_maps = predict_maps(model, image[None, None])[0]
@@ -541,6 +562,7 @@ for (name, (image, keypoints, boxes)), ax_scene, ax_field in zip(cases.items(), 
 fig.tight_layout()
 show(fig)
 
+# %%
 worst_oks = []
 for prediction, truth in zip(predictions["hungarian"], truths):
     area = (truth["boxes"][:, 2:] - truth["boxes"][:, :2]).prod(1)
@@ -576,6 +598,7 @@ detector_loader = DeviceLoader(train_scenes.images, pad_targets(train_scenes.box
 detector_history = fit(detector, detector_loader, epochs=DETECTOR_EPOCHS, lr=3e-3, loss_fn=anchor_free_loss,
                        plot=False, name="08_person_detector", config={"scenes": TRAIN_SCENES, "size": SIZE})
 
+# %%
 # training crops: every true person's square, jittered in position and size so the model meets imperfect boxes
 generator = torch.Generator().manual_seed(1)
 boxes = torch.cat(train_scenes.boxes)
@@ -593,6 +616,7 @@ assert crops.shape == (len(all_keypoints), 1, CROP, CROP), \
     f"one {CROP}×{CROP} crop per person expected, got {tuple(crops.shape)}"
 
 
+# %%
 def single_person_loss(model, batch):
     """Staged L2 loss on one person's heatmaps in its crop (no PAFs: the crop says who)."""
     images, keypoints = batch
@@ -610,6 +634,7 @@ single_history = fit(single, single_loader, epochs=SINGLE_EPOCHS, lr=4e-3, loss_
 single_history.assert_loss_went_down("the single-person network")
 
 
+# %%
 def top_down(images, confidence=0.2):
     """Detect people, crop each square, run the single-person network, read each heatmap's maximum."""
     detections = detect_all(detector, images, confidence=confidence, iou_threshold=0.5)
@@ -627,6 +652,7 @@ def top_down(images, confidence=0.2):
     return results
 
 
+# %%
 top_down_predictions = top_down(test_scenes.images)
 top_down_ap = pose.keypoint_ap(top_down_predictions, truths)
 # measured − margin (cpu: AP 0.318, parts 0.560; smoke: parts 0.107); gpu unmeasured, so CPU-level bars
@@ -686,23 +712,8 @@ assert math.isclose(many["top-down MFLOPs"] - few["top-down MFLOPs"],
                     (many["people detected"] - few["people detected"]) * single_flops / 1e6, abs_tol=1e-6), \
     "top-down should cost one single-person pass more per extra detected person"
 
-fig, (ax_ap, ax_cost, ax_time) = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
-positions = np.arange(len(groups))
-for offset, method, colour in ((-0.2, "bottom-up", "tab:blue"), (0.2, "top-down", "tab:orange")):
-    for ax, key in ((ax_ap, "AP"), (ax_cost, "MFLOPs"), (ax_time, "ms")):
-        values = [comparison[g][f"{method} {key}"] for g in groups]
-        bars = ax.bar(positions + offset, values, 0.4, label=method, color=colour)
-        ax.bar_label(bars, fmt="%.2g" if key == "AP" else "%.0f", fontsize=8)  # %.2g: a smoke AP of 0.0013 is not 0.00
-for ax, label in ((ax_ap, "keypoint AP"), (ax_cost, "MFLOPs per image"), (ax_time, f"ms per image ({device.type})")):
-    ax.set_xticks(positions, [f"{g} people" for g in groups])
-    ax.set(xlabel="people in the scene", ylabel=label)
-    ax.margins(y=0.15)  # room for the numbers above the bars
-ax_ap.set_title("accuracy")
-ax_cost.set_title("arithmetic (networks only)")
-ax_time.set_title("wall clock, this machine (not asserted)")
-fig.legend(*ax_ap.get_legend_handles_labels(), loc="outside upper right", ncols=2, fontsize=8)  # one legend, off the bars
-fig.suptitle(f"Bottom-up vs top-down by crowd size ({profile()} profile)")
-show(fig)
+# %%
+show(pose.render_crowd_comparison(comparison, device.type, profile()))
 growth = many["top-down MFLOPs"] / few["top-down MFLOPs"]
 leader = {g: "neither (within 0.005)" if abs(comparison[g]["top-down AP"] - comparison[g]["bottom-up AP"]) < 0.005
           else max(("top-down", "bottom-up"), key=lambda m: comparison[g][f"{m} AP"]) for g in groups}

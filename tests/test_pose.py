@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from utils import pose
+from utils.pose_scenes import MIN_INSIDE, draw_people, pose_scenes, random_pose
 from utils.models.pose import PoseNet, predict_maps, staged_loss
 
 J, L = len(pose.KEYPOINTS), len(pose.LIMBS)
@@ -24,7 +25,7 @@ def _cache_in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture
 def scenes():
-    return pose.pose_scenes("test", 24, size=48, min_scale=16, max_scale=32, max_people=4)
+    return pose_scenes("test", 24, size=48, min_scale=16, max_scale=32, max_people=4)
 
 
 # ------------------------------------------------------------------------------------------------- targets
@@ -240,11 +241,11 @@ def test_keypoint_ap_edge_cases(scenes):
 
 # -------------------------------------------------------------------------------------------------- scenes
 def test_scenes_are_deterministic_cached_and_labelled(scenes, tmp_path):
-    again = pose.pose_scenes("test", 24, size=48, min_scale=16, max_scale=32, max_people=4)
+    again = pose_scenes("test", 24, size=48, min_scale=16, max_scale=32, max_people=4)
     assert torch.equal(scenes.images, again.images)
     assert all(torch.equal(a, b) for a, b in zip(scenes.keypoints, again.keypoints))
     assert list((tmp_path / "pose").glob("*.pt"))
-    train = pose.pose_scenes("train", 24, size=48, min_scale=16, max_scale=32, max_people=4)
+    train = pose_scenes("train", 24, size=48, min_scale=16, max_scale=32, max_people=4)
     assert not torch.equal(train.images, scenes.images)
     assert scenes.images.shape == (24, 1, 48, 48) and scenes.images.dtype == torch.uint8
     padded = scenes.padded()
@@ -253,26 +254,26 @@ def test_scenes_are_deterministic_cached_and_labelled(scenes, tmp_path):
         assert 1 <= len(keypoints) <= 4 and boxes.shape == (len(keypoints), 4)
         inside = ((keypoints[:, :, :2] > -0.5) & (keypoints[:, :, :2] < 47.5)).all(-1)
         assert torch.equal(keypoints[:, :, 2] > 0, inside)                     # v = 0 exactly when truncated
-        assert (inside.sum(1) >= pose.MIN_INSIDE).all()
+        assert (inside.sum(1) >= MIN_INSIDE).all()
         assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 48).all() and (boxes[:, 2:] > boxes[:, :2]).all()
     visibility = torch.cat(scenes.keypoints)[:, :, 2]
     assert (visibility == 2).any() and (visibility == 1).any() and (visibility == 0).any()
     with pytest.raises(ValueError, match="split"):
-        pose.pose_scenes("val", 4)
+        pose_scenes("val", 4)
     with pytest.raises(ValueError, match="min_scale"):
-        pose.pose_scenes("test", 4, size=32, max_scale=40)
+        pose_scenes("test", 4, size=32, max_scale=40)
 
 
 def test_draw_people_flags_hidden_keypoints():
     generator = torch.Generator().manual_seed(0)
-    figure = pose.random_pose(30, generator) + torch.tensor([20.0, 12.0])
-    image, keypoints, boxes = pose.draw_people([figure, figure + 0.3], [30, 30], 48, generator)
+    figure = random_pose(30, generator) + torch.tensor([20.0, 12.0])
+    image, keypoints, boxes = draw_people([figure, figure + 0.3], [30, 30], 48, generator)
     assert image.shape == (48, 48) and image.dtype == torch.uint8
     assert (keypoints[0, :, 2] == 1).sum() > J // 2            # the second figure covers most of the first
     assert (keypoints[1, :, 2] == 2).all()
     assert image[figure[1, 1].round().long(), figure[1, 0].round().long()] > 100    # the neck is drawn
     with pytest.raises(ValueError, match="one height per pose"):
-        pose.draw_people([figure], [30, 30], 48, generator)
+        draw_people([figure], [30, 30], 48, generator)
 
 
 # ------------------------------------------------------------------------------------------------- network
@@ -306,6 +307,19 @@ def test_render_limb_matching_figure(scenes):
         pose.render_limb_matching(scenes.images[0], heat[0], pafs[0], limb=L)
     with pytest.raises(ValueError, match="threshold"):
         pose.render_limb_matching(scenes.images[0], heat[0], pafs[0], threshold=1.5)
+
+
+def test_render_crowd_comparison_figure():
+    row = {"bottom-up AP": 0.4, "top-down AP": 0.3, "bottom-up MFLOPs": 50.0, "top-down MFLOPs": 20.0,
+           "bottom-up ms": 3.0, "top-down ms": 5.0}
+    fig = pose.render_crowd_comparison({"1–2": row, "5–6": dict(row, **{"top-down MFLOPs": 60.0})}, "cpu", "smoke")
+    assert len(fig.axes) == 3 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1–2 people", "5–6 people"]
+    assert len(fig.axes[1].patches) == 4                         # a pair of bars per group
+    plt.close(fig)
+    with pytest.raises(ValueError, match="non-empty"):
+        pose.render_crowd_comparison({}, "cpu", "smoke")
+    with pytest.raises(ValueError, match="lacks"):
+        pose.render_crowd_comparison({"1–2": {"bottom-up AP": 0.4}}, "cpu", "smoke")
 
 
 # ------------------------------------------------------------------------------------------------ top-down
@@ -353,8 +367,8 @@ def test_bad_input_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="one square"):
         pose.to_crop(torch.zeros(2, J, 2), torch.zeros(3, 4), 16)
     with pytest.raises(ValueError, match="14×2"):
-        pose.draw_people([torch.zeros(3, 2)], [20], 32, torch.Generator())
+        draw_people([torch.zeros(3, 2)], [20], 32, torch.Generator())
     with pytest.raises(TypeError, match="uint8"):
         predict_maps(PoseNet(width=8, stages=1), torch.zeros(1, 1, 16, 16))
     with pytest.raises(ValueError, match="height"):
-        pose.random_pose(0, torch.Generator())
+        random_pose(0, torch.Generator())

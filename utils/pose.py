@@ -1,7 +1,8 @@
-"""Multi-person pose estimation: stick-figure scenes, keypoint heatmaps, part affinity fields (PAFs), peak finding,
-limb matching (Hungarian and greedy), assembly of people, OKS and keypoint AP.
+"""Multi-person pose estimation, the method: keypoint heatmaps, part affinity fields (PAFs), peak finding, limb
+matching (Hungarian and greedy), assembly of people, top-down crops, OKS and keypoint AP, and their views.
 
-Introduced in Chapter 8 (08_pose). The bottom-up pipeline of OpenPose (Cao et al., 2017), written out:
+Introduced in Chapter 8 (08_pose); its data, the stick-figure scenes and the skeleton (`KEYPOINTS`, `LIMBS`), are
+`utils.pose_scenes`. The bottom-up pipeline of OpenPose (Cao et al., 2017), written out:
 
     maps  = network(image)                       # J heatmaps + 2L PAF channels
     peaks = find_peaks(heatmaps, threshold)      # candidate keypoints of every type
@@ -14,29 +15,12 @@ Coordinates: pixel (x, y) sits at integer (x, y) — column x, row y — so a ke
 the pixel in row 5, column 3. Keypoints are ``…×J×3`` tensors of (x, y, v); in ground truth v is COCO's
 visibility flag (0 not labelled — here: outside the canvas, 1 labelled but hidden behind a later person,
 2 visible); in predictions the third column is the keypoint's confidence.
-
-Scenes::
-
-    scenes = pose_scenes(split, count, size=64, seed=0, min_scale=20, max_scale=44, max_people=6,
-                         max_overlap=0.5)
-    scenes.images      # uint8 N×1×S×S
-    scenes.keypoints   # list of N float32 tensors P×J×3 (x, y, v)
-    scenes.boxes       # list of N float32 tensors P×4, xyxy: each person's drawn pixels, clipped to the canvas
-    scenes.padded()    # N×max_people×J×3, v = 0 for padding: device-resident training batches
-
-A person is a 14-keypoint stick figure (`KEYPOINTS`, `LIMBS`: a tree rooted at the neck) with a random lean, arm
-and leg angles and height in [min_scale, max_scale] pixels; its left limbs are drawn brighter than its right ones
-(a figure facing us has its left side on the image's right), so left and right can be told apart. 1 to
-``max_people`` people per scene, placed so that their keypoint boxes overlap by IoU ≤ ``max_overlap`` and at least
-`MIN_INSIDE` keypoints lie on the canvas (the rest are truncated); later people are drawn over earlier ones.
-Cached under ``data/pose/`` by `utils.scenes.cached_scenes`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,25 +29,13 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from .checks import check_points_inside
-from .detection import COCO_IOU_THRESHOLDS, average_precision_coco, box_convert, box_iou
-from .scenes import cached_scenes, check_scene_arguments, noisy_background
+from .detection import COCO_IOU_THRESHOLDS, average_precision_coco, box_convert
+from .pose_scenes import KEYPOINTS, LIMB_NAMES, LIMBS
 
-KEYPOINTS = ("head", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-             "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")
-# (parent, child) pairs in breadth-first order from the neck: assembly grows each person outwards along them
-LIMBS = ((1, 0), (1, 2), (1, 5), (1, 8), (1, 11), (2, 3), (5, 6), (8, 9), (11, 12), (3, 4), (6, 7), (9, 10),
-         (12, 13))
-LIMB_NAMES = tuple(f"{KEYPOINTS[a]}→{KEYPOINTS[b]}" for a, b in LIMBS)
 # COCO's per-keypoint OKS constants (head ≈ ears, neck ≈ shoulders): how far a keypoint may stray, relative to
 # the person's size, before OKS falls — wide for hips (hard to place on a real body), narrow for the face
 SIGMAS = np.array([0.035, 0.079, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087,
                    0.089])
-FORMAT_VERSION = 1
-MIN_INSIDE = 7            # a placed person keeps at least this many keypoints on the canvas
-PLACEMENT_TRIES = 20
-# brightness of each limb relative to the person's: left side bright, right side dim, torso in between
-_LIMB_SHADE = {(1, 0): 0.8, (1, 2): 0.8, (1, 5): 0.8, (1, 8): 0.8, (1, 11): 0.8}
-_LIMB_SHADE.update({limb: 0.55 if KEYPOINTS[limb[1]].startswith("right") else 1.0 for limb in LIMBS[5:]})
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -86,172 +58,6 @@ def _check_size(height, width) -> None:
     for value, name in ((height, "height"), (width, "width")):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer number of pixels, not {value!r}")
-
-
-# --------------------------------------------------------------------------------------------- stick figures
-def _direction(angle: float) -> torch.Tensor:
-    """The unit vector at ``angle`` radians from straight down (0 = down, +π/2 = image right)."""
-    return torch.tensor([math.sin(angle), math.cos(angle)])
-
-
-def random_pose(height: float, generator: torch.Generator) -> torch.Tensor:
-    """One stick figure of about ``height`` pixels: ``J×2`` keypoints relative to its neck at (0, 0)."""
-    if height <= 0:
-        raise ValueError(f"height must be positive, not {height}")
-
-    def uniform(low, high):
-        return low + (high - low) * float(torch.rand((), generator=generator))
-
-    lean = uniform(-0.3, 0.3)
-    down, across = _direction(lean), torch.tensor([math.cos(lean), -math.sin(lean)])   # across: to image right
-    h = height
-    points = torch.zeros(len(KEYPOINTS), 2)
-    points[0] = -0.13 * h * _direction(lean + uniform(-0.3, 0.3))                        # head above the neck
-    hips = 0.33 * h * down
-    for side, shoulder, hip in ((-1, 2, 8), (1, 5, 11)):      # right side on the image's left, left on its right
-        points[shoulder] = side * 0.11 * h * across
-        points[hip] = hips + side * 0.08 * h * across
-        upper = lean + side * uniform(-0.3, 2.7)                                          # arm: hanging to raised
-        points[shoulder + 1] = points[shoulder] + 0.17 * h * _direction(upper)
-        points[shoulder + 2] = points[shoulder + 1] + 0.15 * h * _direction(upper + uniform(-2.0, 2.0))
-        thigh = lean + side * uniform(-0.2, 0.7)
-        points[hip + 1] = points[hip] + 0.23 * h * _direction(thigh)
-        points[hip + 2] = points[hip + 1] + 0.22 * h * _direction(thigh + uniform(-0.5, 0.5))
-    return points
-
-
-def _segment_distance(points: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
-    """Distance of each of ``points`` (M×2) to each segment (L×2 starts, L×2 ends) → L×M."""
-    direction = ends - starts
-    length2 = (direction ** 2).sum(-1).clamp(min=1e-9)
-    along = (((points[None] - starts[:, None]) * direction[:, None]).sum(-1) / length2[:, None]).clamp(0, 1)
-    closest = starts[:, None] + along[..., None] * direction[:, None]
-    return (points[None] - closest).norm(dim=-1)
-
-
-def draw_people(poses: list[torch.Tensor], heights: list[float], size: int, generator: torch.Generator,
-                shades: list[float] | None = None):
-    """Render stick figures (each ``J×2`` absolute keypoints) over a random background, later ones on top.
-
-    Returns ``(image uint8 size×size, keypoints P×J×3 with COCO visibility, boxes P×4 xyxy clipped)``:
-    v = 0 outside the canvas, 1 hidden under a later person's pixels, 2 visible. A person's box is the tight box
-    of its own drawn pixels on the canvas (x2, y2 exclusive).
-    """
-    if len(poses) != len(heights):
-        raise ValueError(f"need one height per pose, got {len(poses)} poses and {len(heights)} heights")
-    if any(not torch.is_tensor(p) or p.shape != (len(KEYPOINTS), 2) for p in poses):
-        raise ValueError(f"each pose must be a {len(KEYPOINTS)}×2 tensor of (x, y) keypoints (see random_pose)")
-    canvas = noisy_background(size, generator)
-    owner = torch.zeros(size, size, dtype=torch.long)                      # 0 = background, k + 1 = person k
-    boxes = torch.zeros(len(poses), 4)
-    for k, (pose, height) in enumerate(zip(poses, heights)):
-        shade = shades[k] if shades is not None else 150 + 105 * float(torch.rand((), generator=generator))
-        thickness, radius = max(1.6, 0.06 * height), max(2.0, 0.07 * height)
-        # only the pixels near the figure can be drawn: render that window of the canvas
-        x0, y0 = (pose.min(0).values - radius - 1).floor().long().clamp(0, size).tolist()
-        x1, y1 = (pose.max(0).values + radius + 2).ceil().long().clamp(0, size).tolist()
-        if x1 <= x0 or y1 <= y0:
-            continue
-        ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float32), torch.arange(x0, x1, dtype=torch.float32),
-                                indexing="ij")
-        pixels = torch.stack([xs.flatten(), ys.flatten()], -1)
-        starts = torch.stack([pose[a] for a, b in LIMBS])
-        ends = torch.stack([pose[b] for a, b in LIMBS])
-        cover = (thickness / 2 + 0.5 - _segment_distance(pixels, starts, ends)).clamp(0, 1)          # L×M
-        head = (radius + 0.5 - (pixels - pose[0]).norm(dim=-1)).clamp(0, 1)
-        values = torch.tensor([_LIMB_SHADE[limb] for limb in LIMBS] + [0.8]) * shade
-        alpha, strongest = torch.cat([cover, head[None]]).max(0)
-        alpha, value = alpha.view(y1 - y0, x1 - x0), values[strongest].view(y1 - y0, x1 - x0)
-        window = canvas[y0:y1, x0:x1]
-        window.copy_(window * (1 - alpha) + value * alpha)
-        drawn = alpha > 0.5
-        owner[y0:y1, x0:x1][drawn] = k + 1
-        rows, cols = drawn.any(1).nonzero().flatten(), drawn.any(0).nonzero().flatten()
-        if len(rows):
-            boxes[k] = torch.tensor([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1],
-                                    dtype=torch.float32)
-    canvas += 6 * torch.randn(size, size, generator=generator)                                     # sensor noise
-    keypoints = torch.zeros(len(poses), len(KEYPOINTS), 3)
-    for k, pose in enumerate(poses):
-        keypoints[k, :, :2] = pose
-        inside = ((pose > -0.5) & (pose < size - 0.5)).all(-1)
-        col, row = pose.round().long().clamp(0, size - 1).unbind(-1)
-        keypoints[k, :, 2] = torch.where(inside, torch.where(owner[row, col] == k + 1, 2.0, 1.0), 0.0)
-    return canvas.clamp(0, 255).round().to(torch.uint8), keypoints, boxes
-
-
-def _keypoint_box(pose: torch.Tensor) -> torch.Tensor:
-    return torch.cat([pose.min(0).values, pose.max(0).values])
-
-
-def _generate(split, count, size, seed, min_scale, max_scale, max_people, max_overlap) -> dict:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)              # tensors of a few dozen numbers: a thread pool costs more than it saves
-    try:
-        return _generate_scenes(split, count, size, seed, min_scale, max_scale, max_people, max_overlap)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _generate_scenes(split, count, size, seed, min_scale, max_scale, max_people, max_overlap) -> dict:
-    generator = torch.Generator().manual_seed(seed * 2 + (split == "test") + 7919)
-    images, keypoints, boxes = [], [], []
-    for _ in range(count):
-        poses, heights = [], []
-        for _ in range(int(torch.randint(1, max_people + 1, (1,), generator=generator))):
-            height = float(torch.randint(min_scale, max_scale + 1, (1,), generator=generator))
-            pose = random_pose(height, generator)
-            for _ in range(PLACEMENT_TRIES):
-                centre = torch.rand(2, generator=generator) * size
-                placed = pose - (pose.min(0).values + pose.max(0).values) / 2 + centre
-                inside = ((placed > -0.5) & (placed < size - 0.5)).all(-1).sum()
-                if inside < MIN_INSIDE:
-                    continue
-                if poses and box_iou(_keypoint_box(placed)[None], torch.stack([_keypoint_box(p) for p in poses])).max() \
-                        > max_overlap:
-                    continue
-                poses.append(placed)
-                heights.append(height)
-                break
-        image, scene_keypoints, scene_boxes = draw_people(poses, heights, size, generator)
-        images.append(image)
-        keypoints.append(scene_keypoints)
-        boxes.append(scene_boxes)
-    return {"images": torch.stack(images)[:, None], "keypoints": keypoints, "boxes": boxes}
-
-
-class PoseScenes:
-    """Generated stick-figure scenes (see the module docstring)."""
-
-    def __init__(self, arrays: dict, max_people: int):
-        self.images = arrays["images"]
-        self.keypoints = arrays["keypoints"]
-        self.boxes = arrays["boxes"]
-        self.max_people = max_people
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def padded(self) -> torch.Tensor:
-        """All keypoints as one ``N×max_people×J×3`` tensor, v = 0 for padding."""
-        out = torch.zeros(len(self), self.max_people, len(KEYPOINTS), 3)
-        for i, k in enumerate(self.keypoints):
-            out[i, :len(k)] = k
-        return out
-
-    def ground_truth(self, indices=None) -> list[dict]:
-        """Per scene ``{"keypoints": P×J×3, "boxes": P×4}``: the format of `keypoint_ap` and `coco_keypoint_ap`."""
-        indices = range(len(self)) if indices is None else indices
-        return [{"keypoints": self.keypoints[i], "boxes": self.boxes[i]} for i in indices]
-
-
-def pose_scenes(split: str, count: int, size: int = 64, seed: int = 0, min_scale: int = 20, max_scale: int = 44,
-                max_people: int = 6, max_overlap: float = 0.5) -> PoseScenes:
-    """``count`` deterministic stick-figure scenes of ``split`` ("train" or "test"), cached under ``data/pose/``."""
-    check_scene_arguments(split, count, size, min_scale, max_scale, max_people, max_overlap, smallest=12)
-    arrays = cached_scenes("pose", FORMAT_VERSION, _generate, split=split, count=count, size=size, seed=seed,
-                           min_scale=min_scale, max_scale=max_scale, max_objects=max_people, max_overlap=max_overlap)
-    return PoseScenes(arrays, max_people)
 
 
 # ------------------------------------------------------------------------------------------ training targets
@@ -806,4 +612,39 @@ def render_limb_matching(image: torch.Tensor, heatmaps: torch.Tensor, pafs: torc
                        f"{len(chosen)} limbs",
                  xlabel="x (pixels)", ylabel="y (pixels)", xlim=(-0.5, size - 0.5), ylim=(size - 0.5, -0.5))
     fig.tight_layout()
+    return fig
+
+
+def render_crowd_comparison(comparison: dict, device_name: str, profile_name: str):
+    """Bottom-up vs top-down by crowd size, three bar charts side by side: keypoint AP, MFLOPs per image (networks
+    only) and milliseconds per image on ``device_name``, one pair of bars per group of scenes.
+
+    ``comparison``: ``{group name: row}`` in display order, each row holding "bottom-up AP", "top-down AP",
+    "bottom-up MFLOPs", "top-down MFLOPs", "bottom-up ms" and "top-down ms"; ``profile_name`` goes in the title.
+    """
+    needed = {f"{method} {key}" for method in ("bottom-up", "top-down") for key in ("AP", "MFLOPs", "ms")}
+    if not isinstance(comparison, dict) or not comparison:
+        raise ValueError("comparison must be a non-empty dict {group name: row of measurements}")
+    for group, row in comparison.items():
+        if not needed <= set(row):
+            raise ValueError(f"the row of group {group!r} lacks {sorted(needed - set(row))}: measure both pipelines' "
+                             "AP, MFLOPs and ms per image for every group")
+    groups = list(comparison)
+    fig, (ax_ap, ax_cost, ax_time) = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
+    positions = np.arange(len(groups))
+    for offset, method, colour in ((-0.2, "bottom-up", "tab:blue"), (0.2, "top-down", "tab:orange")):
+        for ax, key in ((ax_ap, "AP"), (ax_cost, "MFLOPs"), (ax_time, "ms")):
+            values = [comparison[g][f"{method} {key}"] for g in groups]
+            bars = ax.bar(positions + offset, values, 0.4, label=method, color=colour)
+            ax.bar_label(bars, fmt="%.2g" if key == "AP" else "%.0f", fontsize=8)  # a smoke AP of 0.0013 is not 0.00
+    labels = ("keypoint AP", "MFLOPs per image", f"ms per image ({device_name})")
+    for ax, label in zip((ax_ap, ax_cost, ax_time), labels):
+        ax.set_xticks(positions, [f"{g} people" for g in groups])
+        ax.set(xlabel="people in the scene", ylabel=label)
+        ax.margins(y=0.15)                                          # room for the numbers above the bars
+    ax_ap.set_title("accuracy")
+    ax_cost.set_title("arithmetic (networks only)")
+    ax_time.set_title("wall clock, this machine (not asserted)")
+    fig.legend(*ax_ap.get_legend_handles_labels(), loc="outside upper right", ncols=2, fontsize=8)  # off the bars
+    fig.suptitle(f"Bottom-up vs top-down by crowd size ({profile_name} profile)")
     return fig
