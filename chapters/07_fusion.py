@@ -34,28 +34,30 @@
 # 10. **fusion for a task** — Chapter 4's detector on visible, infrared, fused, early- and late-fused inputs,
 #     under each condition; then an explorer and the interview questions.
 #
-# Open `utils/fusion.py` (scenes, classical fusion, metrics, registration) and `utils/models/fusion.py` (DenseFuse,
-# the fusion network, the losses) beside this notebook.
+# Open `utils/fusion_scenes.py` (the paired scenes), `utils/image_ops.py` (filters, YCbCr, pyramids, warps, SSIM),
+# `utils/fusion.py` (classical fusion, metrics, registration) and `utils/models/fusion.py` (DenseFuse, the fusion
+# network, the losses) beside this notebook.
 
 # %%
 import math
 import time
 
 import cv2
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from utils import fusion as fu, start_chapter
-from utils.data import CLASSES, DeviceLoader
+from utils import fusion as fu, image_ops as ops, start_chapter
+from utils.data import DeviceLoader
 from utils.detection import mean_average_precision, postprocess
+from utils.fusion_scenes import (CLASS_WARMTH, CONDITIONS, FORMAT_VERSION, calibration_target, fusion_scenes,
+                                 render_scene_pairs)
 from utils.models.fusion import (DenseFuse, FusionLoss, FusionNet, densefuse_loss, fusiongan_content_loss,
                                  l1_norm_rule)
 from utils.models.yolo import (AnchorFreeDetector, anchor_free_loss, detect_all, pad_targets, random_flip,
                                scene_input, unpad_targets)
-from utils.plotting import colorbar, comparison_chart, show
+from utils.plotting import comparison_chart, image_grid, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
@@ -80,7 +82,7 @@ BATCH = pick(smoke=16, cpu=32, gpu=64)
 
 # %% [markdown]
 # ## 1. Two cameras, one scene
-# `fu.fusion_scenes` takes a grey Fashion scene of Chapter 4 (items, instance masks, boxes) and renders it twice:
+# `fusion_scenes` takes a grey Fashion scene of Chapter 4 (items, instance masks, boxes) and renders it twice:
 #
 # * **infrared**: every object gets a temperature. Worn clothes are warm (≈ 100 grey levels above the
 #   background), footwear at the ground's temperature, a bag slightly colder — objects at ambient temperature
@@ -97,8 +99,8 @@ BATCH = pick(smoke=16, cpu=32, gpu=64)
 # deterministic and caches its output under `data/fusion/`.
 
 # %%
-train = fu.fusion_scenes("train", TRAIN_SCENES, **SCENE_ARGS)
-test = fu.fusion_scenes("test", TEST_SCENES, **SCENE_ARGS)
+train = fusion_scenes("train", TRAIN_SCENES, **SCENE_ARGS)
+test = fusion_scenes("test", TEST_SCENES, **SCENE_ARGS)
 grey = fashion_scenes("test", TEST_SCENES, **SCENE_ARGS)       # the scenes they were rendered from
 test_y, train_y = test.luminance(), train.luminance()           # the visible images' luminance (section 2)
 assert test.visible.shape == (TEST_SCENES, 3, SIZE, SIZE) and test.visible.dtype == torch.uint8, (
@@ -114,10 +116,13 @@ assert all(torch.equal(a, b) for a, b in zip(test.labels, grey.labels)), (
     "the rendered pairs should keep the labels of the scenes they came from")
 counts = torch.bincount(train.conditions, minlength=3)
 print(f"{TRAIN_SCENES} training and {TEST_SCENES} test pairs; training conditions: "
-      + ", ".join(f"{c} {n}" for c, n in zip(fu.CONDITIONS, counts.tolist()))
+      + ", ".join(f"{c} {n}" for c, n in zip(CONDITIONS, counts.tolist()))
       + f"; glare in {train.glare.float().mean():.0%}")
 
+# %% [markdown]
+# What each sensor can see, measured: the mean contrast of objects against their background, per condition.
 
+# %%
 def object_contrast(images, index, classes):
     """Mean |object − background| grey level over the objects of scenes ``index`` whose class is in ``classes``
     (a boolean mask over the 10 classes)."""
@@ -130,8 +135,8 @@ def object_contrast(images, index, classes):
     return torch.stack(contrasts).mean().item()
 
 
-warm_classes = fu.CLASS_WARMTH > 50                 # worn clothes; footwear and bags sit near ambient temperature
-by_condition = {c: (test.conditions == k).nonzero().flatten() for k, c in enumerate(fu.CONDITIONS)}
+warm_classes = CLASS_WARMTH > 50                 # worn clothes; footwear and bags sit near ambient temperature
+by_condition = {c: (test.conditions == k).nonzero().flatten() for k, c in enumerate(CONDITIONS)}
 contrast = {c: {"visible": object_contrast(test_y, index, torch.ones(10, dtype=torch.bool)),
                 "IR warm": object_contrast(test.infrared, index, warm_classes),
                 "IR near ambient": object_contrast(test.infrared, index, ~warm_classes)}
@@ -146,18 +151,7 @@ for c in ("low_light", "haze"):
 assert contrast["clear"]["IR near ambient"] < 0.5 * contrast["clear"]["IR warm"], "cool objects fade in infrared"
 
 # %%
-fig, axes = plt.subplots(3, 6, figsize=(13.5, 6.6), layout="constrained")
-for row, (c, index) in enumerate(by_condition.items()):
-    for pair, i in enumerate(index[:3].tolist()):
-        axes[row, 2 * pair].imshow(test.visible[i].permute(1, 2, 0))
-        axes[row, 2 * pair].set_title(f"{c}{' + glare' if test.glare[i] else ''}: visible", fontsize=8)
-        infrared = axes[row, 2 * pair + 1].imshow(test.infrared[i, 0], cmap="inferno", vmin=0, vmax=255)
-        axes[row, 2 * pair + 1].set_title(", ".join(CLASSES[k] for k in test.labels[i]), fontsize=8)
-for ax in axes.flat:
-    ax.axis("off")
-colorbar(infrared, axes, "infrared level (0–255)")
-fig.suptitle("One scene, two sensors: visible (left) and infrared (right) under each condition")
-show(fig)
+show(render_scene_pairs(test, per_condition=3))
 
 # %% [markdown]
 # ## 2. Colour: fuse the luminance, keep the colour (YCbCr)
@@ -174,24 +168,21 @@ show(fig)
 
 # %%
 rgb = test.visible[:8].double()
-ycbcr = fu.rgb_to_ycbcr(rgb)
+ycbcr = ops.rgb_to_ycbcr(rgb)
 reference = cv2.cvtColor(test.visible[0].permute(1, 2, 0).numpy(), cv2.COLOR_RGB2YCrCb)    # uint8, H×W×(Y,Cr,Cb)
-ours = fu.rgb_to_ycbcr(test.visible[0].double()).round().clamp(0, 255)
+ours = ops.rgb_to_ycbcr(test.visible[0].double()).round().clamp(0, 255)
 assert (ours[[0, 2, 1]].permute(1, 2, 0) - torch.from_numpy(reference).double()).abs().max() <= 1, (  # rounding
     "rgb_to_ycbcr should match OpenCV's YCrCb within rounding (1 grey level)")
 white, red = torch.tensor([255.0, 255.0, 255.0]), torch.tensor([255.0, 0.0, 0.0])
-torch.testing.assert_close(fu.rgb_to_ycbcr(white.view(3, 1, 1).double()).flatten(),
+torch.testing.assert_close(ops.rgb_to_ycbcr(white.view(3, 1, 1).double()).flatten(),
                            torch.tensor([255.0, 128.0, 128.0], dtype=torch.float64))       # grey: no chroma
-assert abs(fu.rgb_to_ycbcr(red.view(3, 1, 1).double())[0].item() - 0.299 * 255) < 1e-9, (
+assert abs(ops.rgb_to_ycbcr(red.view(3, 1, 1).double())[0].item() - 0.299 * 255) < 1e-9, (
     "pure red should have luma 0.299 · 255")
-torch.testing.assert_close(fu.ycbcr_to_rgb(ycbcr), rgb)                                     # exact inverse
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
-for ax, image, title in zip(axes, [rgb[0].permute(1, 2, 0) / 255, *ycbcr[0]], ["RGB", "Y", "Cb", "Cr"]):
-    ax.imshow(image, cmap=None if title == "RGB" else "gray")
-    ax.set_title(title)
-    ax.axis("off")
-fig.suptitle("YCbCr: the structure is in Y, the colour in Cb and Cr")
-show(fig)
+torch.testing.assert_close(ops.ycbcr_to_rgb(ycbcr), rgb)                                     # exact inverse
+
+# %%
+show(image_grid([rgb[0].permute(1, 2, 0) / 255, *ycbcr[0]], ["RGB", "Y", "Cb", "Cr"], ncols=4, size=2.5,
+                suptitle="YCbCr: the structure is in Y, the colour in Cb and Cr"))
 
 # %% [markdown]
 # ## 3. Edges: Sobel (first order) vs Laplacian (second order)
@@ -209,10 +200,10 @@ show(fig)
 
 # %%
 ramp = torch.arange(16.0).repeat(16, 1) * 3                                 # slope 3 grey levels per pixel
-gx, gy = fu.sobel(ramp)
+gx, gy = ops.sobel(ramp)
 assert (gx[:, 1:-1] == 24).all(), (  # Sobel: 8 × slope, everywhere inside
     "Sobel of a slope-3 ramp should be 8 × 3 = 24 inside the image")
-assert (gy == 0).all() and (fu.laplacian(ramp)[:, 1:-1] == 0).all(), (  # Laplacian: blind to ramps
+assert (gy == 0).all() and (ops.laplacian(ramp)[:, 1:-1] == 0).all(), (  # Laplacian: blind to ramps
     "a horizontal ramp has no vertical gradient and no second derivative")
 
 
@@ -227,24 +218,21 @@ dark = by_condition["low_light"]
 shares = {"Sobel": [], "Laplacian": []}
 for i in dark.tolist():
     image = test_y[i, 0].double()
-    shares["Sobel"].append(outline_share(fu.gradient_magnitude(image), grey.instances[i]))
-    shares["Laplacian"].append(outline_share(fu.laplacian(image), grey.instances[i]))
+    shares["Sobel"].append(outline_share(ops.gradient_magnitude(image), grey.instances[i]))
+    shares["Laplacian"].append(outline_share(ops.laplacian(image), grey.instances[i]))
 shares = {k: float(np.mean(v)) for k, v in shares.items()}
 print("low-light scenes, mean |response| on outlines / mean over the image: "
       + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
 assert shares["Sobel"] > shares["Laplacian"], "the second derivative amplifies noise more"
+
+# %%
 i = dark[0].item()
 dark_y, dark_ir = test_y[i, 0].double(), test.infrared[i, 0].double()
-panels = {"low-light Y (auto contrast)": dark_y, "Sobel |∇| of Y": fu.gradient_magnitude(dark_y),
-          "Laplacian of Y": fu.laplacian(dark_y), "Sobel |∇| of IR": fu.gradient_magnitude(dark_ir),
-          "Laplacian of IR": fu.laplacian(dark_ir)}
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
-for ax, (title, image) in zip(axes, panels.items()):
-    ax.imshow(image, cmap="gray")
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-fig.suptitle("First vs second derivative on a dark, noisy visible image and on its infrared twin")
-show(fig)
+panels = {"low-light Y (auto contrast)": dark_y, "Sobel |∇| of Y": ops.gradient_magnitude(dark_y),
+          "Laplacian of Y": ops.laplacian(dark_y), "Sobel |∇| of IR": ops.gradient_magnitude(dark_ir),
+          "Laplacian of IR": ops.laplacian(dark_ir)}
+show(image_grid(list(panels.values()), list(panels), ncols=5, size=2.6,
+                suptitle="First vs second derivative on a dark, noisy visible image and on its infrared twin"))
 
 # %% [markdown]
 # ## 4. Scoring a fusion without a reference
@@ -337,10 +325,10 @@ print("noise added: " + "  ".join(f"{k} {metrics[k]:.2f}→{gamed[k]:.2f}"
 
 # %%
 x = test_y[:4, 0].double()
-torch.testing.assert_close(fu.pyramid_down(x[0]), torch.from_numpy(cv2.pyrDown(x[0].numpy())))
-torch.testing.assert_close(fu.pyramid_up(fu.pyramid_down(x[0]), (SIZE, SIZE)),
+torch.testing.assert_close(ops.pyramid_down(x[0]), torch.from_numpy(cv2.pyrDown(x[0].numpy())))
+torch.testing.assert_close(ops.pyramid_up(ops.pyramid_down(x[0]), (SIZE, SIZE)),
                            torch.from_numpy(cv2.pyrUp(cv2.pyrDown(x[0].numpy()))))
-torch.testing.assert_close(fu.reconstruct(fu.laplacian_pyramid(x, 3)), x)       # lossless decomposition
+torch.testing.assert_close(ops.reconstruct(ops.laplacian_pyramid(x, 3)), x)       # lossless decomposition
 ir4 = test.infrared[:4, 0].double()
 torch.testing.assert_close(fu.fuse(ir4, x, "average"), fu.fuse(ir4, x, "weighted", 0.5))
 assert torch.equal(fu.fuse(ir4, x, "weighted", 1.0), ir4) and torch.equal(fu.fuse(ir4, x, "weighted", 0.0), x), (
@@ -357,7 +345,10 @@ except ValueError as error:
 else:
     raise AssertionError("an infrared share outside [0, 1] must be refused")
 
+# %% [markdown]
+# Every method scored by every metric, with the two sources alone for comparison:
 
+# %%
 def average_metrics(fused_images, index):
     """Mean of every fusion metric over the scenes ``index`` (fused images N×H×W on 0–255)."""
     rows = [fu.fusion_metrics(fused_images[k], test.infrared[i, 0], test_y[i, 0]) for k, i in enumerate(index)]
@@ -395,22 +386,9 @@ assert table["max"]["MI"] > table["laplacian"]["MI"], "max copies source pixels:
 assert table["visible only"]["Qabf"] > table["laplacian"]["Qabf"], "Q^AB/F rewards copying the sharper source"
 
 # %%
-examples = [index[0].item() for index in by_condition.values()]
-fig, axes = plt.subplots(3, 7, figsize=(15.5, 6.9), layout="constrained")
-for row, i in enumerate(examples):
-    ir_i, rgb_i = test.infrared[i].double(), test.visible[i].double()
-    panels = [(rgb_i, "visible"), (ir_i, "infrared")]
-    panels += [(fu.colour_fusion(ir_i, rgb_i, lambda a, y, m=m: fu.fuse(a, y, m)), m) for m in fu.METHODS]
-    for ax, (image, title) in zip(axes[row], panels):
-        if image.shape[0] == 3:
-            ax.imshow(image.permute(1, 2, 0).numpy() / 255)
-        else:
-            infrared = ax.imshow(image[0], cmap="inferno", vmin=0, vmax=255)
-        ax.set_title(f"{fu.CONDITIONS[test.conditions[i]]}: {title}" if ax is axes[row, 0] else title, fontsize=8)
-        ax.axis("off")
-colorbar(infrared, axes, "infrared level (0–255)")
-fig.suptitle("Classical fusion of the luminance, colour restored from the visible Cb and Cr")
-show(fig)
+examples = [index[0].item() for index in by_condition.values()]           # one scene per condition
+show(fu.render_classical_fusion(test.infrared[examples], test.visible[examples],
+                                [CONDITIONS[test.conditions[i]] for i in examples]))
 
 # %% [markdown]
 # ## 6. DenseFuse: learn features once, fuse them by a rule
@@ -447,7 +425,7 @@ assert densefuse.encoder(torch.zeros(2, 1, 32, 32, device=device)).shape == (2, 
 ae_history = fit(densefuse, DeviceLoader(singles, torch.zeros(len(singles)), BATCH, shuffle=True, device=device,
                                          prepare=to_unit), epochs=AE_EPOCHS, lr=5e-3, loss_fn=densefuse_loss,
                  plot=False, name="07_densefuse",
-                 config={"tiles": len(singles), "width": FUSION_WIDTH, "renderer": fu.FORMAT_VERSION})
+                 config={"tiles": len(singles), "width": FUSION_WIDTH, "renderer": FORMAT_VERSION})
 test_ir_unit, test_y_unit = to_unit(test.infrared[:MEASURED]), to_unit(test_y[:MEASURED])
 reconstruction = predict(densefuse, test_y_unit).clamp(0, 1)
 reconstruction_psnr = (10 * torch.log10(1 / ((reconstruction - test_y_unit) ** 2).mean())).item()
@@ -490,7 +468,7 @@ for name, loss in ablation.items():
     net = FusionNet(width=FUSION_WIDTH).to(device)
     fit(net, DeviceLoader(pairs, torch.zeros(len(pairs)), 16, shuffle=True, device=device, prepare=to_unit),
         epochs=FUSION_EPOCHS, lr=5e-3, loss_fn=loss, plot=False, name="07_fusionnet",
-        config={"tiles": len(pairs), "width": FUSION_WIDTH, "renderer": fu.FORMAT_VERSION})
+        config={"tiles": len(pairs), "width": FUSION_WIDTH, "renderer": FORMAT_VERSION})
     learned[name] = net
     table[f"FusionNet {name}"] = average_metrics(255 * predict(net, test_pairs)[:, 0].double(), measured)
 fusion_net = learned["all terms"]
@@ -557,20 +535,18 @@ assert content["average"] < min(content["infrared only"], content["visible only"
 clear = by_condition["clear"][:MEASURED]
 truth = test.visible[clear].double()
 multispectral = F.interpolate(F.avg_pool2d(truth, 4), size=(SIZE, SIZE), mode="bicubic", align_corners=False)
-panchromatic = fu.rgb_to_ycbcr(truth)[:, :1]
+panchromatic = ops.rgb_to_ycbcr(truth)[:, :1]
 sharpened = fu.pansharpen(multispectral, panchromatic)
 psnr = {name: (10 * torch.log10(255 ** 2 / ((image.clamp(0, 255) - truth) ** 2).mean())).item()
         for name, image in (("upsampled multispectral", multispectral), ("pan-sharpened", sharpened))}
 print("against the full-resolution reference: " + ", ".join(f"{k} {v:.2f} dB" for k, v in psnr.items()))
 assert psnr["pan-sharpened"] > psnr["upsampled multispectral"] + 2, "the panchromatic band restores the detail"
-fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
-for ax, image, title in zip(axes, [truth[0], multispectral[0], panchromatic[0].repeat(3, 1, 1), sharpened[0]],
-                            ["reference", "multispectral (×4 coarser)", "panchromatic", "pan-sharpened"]):
-    ax.imshow(image.clamp(0, 255).permute(1, 2, 0).numpy() / 255)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-fig.suptitle("Pan-sharpening by component substitution, scored against a reference (Wald's protocol)")
-show(fig)
+
+# %%
+images = [truth[0], multispectral[0], panchromatic[0].repeat(3, 1, 1), sharpened[0]]
+show(image_grid([image.clamp(0, 255).permute(1, 2, 0) / 255 for image in images],
+                ["reference", "multispectral (×4 coarser)", "panchromatic", "pan-sharpened"], ncols=4, size=2.5,
+                suptitle="Pan-sharpening by component substitution, scored against a reference (Wald's protocol)"))
 
 # %% [markdown]
 # ## 9. Registration: two cameras never line up
@@ -588,23 +564,23 @@ show(fig)
 # edges** — every outline twice.
 
 # %%
-target_visible, target_infrared = fu.calibration_target(SIZE)
+target_visible, target_infrared = calibration_target(SIZE)
 REGISTERED = MEASURED
 results = []
 for i in range(REGISTERED):
     true = test.warps[i]
-    seen_target = fu.warp_affine(target_infrared, true)            # the rig's infrared camera sees the board
+    seen_target = ops.warp_affine(target_infrared, true)            # the rig's infrared camera sees the board
     from_scene, _ = fu.register_ecc(test.infrared_misaligned[i], test_y[i])
     from_target, _ = fu.register_ecc(seen_target, target_visible)
     from_target_intensity, _ = fu.register_ecc(seen_target, target_visible, representation="intensity")
-    results.append({"condition": fu.CONDITIONS[test.conditions[i]],
+    results.append({"condition": CONDITIONS[test.conditions[i]],
                     "none": fu.corner_error(torch.eye(2, 3), true, SIZE),
                     "scene edges": fu.corner_error(from_scene, true, SIZE),
                     "target edges": fu.corner_error(from_target, true, SIZE),
                     "target intensity": fu.corner_error(from_target_intensity, true, SIZE), "warp": from_target})
 methods = ("none", "scene edges", "target edges", "target intensity")
 print("median corner error (px)       " + "".join(f"{m:>18s}" for m in methods))
-for c in fu.CONDITIONS + ("all",):
+for c in CONDITIONS + ("all",):
     rows = [r for r in results if c in (r["condition"], "all")]
     print(f"{c:31s}" + "".join(f"{np.median([r[m] for r in rows]):18.2f}" for m in methods))
 errors = {m: np.array([r[m] for r in results]) for m in methods}
@@ -621,7 +597,7 @@ assert np.median(errors["scene edges"]) > np.median(errors["target edges"]), "a 
 # transform then aligns every frame:
 
 # %%
-aligned = torch.stack([fu.warp_affine(test.infrared_misaligned[i], results[i]["warp"], inverse=True)
+aligned = torch.stack([ops.warp_affine(test.infrared_misaligned[i], results[i]["warp"], inverse=True)
                        for i in range(REGISTERED)])
 before = [fu.fusion_metrics(fu.fuse(test.infrared_misaligned[i, 0].double(), test_y[i, 0].double(), "laplacian"),
                             test.infrared_misaligned[i, 0], test_y[i, 0]) for i in range(REGISTERED)]
@@ -630,7 +606,9 @@ after = [fu.fusion_metrics(fu.fuse(aligned[i, 0].double(), test_y[i, 0].double()
 gain = {k: float(np.mean([b[k] for b in after]) - np.mean([b[k] for b in before])) for k in ("Qabf", "MI", "SSIM")}
 print("Laplacian fusion, registered minus misaligned: " + ", ".join(f"{k} {v:+.3f}" for k, v in gain.items()))
 assert gain["Qabf"] > 0.01 and gain["SSIM"] > 0.01, "aligned sources fuse into single, stronger edges"
-i = int(np.argmax([r["none"] for r in results]))
+
+# %%
+i = int(np.argmax([r["none"] for r in results]))                 # the most misaligned scene
 
 
 def laplacian_of(infrared):
@@ -642,13 +620,8 @@ panels = {f"visible (scene {i})": test.visible[i].permute(1, 2, 0),
           f"fused, misaligned ({results[i]['none']:.1f} px): ghosts": laplacian_of(test.infrared_misaligned[i]),
           f"fused, calibrated ({results[i]['target edges']:.2f} px)": laplacian_of(aligned[i]),
           "fused, true alignment": laplacian_of(test.infrared[i])}
-fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
-for ax, (title, image) in zip(axes, panels.items()):
-    ax.imshow(image, cmap=None if image.ndim == 3 else "gray", vmin=0, vmax=255)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-fig.suptitle("Misregistration doubles every outline; the calibrated transform removes the ghosts")
-show(fig)
+show(image_grid(list(panels.values()), list(panels), ncols=4, size=3, vmin=0, vmax=255,
+                suptitle="Misregistration doubles every outline; the calibrated transform removes the ghosts"))
 
 # %% [markdown]
 # ## 10. Fusion for a task: RGB-T detection
@@ -683,7 +656,7 @@ def flipped_loss(model, batch):
     """Chapter 4's anchor-free loss on batches mirrored at random (boxes too)."""
     return anchor_free_loss(model, random_flip(*batch, flip_generator))
 
-
+# %%
 predictions = {}
 start = time.perf_counter()
 for name, images in train_inputs.items():
@@ -693,7 +666,7 @@ for name, images in train_inputs.items():
                           drop_last=True)
     history = fit(detector, loader, epochs=DETECTOR_EPOCHS, lr=3e-3, loss_fn=flipped_loss, plot=False,
                   name=f"07_detector_{name.replace(' ', '_')}",
-                  config={"scenes": TRAIN_SCENES, "width": DETECTOR_WIDTH, "renderer": fu.FORMAT_VERSION})
+                  config={"scenes": TRAIN_SCENES, "width": DETECTOR_WIDTH, "renderer": FORMAT_VERSION})
     history.assert_loss_went_down(f"the {name} detector")
     predictions[name] = detect_all(detector, test_inputs[name], confidence=0.01, iou_threshold=0.5)
 print(f"four detectors trained in {time.perf_counter() - start:.0f} s ({profile()} profile)")
@@ -716,7 +689,7 @@ for name, preds in predictions.items():
                        "near-ambient classes": float(np.mean([ap for k, ap in per_class.items()
                                                               if not warm_classes[k]]))}
 columns = {"all": "mAP@0.5, all scenes", "mAP@[.5:.95]": "mAP@[.5:.95], all scenes",
-           **{c: f"mAP@0.5, {c.replace('_', ' ')}" for c in fu.CONDITIONS},
+           **{c: f"mAP@0.5, {c.replace('_', ' ')}" for c in CONDITIONS},
            "near-ambient classes": "mAP@0.5, near-ambient classes"}
 show(comparison_chart(detection, columns, f"RGB-T detection: {TEST_SCENES} test scenes, {profile()} profile on "
                       f"{device.type}", best={c: "max" for c in columns}, width=12, per_row=3))
@@ -748,9 +721,9 @@ assert d["infrared"]["low_light"] > 2 * d["visible"]["low_light"], "in the dark,
 assert d["visible"]["near-ambient classes"] + slack > d["infrared"]["near-ambient classes"], \
     "objects at ambient temperature: the visible camera's contribution"
 assert d["late fusion"]["all"] + slack > max(d["visible"]["all"], d["infrared"]["all"]), "late fusion wins overall"
-assert all(d["late fusion"][c] + slack > d["visible"][c] for c in fu.CONDITIONS), (
+assert all(d["late fusion"][c] + slack > d["visible"][c] for c in CONDITIONS), (
     f"late fusion should match the visible detector in every condition: "
-    f"{ {c: (round(d['late fusion'][c], 3), round(d['visible'][c], 3)) for c in fu.CONDITIONS} }")
+    f"{ {c: (round(d['late fusion'][c], 3), round(d['visible'][c], 3)) for c in CONDITIONS} }")
 assert d["fused"]["clear"] + slack > d["infrared"]["clear"], "in clear light the fused image adds visible detail"
 assert d["fused"]["low_light"] < d["infrared"]["low_light"], "in the dark the visible half only adds noise"
 assert d["early fusion"]["all"] > d["visible"]["all"] and d["fused"]["all"] > d["visible"]["all"], (
@@ -765,7 +738,7 @@ report("fused-image (Laplacian) detection mAP@0.5", d["fused"]["all"])
 winner = lambda column: max(d, key=lambda name: d[name][column])  # noqa: E731
 print(f"this run ({profile()} profile, {device.type}, {TEST_SCENES} test scenes): best input overall "
       f"{winner('all')} ({d[winner('all')]['all']:.3f}); "
-      + "; ".join(f"{c.replace('_', ' ')}: {winner(c)} ({d[winner(c)][c]:.3f})" for c in fu.CONDITIONS)
+      + "; ".join(f"{c.replace('_', ' ')}: {winner(c)} ({d[winner(c)][c]:.3f})" for c in CONDITIONS)
       + f"; near-ambient classes: {winner('near-ambient classes')}")
 
 # %% [markdown]
@@ -796,7 +769,7 @@ learned_methods = {
 
 
 weighted = fu.WEIGHTED_METHODS + ("DenseFuse addition",)
-explored_conditions = [fu.CONDITIONS[k] for k in test.conditions[explored]]
+explored_conditions = [CONDITIONS[k] for k in test.conditions[explored]]
 
 
 def render(scene, method, weight):
@@ -817,6 +790,8 @@ def enable_weight(change):  # greyed out for the methods that ignore it
 
 explorer.controls["method"].observe(enable_weight, names="value")
 show(explorer)
+
+# %%
 explorer.set(method="max")
 assert explorer.controls["weight"].disabled, "max ignores the infrared weight: its slider is greyed out"
 explorer.set(method="laplacian")

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from utils import fusion as fu
+from utils import fusion as fu, image_ops as ops
+from utils.fusion_scenes import (CLASS_WARMTH, TEMPERATURE_JITTER, _generate, calibration_target, fusion_scenes,
+                                 random_affine, render_scene_pairs)
 from utils.models import fusion as models
 from utils.models.yolo import AnchorFreeDetector
 
@@ -50,16 +52,23 @@ def test_sd_sf_ag_known_answers():
 
 
 def test_ssim_equals_torchmetrics():
-    a, b = random_image(2), fu.gaussian_blur(random_image(2), 1.0) + 5 * torch.randn(48, 48, dtype=torch.float64)
+    a, b = random_image(2), ops.gaussian_blur(random_image(2), 1.0) + 5 * torch.randn(48, 48, dtype=torch.float64)
     b = b.clamp(0, 255)
-    ours = fu.ssim(a[None, None], b[None, None]).item()
+    ours = ops.ssim(a[None, None], b[None, None]).item()
     theirs = StructuralSimilarityIndexMeasure(gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0)
     assert ours == pytest.approx(theirs(a[None, None].float(), b[None, None].float()).item(), abs=1e-5)
-    assert fu.ssim(a[None, None], a[None, None]).item() == pytest.approx(1.0)
+    assert ops.ssim(a[None, None], a[None, None]).item() == pytest.approx(1.0)
+
+
+def test_ssim_trusts_a_checked_scale():
+    dark = torch.tensor([[0.0, 1.0], [2.0, 1.0]]).repeat(4, 4)[None, None]     # 0–255 levels that look like [0, 1]
+    with pytest.raises(ValueError, match="data_range=1.0"):
+        ops.ssim(dark, dark)
+    assert ops.ssim(dark, dark, scale_checked=True).item() == pytest.approx(1.0)
 
 
 def test_fusion_metrics_against_torchmetrics_and_known_answers():
-    ir, vis = random_image(3), fu.gaussian_blur(random_image(4), 2.0)
+    ir, vis = random_image(3), ops.gaussian_blur(random_image(4), 2.0)
     fused = (ir + vis) / 2
     m = fu.fusion_metrics(fused, ir, vis)
     assert set(fu.METRICS) <= set(m)
@@ -112,34 +121,34 @@ def test_fusion_metrics_rejects_mismatched_shapes():
 # -------------------------------------------------------------------------------------------- colour, edges
 def test_ycbcr_matches_opencv_and_inverts():
     rgb = torch.randint(0, 256, (3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    ours = fu.rgb_to_ycbcr(rgb.double()).round().clamp(0, 255)
+    ours = ops.rgb_to_ycbcr(rgb.double()).round().clamp(0, 255)
     theirs = torch.from_numpy(cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2YCrCb)).double()
     assert (ours[[0, 2, 1]].permute(1, 2, 0) - theirs).abs().max() <= 1
-    torch.testing.assert_close(fu.ycbcr_to_rgb(fu.rgb_to_ycbcr(rgb.double())), rgb.double())
+    torch.testing.assert_close(ops.ycbcr_to_rgb(ops.rgb_to_ycbcr(rgb.double())), rgb.double())
     grey = torch.full((3, 1, 1), 200.0, dtype=torch.float64)
     expected = torch.tensor([200.0, 128.0, 128.0], dtype=torch.float64)
-    torch.testing.assert_close(fu.rgb_to_ycbcr(grey).flatten(), expected)
-    assert fu.luminance(rgb[None]).shape == (1, 1, 16, 16) and fu.luminance(rgb[None]).dtype == torch.uint8
+    torch.testing.assert_close(ops.rgb_to_ycbcr(grey).flatten(), expected)
+    assert ops.luminance(rgb[None]).shape == (1, 1, 16, 16) and ops.luminance(rgb[None]).dtype == torch.uint8
     with pytest.raises(ValueError, match="3×H×W"):
-        fu.rgb_to_ycbcr(torch.zeros(1, 4, 4))
+        ops.rgb_to_ycbcr(torch.zeros(1, 4, 4))
 
 
 def test_sobel_and_laplacian_on_a_ramp():
     ramp = torch.arange(10.0).repeat(10, 1).double() * 2
-    gx, gy = fu.sobel(ramp)
+    gx, gy = ops.sobel(ramp)
     assert (gx[:, 1:-1] == 16).all() and (gy == 0).all()
-    assert (fu.laplacian(ramp)[:, 1:-1] == 0).all()
-    assert (fu.gradient_magnitude(torch.full((6, 6), 4.0)) == 0).all()    # flat, also at the border
+    assert (ops.laplacian(ramp)[:, 1:-1] == 0).all()
+    assert (ops.gradient_magnitude(torch.full((6, 6), 4.0)) == 0).all()    # flat, also at the border
 
 
 def test_pyramid_matches_opencv_and_reconstructs():
     x = random_image(9, 64)
-    torch.testing.assert_close(fu.pyramid_down(x), torch.from_numpy(cv2.pyrDown(x.numpy())))
-    small = fu.pyramid_down(x)
-    torch.testing.assert_close(fu.pyramid_up(small, (64, 64)), torch.from_numpy(cv2.pyrUp(small.numpy())))
-    pyramid = fu.laplacian_pyramid(x, 3)
+    torch.testing.assert_close(ops.pyramid_down(x), torch.from_numpy(cv2.pyrDown(x.numpy())))
+    small = ops.pyramid_down(x)
+    torch.testing.assert_close(ops.pyramid_up(small, (64, 64)), torch.from_numpy(cv2.pyrUp(small.numpy())))
+    pyramid = ops.laplacian_pyramid(x, 3)
     assert [p.shape[-1] for p in pyramid] == [64, 32, 16, 8]
-    torch.testing.assert_close(fu.reconstruct(pyramid), x)
+    torch.testing.assert_close(ops.reconstruct(pyramid), x)
 
 
 # -------------------------------------------------------------------------------------------- classical
@@ -167,14 +176,14 @@ def test_colour_fusion_keeps_the_chroma():
     out = fu.colour_fusion(ir, rgb, lambda a, y: fu.fuse(a, y, "average"))
     assert out.shape == (3, 16, 16)
     unclamped = (out > 0) & (out < 255)
-    chroma = fu.rgb_to_ycbcr(out)[1:]
-    torch.testing.assert_close(chroma[:, unclamped.all(0)], fu.rgb_to_ycbcr(rgb)[1:][:, unclamped.all(0)])
+    chroma = ops.rgb_to_ycbcr(out)[1:]
+    torch.testing.assert_close(chroma[:, unclamped.all(0)], ops.rgb_to_ycbcr(rgb)[1:][:, unclamped.all(0)])
     torch.testing.assert_close(fu.colour_fusion(ir, rgb, lambda a, y: y), rgb)    # keeping Y changes nothing
 
 
 def test_pansharpen_with_the_own_luminance_is_the_identity():
     rgb = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 200 + 20
-    torch.testing.assert_close(fu.pansharpen(rgb, fu.rgb_to_ycbcr(rgb)[:, :1]), rgb)
+    torch.testing.assert_close(fu.pansharpen(rgb, ops.rgb_to_ycbcr(rgb)[:, :1]), rgb)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -190,7 +199,7 @@ def test_classical_fusion_rejects_bad_input(call, message):
 
 # ---------------------------------------------------------------------------------------------- scenes
 def test_scene_shapes_targets_and_determinism(tmp_path):
-    scenes = fu.fusion_scenes("test", 6, size=64)
+    scenes = fusion_scenes("test", 6, size=64)
     assert len(scenes) == 6
     assert scenes.visible.shape == (6, 3, 64, 64) and scenes.visible.dtype == torch.uint8
     assert scenes.infrared.shape == scenes.infrared_misaligned.shape == (6, 1, 64, 64)
@@ -199,58 +208,73 @@ def test_scene_shapes_targets_and_determinism(tmp_path):
     assert all(len(t) == len(l) == len(b) for t, l, b in zip(scenes.temperatures, scenes.labels, scenes.boxes))
     assert set(scenes.conditions.tolist()) <= {0, 1, 2}
     assert len(list((tmp_path / "fusion").glob("*.pt"))) == 1
-    again = fu.fusion_scenes("test", 6, size=64)                     # from the cache
+    again = fusion_scenes("test", 6, size=64)                     # from the cache
     assert torch.equal(again.visible, scenes.visible) and torch.equal(again.infrared, scenes.infrared)
-    fresh = fu._generate("test", 6, 64, 0, 12, 32, 4, 0.3)            # regenerated from scratch: identical
+    fresh = _generate("test", 6, 64, 0, 12, 32, 4, 0.3)            # regenerated from scratch: identical
     assert torch.equal(fresh["visible"], scenes.visible) and torch.equal(fresh["infrared_misaligned"],
                                                                          scenes.infrared_misaligned)
-    other = fu.fusion_scenes("test", 6, size=64, seed=1)
+    other = fusion_scenes("test", 6, size=64, seed=1)
     assert not torch.equal(other.infrared, scenes.infrared)
 
 
 def test_scenes_follow_their_physics():
-    scenes = fu.fusion_scenes("train", 40, size=64)
+    scenes = fusion_scenes("train", 40, size=64)
     from utils.scenes import fashion_scenes
     grey = fashion_scenes("train", 40, size=64, min_scale=12, max_scale=32)
     for instance, labels, temperatures, ir in zip(grey.instances, grey.labels, scenes.temperatures, scenes.infrared):
         background = ir[0][instance == 0].float().mean()
         for k, label in enumerate(labels):
-            if fu.CLASS_WARMTH[label] > 50:                   # worn clothes are clearly warmer than the background
+            if CLASS_WARMTH[label] > 50:                   # worn clothes are clearly warmer than the background
                 assert ir[0][instance == k + 1].float().mean() > background + 20
-        ambient = temperatures - fu.CLASS_WARMTH[labels]                     # one ambient per scene, ± jitter
-        assert ambient.max() - ambient.min() <= 2 * fu.TEMPERATURE_JITTER
+        ambient = temperatures - CLASS_WARMTH[labels]                     # one ambient per scene, ± jitter
+        assert ambient.max() - ambient.min() <= 2 * TEMPERATURE_JITTER
     y = scenes.luminance().float().mean((1, 2, 3))
     assert y[scenes.conditions == 1].mean() < 0.3 * y[scenes.conditions == 0].mean()    # low light is dark
 
 
 def test_scenes_reject_bad_arguments():
     with pytest.raises(ValueError, match="split"):
-        fu.fusion_scenes("val", 4)
+        fusion_scenes("val", 4)
+
+
+def test_render_scene_pairs_draws_each_condition_and_refuses_bad_input():
+    import matplotlib.pyplot as plt
+
+    scenes = fusion_scenes("test", 12, size=64)
+    fig = render_scene_pairs(scenes, per_condition=2)
+    drawn = [ax for ax in fig.axes if ax.images]
+    shown = sum(min(2, int((scenes.conditions == k).sum())) for k in range(3))
+    assert len(drawn) == 2 * shown and any(ax.get_ylabel() == "infrared level (0–255)" for ax in fig.axes)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="per_condition"):
+        render_scene_pairs(scenes, per_condition=0)
+    with pytest.raises(ValueError, match="FusionScenes"):
+        render_scene_pairs(scenes.visible)
 
 
 # -------------------------------------------------------------------------------------------- registration
 def test_warp_affine_round_trip():
-    image = fu.gaussian_blur(random_image(14, 64), 2.0)
-    matrix = fu.random_affine(64, torch.Generator().manual_seed(0))
-    back = fu.warp_affine(fu.warp_affine(image, matrix), matrix, inverse=True)
+    image = ops.gaussian_blur(random_image(14, 64), 2.0)
+    matrix = random_affine(64, torch.Generator().manual_seed(0))
+    back = ops.warp_affine(ops.warp_affine(image, matrix), matrix, inverse=True)
     assert (back - image)[12:-12, 12:-12].abs().mean() < 2
 
 
 def test_registration_recovers_a_known_affine():
-    image, _ = fu.calibration_target(64, seed=3)                           # one camera, moved: same intensities
+    image, _ = calibration_target(64, seed=3)                           # one camera, moved: same intensities
     true = torch.tensor([[1.01, -0.04, 2.5], [0.035, 0.99, -3.0]])
-    estimated, converged = fu.register_ecc(fu.warp_affine(image, true), image, representation="intensity")
+    estimated, converged = fu.register_ecc(ops.warp_affine(image, true), image, representation="intensity")
     assert converged and fu.corner_error(estimated, true, 64) < 0.2
-    estimated, converged = fu.register_ecc(fu.warp_affine(image, true), image)
+    estimated, converged = fu.register_ecc(ops.warp_affine(image, true), image)
     assert converged and fu.corner_error(estimated, true, 64) < 0.3
 
 
 def test_calibration_target_registers_every_rig_to_a_pixel():
-    visible, infrared = fu.calibration_target(64)
+    visible, infrared = calibration_target(64)
     generator = torch.Generator().manual_seed(5)
     for _ in range(5):
-        true = fu.random_affine(64, generator)
-        estimated, _ = fu.register_ecc(fu.warp_affine(infrared, true), visible)
+        true = random_affine(64, generator)
+        estimated, _ = fu.register_ecc(ops.warp_affine(infrared, true), visible)
         assert fu.corner_error(estimated, true, 64) < 1
     assert fu.corner_error(torch.eye(2, 3), true, 64) > 2                    # it was misaligned to begin with
 
@@ -260,7 +284,24 @@ def test_register_rejects_unknown_representation():
         fu.register_ecc(torch.zeros(8, 8), torch.zeros(8, 8), representation="phase")
 
 
-# ---------------------------------------------------------------------------------------------- explorer
+# ----------------------------------------------------------------------------------------------- figures
+def test_render_classical_fusion_draws_every_method_and_refuses_bad_input():
+    import matplotlib.pyplot as plt
+
+    ir = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    rgb = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    fig = fu.render_classical_fusion(ir, rgb, ["clear", "haze"])
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * (2 + len(fu.METHODS))
+    assert {ax.get_title() for ax in fig.axes} >= {"clear: visible", "haze: visible", *fu.METHODS}
+    plt.close(fig)
+    with pytest.raises(ValueError, match="N×1×H×W"):
+        fu.render_classical_fusion(rgb, ir, ["clear", "haze"])
+    with pytest.raises(ValueError, match="same scenes"):
+        fu.render_classical_fusion(ir[:1], rgb, ["clear"])
+    with pytest.raises(ValueError, match="one condition per scene"):
+        fu.render_classical_fusion(ir, rgb, ["clear"])
+
+
 def test_render_fusion_figure_and_errors():
     import matplotlib.pyplot as plt
 

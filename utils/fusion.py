@@ -1,321 +1,37 @@
-"""Infrared–visible image fusion: paired scenes, classical fusion, fusion metrics, registration, the explorer figure.
+"""Infrared–visible image fusion: classical fusion, the fusion metrics, registration, and their figures.
 
-Introduced in Chapter 7 (07_fusion). No public infrared–visible set can be downloaded here, so the course renders
-its own pairs from the Fashion scenes of Chapter 4 (`utils.scenes`): one scene, two sensors.
+Introduced in Chapter 7 (07_fusion). The paired scenes it fuses are rendered by `utils.fusion_scenes`; the image
+operations it builds on (filters, YCbCr, pyramids, warps, SSIM) are in `utils.image_ops`; the learned fusion
+networks and their losses in `utils.models.fusion`.
 
-Interface::
+- **classical fusion** of two grey images: `fuse(ir, vis, method, weight)` with a method of `METHODS` (average,
+  max, weighted, Laplacian pyramid, gradient-weighted); `colour_fusion` fuses the visible luminance and keeps the
+  colour (YCbCr); `pansharpen` is component substitution for remote sensing;
+- **metrics without a reference**: `fusion_metrics(fused, ir, vis)` → every metric of `METRICS` (EN, SD, SF, AG,
+  MI, SSIM, PSNR, Q^AB/F, MSE, NRMSE), each also a function of its own;
+- **registration**: `register_ecc` estimates the affine between two cameras (ECC on edge maps, coarse to fine),
+  `corner_error` scores an estimate;
+- **figures**: `render_classical_fusion` (every method on a few scenes) and `render_fusion` (the explorer's).
 
-    scenes = fusion_scenes(split, count, size=64, seed=0, min_scale=12, max_scale=32, max_objects=4)
-    scenes.visible              # uint8 N×3×S×S, RGB, under the scene's condition
-    scenes.infrared             # uint8 N×1×S×S, registered to the visible image
-    scenes.infrared_misaligned  # uint8 N×1×S×S = warp_affine(infrared, warps[i]) (up to rounding)
-    scenes.warps                # float32 N×2×3, the true affine (OpenCV convention: dst(M·p) = src(p))
-    scenes.conditions           # int64 N, index into CONDITIONS ("clear", "low_light", "haze")
-    scenes.glare                # bool N, a bright glare blob in the visible image
-    scenes.temperatures         # N tensors K, each object's temperature on the infrared 0–255 scale
-    scenes.boxes, scenes.labels # N tensors K×4 (xyxy) and K, as in `utils.scenes`
-    scenes.luminance()          # uint8 N×1×S×S, the visible image's Y (BT.601)
-
-How a pair is rendered from one grey Fashion scene (randomness from one generator seeded by ``seed``, ``split``):
-
-- **infrared**: each object gets a temperature: the scene's ambient level plus a warmth per class (`CLASS_WARMTH`:
-  worn clothes warm, footwear at ambient, bags slightly below) plus a per-object jitter; objects are filled with
-  it (thermal images show shapes, hardly any texture), over a background with gentle gradients; then the camera:
-  blur, a ×4 lower resolution, sensor noise and column stripes (fixed-pattern noise of uncooled bolometers);
-- **visible**: the grey scene's texture tinted with a colour per object on a coloured background, under a
-  condition drawn per scene: ``clear``; ``low_light`` (darkened ×0.04–0.12, then noise and 8-bit rounding);
-  ``haze`` (smoke over some objects: a blend towards a grey airlight under a smooth mask); low-light and hazy
-  scenes may also carry glare (a saturating bright blob). Infrared passes through smoke and needs no light.
-- **misaligned infrared**: the infrared image warped by a small random affine (rotation 1–4°, shift 2–5 px,
-  scale 0.97–1.03 about the centre), as from an uncalibrated second camera; the true matrix is kept.
-
-Scenes are cached in ``data/fusion/`` as a ``.pt`` file keyed by every argument (atomic write, as in
-`utils.scenes`). Every image function below takes float tensors on the 0–255 scale with shape ``…×H×W``
-unless a name says otherwise; ``fusion_metrics`` also takes NumPy arrays and uint8.
+Every image function takes float tensors on the 0–255 scale with shape ``…×H×W`` unless a name says otherwise;
+``fusion_metrics`` also takes NumPy arrays and uint8.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .scenes import cached_scenes, fashion_scenes
+from .image_ops import (UNIT_RANGE_CEILING, gaussian_blur, gradient_magnitude, laplacian_pyramid, pyramid_down,
+                        reconstruct, rgb_to_ycbcr, sobel, ssim, ycbcr_to_rgb)
 
-FORMAT_VERSION = 1
-CONDITIONS = ("clear", "low_light", "haze")
-CONDITION_ODDS = (0.4, 0.3, 0.3)
-# Warmth of each Fashion-MNIST class above the ambient background, on the infrared 0–255 scale: worn clothes
-# are warm; footwear is at the ground's temperature and a bag slightly colder — objects near ambient temperature
-# fade into the background of a thermal image (as a parked car or a bench does), but not of a visible one.
-CLASS_WARMTH = torch.tensor([110.0, 110.0, 105.0, 110.0, 100.0, 5.0, 110.0, 5.0, -10.0, 5.0])
-TEMPERATURE_JITTER = 8.0
 METHODS = ("average", "max", "weighted", "laplacian", "gradient")
 WEIGHTED_METHODS = ("weighted", "laplacian")  # the methods of METHODS that use an infrared weight
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SSIM", "PSNR", "Qabf", "MSE", "NRMSE")
 EPS = 1e-12
-# A float image whose brightest pixel is at most this lies in [0, 1], not on 0–255 (where it would be black): resizing
-# overshoots [0, 1] by 0.45 at worst with bicubic (a = −0.75, OpenCV's and PyTorch's), 0.81 with Lanczos-4 — never 1.
-UNIT_RANGE_CEILING = 2.0
-
-
-# ------------------------------------------------------------------------------------------- small filters
-def gaussian_kernel(sigma: float, size: int | None = None) -> torch.Tensor:
-    """Normalised 1-D Gaussian of ``size`` taps (default: 2·⌈3σ⌉ + 1), float64."""
-    size = size or 2 * math.ceil(3 * sigma) + 1
-    distance = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    kernel = torch.exp(-0.5 * (distance / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def _separable(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``x`` (…×H×W) filtered by a symmetric 1-D ``kernel`` along rows and columns, borders reflected
-    (OpenCV's BORDER_REFLECT_101); same shape."""
-    flat = x.reshape(-1, 1, *x.shape[-2:])
-    k = kernel.to(flat)
-    half = len(k) // 2
-    flat = F.pad(flat, (half, half, half, half), mode="reflect")
-    flat = F.conv2d(F.conv2d(flat, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
-    return flat.reshape(x.shape)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of ``x`` (…×H×W), reflected borders; same shape."""
-    return _separable(x, gaussian_kernel(sigma))
-
-
-SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-
-
-def _filter3x3(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """``x`` (…×H×W) correlated with each 3×3 kernel (K×3×3), replicated borders → …×K×H×W.
-
-    Replicated (not zero) borders: a flat image has no edges, also at its border."""
-    flat = F.pad(x.reshape(-1, 1, *x.shape[-2:]), (1, 1, 1, 1), mode="replicate")
-    out = F.conv2d(flat, kernels.to(flat)[:, None])
-    return out.reshape(*x.shape[:-2], len(kernels), *x.shape[-2:])
-
-
-def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First derivatives (gx, gy) of ``x`` (…×H×W) by the Sobel kernels: gx grows to the right, gy downwards."""
-    gx, gy = _filter3x3(x, torch.stack([SOBEL_X, SOBEL_X.T])).unbind(-3)
-    return gx, gy
-
-
-def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """|∇x| = √(gx² + gy²) from Sobel (…×H×W)."""
-    gx, gy = sobel(x)
-    return torch.sqrt(gx ** 2 + gy ** 2)
-
-
-def laplacian(x: torch.Tensor) -> torch.Tensor:
-    """Second derivative ∂²x/∂u² + ∂²x/∂v² by the 4-neighbour Laplacian kernel (…×H×W): zero on ramps, signed."""
-    return _filter3x3(x, LAPLACIAN[None])[..., 0, :, :]
-
-
-# -------------------------------------------------------------------------------------------------- colour
-# BT.601 full range (JPEG/JFIF): Y = 0.299 R + 0.587 G + 0.114 B, chroma centred on 128.
-RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114],
-                             [-0.168736, -0.331264, 0.5],
-                             [0.5, -0.418688, -0.081312]], dtype=torch.float64)
-CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
-
-
-def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB (…×3×H×W, 0–255) → YCbCr (…×3×H×W): luminance carries the structure, Cb and Cr the colour."""
-    if rgb.shape[-3] != 3:
-        raise ValueError(f"rgb_to_ycbcr takes …×3×H×W images, got shape {tuple(rgb.shape)}")
-    matrix = RGB_TO_YCBCR.to(rgb.device, rgb.dtype if rgb.is_floating_point() else torch.float64)
-    out = torch.einsum("ij,...jhw->...ihw", matrix, rgb.to(matrix.dtype))
-    return out + CHROMA_OFFSET.to(out)[:, None, None]
-
-
-def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
-    """YCbCr (…×3×H×W) → RGB, the exact inverse of `rgb_to_ycbcr` (not clamped)."""
-    if ycbcr.shape[-3] != 3:
-        raise ValueError(f"ycbcr_to_rgb takes …×3×H×W images, got shape {tuple(ycbcr.shape)}")
-    inverse = torch.linalg.inv(RGB_TO_YCBCR).to(ycbcr)
-    return torch.einsum("ij,...jhw->...ihw", inverse, ycbcr - CHROMA_OFFSET.to(ycbcr)[:, None, None])
-
-
-def luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """The Y channel of RGB images (…×3×H×W) → …×1×H×W, same dtype (uint8 is rounded)."""
-    y = rgb_to_ycbcr(rgb.double())[..., :1, :, :]
-    return y.round().clamp(0, 255).to(rgb.dtype) if not rgb.is_floating_point() else y.to(rgb.dtype)
-
-
-# ------------------------------------------------------------------------------------------ paired scenes
-def _smooth_field(size: int, cells: int, generator: torch.Generator) -> torch.Tensor:
-    """A size×size random field in [0, 1] that varies slowly (bilinear upsampling of cells×cells noise)."""
-    coarse = torch.rand(1, 1, cells, cells, generator=generator)
-    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-
-
-def _uniform(low: float, high: float, generator: torch.Generator, shape=()) -> torch.Tensor:
-    return low + (high - low) * torch.rand(shape, generator=generator)
-
-
-def random_affine(size: int, generator: torch.Generator, rotation=(1.0, 4.0), shift=(2.0, 5.0),
-                  scale=(0.97, 1.03)) -> torch.Tensor:
-    """A random 2×3 affine about the image centre: |rotation| in degrees, |shift| in px per axis, and scale
-    drawn uniformly from the given ranges, signs at random (float32, OpenCV convention)."""
-    sign = lambda: 1.0 if torch.rand((), generator=generator) < 0.5 else -1.0  # noqa: E731
-    angle = sign() * float(_uniform(*rotation, generator))
-    factor = float(_uniform(*scale, generator))
-    matrix = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), angle, factor)
-    matrix[:, 2] += [sign() * float(_uniform(*shift, generator)), sign() * float(_uniform(*shift, generator))]
-    return torch.from_numpy(matrix).float()
-
-
-def warp_affine(image: torch.Tensor, matrix: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """``image`` (H×W or 1×H×W, any dtype) warped by a 2×3 ``matrix``: out(M·p) = image(p); with ``inverse``,
-    out(p) = image(M·p) — which undoes a warp by M. Bilinear, reflected borders; same shape and dtype."""
-    array = image.squeeze(0).numpy() if image.ndim == 3 else image.numpy()
-    flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if inverse else 0)
-    out = cv2.warpAffine(array.astype(np.float32), matrix.numpy().astype(np.float64), array.shape[::-1],
-                         flags=flags, borderMode=cv2.BORDER_REFLECT)
-    out = torch.from_numpy(out)
-    out = out.round().clamp(0, 255).to(image.dtype) if not image.is_floating_point() else out.to(image.dtype)
-    return out.reshape(image.shape)
-
-
-def _render_infrared(grey, instance, labels, size, generator):
-    """Temperatures (K) and the infrared image (float size×size) of one scene."""
-    ambient = 70 + 40 * torch.rand((), generator=generator)
-    temperatures = ambient + CLASS_WARMTH[labels] + _uniform(-TEMPERATURE_JITTER, TEMPERATURE_JITTER, generator,
-                                                             (len(labels),))
-    rows = torch.linspace(-1, 1, size)[:, None]
-    image = ambient + 12 * _uniform(-1, 1, generator) * rows + 20 * (_smooth_field(size, 3, generator) - 0.5)
-    lookup = torch.cat([torch.zeros(1), temperatures])
-    # how much of a pixel is fabric: the faint, anti-aliased rim of a garment is partly background; smoothed,
-    # because heat spreads through the fabric and hides its printed texture
-    fabric = gaussian_blur(torch.where(instance > 0, grey.double() / 60, 0.0).clamp(max=1), 1.0).float()
-    image = image + fabric * (lookup[instance.long()] - image) * (instance > 0)
-    return temperatures, _thermal_camera(image, generator)
-
-
-def _thermal_camera(radiance: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """What an uncooled thermal camera makes of a scene's radiance (float H×W): blurred optics, a quarter of the
-    resolution (160×120 thermal beside 640×480 visible is typical), column stripes (fixed-pattern noise) and
-    temporal noise."""
-    size = radiance.shape[-1]
-    image = gaussian_blur(radiance.double(), 1.0).float()
-    low = F.avg_pool2d(image[None, None], 4)
-    image = F.interpolate(low, size=radiance.shape, mode="bilinear", align_corners=False)[0, 0]
-    stripes = 3 * torch.randn(1, size, generator=generator)
-    return image + stripes + 3 * torch.randn(radiance.shape, generator=generator)
-
-
-def calibration_target(size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A calibration board seen by both cameras, registered → (visible grey, infrared), uint8 1×size×size each.
-
-    The board carries a random pattern of black patches on white (random, not a checkerboard: a periodic
-    pattern lets registration lock on a wrong period). Under a heat lamp black paint emits more than white,
-    so the infrared image has the *inverse* contrast — the reason registration compares edges, not intensities.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    pattern = F.interpolate(torch.rand(1, 1, 6, 6, generator=generator), size=(size, size), mode="bicubic",
-                            align_corners=False)[0, 0]
-    black = (pattern > pattern.median()).float()
-    visible = 210 - 170 * black + 2 * torch.randn(size, size, generator=generator)
-    infrared = _thermal_camera(90 + 70 * black, generator)
-    return _to_uint8(visible)[None], _to_uint8(infrared)[None]
-
-
-def _render_visible(grey, instance, boxes, size, generator):
-    """(visible RGB float 3×size×size, condition index, glare flag) of one scene."""
-    grey = grey.float()
-    count = int(instance.max())
-    tints = _uniform(0.55, 1.0, generator, (count + 1, 3))
-    tints = tints / tints.max(1, keepdim=True).values                             # brightest channel 1
-    tints[0] = _uniform(0.6, 1.0, generator, (3,))                                # background tint
-    image = torch.where(instance[None] > 0, grey[None], 0.9 * grey[None] + 25) * tints[instance.long()].permute(2, 0, 1)
-    condition = int(torch.multinomial(torch.tensor(CONDITION_ODDS), 1, generator=generator))
-    glare = False
-    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    if CONDITIONS[condition] == "low_light":
-        image = image * _uniform(0.04, 0.12, generator) + 6 * torch.randn(3, size, size, generator=generator)
-    elif CONDITIONS[condition] == "haze":
-        covered = torch.rand(len(boxes), generator=generator) < 0.6
-        covered[int(torch.randint(len(boxes), (1,), generator=generator))] = True  # at least one object
-        smoke = torch.zeros(size, size)
-        for box in boxes[covered]:
-            centre, extent = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]).max()
-            spread = 0.6 * extent + 3
-            smoke += torch.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * spread ** 2))
-        smoke = (1.6 * smoke).clamp(max=1) * (0.75 + 0.25 * _smooth_field(size, 5, generator))
-        density = _uniform(0.8, 0.95, generator)
-        airlight = _uniform(150, 200, generator)
-        image = (1 - density * smoke) * image + density * smoke * airlight
-    if condition != 0 and torch.rand((), generator=generator) < 0.4:
-        glare = True
-        centre = _uniform(0, size, generator, (2,))
-        spread = _uniform(size / 16, size / 8, generator)
-        image = image + 400 * torch.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * spread ** 2))
-    return image + 2 * torch.randn(3, size, size, generator=generator), condition, glare
-
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def _generate(split, count, size, seed, min_scale, max_scale, max_objects, max_overlap) -> dict:
-    scenes = fashion_scenes(split, count, size=size, seed=seed, min_scale=min_scale, max_scale=max_scale,
-                            max_objects=max_objects, max_overlap=max_overlap)
-    generator = torch.Generator().manual_seed(10_007 + seed * 2 + (split == "test"))
-    out = {key: [] for key in ("visible", "infrared", "infrared_misaligned", "warps", "conditions", "glare",
-                               "temperatures")}
-    for grey, instance, boxes, labels in zip(scenes.images, scenes.instances, scenes.boxes, scenes.labels):
-        temperatures, infrared = _render_infrared(grey[0].float(), instance, labels, size, generator)
-        visible, condition, glare = _render_visible(grey[0], instance, boxes, size, generator)
-        warp = random_affine(size, generator)
-        infrared = _to_uint8(infrared)
-        out["infrared"].append(infrared[None])
-        out["infrared_misaligned"].append(warp_affine(infrared, warp)[None])
-        out["visible"].append(_to_uint8(visible))
-        out["warps"].append(warp)
-        out["conditions"].append(condition)
-        out["glare"].append(glare)
-        out["temperatures"].append(temperatures)
-    arrays = {key: torch.stack(out[key]) for key in ("visible", "infrared", "infrared_misaligned", "warps")}
-    arrays.update(conditions=torch.tensor(out["conditions"]), glare=torch.tensor(out["glare"]),
-                  temperatures=out["temperatures"], boxes=scenes.boxes, labels=scenes.labels)
-    return arrays
-
-
-class FusionScenes:
-    """Registered infrared–visible pairs with their misaligned infrared and detection targets (see module doc)."""
-
-    def __init__(self, arrays: dict):
-        self.visible = arrays["visible"]
-        self.infrared = arrays["infrared"]
-        self.infrared_misaligned = arrays["infrared_misaligned"]
-        self.warps = arrays["warps"]
-        self.conditions = arrays["conditions"]
-        self.glare = arrays["glare"]
-        self.temperatures = arrays["temperatures"]
-        self.boxes = arrays["boxes"]
-        self.labels = arrays["labels"]
-
-    def __len__(self) -> int:
-        return len(self.visible)
-
-    def luminance(self) -> torch.Tensor:
-        """The visible images' Y channel, uint8 N×1×S×S (what grey-level fusion and detection read)."""
-        return luminance(self.visible)
-
-
-def fusion_scenes(split: str, count: int, size: int = 64, seed: int = 0, min_scale: int = 12,
-                  max_scale: int = 32, max_objects: int = 4, max_overlap: float = 0.3) -> FusionScenes:
-    """``count`` deterministic infrared–visible scenes of ``split``, cached under ``data/fusion/``."""
-    return FusionScenes(cached_scenes("fusion", FORMAT_VERSION, _generate, split=split, count=count, size=size,
-                                      seed=seed, min_scale=min_scale, max_scale=max_scale, max_objects=max_objects,
-                                      max_overlap=max_overlap))
 
 
 # ----------------------------------------------------------------------------------------- classical fusion
@@ -342,41 +58,6 @@ def maximum(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
     """The brighter source at each pixel (…×H×W): keeps warm targets, but also glare and haze."""
     _check_pair(ir, vis)
     return torch.maximum(ir, vis)
-
-
-BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=torch.float64) / 16  # Burt–Adelson's 5-tap Gaussian
-
-
-def pyramid_down(x: torch.Tensor) -> torch.Tensor:
-    """Blur with the 5-tap binomial, keep every second row and column: …×H×W → …×⌈H/2⌉×⌈W/2⌉ (= cv2.pyrDown)."""
-    return _separable(x, BINOMIAL)[..., ::2, ::2]
-
-
-def pyramid_up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Insert zeros between samples, blur with 4× the binomial (twice 2 per axis: the zeros' missing energy):
-    …×h×w → …×size (= cv2.pyrUp for size = 2h×2w)."""
-    up = x.new_zeros(*x.shape[:-2], *size)
-    up[..., ::2, ::2] = x
-    return _separable(up, 2 * BINOMIAL)
-
-
-def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """[detail₀ (finest), …, detail_{levels−1}, base]: detail_k = G_k − up(G_{k+1}), base the coarsest Gaussian
-    level. The decomposition is exact: `reconstruct` gives ``x`` back."""
-    pyramid, current = [], x
-    for _ in range(levels):
-        smaller = pyramid_down(current)
-        pyramid.append(current - pyramid_up(smaller, current.shape[-2:]))
-        current = smaller
-    return pyramid + [current]
-
-
-def reconstruct(pyramid: list[torch.Tensor]) -> torch.Tensor:
-    """Invert `laplacian_pyramid`: upsample the base and add each detail level, coarsest first."""
-    image = pyramid[-1]
-    for detail in reversed(pyramid[:-1]):
-        image = detail + pyramid_up(image, detail.shape[-2:])
-    return image
 
 
 def laplacian_fusion(ir: torch.Tensor, vis: torch.Tensor, levels: int = 3, base_weight: float = 0.5) -> torch.Tensor:
@@ -507,44 +188,6 @@ def average_gradient(x: torch.Tensor) -> float:
     return float(((dx ** 2 + dy ** 2) / 2).sqrt().mean())
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    """Mean SSIM of image pairs (N×1×H×W, float) → N, differentiable (also a loss).
-
-    SSIM = (2μ_xμ_y + C₁)(2σ_xy + C₂) / ((μ_x² + μ_y² + C₁)(σ_x² + σ_y² + C₂)), C₁ = (0.01 L)², C₂ = (0.03 L)²,
-    local statistics under an 11-tap Gaussian window (σ = 1.5) on reflect-padded images, averaged over all
-    H×W positions — the settings and border handling of `torchmetrics` (≥ 1.5). ``data_range`` is the span of
-    the pixel scale: 255 for images on 0–255, 1.0 for images in [0, 1].
-    """
-    _check_ssim_pair(x, y)
-    if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real) or not 0 < data_range < math.inf:
-        raise ValueError(f"data_range must be the span of the pixel scale, 255.0 or 1.0, not {data_range!r}")
-    if data_range > 1 and 0 < max(x.max(), y.max()) <= UNIT_RANGE_CEILING:  # 255 with [0, 1] images: SSIM ≈ 1
-        raise ValueError(f"the images lie in [0, 1] (up to {max(x.max(), y.max()).item():.3g}: a resize may overshoot "
-                         f"1 a little) but data_range={data_range}: pass data_range=1.0")
-    return _ssim(x, y, data_range)
-
-
-def _check_ssim_pair(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.ndim != 4 or x.shape != y.shape:
-        raise ValueError(f"ssim takes two N×1×H×W batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}: "
-                         "for one H×W image pass image[None, None]")
-    if min(x.shape[-2:]) < 6 or not x.is_floating_point() or not y.is_floating_point():
-        raise ValueError(f"ssim needs float images of at least 6×6 pixels, got {x.dtype} {tuple(x.shape[-2:])}")
-
-
-def _ssim(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
-    """`ssim` of checked images whose scale is known."""
-    window = gaussian_kernel(1.5, 11)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    stats = _separable(torch.cat([x, y, x * x, y * y, x * y]), window).split(len(x))
-    mu_x, mu_y, xx, yy, xy = stats
-    var_x = (xx - mu_x ** 2).clamp(min=0)
-    var_y = (yy - mu_y ** 2).clamp(min=0)
-    cov = xy - mu_x * mu_y
-    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
-    return index.flatten(1).mean(1)
-
-
 # Xydeas–Petrović (2000) constants: sigmoids that map edge-strength and orientation agreement to [0, 1]
 QABF_STRENGTH = (0.9994, -15.0, 0.5)        # Γ_g, κ_g, σ_g
 QABF_ORIENTATION = (0.9879, -22.0, 0.8)     # Γ_α, κ_α, σ_α
@@ -594,8 +237,7 @@ def fusion_metrics(fused, ir, vis) -> dict[str, float]:
                          f"{tuple(b.shape)}: register and resize the sources first")
     mse = float(((f - a) ** 2).mean() + ((f - b) ** 2).mean()) / 2
     fused_twice, sources = torch.stack([f, f])[:, None], torch.stack([a, b])[:, None]
-    _check_ssim_pair(fused_twice, sources)
-    pairs = _ssim(fused_twice, sources, 255.0)   # the scale is known: _as_image checked it
+    pairs = ssim(fused_twice, sources, 255.0, scale_checked=True)   # _as_image checked each image's scale
     return {"EN": entropy(f), "SD": standard_deviation(f), "SF": spatial_frequency(f), "AG": average_gradient(f),
             "MI": mutual_information(f, a) + mutual_information(f, b), "SSIM": float(pairs.sum()),
             "PSNR": 10 * math.log10(255 ** 2 / mse) if mse > 0 else math.inf, "Qabf": qabf(f, a, b),
@@ -652,7 +294,43 @@ def corner_error(estimated: torch.Tensor, true: torch.Tensor, size: int) -> floa
     return float((corners @ estimated.double().T.float() - corners @ true.float().T).norm(dim=1).mean())
 
 
-# ---------------------------------------------------------------------------------------------- explorer
+# ------------------------------------------------------------------------------------------------ figures
+def render_classical_fusion(infrared: torch.Tensor, visible: torch.Tensor, conditions):
+    """Every classical method on a few scenes, one row each: the visible image, the infrared one, then the colour
+    fusion (`colour_fusion`) of each method of `METHODS` → matplotlib Figure.
+
+    ``infrared`` N×1×H×W and ``visible`` N×3×H×W (uint8 or float on 0–255), ``conditions`` N names (such as
+    "low_light") that title each row.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plotting import colorbar
+
+    if infrared.ndim != 4 or infrared.shape[1] != 1 or visible.ndim != 4 or visible.shape[1] != 3:
+        raise ValueError(f"infrared must be N×1×H×W and visible N×3×H×W, got {tuple(infrared.shape)} and "
+                         f"{tuple(visible.shape)}: index the scenes with a list (scenes.infrared[[i, j]])")
+    if infrared.shape[0] != visible.shape[0] or infrared.shape[2:] != visible.shape[2:] or len(infrared) == 0:
+        raise ValueError(f"give the same scenes (at least one) in both: {tuple(infrared.shape)} vs "
+                         f"{tuple(visible.shape)}")
+    if len(conditions) != len(infrared):
+        raise ValueError(f"conditions must name one condition per scene ({len(infrared)}), got {len(conditions)}")
+    fig, axes = plt.subplots(len(infrared), 2 + len(METHODS), figsize=(15.5, 2.3 * len(infrared)),
+                             layout="constrained", squeeze=False)
+    for row, (ir, rgb, condition) in enumerate(zip(infrared.double(), visible.double(), conditions)):
+        panels = [(rgb, "visible"), (ir, "infrared")]
+        panels += [(colour_fusion(ir, rgb, lambda a, y, m=m: fuse(a, y, m)), m) for m in METHODS]
+        for ax, (image, title) in zip(axes[row], panels):
+            if image.shape[0] == 3:
+                ax.imshow(image.permute(1, 2, 0).numpy() / 255)
+            else:
+                drawn = ax.imshow(image[0].numpy(), cmap="inferno", vmin=0, vmax=255)
+            ax.set_title(f"{condition}: {title}" if ax is axes[row, 0] else title, fontsize=8)
+            ax.axis("off")
+    colorbar(drawn, axes, "infrared level (0–255)")
+    fig.suptitle("Classical fusion of the luminance, colour restored from the visible Cb and Cr")
+    return fig
+
+
 def render_fusion(infrared: torch.Tensor, visible: torch.Tensor, scene: int = 0, method: str = "laplacian",
                   weight: float = 0.5, learned: dict | None = None, conditions=None,
                   weighted: tuple[str, ...] = WEIGHTED_METHODS):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fusion import laplacian, sobel, ssim
+from ..image_ops import laplacian, sobel, ssim
 
 
 def conv_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -76,16 +76,23 @@ def l1_norm_rule(features_ir: torch.Tensor, features_vis: torch.Tensor, radius: 
 FUSION_RULES = {"addition": addition_rule, "l1_norm": l1_norm_rule}
 
 
-class DenseFuse(nn.Module):
-    """Autoencoder for single grey images; `fuse` merges two images at the feature level."""
+class EncoderDecoder(nn.Module):
+    """`Encoder` → `Decoder`: N×in_channels×H×W → N×1×H×W at full resolution, the last layer linear."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, in_channels: int, width: int):
         super().__init__()
-        self.encoder = Encoder(1, width)
+        self.encoder = Encoder(in_channels, width)
         self.decoder = Decoder(width)
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
+
+
+class DenseFuse(EncoderDecoder):
+    """Autoencoder for single grey images; `fuse` merges two images at the feature level."""
+
+    def __init__(self, width: int = 16):
+        super().__init__(1, width)
 
     @torch.no_grad()
     def fuse(self, ir: torch.Tensor, vis: torch.Tensor, rule: str = "addition", weight: float = 0.5) -> torch.Tensor:
@@ -117,16 +124,14 @@ def densefuse_loss(model: DenseFuse, batch, ssim_weight: float = 1.0) -> torch.T
         return F.mse_loss(reconstruction, x) + ssim_weight * (1 - ssim(reconstruction, x, 1.0)).mean()
 
 
-class FusionNet(nn.Module):
+class FusionNet(EncoderDecoder):
     """End-to-end fusion: N×2×H×W (infrared, visible Y) in [0, 1] → fused N×1×H×W in (0, 1) (sigmoid)."""
 
     def __init__(self, width: int = 16):
-        super().__init__()
-        self.encoder = Encoder(2, width)
-        self.decoder = Decoder(width)
+        super().__init__(2, width)
 
     def forward(self, pair):
-        return torch.sigmoid(self.decoder(self.encoder(pair)))
+        return torch.sigmoid(super().forward(pair))
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:
