@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from utils import data, diagnostics, fid, fusion, look_inside, receptive_field as rf, seq2seq, training, vit_attention
+from utils import (data, diagnostics, fid, fusion, image_ops, look_inside, receptive_field as rf, seq2seq, training,
+                   vit_attention)
 from utils.attention_modules import SE, attention_resnet, collect_gates
 from utils.models import ResNet
 from utils.models.gan import DCGANGenerator
@@ -110,18 +111,18 @@ def test_image_functions_compute_where_the_images_are(name):
     logits = lambda: torch.rand(2, 3, 8, 8, device=GPU)  # noqa: E731
     labels = lambda: torch.randint(0, 3, (2, 8, 8), device=GPU)  # noqa: E731
     calls = {
-        "gaussian_blur": lambda: fusion.gaussian_blur(grey(), 1.0),
-        "sobel": lambda: fusion.sobel(grey()),
-        "laplacian": lambda: fusion.laplacian(grey()),
-        "gradient_magnitude": lambda: fusion.gradient_magnitude(grey()),
-        "rgb_to_ycbcr": lambda: fusion.rgb_to_ycbcr(rgb()),
-        "ycbcr_to_rgb": lambda: fusion.ycbcr_to_rgb(rgb()),
-        "luminance": lambda: fusion.luminance(rgb()),
+        "gaussian_blur": lambda: image_ops.gaussian_blur(grey(), 1.0),
+        "sobel": lambda: image_ops.sobel(grey()),
+        "laplacian": lambda: image_ops.laplacian(grey()),
+        "gradient_magnitude": lambda: image_ops.gradient_magnitude(grey()),
+        "rgb_to_ycbcr": lambda: image_ops.rgb_to_ycbcr(rgb()),
+        "ycbcr_to_rgb": lambda: image_ops.ycbcr_to_rgb(rgb()),
+        "luminance": lambda: image_ops.luminance(rgb()),
         "laplacian_fusion": lambda: fusion.laplacian_fusion(grey(), grey()),
         "gradient_fusion": lambda: fusion.gradient_fusion(grey(), grey()),
         "colour_fusion": lambda: fusion.colour_fusion(grey(), rgb(), fusion.maximum),
         "pansharpen": lambda: fusion.pansharpen(rgb(), grey()),
-        "ssim": lambda: fusion.ssim(grey(), grey()),
+        "ssim": lambda: image_ops.ssim(grey(), grey()),
         "mean_attention_distance": lambda: vit_attention.mean_attention_distance(attn(), 2, 4.0),
         "attention_rollout": lambda: vit_attention.attention_rollout([attn(), attn()]),
         "dice_loss": lambda: dice_loss(logits(), labels()),

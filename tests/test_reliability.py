@@ -302,17 +302,17 @@ def test_mean_attention_distance_refuses_logits():
 
 
 def test_fusion_metrics_refuses_unit_range_floats_and_ssim_2d_inputs():
-    from utils import fusion as fu
+    from utils import fusion as fu, image_ops
 
     ir = torch.rand(16, 16, generator=torch.Generator().manual_seed(0)) * 255
     assert fu.fusion_metrics(ir, ir, ir)["PSNR"] == float("inf")
     with pytest.raises(ValueError, match=r"\[0, 1\].*fused \* 255"):
         fu.fusion_metrics(ir / 255, ir, ir)
     with pytest.raises(ValueError, match=r"image\[None, None\]"):
-        fu.ssim(ir, ir)
+        image_ops.ssim(ir, ir)
     with pytest.raises(ValueError, match="data_range=1.0"):
-        fu.ssim((ir / 255)[None, None], (ir / 255)[None, None])
-    assert fu.ssim((ir / 255)[None, None], (ir / 255)[None, None], 1.0).item() == pytest.approx(1.0)
+        image_ops.ssim((ir / 255)[None, None], (ir / 255)[None, None])
+    assert image_ops.ssim((ir / 255)[None, None], (ir / 255)[None, None], 1.0).item() == pytest.approx(1.0)
 
 
 def test_receptive_field_refuses_what_it_cannot_follow():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import contrastive, detection, exercises, fusion, pose, segmentation, vit_attention
+from utils import contrastive, detection, exercises, fusion, image_ops, pose, segmentation, vit_attention
 
 
 # --------------------------------------------------------------------------------------------- segmentation
@@ -193,7 +193,7 @@ def test_fusion_metrics_refuse_a_unit_range_image_that_a_bicubic_resize_pushed_p
     fused = torch.where(ir > 128, 255.0, vis / 2)          # hard edges: bicubic overshoots them
     overshot = torch.nn.functional.interpolate((fused / 255)[None, None], scale_factor=2, mode="bicubic",
                                                align_corners=False)[0, 0].clamp(min=0)     # in [0, ≈1.1]
-    assert 1 < overshot.max() < fusion.UNIT_RANGE_CEILING
+    assert 1 < overshot.max() < image_ops.UNIT_RANGE_CEILING
     big = [torch.nn.functional.interpolate(x[None, None], scale_factor=2, mode="bilinear")[0, 0] for x in (ir, vis)]
     with pytest.raises(ValueError, match=r"fused is a float image with values in \[0, 1.\d*\].*pass fused \* 255, "
                                          r"clamped with .clamp\(0, 255\)"):
@@ -201,7 +201,7 @@ def test_fusion_metrics_refuse_a_unit_range_image_that_a_bicubic_resize_pushed_p
     right = fusion.fusion_metrics((overshot * 255).clamp(0, 255), *big)
     assert right["EN"] > 6     # read as 0–255 the [0, 1] image had EN below 1 bit
     with pytest.raises(ValueError, match=r"data_range=255.0: pass data_range=1.0"):
-        fusion.ssim(overshot[None, None], overshot[None, None])
+        image_ops.ssim(overshot[None, None], overshot[None, None])
 
 
 def test_fusion_metrics_refuse_values_that_fit_neither_scale_and_keep_valid_ones():
@@ -215,7 +215,7 @@ def test_fusion_metrics_refuse_values_that_fit_neither_scale_and_keep_valid_ones
     assert fusion.fusion_metrics(dark, dark, dark)["PSNR"] == float("inf")
     for bad in (0, -1.0, float("nan"), "255"):
         with pytest.raises(ValueError, match="data_range must be the span of the pixel scale"):
-            fusion.ssim(fused[None, None], fused[None, None], bad)
+            image_ops.ssim(fused[None, None], fused[None, None], bad)
 
 
 # ------------------------------------------------------------------------------------------------------ SAM
