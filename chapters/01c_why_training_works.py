@@ -566,19 +566,10 @@ for i, batch_size in enumerate(batch_sizes):
         grid_seconds[i, j] = trace.seconds / GRID_EPOCHS
 grid_loss[~(grid_loss < 10)] = np.nan        # NaN or a test loss above 10: the run blew up
 
-fig, (ax_loss, ax_time) = plt.subplots(1, 2, figsize=(11, 3.4))
-image = ax_loss.imshow(grid_loss, cmap="viridis_r")
-for (i, j), value in np.ndenumerate(grid_loss):
-    ax_loss.text(j, i, "diverged" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
-                 bbox={"facecolor": "white", "alpha": 0.8})
-ax_loss.set(xticks=range(3), xticklabels=learning_rates, yticks=range(3), yticklabels=batch_sizes,
-            xlabel="learning rate", ylabel="batch size", title=f"test loss after {GRID_EPOCHS} epochs")
-fig.colorbar(image, ax=ax_loss, label="test loss (blank: diverged)")
-ax_time.bar([str(b) for b in batch_sizes], grid_seconds.mean(1))
-ax_time.set(xlabel="batch size", ylabel="seconds per epoch", title=f"speed on {device.type}")
-fig.tight_layout()
-show(fig)
+# %%
+show(dx.render_batch_size_grid(grid_loss, grid_seconds, batch_sizes, learning_rates, GRID_EPOCHS, device.type))
 
+# %%
 best_lr = {b: learning_rates[int(np.nanargmin(row))] for b, row in zip(batch_sizes, grid_loss)}
 print("best learning rate per batch size:", best_lr)
 # Why big batches finish an epoch sooner: the same arithmetic in far fewer steps, each with a fixed cost (Python,
@@ -626,6 +617,8 @@ schedules = {
         torch.optim.lr_scheduler.CosineAnnealingLR(opt, schedule_steps - warmup_steps)], [warmup_steps]),
     "one-cycle": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, PEAK_LR, total_steps=schedule_steps),
 }
+
+# %%
 schedule_results, lr_curves = {}, {}
 for name, make_schedule in schedules.items():
     seed_everything(0)
@@ -642,14 +635,12 @@ for name, make_schedule in schedules.items():
             step += 1
     schedule_results[name] = {"test acc": evaluate(net, test_loader)["acc"], "final lr": lr_curves[name][-1]}
 
-fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
-for name, curve in lr_curves.items():
-    ax.plot(curve, label=name)
-ax.set(xlabel="training step", ylabel="learning rate", title=f"five schedules, peak {PEAK_LR}, {schedule_steps} steps")
-ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not over them
-show(fig)
+# %%
+show(dx.render_learning_rates(lr_curves, f"five schedules, peak {PEAK_LR}, {schedule_steps} steps"))
 show(comparison_chart(schedule_results, {"test acc": "test accuracy"}, best={"test acc": "max"}, width=7,
                       title=f"the same MLP, {SCHEDULE_EPOCHS} epochs of SGD + momentum ({profile()} profile)"))
+
+# %%
 assert lr_curves["warm-up + cosine"][0] < 0.02 * PEAK_LR and max(lr_curves["one-cycle"]) > 0.99 * PEAK_LR, (
     "warm-up must start near 0 and one-cycle must reach its peak")
 assert lr_curves["cosine"][-1] < 0.01 * PEAK_LR and lr_curves["one-cycle"][-1] < 0.001 * PEAK_LR, (

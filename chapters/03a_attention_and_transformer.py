@@ -42,7 +42,7 @@ from utils.models.swin import SwinSegmenter
 from utils.models.vit import SETR, ViT
 from utils.diagrams import architecture_figure
 from utils.measuring import count_flops, count_parameters
-from utils.plotting import comparison_chart, show
+from utils.plotting import comparison_chart, labelled_grid, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.scenes import fashion_scenes
@@ -630,8 +630,11 @@ block_parameters = {name: count_parameters(part)
                                        ("LayerNorms", nn.ModuleList([model.encoder[0].norm1, model.encoder[0].norm2])))}
 ffn_parameter_share = block_parameters["feed-forward"] / sum(block_parameters.values())
 assert block_parameters["feed-forward"] == 8 * DIM * DIM + 5 * DIM, "FFN: 2·(d·4d) weights + 4d + d biases"
+print(f"parameters of one encoder block: {block_parameters} → FFN {ffn_parameter_share:.0%}")
+assert ffn_parameter_share > 0.6, f"the FFN should hold about two thirds of a block's parameters: {ffn_parameter_share:.2f}"
 
 
+# %%
 def block_multiply_adds(tokens: int) -> dict:
     """Multiply-adds of one encoder block on `tokens` tokens, counted by FlopCounterMode (explicit attention path)."""
     block, x = model.encoder[0], torch.randn(1, tokens, DIM, device=device)
@@ -645,13 +648,14 @@ for tokens in (MAX_LEN, 256):
     assert counted == expected, f"{tokens} tokens: counted {counted}, formula {expected}"
     print(f"{tokens:4d} tokens: FFN = {counted['feed-forward'] / sum(counted.values()):.0%} of the block's "
           f"multiply-adds ({counted['feed-forward']:,} of {sum(counted.values()):,})")
-print(f"parameters of one encoder block: {block_parameters} → FFN {ffn_parameter_share:.0%}")
-assert ffn_parameter_share > 0.6, f"the FFN should hold about two thirds of a block's parameters: {ffn_parameter_share:.2f}"
 
+# %%
 attention_only = Seq2SeqTransformer(VOCAB_SIZE, VOCAB_SIZE, dim=DIM, num_heads=HEADS, depth=DEPTH, hidden=0,
                                     max_len=MAX_LEN + 2).to(device)
 fit(attention_only, train_loader, epochs=EPOCHS, lr=LR, val_loader=val_loader, loss_fn=teacher_forcing_loss,
     evaluate_fn=evaluate_seq2seq, name="03a-attention-only", config=CONFIG, plot=False)
+
+# %%
 ffn_ablation = {"with FFN": (parameters, transformer_scores),
                 "attention only": (count_parameters(attention_only),
                                    evaluate_seq2seq(attention_only, val_loader))}
@@ -748,6 +752,7 @@ def image_model_costs(net: ViT) -> tuple[int, int]:
     return count_parameters(net), count_flops(net, torch.zeros(1, 1, 28, 28, device=device), return_attention=True) // 2
 
 
+# %%
 image_models = {"ViT (attention, patch stem)": train_image_model("vit"),
                 "PoolFormer (pooling mixer)": train_image_model("poolformer", mixer="pool", position="none"),
                 "hybrid (conv stem + attention)": train_image_model("hybrid", stem="conv")}
@@ -756,6 +761,8 @@ image_results = {name: (evaluate(net, image_test_loader)["acc"], *image_model_co
 print(f"{'model':32s} {'test accuracy':>13s} {'parameters':>11s} {'multiply-adds':>14s}")
 for name, (accuracy, count, multiply_adds) in image_results.items():
     print(f"{name:32s} {accuracy:13.3f} {count:11,} {multiply_adds:14,}")
+
+# %%
 show(comparison_chart({name: dict(zip(("accuracy", "parameters", "multiply-adds"), result))
                        for name, result in image_results.items()},
                       {"accuracy": "test accuracy", "parameters": "parameters",
@@ -763,6 +770,8 @@ show(comparison_chart({name: dict(zip(("accuracy", "parameters", "multiply-adds"
                       f"Same width, depth, data and schedule ({profile()} profile, {IMAGE_TRAIN or 60_000} images, "
                       f"{IMAGE_EPOCHS} epochs)", best={"accuracy": "max", "parameters": "min", "multiply-adds": "min"},
                       width=12))
+
+# %%
 vit_acc, vit_params, vit_cost = image_results["ViT (attention, patch stem)"]
 pool_acc, pool_params, pool_cost = image_results["PoolFormer (pooling mixer)"]
 hybrid_acc = image_results["hybrid (conv stem + attention)"][0]
@@ -810,6 +819,8 @@ with torch.no_grad():
     pyramid = segmenters["Swin (two-stage pyramid)"].backbone.features(probe_scene)
 print(f"SETR: {SEG_SIZE}×{SEG_SIZE} image → {(SEG_SIZE // 4) ** 2} tokens → map {tuple(folded.shape[1:])} → "
       f"×4 upsampled; Swin: pyramid {[tuple(level.shape[1:]) for level in pyramid]} (H, W, C)")
+
+# %%
 segmentation_scores = {}
 for name, net in segmenters.items():
     torch.manual_seed(0)
@@ -825,6 +836,8 @@ for name, net in segmenters.items():
     segmentation_scores[name] = scores
     print(f"{name:26s} mIoU {scores['miou']:.3f}  foreground IoU {scores['foreground IoU']:.3f}  "
           f"pixel accuracy {scores['pa']:.3f}  ({scores['parameters']:,} parameters)")
+
+# %%
 (setr_name, setr_scores), (swin_name, swin_scores) = segmentation_scores.items()
 print(f"Swin's pyramid vs SETR's single scale: mIoU {swin_scores['miou'] - setr_scores['miou']:+.3f}, foreground IoU "
       f"{swin_scores['foreground IoU'] - setr_scores['foreground IoU']:+.3f} ({profile()} profile, {SEG_SCENES} scenes, "
@@ -859,9 +872,12 @@ with torch.no_grad():
 print(f"{tuple(views.shape)} images → {mae.grid[0] * mae.grid[1]} tokens → the encoder sees {visible.shape[1]}, "
       f"{int(mask[0].sum())} are hidden, the decoder sees all {mask.shape[1]}")
 assert visible.shape[1] == 12 and mask.sum(1).eq(37).all(), "75 % of 49 patches hidden: 12 visible, 37 hidden"
+
+# %%
 fit(mae, image_loader, epochs=MAE_EPOCHS, lr=MAE_LR, weight_decay=0.05, loss_fn=lambda net, batch: net(batch[0])[0],
     name="03a-mae", config=dict(IMAGE_CONFIG, mask_ratio=0.75, decoder=32), plot=False)
 
+# %%
 test_images = data.standardize(fashion_test[0]).to(device)
 with torch.no_grad():
     reconstruction_loss, predicted, mask = mae(test_images, torch.Generator(device=device).manual_seed(1))
@@ -873,21 +889,18 @@ print(f"hidden-patch error on test images: MAE {reconstruction_loss:.3f}, predic
 assert reconstruction_loss < 0.8 * mean_patch_loss, (
     f"MAE should rebuild hidden patches well below the mean-patch baseline: {reconstruction_loss:.3f} vs "
     f"{mean_patch_loss:.3f}")
+
+# %%
 shown_mask = mask[:6, :, None]
 masked_input = unpatchify(patchify(test_images[:6], 4) * (1 - shown_mask) + shown_mask * test_images.min(),
                           4, mae.grid)
 pasted = unpatchify(patchify(test_images[:6], 4) * (1 - shown_mask) + predicted[:6] * shown_mask, 4, mae.grid)
-fig, axes = plt.subplots(3, 6, figsize=(8.4, 4.6), layout="constrained")
-for row, (images, label) in enumerate(((test_images[:6], "original"), (masked_input, "75 % hidden"),
-                                        (pasted, "reconstruction"))):
-    for col in range(6):
-        picture = axes[row, col].imshow(images[col, 0].cpu(), cmap="gray", vmin=-1, vmax=2.5)
-        axes[row, col].set(xticks=[], yticks=[])
-    axes[row, 0].set_ylabel(label)
-fig.colorbar(picture, ax=axes, label="standardised pixel value", shrink=0.8)
-fig.suptitle("MAE on unseen test images: the visible patches are pasted back, the hidden ones predicted")
-show(fig)
+show(labelled_grid(torch.cat([test_images[:6], masked_input, pasted])[:, 0],
+                   ["original", "75 % hidden", "reconstruction"], [f"image {i + 1}" for i in range(6)],
+                   "standardised pixel value", "MAE on unseen test images: the visible patches are pasted back, the "
+                   "hidden ones predicted", cmap="gray", vmin=-1, vmax=2.5, size=1.3))
 
+# %%
 probe_images, probe_labels = data.standardize(fashion_train[0]).to(device), fashion_train[1].to(device)
 test_labels = fashion_test[1].to(device)
 

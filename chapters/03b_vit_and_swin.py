@@ -51,8 +51,8 @@ from utils.plotting import labelled_grid, show
 from utils.results import report
 from utils.runtime import pick, profile
 from utils.swin_parts import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds,
-                              axial_multiply_adds, relative_position_index, shifted_window_mask, window_partition,
-                              window_reverse)
+                              axial_multiply_adds, relative_position_index, render_attention_cost,
+                              render_shifted_windows, shifted_window_mask, window_partition, window_reverse)
 from utils.training import evaluate, fit
 
 device = utils.start_chapter("03b_vit_and_swin")
@@ -354,6 +354,7 @@ def train_resnet(name, size, epochs):
     return model
 
 
+# %%
 data_size_results = {"ViT": [], "ResNet": []}
 for size in SIZES:
     epochs = max(1, round(STEPS * BATCH / size))
@@ -367,6 +368,7 @@ for size in SIZES:
     print(f"{size:6d} images, {epochs} epochs: ViT {data_size_results['ViT'][-1]:.3f}  "
           f"ResNet {data_size_results['ResNet'][-1]:.3f}")
 
+# %%
 fig, ax = plt.subplots(figsize=(5, 3.2))
 for name, accuracies in data_size_results.items():
     ax.plot(SIZES, accuracies, marker="o", label=f"{name}")
@@ -376,6 +378,8 @@ ax.set_ylabel("test accuracy")
 ax.set_title(f"Inductive bias: accuracy vs training-set size ({profile()} profile)", fontsize=9)
 ax.legend()
 show(fig)
+
+# %%
 gaps = np.subtract(data_size_results["ResNet"], data_size_results["ViT"])
 print("ResNet − ViT gap per size:", np.round(gaps, 3))
 assert gaps[0] > 0, f"with the least data, the CNN's built-in locality should win: gap {gaps[0]:.3f}"
@@ -575,34 +579,12 @@ group_rolled = window_reverse((torch.arange(4)[:, None] * 49 + first_allowed)[..
 groups = torch.roll(group_rolled[0, ..., 0], (SHIFT, SHIFT), (0, 1)).long().unique(return_inverse=True)[1]
 windows_plain = window_reverse(torch.arange(4.0)[:, None, None].expand(4, 49, 1), M, SIDE, SIDE)[0, ..., 0]
 
-fig = plt.figure(figsize=(11, 6.4), layout="constrained")
-top, bottom = fig.subfigures(2, 1, height_ratios=[1.15, 1])
-axes = top.subplots(1, 3)
-panels = [(windows_plain, "block 1, W-MSA: 4 windows of 7×7"),
-          (groups, f"block 2, SW-MSA: windows shifted by {SHIFT},\n{int(groups.max()) + 1} groups seen in the image"),
-          (labels, "how it is computed: the map rolled by\n−3, its regions (numbers), same 4 windows")]
-for ax, (grid, title) in zip(axes, panels):
-    ax.imshow(grid, cmap="tab10", vmin=0, vmax=9)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-for r in range(SIDE):
-    for c in range(SIDE):
-        axes[2].text(c, r, int(labels[r, c]), ha="center", va="center", fontsize=6, color="white")
-for ax in (axes[0], axes[2]):  # the window grid of the partition
-    ax.axhline(M - 0.5, color="black", linewidth=2)
-    ax.axvline(M - 0.5, color="black", linewidth=2)
-masks = bottom.subplots(1, 4)
-for w, ax in enumerate(masks):
-    ax.imshow(mask[w], cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"window {w}: {int(mask[w].sum())} allowed pairs", fontsize=9)
-    ax.set(xlabel="key token", ylabel="query token" if w == 0 else "", xticks=[], yticks=[])
-bottom.suptitle("each window's 49×49 attention mask (white: may attend)", fontsize=10)
-top.suptitle("Swin's windows on a 14×14 token map (M = 7): colour = tokens that attend to each other", fontsize=10)
-show(fig)
+# %%
+show(render_shifted_windows(windows_plain, groups, labels, mask, M, SHIFT))
+
+# %%
 assert int(groups.max()) + 1 == 9 and torch.bincount(groups.flatten()).sort().values.tolist() == sorted(
     [a * b for a in (SHIFT, M, SIDE - M - SHIFT) for b in (SHIFT, M, SIDE - M - SHIFT)]), "the paper's 3×3 layout"
-
 assert mask.shape == (4, 49, 49) and torch.equal(mask, mask.transpose(1, 2)), (
     "the shifted-window mask should be 4×49×49 and symmetric")
 assert mask[0].all(), "an interior window holds one region: everything may attend"
@@ -713,31 +695,18 @@ for side in COST_SIDES:
     cost["Swin (7×7 windows)"].append(seconds(lambda t: window_block.attn(
         window_partition(t.view(1, side, side, -1), 7), window_block.mask), x))
 tokens_n = [side * side for side in COST_SIDES]
-fig, (ax_formula, ax_time) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
-ax_formula.plot(tokens_n, [attention_multiply_adds(n, COST_DIM) for n in tokens_n], marker="o", label="global")
-ax_formula.plot(tokens_n, [attention_multiply_adds(n, COST_DIM, 7) for n in tokens_n], marker="o",
-                label="7×7 windows")
-ax_formula.set(title="multiply-adds (formula)", ylabel="multiply-adds")
-for name, values in cost.items():
-    ax_time.plot(tokens_n, np.array(values) * 1e3, marker="o", label=name)
-ax_time.set(title=f"measured on {device.type}, best of {COST_REPEATS}", ylabel="time (ms)")
-for ax in (ax_formula, ax_time):
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(tokens_n, [f"{n:,}" for n in tokens_n])  # one label per measured size, none in between
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.set_xlabel("tokens N (log)")
-    ax.legend()
-fig.suptitle("Attention cost vs image size")
-show(fig)
-
 time_growth = {name: values[-1] / values[0] for name, values in cost.items()}
 print(f"measured on {device.type}: tokens ×{tokens_n[-1] / tokens_n[0]:.0f}, global attention time "
       f"×{time_growth['ViT (global)']:.0f}, window attention time ×{time_growth['Swin (7×7 windows)']:.0f}")
 
+# %%
+show(render_attention_cost(tokens_n, cost, COST_DIM, 7, f"measured on {device.type}, best of {COST_REPEATS}"))
 
+# %% [markdown]
 # Times depend on the machine and its load; the work does not. The same two layers, counted by FlopCounterMode (the
 # explicit path, 2 FLOPs per multiply-add) at the three smallest sizes, where the N×N weights stay small.
+
+# %%
 def counted_multiply_adds(attend, x):
     return count_flops(attend, x) // 2
 

@@ -587,6 +587,7 @@ assert answers.sum((1, 2)).tolist() == sorted(answers.sum((1, 2)).tolist()) and 
     "item ⊂ pile ⊂ everything, and the clicked pixel should be in all three")
 
 
+# %%
 def fit_one_mask(steps=300, seed=0):
     """One logit map trained on the prompt's answers, drawn at random at each step."""
     generator = torch.Generator().manual_seed(seed)
@@ -606,6 +607,7 @@ def expected_loss(masks_out):
     return torch.stack([min(F.binary_cross_entropy(m, answer) for m in masks_out) for answer in answers]).mean().item()
 
 
+# %%
 single = fit_one_mask()
 hedging = ((single > 0.2) & (single < 0.8)).float().sum() / answers[2].sum()
 single_iou = [((single > 0.5) & answer.bool()).sum().item() / ((single > 0.5) | answer.bool()).sum().item()
@@ -623,20 +625,8 @@ assert hedging > 0.1 and min(single_iou) < 0.9, (
 assert expected_loss(answers) < 0.2 * expected_loss(single[None]), (
     "three committed outputs should cut the min-over-outputs loss 5×")
 
-fig, axes = plt.subplots(1, 5, figsize=(13.5, 3.1), layout="constrained")
-axes[0].imshow(images[index, 0], cmap="gray")
-axes[0].plot(point[1], point[0], "r*", markersize=12)
-axes[0].set_title("prompt: one click", fontsize=10)
-drawn = axes[1].imshow(single, cmap="magma", vmin=0, vmax=1)
-axes[1].set_title("one output:\nthe average", fontsize=10)
-for k, label in enumerate(("item", "pile", "everything")):
-    axes[2 + k].imshow(answers[k], cmap="magma", vmin=0, vmax=1)
-    axes[2 + k].set_title(f"output {k + 1}\ncan commit: {label}", fontsize=10)
-for ax in axes:
-    ax.axis("off")
-fig.colorbar(drawn, ax=axes[1:], shrink=0.8, label="mask probability")
-fig.suptitle("An ambiguous prompt: one mask averages the answers, three masks keep them apart")
-show(fig)
+# %%
+show(seg.render_ambiguous_prompt(images[index, 0], point, single, answers, ("item", "pile", "everything")))
 
 # %% [markdown]
 # ## 12. U²-Net's RSU block: a U-Net inside a residual block
@@ -676,6 +666,7 @@ with torch.no_grad():
 print("with the inner U silenced, RSU(x) == F(x): the U is a residual branch")
 
 
+# %%
 def measured_receptive_field(module, channels, side=128):
     """Side of the input window whose pixels have a non-zero gradient for the centre output (eval mode, 4 images)."""
     x = torch.randn(4, channels, side, side, requires_grad=True)

@@ -60,6 +60,8 @@ from utils.runtime import channels_last, device_name, pick, profile
 from utils.training import evaluate, fit
 
 device = start_chapter("11_speed_and_scale")
+
+# %%
 REPO = Path(parallel.__file__).resolve().parents[1]
 CPU = device.type == "cpu"
 CORES = os.cpu_count() or 1

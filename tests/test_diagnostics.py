@@ -209,3 +209,18 @@ def test_figures_render_and_reject_bad_values():
         dx.trajectory_figure(2.0, 10)
     with pytest.raises(ValueError, match="steps"):
         dx.trajectory_figure(-1.0, 0)
+
+
+def test_render_batch_size_grid_and_learning_rates():
+    loss = np.array([[0.5, np.nan], [0.7, 0.6]])
+    fig = dx.render_batch_size_grid(loss, np.ones((2, 2)), (16, 1024), (0.1, 1.0), 2, "cpu")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.50", "diverged", "0.70", "0.60"] and fig.axes[1].get_title() == "speed on cpu"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="batch sizes × learning rates"):
+        dx.render_batch_size_grid(loss[:1], np.ones((2, 2)), (16, 1024), (0.1, 1.0), 2, "cpu")
+    fig = dx.render_learning_rates({"constant": [0.1] * 5, "cosine": [0.1, 0.08, 0.05, 0.02, 0.0]}, "two schedules")
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_title() == "two schedules"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one learning rate per step"):
+        dx.render_learning_rates({"constant": []}, "none")

@@ -150,6 +150,18 @@ def test_overlay_and_overlay_figure():
         seg.overlay_figure(image, labels, labels, ["a", "b"], right="both")
 
 
+def test_render_ambiguous_prompt():
+    image, answers = np.zeros((8, 8)), np.zeros((3, 8, 8))
+    answers[0, 2:4, 2:4] = answers[1, 2:6, 2:4] = answers[2, 2:6, 2:6] = 1
+    fig = seg.render_ambiguous_prompt(image, (2, 2), answers.mean(0), answers, ("item", "pile", "everything"))
+    assert len(fig.axes) == 6 and "pile" in fig.axes[3].get_title()  # click, average, three answers, colour bar
+    plt.close(fig)
+    with pytest.raises(ValueError, match="K×H×W"):
+        seg.render_ambiguous_prompt(image, (2, 2), answers.mean(0), answers[0], ("item",))
+    with pytest.raises(ValueError, match="one name per answer"):
+        seg.render_ambiguous_prompt(image, (2, 2), answers.mean(0), answers, ("item", "pile"))
+
+
 def test_unet_shapes_and_bad_size():
     model = UNet(4, width=4, depth=3)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 4, 32, 32)

@@ -2,6 +2,7 @@
 
 import itertools
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,8 @@ from utils.models.swin import SwinBlock, SwinSegmenter, SwinTransformer, WindowA
 from utils.models.vit import (SETR, ConvStem, PatchEmbed, PoolFormerBlock, ViT, drop_path,
                               interpolate_position_embedding, sincos_position_embedding)
 from utils.swin_parts import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds, axial_multiply_adds,
-                              relative_position_index, shifted_window_mask, window_partition, window_reverse)
+                              relative_position_index, render_attention_cost, render_shifted_windows,
+                              shifted_window_mask, window_partition, window_reverse)
 
 
 def test_window_partition_and_reverse():
@@ -92,6 +94,21 @@ def test_patch_merging_concatenates_2x2_then_projects():
 def test_attention_multiply_adds():
     assert attention_multiply_adds(196, 32) == 4 * 196 * 32 ** 2 + 2 * 196 ** 2 * 32
     assert attention_multiply_adds(196, 32, 7) == 4 * 196 * 32 ** 2 + 2 * 196 * 49 * 32
+
+
+def test_render_shifted_windows_and_attention_cost():
+    mask, grid = shifted_window_mask(4, 4, 2, 1), torch.zeros(4, 4, dtype=torch.long)
+    fig = render_shifted_windows(grid, grid, grid, mask, 2, 1)
+    assert len(fig.axes) == 3 + 4 and "4 windows of 2×2" in fig.axes[0].get_title()  # three maps, four masks
+    with pytest.raises(ValueError, match="S×S"):
+        render_shifted_windows(grid, grid[:2], grid, mask, 2, 1)
+    with pytest.raises(ValueError, match="M²"):
+        render_shifted_windows(grid, grid, grid, mask, 3, 1)
+    fig = render_attention_cost([16, 64], {"global": [1e-3, 4e-3], "windows": [1e-3, 2e-3]}, 8, 2, "measured")
+    assert [ax.get_title() for ax in fig.axes] == ["multiply-adds (formula)", "measured"]
+    with pytest.raises(ValueError, match="one time per token count"):
+        render_attention_cost([16, 64], {"global": [1e-3]}, 8, 2, "measured")
+    plt.close("all")
 
 
 def test_window_attention_mask_blocks_attention():

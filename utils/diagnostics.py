@@ -8,7 +8,8 @@ Introduced in Chapter 1 (01c). The experiments of that chapter are built from th
   and per-layer gradient norms), `shift_images` / `accuracy_under_shift`, `sparsity`;
 - optimisers: `make_optimizer`, `optimizer_trajectory` (torch) and `hand_trajectory` (the update rules
   written out in NumPy) on the 2-D `valley` function;
-- figures behind the chapter's explorers: `gradient_norm_figure`, `trajectory_figure`.
+- figures behind the chapter's explorers: `gradient_norm_figure`, `trajectory_figure`; and of its
+  experiments: `render_batch_size_grid`, `render_learning_rates`.
 """
 
 from __future__ import annotations
@@ -396,4 +397,42 @@ def trajectory_figure(lr_exponent: float = -1.0, steps: int = 60):
            title=f"lr = {lr:.3g}, {steps} steps on f = 0.1x² + 2y² (grey: contour lines of f, ★ its minimum)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
+    return fig
+
+
+def render_batch_size_grid(test_loss: np.ndarray, seconds: np.ndarray, batch_sizes, learning_rates, epochs: int,
+                           device_name: str):
+    """The batch-size × learning-rate grid: test loss per cell (NaN: diverged), and seconds per epoch per batch size.
+
+    ``test_loss`` and ``seconds`` are B×L arrays, row i for ``batch_sizes[i]``, column j for ``learning_rates[j]``;
+    the bars show each row's mean seconds, measured on ``device_name`` over ``epochs`` epochs.
+    """
+    test_loss, seconds = np.asarray(test_loss, dtype=float), np.asarray(seconds, dtype=float)
+    shape = (len(batch_sizes), len(learning_rates))
+    if test_loss.shape != shape or seconds.shape != shape:
+        raise ValueError(f"test_loss and seconds must be batch sizes × learning rates = {shape}, got "
+                         f"{test_loss.shape} and {seconds.shape}")
+    fig, (ax_loss, ax_time) = plt.subplots(1, 2, figsize=(11, 3.4))
+    image = ax_loss.imshow(test_loss, cmap="viridis_r")
+    for (i, j), value in np.ndenumerate(test_loss):
+        ax_loss.text(j, i, "diverged" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                     bbox={"facecolor": "white", "alpha": 0.8})
+    ax_loss.set(xticks=range(shape[1]), xticklabels=learning_rates, yticks=range(shape[0]), yticklabels=batch_sizes,
+                xlabel="learning rate", ylabel="batch size", title=f"test loss after {epochs} epochs")
+    fig.colorbar(image, ax=ax_loss, label="test loss (blank: diverged)")
+    ax_time.bar([str(b) for b in batch_sizes], seconds.mean(1))
+    ax_time.set(xlabel="batch size", ylabel="seconds per epoch", title=f"speed on {device_name}")
+    fig.tight_layout()
+    return fig
+
+
+def render_learning_rates(curves: dict[str, list[float]], title: str):
+    """The learning rate at every training step, one line per schedule (``curves``: name → one value per step)."""
+    if not curves or any(len(curve) == 0 for curve in curves.values()):
+        raise ValueError("give at least one schedule, each with one learning rate per step, e.g. {'constant': [0.1]}")
+    fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
+    for name, curve in curves.items():
+        ax.plot(curve, label=name)
+    ax.set(xlabel="training step", ylabel="learning rate", title=title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not over them
     return fig

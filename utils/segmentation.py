@@ -300,3 +300,31 @@ def overlay_figure(image, target, prediction, class_names, opacity: float = 0.5,
     for ax in axes:
         ax.axis("off")
     return fig
+
+
+def render_ambiguous_prompt(image, point, single, answers, answer_names):
+    """One click, one fitted mask and the K masks that could each commit to one reading (Chapter 5, section 11).
+
+    ``image`` H×W grey; ``point`` the clicked pixel as (row, column); ``single`` H×W probabilities of the one
+    output; ``answers`` K×H×W masks in [0, 1], one per valid reading, named by ``answer_names`` (K names).
+    """
+    image, single, answers = (np.asarray(a, dtype=float) for a in (image, single, answers))
+    if image.ndim != 2 or single.shape != image.shape or answers.ndim != 3 or answers.shape[1:] != image.shape:
+        raise ValueError(f"pass image and single as H×W and answers as K×H×W of the same H, W; got {image.shape}, "
+                         f"{single.shape} and {answers.shape}")
+    if len(answer_names) != len(answers):
+        raise ValueError(f"give one name per answer: {len(answers)} answers, {len(answer_names)} names")
+    fig, axes = plt.subplots(1, 2 + len(answers), figsize=(2.7 * (2 + len(answers)), 3.1), layout="constrained")
+    axes[0].imshow(image, cmap="gray")
+    axes[0].plot(point[1], point[0], "r*", markersize=12)
+    axes[0].set_title("prompt: one click", fontsize=10)
+    drawn = axes[1].imshow(single, cmap="magma", vmin=0, vmax=1)
+    axes[1].set_title("one output:\nthe average", fontsize=10)
+    for k, (answer, name) in enumerate(zip(answers, answer_names)):
+        axes[2 + k].imshow(answer, cmap="magma", vmin=0, vmax=1)
+        axes[2 + k].set_title(f"output {k + 1}\ncan commit: {name}", fontsize=10)
+    for ax in axes:
+        ax.axis("off")
+    fig.colorbar(drawn, ax=axes[1:], shrink=0.8, label="mask probability")
+    fig.suptitle("An ambiguous prompt: one mask averages the answers, three masks keep them apart")
+    return fig

@@ -9,13 +9,16 @@ Introduced in Chapter 3 (03b); `utils.models.swin` assembles them. Feature maps 
 - `attention_multiply_adds` — the cost of global vs window attention (the paper's eq. 1–2);
 - `PatchMerging` — 2×2 neighbours concatenated (4C) and projected to 2C: half the resolution, twice the width;
 - `AxialAttention`, `axial_multiply_adds` — another way below N²: attend along each row, then along each column
-  (Ho et al., 2019; Axial-DeepLab), two hops from any pixel to any other.
+  (Ho et al., 2019; Axial-DeepLab), two hops from any pixel to any other;
+- `render_shifted_windows`, `render_attention_cost` — the chapter's figures of the shifted windows and of the cost.
 """
 
 from __future__ import annotations
 
 import itertools
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 
@@ -137,3 +140,81 @@ class AxialAttention(nn.Module):
         x = rows.view(batch, height, width, channels).transpose(1, 2)              # (B, W, H, C): columns
         cols, _ = self.col_attn(x.reshape(batch * width, height, channels), need_weights=need_weights)
         return cols.view(batch, width, height, channels).transpose(1, 2)
+
+
+def render_shifted_windows(windows: torch.Tensor, groups: torch.Tensor, regions: torch.Tensor, mask: torch.Tensor,
+                           window_size: int, shift_size: int):
+    """Swin's two window layouts on one S×S token map, and each shifted window's attention mask.
+
+    Top row: ``windows`` (S×S, the window of each token in W-MSA), ``groups`` (S×S, the tokens that attend to
+    each other in SW-MSA, as seen in the image) and ``regions`` (S×S, the regions of the map rolled by
+    −``shift_size``, numbered). Bottom row: ``mask`` (windows × M² × M², from `shifted_window_mask`), white
+    where a query may attend to a key.
+    """
+    windows, groups, regions, mask = (np.asarray(a) for a in (windows, groups, regions, mask))
+    side = windows.shape[-1]
+    if any(grid.shape != (side, side) for grid in (windows, groups, regions)):
+        raise ValueError(f"windows, groups and regions must be S×S maps of one size, got {tuple(windows.shape)}, "
+                         f"{tuple(groups.shape)} and {tuple(regions.shape)}")
+    if mask.ndim != 3 or mask.shape[1:] != (window_size ** 2, window_size ** 2):
+        raise ValueError(f"mask must be windows × M² × M² (M = {window_size}), got {tuple(mask.shape)}: "
+                         "pass shifted_window_mask(S, S, M, shift)")
+    fig = plt.figure(figsize=(11, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.15, 1])
+    axes = top.subplots(1, 3)
+    panels = [(windows, f"block 1, W-MSA: {len(mask)} windows of {window_size}×{window_size}"),
+              (groups, f"block 2, SW-MSA: windows shifted by {shift_size},\n{int(groups.max()) + 1} groups seen in "
+                       "the image"),
+              (regions, f"how it is computed: the map rolled by\n−{shift_size}, its regions (numbers), same "
+                        f"{len(mask)} windows")]
+    for ax, (grid, title) in zip(axes, panels):
+        ax.imshow(grid, cmap="tab10", vmin=0, vmax=9)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r in range(side):
+        for c in range(side):
+            axes[2].text(c, r, int(regions[r, c]), ha="center", va="center", fontsize=6, color="white")
+    for ax in (axes[0], axes[2]):  # the window grid of the partition
+        for edge in range(window_size, side, window_size):
+            ax.axhline(edge - 0.5, color="black", linewidth=2)
+            ax.axvline(edge - 0.5, color="black", linewidth=2)
+    for w, ax in enumerate(bottom.subplots(1, len(mask))):
+        ax.imshow(mask[w], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"window {w}: {int(mask[w].sum())} allowed pairs", fontsize=9)
+        ax.set(xlabel="key token", ylabel="query token" if w == 0 else "", xticks=[], yticks=[])
+    tokens = window_size ** 2
+    bottom.suptitle(f"each window's {tokens}×{tokens} attention mask (white: may attend)", fontsize=10)
+    top.suptitle(f"Swin's windows on a {side}×{side} token map (M = {window_size}): colour = tokens that attend to "
+                 "each other", fontsize=10)
+    return fig
+
+
+def render_attention_cost(tokens: list[int], seconds: dict[str, list[float]], dim: int, window_size: int,
+                          timing: str):
+    """Cost of global against window attention as the token count grows: the formula, and measured times.
+
+    ``tokens`` the token counts N; ``seconds`` name → one forward time per N; the left panel draws
+    `attention_multiply_adds` for width ``dim``, global and with ``window_size``² keys; ``timing`` titles the
+    right panel (where and how the times were taken).
+    """
+    if not tokens or any(len(values) != len(tokens) for values in seconds.values()):
+        raise ValueError(f"give one time per token count ({len(tokens)}) for every name in seconds, got "
+                         f"{ {name: len(values) for name, values in seconds.items()} }")
+    fig, (ax_formula, ax_time) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    ax_formula.plot(tokens, [attention_multiply_adds(n, dim) for n in tokens], marker="o", label="global")
+    ax_formula.plot(tokens, [attention_multiply_adds(n, dim, window_size) for n in tokens], marker="o",
+                    label=f"{window_size}×{window_size} windows")
+    ax_formula.set(title="multiply-adds (formula)", ylabel="multiply-adds")
+    for name, values in seconds.items():
+        ax_time.plot(tokens, np.array(values) * 1e3, marker="o", label=name)
+    ax_time.set(title=timing, ylabel="time (ms)")
+    for ax in (ax_formula, ax_time):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(tokens, [f"{n:,}" for n in tokens])  # one label per measured size, none in between
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("tokens N (log)")
+        ax.legend()
+    fig.suptitle("Attention cost vs image size")
+    return fig
