@@ -32,10 +32,10 @@
 # `utils/models/blip.py` (the networks) beside this notebook.
 
 # %%
+import inspect
 import math
 from collections import Counter
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,13 @@ TEMPERATURE = 0.2                                         # SimCLR's τ here (th
 #
 # Each is checked below against a computation written differently: PyTorch's `TripletMarginLoss` and
 # `TripletMarginWithDistanceLoss`, and plain Python loops over the pairs.
+
+# %% [markdown]
+# The margin loss is the one of the four not written as an exercise below; in it, look for the `clamp_min(0)` that
+# stops pushing a negative pair once it is `margin` apart.
+
+# %%
+print(inspect.getsource(contrastive.contrastive_loss))
 
 # %%
 generator = torch.Generator().manual_seed(0)
@@ -188,6 +195,15 @@ exercises.check("clip_loss", clip_loss)
 # d(a,p) < d(a,n) < d(a,p) + m: the very hardest negatives are often label noise or look-alikes and make training
 # collapse early, semi-hard ones still teach. We check `mine_semi_hard` against a loop over every triplet.
 
+# %% [markdown]
+# Both miners compare every anchor with every candidate at once: in `batch_hard_triplet_loss` look for the
+# `amax` over positives and `amin` over negatives; in `mine_semi_hard`, for the a × p × n mask `semi` (farther than
+# the positive, inside the margin) and the fallback to the farthest negative where it is empty.
+
+# %%
+print(inspect.getsource(contrastive.batch_hard_triplet_loss))
+print(inspect.getsource(contrastive.mine_semi_hard))
+
 # %%
 embeddings = torch.randn(12, 3, generator=generator)
 labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3])
@@ -252,6 +268,8 @@ def simclr_loss(temperature, use=contrastive.AUGMENTATIONS):
 
 item_loader = DeviceLoader(train_items, train_labels, batch_size=BATCH, shuffle=True, device=device, drop_last=True)
 test_inputs = standardize(test_items)
+
+# %%
 sweep = {}
 for temperature in (0.05, 0.1, 0.2, 0.5, 1.0):
     torch.manual_seed(0)
@@ -270,6 +288,8 @@ for temperature in (0.05, 0.1, 0.2, 0.5, 1.0):
 for t, row in sweep.items():
     print(f"τ = {t:<4}: alignment {row['alignment']:.3f}, uniformity {row['uniformity']:.3f}, "
           f"k-NN accuracy {row['k-NN accuracy']:.3f}")
+
+# %%
 # the trade is asserted from τ = 0.1 to 1.0; τ = 0.05 is shown, not asserted: so sharp a softmax trains unevenly in a
 # run this short (the cpu run measured it *less* uniform than τ = 0.1)
 coldest, hottest = sweep[0.1], sweep[1.0]
@@ -278,20 +298,8 @@ assert coldest["uniformity"] < hottest["uniformity"], \
 assert hottest["alignment"] < coldest["alignment"], \
     f"τ = 1 should align positives more than τ = 0.1: alignment {hottest['alignment']:.3f} vs {coldest['alignment']:.3f}"
 
-fig, (ax_trade, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-points = ax_trade.scatter([r["uniformity"] for r in sweep.values()], [r["alignment"] for r in sweep.values()],
-                          c=np.log10(list(sweep)), cmap="viridis", s=60)
-for t, row in sweep.items():
-    ax_trade.annotate(f"τ={t}", (row["uniformity"], row["alignment"]), fontsize=8, xytext=(4, 4),
-                      textcoords="offset points")
-fig.colorbar(points, ax=ax_trade, label="log₁₀ τ")
-ax_trade.set(xlabel="uniformity (lower = more spread)", ylabel="alignment (lower = positives closer)",
-             title="the temperature trades alignment for uniformity")
-bars = ax_acc.bar([str(t) for t in sweep], [r["k-NN accuracy"] for r in sweep.values()], color="tab:blue")
-ax_acc.bar_label(bars, fmt="%.3f", fontsize=8)
-ax_acc.set(xlabel="temperature τ", ylabel="k-NN test accuracy", title=f"features' k-NN accuracy ({profile()} profile)",
-           ylim=(0, 1))
-show(fig)
+# %%
+show(contrastive.render_temperature_sweep(sweep, profile()))
 best_t = max(sweep, key=lambda t: sweep[t]["k-NN accuracy"])
 most_uniform = min(sweep, key=lambda t: sweep[t]["uniformity"])
 print(f"Best k-NN accuracy at τ = {best_t} ({sweep[best_t]['k-NN accuracy']:.3f}); the most uniform embedding at "
@@ -313,20 +321,13 @@ print(f"Best k-NN accuracy at τ = {best_t} ({sweep[best_t]['k-NN accuracy']:.3f
 # %%
 shown_items = standardize(test_items[:6]).to(device)
 shown_views = [contrastive.augment(shown_items, torch.Generator(device=device).manual_seed(s)) for s in range(4)]
-fig, axes = plt.subplots(6, 5, figsize=(6, 7.2), layout="constrained")
-for row in range(6):
-    for col, image in enumerate([shown_items] + shown_views):
-        axes[row, col].imshow(image[row, 0].cpu(), cmap="gray")
-        axes[row, col].set(xticks=[], yticks=[])
-        if row == 0:
-            axes[row, col].set_title("original" if col == 0 else f"view {col}", fontsize=9)
-fig.suptitle("Random views: crop, flip, brightness/contrast, noise")
-show(fig)
+show(contrastive.render_views(shown_items, shown_views))
 # the crop is RandomResizedCrop's bilinear resampling: the whole image as the box leaves it as it was
 whole = torch.tensor([[0.0, 0.0, 28.0, 28.0]]).repeat(6, 1)
 torch.testing.assert_close(contrastive.resized_crops(shown_items.cpu(), whole), shown_items.cpu(), atol=1e-5, rtol=0)
 
 
+# %%
 def train_simclr(use, name):
     torch.manual_seed(0)
     model = SimCLR(ImageEncoder(WIDTH)).to(device)
@@ -468,6 +469,7 @@ torch.manual_seed(0)
 untrained_embedder = Embedder(ImageEncoder(WIDTH)).to(device).eval()
 
 
+# %%
 def verification(model, inputs, labels):
     """Similarity 1 − d²/4 ∈ [0, 1] and same-class flag of every pair of ``inputs``."""
     z = predict(model, inputs)
@@ -492,15 +494,9 @@ for name, model in (("FaceNet (semi-hard triplets)", facenet), ("untrained", unt
 decided = verify_test[0] > threshold
 tpr_at = (decided & (verify_test[1] == 1)).sum().item() / verify_test[1].sum().item()
 fpr_at = (decided & (verify_test[1] == 0)).sum().item() / (1 - verify_test[1]).sum().item()
-fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
-for name, r in rates.items():
-    ax.plot(r["fpr"], r["tpr"], label=f"{name}: AUC {r['auc']:.3f}")
-ax.plot([fpr_at], [tpr_at], "ro", label=f"threshold {threshold:.3f}: TPR {tpr_at:.2f}, FPR {fpr_at:.2f}")
-ax.plot([0, 1], [0, 1], color="0.7", ls=":")
-ax.set(xlabel="false-positive rate (different classes called same)", ylabel="true-positive rate",
-       title="Verification ROC on every pair of test images")
-ax.legend(fontsize=8, loc="lower right")
-show(fig)
+
+# %%
+show(contrastive.render_verification_roc(rates, threshold, tpr_at, fpr_at))
 # bar: measured − margin (cpu: 0.946; smoke: 0.862); gpu unmeasured, so the CPU bar
 VERIFY_BAR = pick(smoke=0.80, cpu=0.90, gpu=0.90)
 report("FaceNet verification AUROC (test pairs)", rates["FaceNet (semi-hard triplets)"]["auc"], bar=VERIFY_BAR)
@@ -526,13 +522,17 @@ def render_neighbours(image=0, neighbours=6):
                                          CLASSES)
 
 
-embedding_explorer = Explorer(render_neighbours, {"image": slider("test image", 0, len(test_items) - 1, 0),
-                                                  "neighbours": slider("neighbours", 1, 10, 6)},
-                              title="Embedding explorer (FaceNet-style triplet embedding)")
-show(embedding_explorer)
-before = embedding_explorer.image.value
-embedding_explorer.set(image=1)
-assert embedding_explorer.image.value != before, "the first control changes the figure"
+def show_and_move(explorer, **values):
+    """Show an explorer, then set its first control to ``values``: the figure must change."""
+    show(explorer)
+    before = explorer.image.value
+    explorer.set(**values)
+    assert explorer.image.value != before, "the first control changes the figure"
+
+
+show_and_move(Explorer(render_neighbours, {"image": slider("test image", 0, len(test_items) - 1, 0),
+                                           "neighbours": slider("neighbours", 1, 10, 6)},
+                       title="Embedding explorer (FaceNet-style triplet embedding)"), image=1)
 nearest = contrastive.squared_distances(facenet_test).fill_diagonal_(float("inf")).argmin(1)
 print(f"{(test_labels[nearest] == test_labels).float().mean():.1%} of test images have a nearest neighbour of their "
       f"own class ({profile()} profile)")
@@ -560,13 +560,8 @@ every_caption = {c for captions in train_scenes.captions for c in captions}
 for template in multimodal.HELD_OUT_TEMPLATES:
     assert not any(multimodal.articles(template.format(name)) in every_caption
                    for names in multimodal.SYNONYMS for name in names), f"held-out template {template!r} was used"
-fig, axes = plt.subplots(1, 6, figsize=(13, 3.2), layout="constrained")
-for i, ax in enumerate(axes):
-    ax.imshow(test_scenes.images[i, 0], cmap="gray", vmin=0, vmax=255)
-    ax.set(xticks=[], yticks=[])
-    ax.set_title("\n".join(test_scenes.captions[i][:2]), fontsize=7)
-fig.suptitle("Test scenes and two of their generated captions")
-show(fig)
+show(multimodal.render_captioned_scenes(test_scenes.images[:6], ["\n".join(c[:2]) for c in test_scenes.captions[:6]],
+                                        "Test scenes and two of their generated captions"))
 print(f"{len(train_scenes)} training scenes × 4 captions, {len(every_caption)} distinct captions, a vocabulary of "
       f"{len(multimodal.VOCABULARY)} tokens; items per scene: "
       + ", ".join(f"{k}: {(train_scenes.counts == k).float().mean():.0%}" for k in (1, 2, 3)))
@@ -597,6 +592,7 @@ print(f"CLIP: {count_parameters(clip.image_encoder):,} image-tower and "
 clip_history.assert_loss_went_down("CLIP")
 
 
+# %%
 @torch.no_grad()
 def encode_texts(texts):
     clip.eval()
@@ -619,18 +615,9 @@ test_image_embeddings = encode_images(test_scenes.images)
 
 # %%
 shown = list(range(8))
-matrix = test_image_embeddings[shown] @ encode_texts([test_scenes.captions[i][0] for i in shown]).T
-fig, ax = plt.subplots(figsize=(9.5, 5.2), layout="constrained")
-picture = ax.imshow(matrix, cmap="viridis")
-fig.colorbar(picture, ax=ax, label="cosine similarity")
-ax.set_xticks(range(8), [test_scenes.captions[i][0] for i in shown], rotation=35, ha="right", fontsize=8)
-ax.set_yticks(range(8), [f"image {i}" for i in shown])
-for i in range(8):
-    for j in range(8):
-        ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if matrix[i, j] < matrix.max() * 0.7 else "black")
-ax.set(title="Image × caption similarities (test scenes)", xlabel="caption", ylabel="image")
-show(fig)
+shown_captions = [test_scenes.captions[i][0] for i in shown]
+matrix = test_image_embeddings[shown] @ encode_texts(shown_captions).T
+show(multimodal.render_similarity_matrix(matrix, shown_captions, [f"image {i}" for i in shown]))
 retrieval = (test_image_embeddings @ encode_texts([c[0] for c in test_scenes.captions]).T)
 image_to_text = (retrieval.argmax(1) == torch.arange(len(retrieval))).float().mean().item()
 print(f"diagonal wins in {(matrix.argmax(1) == torch.arange(8)).sum().item()} of 8 rows; over all {len(retrieval)} "
@@ -697,6 +684,7 @@ pair_images = test_image_embeddings[pairs]
 order_accuracy = ((pair_images * right).sum(1) > (pair_images * swapped).sum(1)).float().mean().item()
 words_accuracy = ((pair_images * right).sum(1) > (pair_images * replaced).sum(1)).float().mean().item()
 
+# %%
 count_prompts = encode_texts([f"{w} {'item' if w == 'one' else 'items'}" for w in multimodal.COUNT_WORDS])
 count_predictions = (test_image_embeddings @ count_prompts.T).argmax(1) + 1
 count_accuracy = (count_predictions == test_scenes.counts).float().mean().item()
@@ -706,6 +694,8 @@ tops = torch.tensor([c in (0, 2, 4, 6) for c in single_labels.tolist()])
 correct = zero_shot_predictions == single_labels
 fine_grained = {"tops (T-shirt, pullover, coat, shirt)": correct[tops].float().mean().item(),
                 "the other six classes": correct[~tops].float().mean().item()}
+
+# %%
 weaknesses = {"word order (chance 0.5)": {"accuracy": order_accuracy},
               "which items (chance 0.5)": {"accuracy": words_accuracy},
               f"counting (majority {majority:.2f})": {"accuracy": count_accuracy},
@@ -734,13 +724,9 @@ def render_caption_search(scene=0, caption="a bag left of a sneaker"):
                                             ensemble, clip.temperature.item())
 
 
-caption_explorer = Explorer(render_caption_search, {"scene": slider("zero-shot scene", 0, len(test_scenes) - 1, 0),
-                                                    "caption": multimodal.caption_box("a bag left of a sneaker")},
-                            title="Caption search and zero-shot prediction (tiny CLIP)")
-show(caption_explorer)
-before = caption_explorer.image.value
-caption_explorer.set(scene=1)
-assert caption_explorer.image.value != before, "the first control changes the figure"
+show_and_move(Explorer(render_caption_search, {"scene": slider("zero-shot scene", 0, len(test_scenes) - 1, 0),
+                                               "caption": multimodal.caption_box("a bag left of a sneaker")},
+                       title="Caption search and zero-shot prediction (tiny CLIP)"), scene=1)
 
 # %% [markdown]
 # ## 9. LSeg: segmentation from any text
@@ -786,6 +772,7 @@ def lseg_logits(images, labels):
         return torch.cat([lseg(standardize(chunk).to(device), labels).float().cpu() for chunk in images.split(128)])
 
 
+# %%
 label_sets = {"class names": multimodal.CLASS_NAMES,
               "synonyms (never class names)": tuple(names[1] for names in multimodal.SYNONYMS),
               "control: another class's synonym": tuple(multimodal.SYNONYMS[(c + 1) % 10][1] for c in range(10))}
@@ -818,13 +805,9 @@ def render_lseg(scene=0, label="trainer"):
                                   lambda images, labels: lseg_logits(images, label_embeddings(labels)))
 
 
-lseg_explorer = Explorer(render_lseg, {"scene": slider("test scene", 0, len(test_scenes) - 1, 0),
-                                       "label": multimodal.caption_box("trainer", "label")},
-                         title="Segment with any label (LSeg)")
-show(lseg_explorer)
-before = lseg_explorer.image.value
-lseg_explorer.set(scene=2)
-assert lseg_explorer.image.value != before, "the first control changes the figure"
+show_and_move(Explorer(render_lseg, {"scene": slider("test scene", 0, len(test_scenes) - 1, 0),
+                                     "label": multimodal.caption_box("trainer", "label")},
+                       title="Segment with any label (LSeg)"), scene=2)
 
 # %% [markdown]
 # ## 10. BLIP: image–text matching with hard negatives, and a captioner
@@ -884,6 +867,7 @@ probe = MatchingHead(clip.text_encoder, MAP_CHANNELS, MAP_GRID).to(device)
 assert probe(train_tokens[:5, 0], train_maps[:5]).shape == (5, 2), "ITM: two logits per (image, caption)"
 trainable = count_parameters(probe, trainable_only=True)
 
+# %%
 # BLIP's sampler on one real batch: the drawn wrong captions should be ones CLIP finds similar
 batch = torch.arange(BATCH, device=device)
 similarity = train_image_embeddings[batch] @ train_caption_embeddings[batch, 0].T
@@ -933,6 +917,7 @@ def matching_loss(negatives):
     return loss
 
 
+# %%
 @torch.no_grad()
 def match_probabilities(model, texts_or_tokens, maps):
     """ITM's probability that caption i matches map i (texts are tokenised), in chunks, on the CPU."""
@@ -959,6 +944,8 @@ for negatives in ("hard", "hard + swapped order"):
                                       for texts in (right_texts, swapped_texts, replaced_texts))
     matching_results[f"ITM, {negatives} negatives"] = {"which items": (p_right > p_replaced).float().mean().item(),
                                                        "word order": (p_right > p_swapped).float().mean().item()}
+
+# %%
 show(comparison_chart(matching_results, {"which items": "right names beat one wrong name (chance 0.5)",
                                          "word order": "right order beats the swap (chance 0.5)"},
                       title=f"Matching two-item test scenes ({profile()} profile)", best={"word order": "max"},
@@ -1050,6 +1037,7 @@ def write_captions(maps):
                                             for chunk in maps.split(512)]))
 
 
+# %%
 generated = write_captions(test_maps)
 bleu = BLEUScore(n_gram=4)(generated, test_scenes.captions).item()
 generated_true = torch.tensor([multimodal.caption_is_true(t, labels)
@@ -1059,14 +1047,6 @@ items_rate = np.mean([sorted(multimodal.caption_items(t)[0]) == sorted(labels)
                       for t, labels in zip(generated, test_scenes.labels)])
 commonest = Counter(text for captions in train_scenes.captions for text in captions).most_common(1)[0][0]
 blind_rate = np.mean([multimodal.caption_is_true(commonest, labels) for labels in test_scenes.labels])
-fig, axes = plt.subplots(1, 8, figsize=(13, 2.6), layout="constrained")
-for i, ax in enumerate(axes):
-    ax.imshow(test_scenes.images[i, 0], cmap="gray", vmin=0, vmax=255)
-    ax.set(xticks=[], yticks=[])
-    ax.set_title(generated[i].replace(" left of", "\nleft of").replace(" right of", "\nright of")
-                 .replace(" and", "\nand"), fontsize=7, color="tab:green" if generated_true[i] else "tab:red")
-fig.suptitle("Greedy captions of test scenes (green: true of the scene, red: false)", fontsize=10)
-show(fig)
 # bars: measured − margin (cpu: 0.436; smoke: 0.098); gpu unmeasured, so the CPU bar
 CAPTION_BAR = pick(smoke=0.06, cpu=0.35, gpu=0.35)
 report("captioner: greedy captions true of the scene", true_rate, bar=CAPTION_BAR)
@@ -1075,6 +1055,13 @@ assert true_rate >= CAPTION_BAR, "captioner bar for this profile"
 assert true_rate > blind_rate, "captions should be truer than the blind model's single caption"
 print(f"{true_rate:.1%} of the greedy captions are true of their scene and {items_rate:.1%} name exactly its items; "
       f"the blind caption '{commonest}' is true of {blind_rate:.1%}. BLEU-4 {bleu:.3f} ({profile()} profile).")
+
+# %%
+show(multimodal.render_captioned_scenes(
+    test_scenes.images[:8], [t.replace(" left of", "\nleft of").replace(" right of", "\nright of")
+                             .replace(" and", "\nand") for t in generated[:8]],
+    "Greedy captions of test scenes (green: true of the scene, red: false)",
+    ["tab:green" if ok else "tab:red" for ok in generated_true[:8].tolist()]))
 
 # %% [markdown]
 # **CapFilt** — how BLIP cleans its own data. Web captions are noisy; BLIP fine-tunes the **captioner** to write a
@@ -1124,13 +1111,9 @@ def render_blip(scene=0, caption="a bag left of a sneaker"):
         lambda texts: (encode_texts(texts) @ test_image_embeddings[scene]))
 
 
-blip_explorer = Explorer(render_blip, {"scene": slider("test scene", 0, len(test_scenes) - 1, 0),
-                                       "caption": multimodal.caption_box("a bag left of a sneaker")},
-                         title="Match and caption (BLIP in miniature)")
-show(blip_explorer)
-before = blip_explorer.image.value
-blip_explorer.set(scene=3)
-assert blip_explorer.image.value != before, "the first control changes the figure"
+show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_scenes) - 1, 0),
+                                     "caption": multimodal.caption_box("a bag left of a sneaker")},
+                       title="Match and caption (BLIP in miniature)"), scene=3)
 
 # %% [markdown]
 # ## Interview questions

@@ -33,11 +33,11 @@
 
 # %%
 import copy
+import inspect
 import time
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from torch import nn
 
@@ -92,21 +92,10 @@ assert differs["item ≠ stack"].float().mean() > 0.2, \
 print(f"{len(train.objects)} training objects in {TRAIN_SCENES} scenes, {len(test.objects)} test objects; "
       + ", ".join(f"{name}: {d.float().mean():.0%} of test objects" for name, d in differs.items()))
 
+# %%
 ambiguous = (differs["item ≠ stack"] & differs["stack ≠ all"]).nonzero()[:, 0]
 shown_objects = ambiguous[:4].tolist()
-fig, axes = plt.subplots(len(shown_objects), 4, figsize=(8.4, 2.2 * len(shown_objects)), layout="constrained",
-                         squeeze=False)
-for row, index in zip(axes, shown_objects):
-    scene = int(test.objects[index, 0])
-    row[0].imshow(test.images[scene, 0], cmap="gray", vmin=0, vmax=255)
-    row[0].set_title(f"scene {scene}", fontsize=9)
-    for ax, (name, masks), colour in zip(row[1:], test_targets.items(), sam.MASK_COLOURS):
-        ax.imshow(sam.tint(test.images[scene, 0], masks[index], colour))
-        ax.set_title(f"{name}: {int(masks[index].sum())} px", fontsize=9)
-for ax in axes.flat:
-    ax.set(xticks=[], yticks=[])
-fig.suptitle("One object, three right answers: the item, its stack, all items")
-show(fig)
+show(sam.render_levels(test.images, test.objects, test_targets, shown_objects))
 
 # %% [markdown]
 # ## 2. Prompts, as SAM simulated them
@@ -132,23 +121,10 @@ boxes = sam.noisy_box(items, generator)
 print(f"{len(items)} first clicks inside their objects; corrective clicks: {labels.float().mean():.0%} foreground "
       f"(missed pixels), {1 - labels.float().mean():.0%} background (false positives)")
 
+# %%
 index = shown_objects[0]
-scene = int(test.objects[index, 0])
-fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.0), layout="constrained")
-axes[0].imshow(sam.tint(test.images[scene, 0], items[index], sam.MASK_COLOURS[0]))
-sam.draw_prompts(axes[0], points[index], torch.tensor([1]))
-axes[0].set_title("first click: inside the item", fontsize=9)
-axes[1].imshow(sam.tint(test.images[scene, 0], items[index], sam.MASK_COLOURS[0]))
-sam.draw_prompts(axes[1], sam.box_prompt(boxes[index:index + 1])[0][0], torch.tensor([2, 3]))
-axes[1].set_title("or its box, sides moved 10%", fontsize=9)
-error = (wrong[index] ^ items[index]).float().numpy()
-axes[2].imshow(test.images[scene, 0], cmap="gray", vmin=0, vmax=255)
-axes[2].imshow(np.ma.masked_equal(error, 0), cmap="autumn", alpha=0.7)
-sam.draw_prompts(axes[2], clicks[index], labels[index:index + 1])
-axes[2].set_title("next click: in the error region (red)", fontsize=9)
-for ax in axes:
-    ax.set(xticks=[], yticks=[])
-show(fig)
+show(sam.render_prompt_samplers(test.images[int(test.objects[index, 0]), 0], items[index], points[index], boxes[index],
+                                wrong[index] ^ items[index], clicks[index], labels[index]))
 
 # %% [markdown]
 # ## 3. The model
@@ -182,6 +158,7 @@ shifted = fourier_features(torch.tensor([0.3, 0.7]) + 0.1, frequencies) @ fourie
 moved = fourier_features(torch.tensor([0.6, 0.2]) + 0.1, frequencies) @ fourier_features(torch.tensor([0.6, 0.2]), frequencies)
 torch.testing.assert_close(shifted, moved)             # the similarity depends only on the displacement
 
+# %%
 fig, ax = plt.subplots(figsize=(4.2, 3.4), layout="constrained")
 drawn = ax.imshow(similarity, cmap="coolwarm", vmin=-1, vmax=1)
 ax.plot(20, 30, "k*", markersize=12)
@@ -219,6 +196,7 @@ with torch.no_grad():
     torch.testing.assert_close(model(images, prompt_points, prompt_labels)[0], masks)   # cached = recomputed
 
 
+# %%
 def decoder_flops(net, points, labels):
     """FLOPs of one prompt encoding + mask decoding on a cached embedding."""
     cached = torch.zeros(1, DIM, SIZE // 4, SIZE // 4, device=device)
@@ -241,16 +219,8 @@ print(f"image encoder {encoder_flops / 1e6:.1f} MFLOPs once per image; prompt + 
       f"{uncached_cost / 1e6:.0f} recomputing it ({1 - cached_cost / uncached_cost:.0%} saved; in SAM, whose encoder "
       "is ~1000× its decoder, nearly all of it)")
 
-prompt_counts = np.arange(1, 21)
-fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
-ax.plot(prompt_counts, (encoder_flops + prompt_counts * per_prompt_flops) / 1e6, "o-", ms=3,
-        label="embedding cached: encoder once + decoder per prompt")
-ax.plot(prompt_counts, prompt_counts * (encoder_flops + per_prompt_flops) / 1e6, "s-", ms=3,
-        label="embedding recomputed for every prompt")
-ax.set(xlabel="prompts (clicks) on one image", ylabel="MFLOPs", title="Why SAM caches the image embedding",
-       xticks=[k for k in prompt_counts if k == 1 or k % 5 == 0])
-ax.legend(fontsize=7)
-show(fig)
+# %%
+show(sam.render_caching_cost(encoder_flops, per_prompt_flops, prompts=20))
 
 # %% [markdown]
 # ## 4. SAM's loss: only the best mask is punished
@@ -286,6 +256,13 @@ print("focal + Dice per mask (first object): " + ", ".join(f"{v:.3f}" for v in p
 # IoU and feed that mask's logits back as the dense prompt. The loss is SAM's, averaged over the rounds
 # (`sam.interactive_loss`). On a GPU the steps run in bf16 autocast; the sampling is on the device, with no
 # host–device sync inside a step.
+
+# %% [markdown]
+# Here is that loop; look for the one `model.embed` before the rounds, and for the best mask's logits, `detach`ed,
+# becoming both the next click's error region and the next round's dense prompt (`level_loss` only draws the level).
+
+# %%
+print(inspect.getsource(sam.interactive_loss))
 
 # %%
 object_images = train.object_images()
@@ -325,14 +302,11 @@ assert miou[1] >= ONE_CLICK_BAR and miou[5] >= FIVE_CLICK_BAR, \
 CLICK_GAIN = pick(smoke=-0.15, cpu=0.05, gpu=0.05)
 assert miou[5] > miou[1] + CLICK_GAIN, f"corrective clicks should help: 1 click {miou[1]:.3f}, 5 clicks {miou[5]:.3f}"
 
-fig, ax = plt.subplots(figsize=(5.6, 3.4), layout="constrained")
-ax.plot(range(1, CLICKS + 1), curve, "o-", label="point first: shown mask (highest predicted IoU)")
-ax.plot(range(1, CLICKS + 1), by_point["oracle"].mean(0), "s--", label="point first: best of 3 (oracle)")
-ax.plot(range(1, 4), by_box["chosen"].mean(0), "^-", label="noisy box first")
-ax.set(xlabel="prompts (clicks)", ylabel="item mIoU", title=f"Interactive segmentation ({profile()} profile)",
-       xticks=range(1, CLICKS + 1))
-ax.legend(fontsize=7)
-show(fig)
+# %%
+show(sam.render_click_curves({"point first: shown mask (highest predicted IoU)": curve,
+                              "point first: best of 3 (oracle)": by_point["oracle"].mean(0),
+                              "noisy box first": by_box["chosen"].mean(0)},
+                             title=f"Interactive segmentation ({profile()} profile)"))
 print(f"mIoU {miou[1]:.3f} after one click, {miou[3]:.3f} after three, {miou[5]:.3f} after five; a noisy box "
       f"alone gives {box_miou:.3f} — " + ("a box says more than one click" if box_miou > miou[1] else
                                         "one click says as much as a box here"))
@@ -361,6 +335,7 @@ for outputs in (1, 3):
         name=f"10_sam_{outputs}_masks", config={"scenes": TRAIN_SCENES, "size": SIZE, "levels": sam.LEVELS})
     ablation[outputs] = net
 
+# %%
 stacked = differs["item ≠ stack"].nonzero()[:, 0]
 first_clicks = sam.sample_point(test_targets["item"][stacked], torch.Generator().manual_seed(2))
 level_scores = {}
@@ -376,33 +351,16 @@ ABLATION_MARGIN = pick(smoke=0.0, cpu=0.03, gpu=0.03)
 assert three_miou > single_miou + ABLATION_MARGIN, \
     f"three masks should cover the readings better than one: {three_miou:.3f} vs {single_miou:.3f}"
 
-fig, (ax_bars, *mask_axes) = plt.subplots(1, 5, figsize=(13, 3.0), layout="constrained",
-                                          gridspec_kw={"width_ratios": [1.6, 1, 1, 1, 1]})
-positions = np.arange(len(sam.LEVELS))
-for offset, outputs, colour in ((-0.2, 1, "tab:gray"), (0.2, 3, "tab:blue")):
-    bars = ax_bars.bar(positions + offset, level_scores[outputs].mean(0), 0.4, color=colour,
-                       label=f"{outputs} mask{'s' * (outputs > 1)}")
-    ax_bars.bar_label(bars, fmt="%.2f", fontsize=7)
-ax_bars.set_xticks(positions, sam.LEVELS)
-ax_bars.set(xlabel="the reading the user meant", ylabel="mIoU (best mask)", title="one click on a stacked item")
-ax_bars.legend(fontsize=7)
-example = 0
+# %%
+example = 0                                                 # the first stacked item, clicked once
 scene = int(test.objects[stacked[example], 0])
 with torch.no_grad():
     single_logits, _ = ablation[1](sam.scene_input(test.images[scene:scene + 1].to(device)), first_clicks[None, :1].to(device),
                                    torch.ones(1, 1, dtype=torch.long, device=device))
     three_logits, three_iou = ablation[3](sam.scene_input(test.images[scene:scene + 1].to(device)),
                                           first_clicks[None, :1].to(device), torch.ones(1, 1, dtype=torch.long, device=device))
-mask_axes[0].imshow(single_logits[0, 0].float().sigmoid().cpu(), cmap="viridis", vmin=0, vmax=1)
-mask_axes[0].set_title("1 mask: probabilities", fontsize=8)
-for i, ax in enumerate(mask_axes[1:]):
-    shown = ax.imshow(three_logits[0, i].float().sigmoid().cpu(), cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(f"3 masks: #{i + 1}, IoU pred {three_iou[0, i]:.2f}", fontsize=8)
-for ax in mask_axes:
-    sam.draw_prompts(ax, first_clicks[example], torch.tensor([1]))
-    ax.set(xticks=[], yticks=[])
-colorbar(shown, mask_axes, "p(pixel in mask)")
-show(fig)
+show(sam.render_ablation(level_scores, single_logits[0, 0].float().sigmoid().cpu(),
+                         three_logits[0].float().sigmoid().cpu(), three_iou[0].float().cpu(), first_clicks[example]))
 print(f"On {len(stacked)} stacked items one click has three readings: the single-mask model reaches mIoU "
       f"{single_miou:.3f} over them, the three-mask model {three_miou:.3f} with its best mask; an answer with IoU > 0.5 "
       f"exists for {covered[1]:.0%} vs {covered[3]:.0%} of the (click, reading) pairs.")
@@ -437,20 +395,10 @@ assert correlation >= CORRELATION_BAR, f"IoU-head correlation {correlation:.3f} 
 assert head_choice.mean() > random_choice.mean() + 0.01, \
     f"choosing by the IoU head ({head_choice.mean():.3f}) should beat choosing at random ({random_choice.mean():.3f})"
 
-fig, (ax_scatter, ax_bars) = plt.subplots(1, 2, figsize=(9.6, 3.6), layout="constrained")
-for i, colour in enumerate(sam.MASK_COLOURS):
-    ax_scatter.scatter(expected[:, i], predicted[:, i], s=6, alpha=0.5, color=colour, label=f"mask {i + 1}")
-ax_scatter.plot([0, 1], [0, 1], "k:", lw=1)
-ax_scatter.set(xlabel="actual IoU (mean over the readings)", ylabel="predicted IoU",
-               title=f"IoU head: r = {correlation:.2f}")
-ax_scatter.legend(fontsize=7, markerscale=2)
+# %%
 choices = {"random mask": random_choice.mean().item(), "IoU head's choice": head_choice.mean().item(),
            "best mask (oracle)": oracle_choice.mean().item()}
-bars = ax_bars.barh(list(choices), list(choices.values()), color=["tab:gray", "tab:blue", "navy"])
-ax_bars.bar_label(bars, fmt="%.3f", fontsize=8, padding=3)
-ax_bars.set(xlabel="expected IoU of the chosen mask", title="which mask to show", xlim=(0, 1))
-ax_bars.invert_yaxis()
-show(fig)
+show(sam.render_iou_head(expected, predicted, choices, correlation))
 print(f"The head's top mask is within 0.05 of the best in {top1:.0%} of clicks (a random mask: {chance:.0%}); "
       f"choosing by it recovers "
       f"{(head_choice.mean() - random_choice.mean()) / max(oracle_choice.mean() - random_choice.mean(), 1e-6):.0%} "
@@ -496,6 +444,7 @@ assert len(pseudo_masks) > 0, "the filter kept no mask: lower MIN_IOU or MIN_STA
 assert quality["kept"].mean() > quality["rejected"].mean() + 0.05, \
     "confident and stable masks should be better pseudo-labels than the rejected ones"
 
+# %%
 generator = torch.Generator().manual_seed(4)
 labelled_pick = torch.randint(len(object_images), (ENGINE_SAMPLES,), generator=generator)
 pseudo_pick = torch.randint(len(pseudo_masks), (ENGINE_SAMPLES // 2,), generator=generator)
@@ -540,13 +489,7 @@ print(f"fine-tuned on {ENGINE_SAMPLES} examples: item mIoU after 1 / 3 clicks "
 
 # %%
 kept_examples = [(s, m) for s, p in enumerate(proposals[:6]) for m in p["masks"][:1]][:4]
-fig, axes = plt.subplots(1, len(kept_examples), figsize=(2.4 * len(kept_examples), 2.6), layout="constrained",
-                         squeeze=False)
-for ax, (s, mask) in zip(axes[0], kept_examples):
-    ax.imshow(sam.tint(unlabelled.images[s, 0], mask, sam.MASK_COLOURS[2]))
-    ax.set(title=f"unlabelled scene {s}", xticks=[], yticks=[])
-fig.suptitle("Pseudo-labels: masks the model was confident and stable about")
-show(fig)
+show(sam.render_pseudo_labels(unlabelled.images, kept_examples))
 
 # %% [markdown]
 # ## 10. Making SAM fast
@@ -584,6 +527,7 @@ distill_history = fit(student, distill_loader, epochs=DISTILL_EPOCHS, lr=LR, los
                       name="10_sam_student", config={"teacher": start_weights, "scenes": TRAIN_SCENES})
 distill_history.assert_loss_went_down("the student encoder (distillation)")
 
+# %%
 # int8 dynamic quantisation runs on the CPU: compare it with the same model in float32 on the CPU
 cpu_model = copy.deepcopy(model).cpu().float().eval()
 quantised = copy.deepcopy(cpu_model)
@@ -592,7 +536,7 @@ with warnings.catch_warnings():   # torch.ao.quantization is deprecated in favou
     quantised.mask_decoder = torch.ao.quantization.quantize_dynamic(quantised.mask_decoder, {nn.Linear},
                                                                    dtype=torch.qint8)
 
-
+# %%
 cpu_images, cpu_items = item_images.cpu(), test_targets["item"]
 variants = {"SAM (float32, CPU)": (cpu_model, None), "int8 decoder (CPU)": (quantised, None),
             f"distilled encoder ({device.type})": (model, student)}
@@ -611,6 +555,8 @@ for name, (net, encoder) in variants.items():
                    "encoder ms / image": encoder_ms, "decoder ms / prompt": decoder_ms,
                    "encoder MFLOPs": count_flops(encode, torch.zeros(1, 1, SIZE, SIZE, device=dev)) / 1e6,
                    "decoder kB": model_bytes(net.mask_decoder) / 1e3}
+
+# %%
 base, int8, small = speed.values()
 report("int8 decoder: item mIoU after 3 clicks", int8["mIoU, 3 clicks"])
 report("distilled encoder: item mIoU after 3 clicks", small["mIoU, 3 clicks"])
@@ -620,6 +566,8 @@ assert int8["decoder kB"] < 0.5 * base["decoder kB"], "int8 weights should take 
 assert small["encoder MFLOPs"] < 0.5 * base["encoder MFLOPs"], "the student encoder should cost under half the FLOPs"
 assert small["mIoU, 3 clicks"] > 0.5 * base["mIoU, 3 clicks"], \
     f"the distilled encoder should keep most of the mIoU: {small['mIoU, 3 clicks']:.3f} vs {base['mIoU, 3 clicks']:.3f}"
+
+# %%
 fig = comparison_chart(speed, {"mIoU, 1 click": "item mIoU, 1 click", "mIoU, 3 clicks": "item mIoU, 3 clicks",
                                "encoder MFLOPs": "encoder MFLOPs", "encoder ms / image": "encoder ms (not asserted)",
                                "decoder ms / prompt": "decoder ms / prompt", "decoder kB": "decoder weights (kB)"},

@@ -1,6 +1,6 @@
 """Chapter 9: the four losses against loops over pairs and torch's triplet losses, semi-hard and batch-hard mining
 against loops over triplets, alignment/uniformity, the EMA, the crop against torchvision's resized_crop, the
-probes, the 2-D projection, the explorer's figure, the networks' shapes and contracts, bad input."""
+probes, the 2-D projection, the chapter's figures, the networks' shapes and contracts, bad input."""
 
 import math
 
@@ -238,6 +238,41 @@ def test_render_neighbours_draws_and_rejects_bad_choices():
         contrastive.render_neighbours(z, contrastive.pca_2d(z), images, labels, index=30)
     with pytest.raises(ValueError, match="neighbours"):
         contrastive.render_neighbours(z, contrastive.pca_2d(z), images, labels, index=0, neighbours=11)
+
+
+def test_render_views_draws_a_row_per_image_and_a_column_per_view():
+    images = randn(3, 1, 12, 12)
+    fig = contrastive.render_views(images, [images + 1, images - 1])
+    assert len(fig.axes) == 9 and fig.axes[1].get_title() == "view 1"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="views must be"):
+        contrastive.render_views(images, [images[:2]])
+    with pytest.raises(ValueError, match="images must be"):
+        contrastive.render_views(images[0], [images[0]])
+
+
+def test_render_temperature_sweep_marks_every_temperature():
+    sweep = {t: {"alignment": 1 / t, "uniformity": -t, "k-NN accuracy": 0.5} for t in (0.1, 0.5, 1.0)}
+    fig = contrastive.render_temperature_sweep(sweep, "smoke")
+    assert [a.get_text() for a in fig.axes[0].texts] == ["τ=0.1", "τ=0.5", "τ=1.0"]
+    assert "smoke profile" in fig.axes[1].get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="temperatures > 0"):
+        contrastive.render_temperature_sweep({0.0: sweep[0.1]})
+    with pytest.raises(ValueError, match="temperatures > 0"):
+        contrastive.render_temperature_sweep({0.1: {"alignment": 1.0}})
+
+
+def test_render_verification_roc_draws_each_curve_and_the_operating_point():
+    curve = {"fpr": torch.tensor([0.0, 0.5, 1.0]), "tpr": torch.tensor([0.0, 0.8, 1.0]), "auc": 0.7}
+    fig = contrastive.render_verification_roc({"a": curve, "b": curve}, 0.4, 0.8, 0.5)
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert labels[:2] == ["a: AUC 0.700", "b: AUC 0.700"] and labels[2].startswith("threshold 0.400")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="rates must map"):
+        contrastive.render_verification_roc({"a": {"fpr": curve["fpr"]}}, 0.4, 0.8, 0.5)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        contrastive.render_verification_roc({"a": curve}, 0.4, 1.5, 0.5)
 
 
 # ---------------------------------------------------------------------------------------------- networks

@@ -1,5 +1,5 @@
 """Chapter 9's image–text data: tokenising and decoding, captions (order, synonyms, counts, held-out templates never
-used), captioned scenes from the cached Fashion scenes, prompts, the caption-search and LSeg explorers' figures,
+used), captioned scenes from the cached Fashion scenes, prompts, the chapter's and its explorers' figures,
 bad input."""
 
 import matplotlib.pyplot as plt
@@ -115,6 +115,26 @@ def test_render_lseg_lets_a_synonym_replace_its_class():
     plt.close(fig)
     with pytest.raises(ValueError, match="type a label"):
         multimodal.render_lseg("", image, semantic, score)
+
+
+def test_render_captioned_scenes_titles_and_colours_each_scene():
+    images = torch.randint(0, 255, (3, 1, 48, 48), dtype=torch.uint8)
+    fig = multimodal.render_captioned_scenes(images, ["a bag", "a coat", "a dress"], "three scenes",
+                                             ["tab:green", "tab:red", "tab:green"])
+    assert [ax.get_title() for ax in fig.axes] == ["a bag", "a coat", "a dress"]
+    assert fig.axes[1].title.get_color() == "tab:red" and fig._suptitle.get_text() == "three scenes"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one title"):
+        multimodal.render_captioned_scenes(images, ["a bag"], "too few titles")
+
+
+def test_render_similarity_matrix_writes_every_value():
+    matrix = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    fig = multimodal.render_similarity_matrix(matrix, ["a bag", "a coat"], ["image 0", "image 1"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.90", "0.10", "0.20", "0.80"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="images × captions"):
+        multimodal.render_similarity_matrix(matrix, ["a bag"], ["image 0", "image 1"])
 
 
 def test_swapped_captions_state_the_reverse_order_with_the_same_items():

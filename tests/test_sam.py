@@ -1,4 +1,5 @@
-"""Chapter 10: prompt sampling, Fourier features, the small SAM's shapes, SAM's loss, the data engine, the widget."""
+"""Chapter 10: prompt sampling, Fourier features, the small SAM's shapes, SAM's loss, the data engine, the chapter's
+figures, the widget."""
 
 import math
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from utils import sam  # noqa: E402
 from utils.models.sam import SAM, fourier_features  # noqa: E402
@@ -187,6 +189,56 @@ def test_render_masks_and_event_pixel():
     with pytest.raises(ValueError):
         sam.event_pixel({"relativeX": 1}, 64)
     assert sam.prompt_png(image, torch.tensor([[3.0, 4.0]]), torch.tensor([0]))[:4] == b"\x89PNG"
+
+
+def test_render_levels_and_prompt_samplers():
+    images = (torch.rand(2, 1, 32, 32) * 255).to(torch.uint8)
+    objects = torch.tensor([[0, 1, 1], [1, 1, 1], [1, 2, 1]])
+    masks = blob_masks(3)
+    targets = {"item": masks, "stack": masks | masks.roll(1, 0), "all": masks.any(0, keepdim=True).expand(3, -1, -1)}
+    fig = sam.render_levels(images, objects, targets, [0, 2])
+    assert len(fig.axes) == 8 and fig.axes[4].get_title() == "scene 1"
+    with pytest.raises(ValueError, match="shown must name"):
+        sam.render_levels(images, objects, targets, [3])
+    box = sam.noisy_box(masks[:1], torch.Generator().manual_seed(0))[0]
+    fig = sam.render_prompt_samplers(images[0, 0], masks[0], torch.tensor([3.0, 4.0]), box, masks[1], torch.tensor(
+        [5.0, 6.0]), torch.tensor(0))
+    assert len(fig.axes) == 3 and len(fig.axes[1].patches) == 1, "the box prompt is drawn as a rectangle"
+    with pytest.raises(ValueError, match="one x1, y1, x2, y2 box"):
+        sam.render_prompt_samplers(images[0, 0], masks[0], torch.zeros(2), box[:2], masks[1], torch.zeros(2), 1)
+    plt.close("all")
+
+
+def test_render_caching_cost_and_click_curves():
+    fig = sam.render_caching_cost(5e6, 1e6, prompts=10)
+    cached, recomputed = (line.get_ydata() for line in fig.axes[0].lines)
+    assert cached[-1] == 15 and recomputed[-1] == 60, "MFLOPs of 10 prompts: 5 + 10·1 vs 10·(5 + 1)"
+    with pytest.raises(ValueError, match="must be > 0"):
+        sam.render_caching_cost(0, 1e6)
+    fig = sam.render_click_curves({"point": [0.2, 0.3, 0.4], "box": [0.5]}, "clicks")
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [3, 1]
+    with pytest.raises(ValueError, match="non-empty"):
+        sam.render_click_curves({"point": []}, "clicks")
+    plt.close("all")
+
+
+def test_render_ablation_iou_head_and_pseudo_labels():
+    scores = {1: torch.rand(5, 3), 3: torch.rand(5, 3)}
+    fig = sam.render_ablation(scores, torch.rand(32, 32), torch.rand(3, 32, 32), torch.tensor([0.1, 0.5, 0.9]),
+                              torch.tensor([3.0, 4.0]))
+    assert "IoU pred 0.90" in fig.axes[4].get_title() and len(fig.axes) == 6, "bars, 4 masks, one colour bar"
+    with pytest.raises(ValueError, match="level_scores"):
+        sam.render_ablation({3: scores[3]}, torch.rand(32, 32), torch.rand(3, 32, 32), torch.rand(3), (3, 4))
+    fig = sam.render_iou_head(torch.rand(6, 3), torch.rand(6, 3), {"random": 0.2, "head": 0.4}, 0.8)
+    assert fig.axes[0].get_title() == "IoU head: r = 0.80" and len(fig.axes[1].patches) == 2
+    with pytest.raises(ValueError, match="T×M"):
+        sam.render_iou_head(torch.rand(6, 3), torch.rand(5, 3), {"head": 0.4}, 0.8)
+    images = (torch.rand(2, 1, 32, 32) * 255).to(torch.uint8)
+    fig = sam.render_pseudo_labels(images, [(1, blob_masks(1)[0])])
+    assert fig.axes[0].get_title() == "unlabelled scene 1"
+    with pytest.raises(ValueError, match="examples"):
+        sam.render_pseudo_labels(images, [(2, blob_masks(1)[0])])
+    plt.close("all")
 
 
 def test_click_segmenter_clicks_and_undo():

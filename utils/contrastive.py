@@ -13,6 +13,7 @@ Introduced in Chapter 9 (09_contrastive_multimodal). Shapes in the docstrings; e
   and contrast jitter and noise, drawn per image on the images' device;
 - `linear_probe`, `knn_accuracy` — the two standard read-outs of a frozen embedding;
 - `ema_update` — BYOL's target network; `embedding_std` — its collapse detector (SimSiam's measure).
+- `render_views`, `render_temperature_sweep`, `render_verification_roc`, `render_neighbours` — the chapter's figures.
 """
 
 from __future__ import annotations
@@ -377,4 +378,76 @@ def render_neighbours(embeddings: torch.Tensor, projection: torch.Tensor, images
             f"{names[int(labels[i])]}\nd²={distances[i].item():.3f}"
         ax.set_title(title, fontsize=8, color="red" if k == 0 else
                      ("black" if labels[i] == labels[index] else "tab:orange"))
+    return fig
+
+
+def render_views(images: torch.Tensor, views: list[torch.Tensor]):
+    """Each image beside its random views, one image a row: ``images`` float N×1×H×W (standardised) and ``views``
+    a list of V tensors of the same shape (view k of image i in row i, column k + 1)."""
+    import matplotlib.pyplot as plt
+
+    if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty N×1×H×W tensor, got {getattr(images, 'shape', type(images))}")
+    if not views or any(not torch.is_tensor(v) or v.shape != images.shape for v in views):
+        raise ValueError(f"views must be a non-empty list of tensors shaped like images {tuple(images.shape)}: "
+                         "one `augment(images, generator)` call per view")
+    columns = [images] + list(views)
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.2 * len(columns), 1.2 * len(images)),
+                             layout="constrained", squeeze=False)
+    for row in range(len(images)):
+        for col, batch in enumerate(columns):
+            axes[row, col].imshow(batch[row, 0].detach().float().cpu(), cmap="gray")
+            axes[row, col].set(xticks=[], yticks=[])
+            if row == 0:
+                axes[row, col].set_title("original" if col == 0 else f"view {col}", fontsize=9)
+    fig.suptitle("Random views: crop, flip, brightness/contrast, noise")
+    return fig
+
+
+def render_temperature_sweep(sweep: dict, profile_name: str = ""):
+    """The temperature sweep's figure: alignment against uniformity, one point per temperature (coloured by
+    log₁₀ τ), and the k-NN accuracy of each run's features. ``sweep`` maps each temperature τ > 0 to a dict of
+    floats {"alignment", "uniformity", "k-NN accuracy"}; ``profile_name`` goes into the accuracy panel's title."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    measures = {"alignment", "uniformity", "k-NN accuracy"}
+    if not sweep or any(isinstance(t, bool) or not isinstance(t, numbers.Real) or not t > 0 or
+                        not measures <= set(row) for t, row in sweep.items()):
+        raise ValueError(f"sweep must map temperatures > 0 to dicts with {sorted(measures)}, e.g. "
+                         "{0.1: {'alignment': 1.2, 'uniformity': -3.1, 'k-NN accuracy': 0.7}}")
+    fig, (ax_trade, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    points = ax_trade.scatter([r["uniformity"] for r in sweep.values()], [r["alignment"] for r in sweep.values()],
+                              c=np.log10(list(sweep)), cmap="viridis", s=60)
+    for t, row in sweep.items():
+        ax_trade.annotate(f"τ={t}", (row["uniformity"], row["alignment"]), fontsize=8, xytext=(4, 4),
+                          textcoords="offset points")
+    fig.colorbar(points, ax=ax_trade, label="log₁₀ τ")
+    ax_trade.set(xlabel="uniformity (lower = more spread)", ylabel="alignment (lower = positives closer)",
+                 title="the temperature trades alignment for uniformity")
+    bars = ax_acc.bar([str(t) for t in sweep], [r["k-NN accuracy"] for r in sweep.values()], color="tab:blue")
+    ax_acc.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax_acc.set(xlabel="temperature τ", ylabel="k-NN test accuracy", ylim=(0, 1),
+               title=f"features' k-NN accuracy ({profile_name} profile)" if profile_name else "features' k-NN accuracy")
+    return fig
+
+
+def render_verification_roc(rates: dict, threshold: float, tpr_at: float, fpr_at: float):
+    """Verification ROC curves: ``rates`` maps a model's name to {"fpr", "tpr": 1-D tensors of one length, "auc":
+    float}; the red point is the operating point (``fpr_at``, ``tpr_at``, both in [0, 1]) at ``threshold``."""
+    import matplotlib.pyplot as plt
+
+    if not rates or any(not {"fpr", "tpr", "auc"} <= set(r) or len(r["fpr"]) != len(r["tpr"]) for r in rates.values()):
+        raise ValueError("rates must map each model's name to {'fpr', 'tpr', 'auc'} with fpr and tpr of one length "
+                         "(torchmetrics' binary_roc and binary_auroc)")
+    if not (0 <= tpr_at <= 1 and 0 <= fpr_at <= 1):
+        raise ValueError(f"tpr_at and fpr_at are rates in [0, 1], got {tpr_at} and {fpr_at}")
+    fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+    for name, r in rates.items():
+        ax.plot(r["fpr"], r["tpr"], label=f"{name}: AUC {r['auc']:.3f}")
+    ax.plot([fpr_at], [tpr_at], "ro", label=f"threshold {threshold:.3f}: TPR {tpr_at:.2f}, FPR {fpr_at:.2f}")
+    ax.plot([0, 1], [0, 1], color="0.7", ls=":")
+    ax.set(xlabel="false-positive rate (different classes called same)", ylabel="true-positive rate",
+           title="Verification ROC on every pair of test images")
+    ax.legend(fontsize=8, loc="lower right")
     return fig

@@ -15,6 +15,8 @@ deterministically from ``seed``:
 
 Captions are lower-case words and the tokens ``,`` and ``:``; `tokenize` maps them to ids of `VOCABULARY`
 (0 = padding, then beginning- and end-of-text), one row per caption, padded to ``MAX_LENGTH``.
+
+The chapter's figures and its explorers' are the `render_*` functions at the end.
 """
 
 from __future__ import annotations
@@ -339,4 +341,44 @@ def render_blip(text: str, image: torch.Tensor, labels: list[int], generated: st
         for y, value in enumerate(values):
             ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
     fig.suptitle("Three captions of one scene: green bars are true of it, red ones false", fontsize=9)
+    return fig
+
+
+def render_captioned_scenes(images: torch.Tensor, titles: list[str], title: str, colours: list | None = None):
+    """Scenes in a row, each under its caption text: ``images`` uint8 N×1×S×S, ``titles`` N strings (line breaks
+    allowed), ``colours`` N matplotlib colours for the captions (default black)."""
+    import matplotlib.pyplot as plt
+
+    if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty N×1×S×S tensor, got {getattr(images, 'shape', type(images))}")
+    if len(titles) != len(images) or (colours is not None and len(colours) != len(images)):
+        raise ValueError(f"give one title (and one colour, if any) per image: {len(images)} images, "
+                         f"{len(titles)} titles, {None if colours is None else len(colours)} colours")
+    fig, axes = plt.subplots(1, len(images), figsize=(13, 3.2), layout="constrained", squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(titles[i], fontsize=7, color="black" if colours is None else colours[i])
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def render_similarity_matrix(matrix: torch.Tensor, captions: list[str], image_names: list[str]):
+    """CLIP's image × caption cosine similarities as a heat map with every value written in its cell: ``matrix``
+    K×C, ``image_names`` K row labels, ``captions`` C column labels."""
+    import matplotlib.pyplot as plt
+
+    if not torch.is_tensor(matrix) or matrix.ndim != 2 or matrix.shape != (len(image_names), len(captions)):
+        raise ValueError(f"matrix must be images × captions = {len(image_names)}×{len(captions)}, got "
+                         f"{tuple(getattr(matrix, 'shape', ()))}")
+    fig, ax = plt.subplots(figsize=(9.5, 5.2), layout="constrained")
+    picture = ax.imshow(matrix, cmap="viridis")
+    fig.colorbar(picture, ax=ax, label="cosine similarity")
+    ax.set_xticks(range(len(captions)), captions, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(image_names)), image_names)
+    for i in range(len(image_names)):
+        for j in range(len(captions)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] < matrix.max() * 0.7 else "black")
+    ax.set(title="Image × caption similarities (test scenes)", xlabel="caption", ylabel="image")
     return fig

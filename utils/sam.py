@@ -14,7 +14,8 @@ Introduced in Chapter 10 (10_promptable_segmentation); the model is in `utils.mo
 * **Evaluation** — `click_ious` (IoU after each of k simulated clicks), `level_ious` (each mask against each
   level), `mask_iou`. **Data engine** — `propose_masks`: prompt a grid of points, keep masks that are confident
   (predicted IoU) and stable (their area barely changes when the threshold moves), remove duplicates.
-* **Widget** — `render_masks` (plain, tested) and `ClickSegmenter` (ipyevents clicks on the image).
+* **Widget** — `render_masks` (plain, tested) and `ClickSegmenter` (ipyevents clicks on the image); the chapter's
+  other figures are the `render_*` functions beside it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scipy import ndimage
 from torchvision.ops import masks_to_boxes, nms
 
 from .checks import check_fraction
+from .plotting import colorbar
 from .scenes import fashion_scenes
 from .segmentation import binary_focal_loss
 from .training import autocast
@@ -433,6 +435,157 @@ def render_masks(image, points, labels, masks, predicted_iou, title: str = ""):
     axes[0].set(xticks=[], yticks=[])
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def render_levels(images: torch.Tensor, objects: torch.Tensor, targets: dict, shown: list[int]):
+    """One row per shown object: its scene, then the scene tinted with each of its targets. ``images`` uint8
+    N×1×S×S scenes; ``objects`` T×3 rows (scene, item id, stack id); ``targets`` maps each level's name (at most
+    three) to bool T×S×S; ``shown`` the object rows to draw."""
+    if not shown or any(not 0 <= i < len(objects) for i in shown):
+        raise ValueError(f"shown must name object rows from 0 to {len(objects) - 1}, not {shown!r}")
+    if not 0 < len(targets) <= len(MASK_COLOURS) or any(len(m) != len(objects) for m in targets.values()):
+        raise ValueError(f"targets must map 1 to {len(MASK_COLOURS)} level names to one mask per object row")
+    fig, axes = plt.subplots(len(shown), 1 + len(targets), figsize=(2.1 * (1 + len(targets)), 2.2 * len(shown)),
+                             layout="constrained", squeeze=False)
+    for row, index in zip(axes, shown):
+        scene = int(objects[index, 0])
+        row[0].imshow(images[scene, 0], cmap="gray", vmin=0, vmax=255)
+        row[0].set_title(f"scene {scene}", fontsize=9)
+        for ax, (name, masks), colour in zip(row[1:], targets.items(), MASK_COLOURS):
+            ax.imshow(tint(images[scene, 0], masks[index], colour))
+            ax.set_title(f"{name}: {int(masks[index].sum())} px", fontsize=9)
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[])
+    fig.suptitle("One object, three right answers: the item, its stack, all items")
+    return fig
+
+
+def render_prompt_samplers(image, item, point, box, error, click, label):
+    """The three simulated prompts on one object: a first click inside ``item`` (bool S×S) at ``point`` (x, y),
+    or its noisy ``box`` (x1, y1, x2, y2, x2 and y2 exclusive); the next ``click`` (x, y) with its ``label`` (1
+    foreground, 0 background) in the ``error`` region (bool S×S, drawn red). ``image`` uint8 S×S."""
+    image = np.asarray(image)
+    if image.ndim != 2 or np.asarray(item).shape != image.shape or np.asarray(error).shape != image.shape:
+        raise ValueError(f"image, item and error must be S×S maps of one size, got {image.shape}, "
+                         f"{np.asarray(item).shape}, {np.asarray(error).shape}")
+    if torch.as_tensor(box).shape != (4,):
+        raise ValueError("box must be one x1, y1, x2, y2 box (e.g. noisy_box(masks)[i])")
+    fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.0), layout="constrained")
+    axes[0].imshow(tint(image, item, MASK_COLOURS[0]))
+    draw_prompts(axes[0], point, torch.tensor([1]))
+    axes[0].set_title("first click: inside the item", fontsize=9)
+    axes[1].imshow(tint(image, item, MASK_COLOURS[0]))
+    draw_prompts(axes[1], box_prompt(torch.as_tensor(box)[None])[0][0], torch.tensor([2, 3]))
+    axes[1].set_title("or its box, sides moved 10%", fontsize=9)
+    axes[2].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[2].imshow(np.ma.masked_equal(np.asarray(error, float), 0), cmap="autumn", alpha=0.7)
+    draw_prompts(axes[2], click, torch.as_tensor(label).reshape(1))
+    axes[2].set_title("next click: in the error region (red)", fontsize=9)
+    for ax in axes:
+        ax.set(xticks=[], yticks=[])
+    return fig
+
+
+def render_caching_cost(encoder_flops: float, per_prompt_flops: float, prompts: int = 20):
+    """MFLOPs of 1 to ``prompts`` prompts on one image, with the embedding cached (the encoder once) and
+    recomputed for every prompt: ``encoder_flops`` and ``per_prompt_flops`` (prompt encoder + decoder) > 0."""
+    if not (encoder_flops > 0 and per_prompt_flops > 0) or not isinstance(prompts, int) or prompts < 1:
+        raise ValueError("encoder_flops and per_prompt_flops must be > 0 (utils.measuring.count_flops) and prompts "
+                         f"a count ≥ 1, got {encoder_flops}, {per_prompt_flops}, {prompts!r}")
+    counts = np.arange(1, prompts + 1)
+    fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
+    ax.plot(counts, (encoder_flops + counts * per_prompt_flops) / 1e6, "o-", ms=3,
+            label="embedding cached: encoder once + decoder per prompt")
+    ax.plot(counts, counts * (encoder_flops + per_prompt_flops) / 1e6, "s-", ms=3,
+            label="embedding recomputed for every prompt")
+    ax.set(xlabel="prompts (clicks) on one image", ylabel="MFLOPs", title="Why SAM caches the image embedding",
+           xticks=[k for k in counts if k == 1 or k % 5 == 0])
+    ax.legend(fontsize=7)
+    return fig
+
+
+def render_click_curves(curves: dict, title: str):
+    """Item mIoU click by click: ``curves`` maps a label to a 1-D sequence whose value k − 1 is the mIoU after k
+    prompts (curves may differ in length)."""
+    styles = ("o-", "s--", "^-", "v:")
+    if not 0 < len(curves) <= len(styles) or any(len(c) == 0 for c in curves.values()):
+        raise ValueError(f"curves must map 1 to {len(styles)} labels to non-empty mIoU sequences")
+    fig, ax = plt.subplots(figsize=(5.6, 3.4), layout="constrained")
+    for (label, curve), style in zip(curves.items(), styles):
+        ax.plot(range(1, len(curve) + 1), curve, style, label=label)
+    longest = max(len(c) for c in curves.values())
+    ax.set(xlabel="prompts (clicks)", ylabel="item mIoU", title=title, xticks=range(1, longest + 1))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def render_ablation(level_scores: dict, single: torch.Tensor, three: torch.Tensor, three_iou: torch.Tensor, click):
+    """Single- vs three-mask training: mIoU per reading (``level_scores`` maps 1 and 3 outputs to T×3 best-mask
+    IoUs, one column per level), then one click (x, y) on a stacked item — the single model's mask probabilities
+    ``single`` S×S and the three model's ``three`` 3×S×S with their predicted IoUs ``three_iou`` (3)."""
+    if set(level_scores) != {1, 3} or any(s.ndim != 2 or s.shape[1] != len(LEVELS) for s in level_scores.values()):
+        raise ValueError(f"level_scores must map 1 and 3 (outputs) to T×{len(LEVELS)} IoUs, one column per level")
+    if single.ndim != 2 or three.shape != (3, *single.shape) or len(three_iou) != 3:
+        raise ValueError(f"need single S×S, three 3×S×S and three_iou of 3; got {tuple(single.shape)}, "
+                         f"{tuple(three.shape)}, {len(three_iou)}")
+    fig, (ax_bars, *mask_axes) = plt.subplots(1, 5, figsize=(13, 3.0), layout="constrained",
+                                              gridspec_kw={"width_ratios": [1.6, 1, 1, 1, 1]})
+    positions = np.arange(len(LEVELS))
+    for offset, outputs, colour in ((-0.2, 1, "tab:gray"), (0.2, 3, "tab:blue")):
+        bars = ax_bars.bar(positions + offset, level_scores[outputs].mean(0), 0.4, color=colour,
+                           label=f"{outputs} mask{'s' * (outputs > 1)}")
+        ax_bars.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax_bars.set_xticks(positions, LEVELS)
+    ax_bars.set(xlabel="the reading the user meant", ylabel="mIoU (best mask)", title="one click on a stacked item")
+    ax_bars.legend(fontsize=7)
+    mask_axes[0].imshow(single, cmap="viridis", vmin=0, vmax=1)
+    mask_axes[0].set_title("1 mask: probabilities", fontsize=8)
+    for i, ax in enumerate(mask_axes[1:]):
+        drawn = ax.imshow(three[i], cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(f"3 masks: #{i + 1}, IoU pred {float(three_iou[i]):.2f}", fontsize=8)
+    for ax in mask_axes:
+        draw_prompts(ax, click, torch.tensor([1]))
+        ax.set(xticks=[], yticks=[])
+    colorbar(drawn, mask_axes, "p(pixel in mask)")
+    return fig
+
+
+def render_iou_head(expected: torch.Tensor, predicted: torch.Tensor, choices: dict, correlation: float):
+    """The IoU head judged: predicted against actual (``expected``, mean over the readings) IoU of every mask
+    (both T×3), and the expected IoU of the mask each of ``choices`` ({name: float}, e.g. random, the head, the
+    oracle) would show; ``correlation`` titles the scatter plot."""
+    if expected.shape != predicted.shape or expected.ndim != 2 or expected.shape[1] > len(MASK_COLOURS):
+        raise ValueError(f"expected and predicted must both be T×M (M ≤ {len(MASK_COLOURS)}), got "
+                         f"{tuple(expected.shape)} and {tuple(predicted.shape)}")
+    if not choices:
+        raise ValueError("choices must name at least one way of choosing a mask, e.g. {'IoU head': 0.4}")
+    fig, (ax_scatter, ax_bars) = plt.subplots(1, 2, figsize=(9.6, 3.6), layout="constrained")
+    for i, colour in zip(range(expected.shape[1]), MASK_COLOURS):
+        ax_scatter.scatter(expected[:, i], predicted[:, i], s=6, alpha=0.5, color=colour, label=f"mask {i + 1}")
+    ax_scatter.plot([0, 1], [0, 1], "k:", lw=1)
+    ax_scatter.set(xlabel="actual IoU (mean over the readings)", ylabel="predicted IoU",
+                   title=f"IoU head: r = {correlation:.2f}")
+    ax_scatter.legend(fontsize=7, markerscale=2)
+    colours = ["tab:gray", "tab:blue", "navy", "tab:orange"]
+    bars = ax_bars.barh(list(choices), list(choices.values()), color=colours[:len(choices)])
+    ax_bars.bar_label(bars, fmt="%.3f", fontsize=8, padding=3)
+    ax_bars.set(xlabel="expected IoU of the chosen mask", title="which mask to show", xlim=(0, 1))
+    ax_bars.invert_yaxis()
+    return fig
+
+
+def render_pseudo_labels(images: torch.Tensor, examples: list):
+    """The data engine's kept masks: ``examples`` (scene index, bool S×S mask) pairs drawn on their scenes of
+    ``images`` (uint8 N×1×S×S)."""
+    if not examples or any(not 0 <= s < len(images) for s, _ in examples):
+        raise ValueError(f"examples must be (scene, mask) pairs with scenes from 0 to {len(images) - 1}")
+    fig, axes = plt.subplots(1, len(examples), figsize=(2.4 * len(examples), 2.6), layout="constrained",
+                             squeeze=False)
+    for ax, (s, mask) in zip(axes[0], examples):
+        ax.imshow(tint(images[s, 0], mask, MASK_COLOURS[2]))
+        ax.set(title=f"unlabelled scene {s}", xticks=[], yticks=[])
+    fig.suptitle("Pseudo-labels: masks the model was confident and stable about")
     return fig
 
 
