@@ -1,0 +1,169 @@
+"""The learner's record of exercise attempts: one JSON line per self-check run, kept in the learner's exercise folder.
+
+Where the learner's work lives: ``$COURSE_EXERCISES_DIR`` if set, else ``chapters/exercises/`` in the repository
+(git-ignored, and spared by `make clean`). `make exercises` writes the exercise notebooks and the drills there, and
+`utils.exercises.check` appends each attempt to ``attempts.jsonl`` there through `record_attempt`.
+
+The file format, version 1 — plain JSON Lines, one object per attempt, appended, never rewritten::
+
+    {"version": 1, "exercise": "nms", "chapter": "04_detection", "difficulty": "medium", "target_minutes": 10,
+     "seconds": 412.3, "passed": true, "reason": "", "time": "2026-12-06T01:02:03+00:00", "learner": "ada"}
+
+- ``seconds``: from the drill's timer cell to the check, or null when the check was run without a timer;
+- ``passed``: whether every case matched the reference; ``reason``: why not (the check's message), "" when passed;
+- ``target_minutes``: how long the difficulty should take — easy 5, medium 10, hard 20;
+- ``time``: when the attempt was checked, UTC, ISO 8601; ``learner``: ``$COURSE_LEARNER``, else the OS user name.
+
+Readers (`read_attempts`, and the workshop progress board) skip a line they cannot read with a warning, so a line
+torn by a crash costs that one attempt, never the record. A later format adds keys or raises ``version``; a reader
+keeps only the versions it knows.
+
+    read_attempts()                         # every readable attempt in the learner's folder, oldest first
+    summary(read_attempts())                # per learner and exercise: attempts, solved, best time, target
+    print(summary_table(read_attempts()))   # the same as a Markdown table
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+VERSION = 1
+ROOT = Path(__file__).resolve().parents[1]
+ATTEMPTS_FILE = "attempts.jsonl"
+TARGET_MINUTES = {"easy": 5, "medium": 10, "hard": 20}
+FIELDS = ("version", "exercise", "chapter", "difficulty", "target_minutes", "seconds", "passed", "reason", "time",
+          "learner")
+
+
+def exercise_folder() -> Path:
+    """Where the learner's exercise notebooks and record live: ``$COURSE_EXERCISES_DIR`` if set, else
+    ``chapters/exercises/`` in the repository."""
+    return Path(os.environ.get("COURSE_EXERCISES_DIR") or ROOT / "chapters" / "exercises")
+
+
+def learner() -> str:
+    """Who is attempting: ``$COURSE_LEARNER`` if set (a shared machine in a workshop), else the OS user name."""
+    if os.environ.get("COURSE_LEARNER"):
+        return os.environ["COURSE_LEARNER"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):          # a container user with no name in /etc/passwd and no $USER
+        return "unknown"
+
+
+def record_attempt(name: str, seconds: float | None, passed: bool, reason: str = "") -> None:
+    """Append one attempt at exercise ``name`` to ``attempts.jsonl`` in the learner's exercise folder."""
+    # Imported here, not above: utils.exercises calls this module from its `check`.
+    from .exercises import BY_NAME
+
+    if name not in BY_NAME:
+        raise KeyError(f"no exercise named {name!r}; choose one of {sorted(BY_NAME)}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not math.isfinite(seconds) or seconds < 0):
+        raise ValueError(f"seconds must be None (no timer) or a finite number ≥ 0, got {seconds!r}")
+    if not isinstance(passed, bool):
+        raise TypeError(f"passed must be True or False, got {passed!r}")
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be a string (the check's message), got {type(reason).__name__}")
+    exercise = BY_NAME[name]
+    record = {"version": VERSION, "exercise": name, "chapter": exercise.chapter, "difficulty": exercise.difficulty,
+              "target_minutes": TARGET_MINUTES[exercise.difficulty],
+              "seconds": None if seconds is None else round(float(seconds), 1), "passed": passed, "reason": reason,
+              "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "learner": learner()}
+    folder = exercise_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ATTEMPTS_FILE
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    with open(path, "a+b") as file:
+        # A crash mid-write can leave a last line without its newline: start on a fresh line so only that one is lost.
+        if file.seek(0, os.SEEK_END) > 0:
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) != b"\n":
+                line = "\n" + line
+        file.write(line.encode("utf-8"))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _problem(record) -> str | None:
+    """Why a parsed line is not a version-1 attempt, in words; None when it is."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    if record.get("version") != VERSION:
+        return f"version {record.get('version')!r}, this reader knows version {VERSION}"
+    missing = [key for key in FIELDS if key not in record]
+    return f"missing {missing}" if missing else None
+
+
+def read_attempts(folder: Path | str | None = None) -> list[dict]:
+    """Every attempt recorded in ``folder``'s ``attempts.jsonl`` (default: the learner's exercise folder), oldest
+    first; [] when nothing is recorded yet. A line that is not a version-1 record is skipped with a warning."""
+    if folder is not None and not isinstance(folder, (str, Path)):
+        raise TypeError(f"folder must be a path (or None for the learner's exercise folder), got "
+                        f"{type(folder).__name__}")
+    path = (exercise_folder() if folder is None else Path(folder)) / ATTEMPTS_FILE
+    if not path.exists():
+        return []
+    attempts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            problem = f"not JSON ({error.msg})"
+        else:
+            problem = _problem(record)
+        if problem:
+            warnings.warn(f"{path}, line {number}: skipped, {problem}", stacklevel=2)
+            continue
+        attempts.append(record)
+    return attempts
+
+
+def summary(attempts: list[dict]) -> list[dict]:
+    """Per learner and exercise, in the order first attempted: attempts, solved (any attempt passed), best_seconds
+    (the fastest timed pass, None if none), target_minutes and within_target (best_seconds within the target)."""
+    if not isinstance(attempts, list) or any(_problem(a) for a in attempts):
+        raise ValueError("summary takes the list of attempts read_attempts() returns")
+    rows = {}
+    for attempt in attempts:
+        row = rows.setdefault((attempt["learner"], attempt["exercise"]), {
+            "learner": attempt["learner"], "exercise": attempt["exercise"], "difficulty": attempt["difficulty"],
+            "attempts": 0, "solved": False, "best_seconds": None, "target_minutes": attempt["target_minutes"]})
+        row["attempts"] += 1
+        if attempt["passed"]:
+            row["solved"] = True
+            if attempt["seconds"] is not None:
+                best = row["best_seconds"]
+                row["best_seconds"] = attempt["seconds"] if best is None else min(best, attempt["seconds"])
+    for row in rows.values():
+        row["within_target"] = row["best_seconds"] is not None and row["best_seconds"] <= 60 * row["target_minutes"]
+    return list(rows.values())
+
+
+def summary_table(attempts: list[dict]) -> str:
+    """`summary` as a Markdown table (a learner column only when the record holds several learners)."""
+    rows = summary(attempts)
+    if not rows:
+        return "No attempts recorded yet: run a drill's timer cell, write the function, then run its check."
+    several = len({row["learner"] for row in rows}) > 1
+    header = (["learner"] if several else []) + ["exercise", "difficulty", "attempts", "solved", "best time",
+                                                  "target", "within target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        timed = row["best_seconds"] is not None
+        best = f"{row['best_seconds'] / 60:.1f} min" if timed else "—"
+        within = ("✓" if row["within_target"] else "✗") if timed else "—"
+        cells = ([row["learner"]] if several else []) + [
+            f"`{row['exercise']}`", row["difficulty"], str(row["attempts"]), "✓" if row["solved"] else "✗", best,
+            f"{row['target_minutes']} min", within]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
