@@ -120,3 +120,13 @@ def test_bad_calls_are_refused_with_what_to_do(folder):
     with pytest.raises(ValueError, match="list of attempts"):
         records.summary([{"exercise": "nms"}])
     assert not (folder / records.ATTEMPTS_FILE).exists()             # nothing refused was written
+
+
+def test_a_drill_time_is_told_against_its_target():
+    assert records.against_target("nms", 372.0) == "in 6.2 min, within the 10 min target for a medium exercise"
+    assert records.against_target("softmax", 301.0) == "in 5.0 min, over the 5 min target for an easy exercise"
+    assert records.against_target("info_nce", 1200.0).endswith("within the 20 min target for a hard exercise")
+    with pytest.raises(KeyError, match="no exercise"):
+        records.against_target("conv3d", 1.0)
+    with pytest.raises(ValueError, match="finite number"):
+        records.against_target("nms", None)

@@ -57,15 +57,18 @@ def learner() -> str:
         return "unknown"
 
 
+def _is_duration(seconds) -> bool:
+    return (isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
+            and seconds >= 0)
+
+
 def record_attempt(name: str, seconds: float | None, passed: bool, reason: str = "") -> None:
     """Append one attempt at exercise ``name`` to ``attempts.jsonl`` in the learner's exercise folder."""
-    # Imported here, not above: utils.exercises calls this module from its `check`.
-    from .exercises import BY_NAME
+    from .exercises import BY_NAME    # here, not above: utils.exercises calls this module from its `check`
 
     if name not in BY_NAME:
         raise KeyError(f"no exercise named {name!r}; choose one of {sorted(BY_NAME)}")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                or not math.isfinite(seconds) or seconds < 0):
+    if seconds is not None and not _is_duration(seconds):
         raise ValueError(f"seconds must be None (no timer) or a finite number ≥ 0, got {seconds!r}")
     if not isinstance(passed, bool):
         raise TypeError(f"passed must be True or False, got {passed!r}")
@@ -90,6 +93,23 @@ def record_attempt(name: str, seconds: float | None, passed: bool, reason: str =
         file.write(line.encode("utf-8"))
         file.flush()
         os.fsync(file.fileno())
+
+
+def against_target(name: str, seconds: float) -> str:
+    """The time an attempt at ``name`` took, against its difficulty's target, in words (what a drill's check prints),
+    e.g. "in 6.2 min, within the 10 min target for a medium exercise"."""
+    from .exercises import BY_NAME    # here, not above: utils.exercises calls this module from its `check`
+
+    if name not in BY_NAME:
+        raise KeyError(f"no exercise named {name!r}; choose one of {sorted(BY_NAME)}")
+    if not _is_duration(seconds):
+        raise ValueError(f"seconds must be a finite number ≥ 0 (the time since the drill's timer cell), got "
+                         f"{seconds!r}")
+    difficulty = BY_NAME[name].difficulty
+    target = TARGET_MINUTES[difficulty]
+    verdict = "within" if seconds <= 60 * target else "over"
+    return f"in {seconds / 60:.1f} min, {verdict} the {target} min target for a{'n' * (difficulty == 'easy')} " \
+           f"{difficulty} exercise"
 
 
 def _problem(record) -> str | None:
