@@ -79,7 +79,7 @@ bench: $(STAMP) data  ## speed and accuracy targets; writes the README's results
 questions: $(STAMP)  ## every chapter's interview questions in one index: chapters/outputs/questions.md
 	$(BIN)/python -m utils.course.questions
 
-exercises: $(STAMP)  ## each chapter with exercises, its tagged cells stubbed, and timed drills: chapters/outputs/exercises/
+exercises: $(STAMP)  ## each chapter's exercises stubbed, and timed drills: chapters/exercises/ (never over your edits)
 	$(BIN)/python -m utils.course.exercise_notebooks
 
 book: $(STAMP) data  ## the chapters executed (COURSE_PROFILE, smoke by default) as static HTML: chapters/outputs/book/
@@ -91,5 +91,6 @@ doctor: $(STAMP)  ## check this machine for the course: one line per check, each
 offline-bundle: $(STAMP) data  ## .gpu/: data, wheels and env.sh for a GPU machine without internet (see README)
 	$(BIN)/python -m utils.course.offline_bundle --python-version $(PYTHON_VERSION) $(addprefix --platform ,$(PLATFORM))
 
+# The learner's work, chapters/exercises/ (notebooks and attempts.jsonl), is not the build's to delete: it stays.
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts

@@ -1,29 +1,39 @@
 """`make exercises`: each chapter with exercises as an exercise notebook (its solutions stubbed) and a timed drill
-notebook of every classic, written to chapters/outputs/exercises/ (git-ignored).
+notebook of every classic, written to the learner's exercise folder, chapters/exercises/ (git-ignored, spared by
+`make clean`; ``$COURSE_EXERCISES_DIR`` moves it, see `utils.exercise_records`).
 
     python -m utils.course.exercise_notebooks   # <chapter>_exercises.ipynb: the chapter, each exercise cell stubbed
-                                                # drills.ipynb: every stub with its check and a timer, easiest first
+                                                # drills.ipynb: every stub with its check and a timer, easiest first,
+                                                # each against its target, and the learner's record at the end
 
 The exercises, their references and `check` are in `utils.exercises`. A stub is made from the solution by `ast`: the
 signature and the docstring kept, the body replaced by ``raise NotImplementedError``. `tests/test_exercises.py`
 executes the exercise notebooks up to their last self-check: only the self-checks fail, each with
 NotImplementedError, while the solved chapter and drills pass.
+
+Rerunning never overwrites the learner's work: each notebook carries in its metadata a hash of its cells as written.
+A notebook on disk whose cells no longer match its hash was edited, so it is kept and the new version is written
+beside it as ``<name>.new.ipynb`` (`write_notebook`); an unedited one is rewritten in place.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import sys
 from pathlib import Path
 
 import jupytext
 import nbformat
 
+from ..exercise_records import TARGET_MINUTES, exercise_folder
 from ..exercises import BY_NAME, CHAPTERS_WITH_EXERCISES, CHECK_TAG, DIFFICULTIES, EXERCISE_TAG, EXERCISES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
-OUTPUT = CHAPTERS / "outputs" / "exercises"
+WRITTEN_MARK = "exercise_notebook"    # notebook metadata: {"cells_sha256": the hash of the cells as written}
+FORMER_FOLDER = CHAPTERS / "outputs" / "exercises"   # where make exercises wrote before: make clean deletes it
 # What the solutions may use besides builtins, under these names (each chapter imports what its own solutions use).
 DRILL_IMPORTS = "import math\nimport time\n\nimport numpy as np\nimport torch\nimport torch.nn.functional as F"
 
@@ -87,9 +97,10 @@ def solutions(chapter: str) -> dict[str, str]:
 
 def _header(chapter: str, names: list[str]) -> str:
     listed = ", ".join(f"`{name}` ({BY_NAME[name].difficulty})" for name in names)
-    return (f"**Exercise version of `{chapter}`**, written by `make exercises` (rerunning it rewrites this file: "
-            f"save your work under another name). {len(names)} cells are yours to write — {listed}: each keeps its "
-            f"signature and a docstring with hints and raises `NotImplementedError`. Write the function, then run the "
+    return (f"**Exercise version of `{chapter}`**, written by `make exercises` (rerunning it never overwrites your "
+            f"edits: it writes its new version beside this file as `{chapter}_exercises.new.ipynb`). {len(names)} "
+            f"cells are yours to write — {listed}: each keeps its signature and a docstring with hints and raises "
+            f"`NotImplementedError`. Write the function, then run the "
             f"self-check below it: it prints ✓, or the first input where your function differs from the reference. "
             f"The solutions are in the chapter itself, `chapters/{chapter}.ipynb`.")
 
@@ -108,17 +119,21 @@ def exercise_notebook(chapter: str):
     return notebook
 
 
-DRILLS_HEADER = """# Interview drills: the classics, timed (easy ≈ 5 min, medium ≈ 10, hard ≈ 20)
+DRILLS_HEADER = f"""# Interview drills: the classics, against the clock (easy ≈ {TARGET_MINUTES['easy']} min, \
+medium ≈ {TARGET_MINUTES['medium']}, hard ≈ {TARGET_MINUTES['hard']})
 
 For each exercise run the timer cell, write the function where it says `raise NotImplementedError`, then run the
-check below it: it compares your function with the reference on several inputs and prints ✓ with the time you took,
-or the first input where they differ. Each solution is in the chapter named in its heading. Written by
-`make exercises` (rerunning it rewrites this file: save your work under another name)."""
+check below it: it compares your function with the reference on several inputs and prints ✓ with the time you took
+against the heading's target, or the first input where they differ. Every check is recorded in `attempts.jsonl`
+beside this notebook; the last cell shows your record — attempts, best time, target, within target. Each solution
+is in the chapter named in its heading. Written by `make exercises` (rerunning it never overwrites your edits: it
+writes its new version beside this file as `drills.new.ipynb`)."""
+RECORD_CELL = "from utils.exercise_records import read_attempts, summary_table\n\nprint(summary_table(read_attempts()))"
 
 
 def drills_notebook(stubbed: bool = True):
-    """Every exercise, easiest first: a timer cell, the stub (``stubbed=False``: the solution, which the tests
-    run) and its check."""
+    """Every exercise, easiest first, under a heading with its target time: a timer cell, the stub
+    (``stubbed=False``: the solution, which the tests run) and its check; last, the learner's record."""
     cells = [nbformat.v4.new_markdown_cell(DRILLS_HEADER),
              nbformat.v4.new_code_cell(DRILL_IMPORTS + "\n\nfrom utils.exercises import check")]
     sources = {}
@@ -128,36 +143,78 @@ def drills_notebook(stubbed: bool = True):
         if exercise.name not in sources:
             raise ValueError(f"{exercise.name} is registered for {exercise.chapter}, but no cell there is tagged "
                              f"{EXERCISE_TAG!r} and defines it")
-        cells += [nbformat.v4.new_markdown_cell(f"## `{exercise.name}` — {exercise.difficulty} "
+        cells += [nbformat.v4.new_markdown_cell(f"## `{exercise.name}` — {exercise.difficulty}, target ≈ "
+                                                f"{TARGET_MINUTES[exercise.difficulty]} min "
                                                 f"(chapter {exercise.chapter.split('_')[0]})"),
                   nbformat.v4.new_code_cell(f"started_{exercise.name} = time.perf_counter()"),
                   nbformat.v4.new_code_cell(stub(sources[exercise.name]) if stubbed else sources[exercise.name],
                                             metadata={"tags": [EXERCISE_TAG]}),
                   nbformat.v4.new_code_cell(f'check("{exercise.name}", {exercise.name}, started_{exercise.name})',
                                             metadata={"tags": [CHECK_TAG]})]
+    cells += [nbformat.v4.new_markdown_cell("## Your record"), nbformat.v4.new_code_cell(RECORD_CELL)]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     return notebook
 
 
-def write_all(folder: Path = OUTPUT) -> list[Path]:
-    """Write each chapter's exercise notebook and the drills under ``folder``; return their paths."""
+def cells_hash(notebook) -> str:
+    """A hash of what the learner edits: each cell's type and source (not outputs, nor the metadata Jupyter adds)."""
+    cells = [[cell.cell_type, cell.source] for cell in notebook.cells]
+    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def edited(path: Path) -> bool:
+    """Whether the notebook at ``path`` differs from what `make exercises` wrote there. One without the mark, or
+    that cannot be read as a notebook, counts as edited: it is not ours to overwrite."""
+    try:
+        on_disk = nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return True
+    return on_disk.metadata.get(WRITTEN_MARK, {}).get("cells_sha256") != cells_hash(on_disk)
+
+
+def write_notebook(notebook, path: Path) -> Path:
+    """Write ``notebook`` to ``path``, marked with its cells' hash, unless the learner edited the notebook there: then
+    keep theirs, write the new version beside it (``<name>.new.ipynb``, or ``.new-2`` … if that was edited too), say
+    so, and return where it went."""
+    if not isinstance(notebook, nbformat.NotebookNode):
+        raise TypeError(f"write_notebook takes a notebook (nbformat), got {type(notebook).__name__}")
+    if not isinstance(path, Path) or path.suffix != ".ipynb":
+        raise ValueError(f"write_notebook writes to an .ipynb Path, got {path!r}")
+    notebook.metadata[WRITTEN_MARK] = {"cells_sha256": cells_hash(notebook)}
+    target, number = path, 1
+    while target.exists() and edited(target):
+        target = path.with_name(f"{path.stem}.new{'' if number == 1 else f'-{number}'}.ipynb")
+        number += 1
+    nbformat.write(notebook, target)
+    if target != path:
+        print(f"kept your edited {_shown(path)}; the new version is {_shown(target)} beside it")
+    return target
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def write_all(folder: Path | None = None) -> list[Path]:
+    """Write each chapter's exercise notebook and the drills under ``folder`` (default: the learner's exercise
+    folder), never over the learner's edits (`write_notebook`); return where each went."""
+    folder = exercise_folder() if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for chapter in CHAPTERS_WITH_EXERCISES:
-        path = folder / f"{chapter}_exercises.ipynb"
-        nbformat.write(exercise_notebook(chapter), path)
-        written.append(path)
-    nbformat.write(drills_notebook(), folder / "drills.ipynb")
-    return written + [folder / "drills.ipynb"]
+    written = [write_notebook(exercise_notebook(chapter), folder / f"{chapter}_exercises.ipynb")
+               for chapter in CHAPTERS_WITH_EXERCISES]
+    return written + [write_notebook(drills_notebook(), folder / "drills.ipynb")]
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv:
         raise SystemExit(f"python -m utils.course.exercise_notebooks takes no arguments, got {argv}")
     paths = write_all()
-    print(f"{len(EXERCISES)} exercises → {len(paths)} notebooks in {OUTPUT.relative_to(ROOT)}: "
+    print(f"{len(EXERCISES)} exercises → {len(paths)} notebooks in {_shown(exercise_folder())}: "
           + ", ".join(p.name for p in paths))
+    if FORMER_FOLDER.exists():
+        print(f"Your earlier exercise notebooks are in {_shown(FORMER_FOLDER)}, which `make clean` deletes: move "
+              f"the ones you worked on to {_shown(exercise_folder())}.")
     return 0
 
 
