@@ -119,6 +119,6 @@ def test_the_drills_end_with_the_learners_record(drills, tmp_path, monkeypatch, 
     monkeypatch.setenv("COURSE_LEARNER", "ada")
     exec(last.source, {})
     assert capsys.readouterr().out.startswith("No attempts recorded yet")
-    record_attempt("nms", 480.0, True)
+    record_attempt("nms", 480.0, True, chapter="04_detection", difficulty="medium")
     exec(last.source, {})
     assert "| `nms` | medium | 1 | ✓ | 8.0 min | 10 min | ✓ |" in capsys.readouterr().out

@@ -9,6 +9,12 @@ from utils import exercise_records as records
 from utils.exercises import BY_NAME, DIFFICULTIES
 
 
+def _record(name, seconds, passed, reason=""):
+    """An attempt as `utils.exercises.check` records it: with the registry's chapter and difficulty."""
+    exercise = BY_NAME[name]
+    records.record_attempt(name, seconds, passed, reason, chapter=exercise.chapter, difficulty=exercise.difficulty)
+
+
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_EXERCISES_DIR", str(tmp_path / "exercises"))
@@ -22,8 +28,8 @@ def test_every_difficulty_has_a_target():
 
 
 def test_an_attempt_is_one_line_with_what_the_exercise_registry_says(folder):
-    records.record_attempt("nms", 412.34, False, "case 1: wrong order")
-    records.record_attempt("softmax", None, True)
+    _record("nms", 412.34, False, "case 1: wrong order")
+    _record("softmax", None, True)
     lines = (folder / records.ATTEMPTS_FILE).read_text().splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0])
@@ -53,10 +59,10 @@ def test_the_learner_is_the_environment_variable_else_the_user_name(monkeypatch)
 
 
 def test_a_torn_or_foreign_line_is_skipped_with_a_warning_and_the_rest_kept(folder):
-    records.record_attempt("box_iou", 100.0, True)
+    _record("box_iou", 100.0, True)
     with open(folder / records.ATTEMPTS_FILE, "a") as file:
         file.write('{"version": 1, "exercise": "nms", "chap')        # a crash mid-write: no newline
-    records.record_attempt("nms", 200.0, True)                       # starts on a line of its own
+    _record("nms", 200.0, True)                       # starts on a line of its own
     with open(folder / records.ATTEMPTS_FILE, "a") as file:
         file.write('{"version": 2, "exercise": "oks"}\n[1, 2]\n\n')
     with pytest.warns(UserWarning) as caught:
@@ -69,13 +75,13 @@ def test_a_torn_or_foreign_line_is_skipped_with_a_warning_and_the_rest_kept(fold
 
 
 def test_summary_counts_attempts_and_the_best_timed_pass_against_the_target(folder):
-    records.record_attempt("nms", 300.0, False, "case 1")             # medium: 10 minutes
-    records.record_attempt("nms", 700.0, True)
-    records.record_attempt("nms", 550.0, True)
-    records.record_attempt("nms", None, True)                         # untimed: counts, but has no time
-    records.record_attempt("info_nce", 1500.0, True)                  # hard: 20 minutes, beaten by 5
-    records.record_attempt("softmax", 60.0, False, "case 2")          # never solved
-    records.record_attempt("box_iou", None, True)                     # solved without a timer
+    _record("nms", 300.0, False, "case 1")             # medium: 10 minutes
+    _record("nms", 700.0, True)
+    _record("nms", 550.0, True)
+    _record("nms", None, True)                         # untimed: counts, but has no time
+    _record("info_nce", 1500.0, True)                  # hard: 20 minutes, beaten by 5
+    _record("softmax", 60.0, False, "case 2")          # never solved
+    _record("box_iou", None, True)                     # solved without a timer
     rows = {row["exercise"]: row for row in records.summary(records.read_attempts())}
     assert list(rows) == ["nms", "info_nce", "softmax", "box_iou"]   # the order first attempted
     assert {key: rows["nms"][key] for key in ("attempts", "solved", "best_seconds", "target_minutes",
@@ -88,10 +94,10 @@ def test_summary_counts_attempts_and_the_best_timed_pass_against_the_target(fold
 
 
 def test_summary_keeps_learners_apart_and_the_table_names_them_only_when_several(folder, monkeypatch):
-    records.record_attempt("nms", 500.0, True)
+    _record("nms", 500.0, True)
     assert "learner" not in records.summary_table(records.read_attempts()).splitlines()[0]
     monkeypatch.setenv("COURSE_LEARNER", "grace")
-    records.record_attempt("nms", 900.0, False, "case 3")
+    _record("nms", 900.0, False, "case 3")
     rows = records.summary(records.read_attempts())
     assert [(row["learner"], row["attempts"], row["solved"]) for row in rows] == [("ada", 1, True),
                                                                                  ("grace", 1, False)]
@@ -106,15 +112,19 @@ def test_an_empty_record_says_how_to_start():
 
 
 def test_bad_calls_are_refused_with_what_to_do(folder):
-    with pytest.raises(KeyError, match="no exercise named 'conv3d'"):
-        records.record_attempt("conv3d", 1.0, True)
+    with pytest.raises(ValueError, match="name must be the exercise's name"):
+        records.record_attempt("", 1.0, True, chapter="04_detection", difficulty="medium")
+    with pytest.raises(ValueError, match="chapter must be"):
+        records.record_attempt("nms", 1.0, True, chapter=None, difficulty="medium")
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        records.record_attempt("nms", 1.0, True, chapter="04_detection", difficulty="tricky")
     for seconds in (-1.0, float("nan"), "60", True):
         with pytest.raises(ValueError, match="finite number"):
-            records.record_attempt("nms", seconds, True)
+            _record("nms", seconds, True)
     with pytest.raises(TypeError, match="True or False"):
-        records.record_attempt("nms", 1.0, 1)
+        _record("nms", 1.0, 1)
     with pytest.raises(TypeError, match="reason must be a string"):
-        records.record_attempt("nms", 1.0, False, ValueError("x"))
+        _record("nms", 1.0, False, ValueError("x"))
     with pytest.raises(TypeError, match="folder must be a path"):
         records.read_attempts(3)
     with pytest.raises(ValueError, match="list of attempts"):
@@ -123,10 +133,10 @@ def test_bad_calls_are_refused_with_what_to_do(folder):
 
 
 def test_a_drill_time_is_told_against_its_target():
-    assert records.against_target("nms", 372.0) == "in 6.2 min, within the 10 min target for a medium exercise"
-    assert records.against_target("softmax", 301.0) == "in 5.0 min, over the 5 min target for an easy exercise"
-    assert records.against_target("info_nce", 1200.0).endswith("within the 20 min target for a hard exercise")
-    with pytest.raises(KeyError, match="no exercise"):
-        records.against_target("conv3d", 1.0)
+    assert records.against_target("medium", 372.0) == "in 6.2 min, within the 10 min target for a medium exercise"
+    assert records.against_target("easy", 301.0) == "in 5.0 min, over the 5 min target for an easy exercise"
+    assert records.against_target("hard", 1200.0).endswith("within the 20 min target for a hard exercise")
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        records.against_target("nms", 1.0)
     with pytest.raises(ValueError, match="finite number"):
-        records.against_target("nms", None)
+        records.against_target("medium", None)

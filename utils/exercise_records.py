@@ -21,6 +21,9 @@ keeps only the versions it knows.
     read_attempts()                         # every readable attempt in the learner's folder, oldest first
     summary(read_attempts())                # per learner and exercise: attempts, solved, best time, target
     print(summary_table(read_attempts()))   # the same as a Markdown table
+
+This module imports nothing of the course's: `utils.exercises.check` calls `record_attempt` with the exercise's
+chapter and difficulty, and readers need only the records.
 """
 
 from __future__ import annotations
@@ -62,21 +65,24 @@ def _is_duration(seconds) -> bool:
             and seconds >= 0)
 
 
-def record_attempt(name: str, seconds: float | None, passed: bool, reason: str = "") -> None:
-    """Append one attempt at exercise ``name`` to ``attempts.jsonl`` in the learner's exercise folder."""
-    from .exercises import BY_NAME    # here, not above: utils.exercises calls this module from its `check`
-
-    if name not in BY_NAME:
-        raise KeyError(f"no exercise named {name!r}; choose one of {sorted(BY_NAME)}")
+def record_attempt(name: str, seconds: float | None, passed: bool, reason: str = "", *, chapter: str,
+                   difficulty: str) -> None:
+    """Append one attempt at exercise ``name`` to ``attempts.jsonl`` in the learner's exercise folder. ``chapter``
+    and ``difficulty`` are the exercise's, from `utils.exercises.BY_NAME` (the caller's: the registry imports this
+    module, so this one cannot import the registry back — tests/test_layout.py forbids import cycles)."""
+    for label, value in (("name", name), ("chapter", chapter)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{label} must be the exercise's {label} (a non-empty string), got {value!r}")
+    if difficulty not in TARGET_MINUTES:
+        raise ValueError(f"difficulty must be one of {list(TARGET_MINUTES)}, got {difficulty!r}")
     if seconds is not None and not _is_duration(seconds):
         raise ValueError(f"seconds must be None (no timer) or a finite number ≥ 0, got {seconds!r}")
     if not isinstance(passed, bool):
         raise TypeError(f"passed must be True or False, got {passed!r}")
     if not isinstance(reason, str):
         raise TypeError(f"reason must be a string (the check's message), got {type(reason).__name__}")
-    exercise = BY_NAME[name]
-    record = {"version": VERSION, "exercise": name, "chapter": exercise.chapter, "difficulty": exercise.difficulty,
-              "target_minutes": TARGET_MINUTES[exercise.difficulty],
+    record = {"version": VERSION, "exercise": name, "chapter": chapter, "difficulty": difficulty,
+              "target_minutes": TARGET_MINUTES[difficulty],
               "seconds": None if seconds is None else round(float(seconds), 1), "passed": passed, "reason": reason,
               "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "learner": learner()}
@@ -95,17 +101,14 @@ def record_attempt(name: str, seconds: float | None, passed: bool, reason: str =
         os.fsync(file.fileno())
 
 
-def against_target(name: str, seconds: float) -> str:
-    """The time an attempt at ``name`` took, against its difficulty's target, in words (what a drill's check prints),
-    e.g. "in 6.2 min, within the 10 min target for a medium exercise"."""
-    from .exercises import BY_NAME    # here, not above: utils.exercises calls this module from its `check`
-
-    if name not in BY_NAME:
-        raise KeyError(f"no exercise named {name!r}; choose one of {sorted(BY_NAME)}")
+def against_target(difficulty: str, seconds: float) -> str:
+    """The time an attempt took against its ``difficulty``'s target, in words (what a drill's check prints), e.g.
+    "in 6.2 min, within the 10 min target for a medium exercise"."""
+    if difficulty not in TARGET_MINUTES:
+        raise ValueError(f"difficulty must be one of {list(TARGET_MINUTES)}, got {difficulty!r}")
     if not _is_duration(seconds):
         raise ValueError(f"seconds must be a finite number ≥ 0 (the time since the drill's timer cell), got "
                          f"{seconds!r}")
-    difficulty = BY_NAME[name].difficulty
     target = TARGET_MINUTES[difficulty]
     verdict = "within" if seconds <= 60 * target else "over"
     return f"in {seconds / 60:.1f} min, {verdict} the {target} min target for a{'n' * (difficulty == 'easy')} " \
