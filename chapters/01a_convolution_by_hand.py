@@ -91,7 +91,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 
 
 # %% tags=["self-check"]
-exercises.check("conv2d", conv2d)
+conv2d = exercises.check("conv2d", conv2d)
 
 # %% [markdown]
 # ## Fixed kernels: Sobel and Laplacian
@@ -235,7 +235,7 @@ def max_pool2d(x, kernel_size, stride=None):
 
 
 # %% tags=["self-check"]
-exercises.check("max_pool2d", max_pool2d)
+max_pool2d = exercises.check("max_pool2d", max_pool2d)
 
 # %% [markdown]
 # ## BatchNorm and LayerNorm forward, by hand
@@ -282,7 +282,7 @@ def batch_norm_train(x, gamma, beta, eps=1e-5):
 
 
 # %% tags=["self-check"]
-exercises.check("batch_norm_train", batch_norm_train)
+batch_norm_train = exercises.check("batch_norm_train", batch_norm_train)
 
 # %% [markdown]
 # ## Equivariance, seen

@@ -107,7 +107,7 @@ def softmax(logits, axis=-1):
 
 
 # %% tags=["self-check"]
-exercises.check("softmax", softmax)
+softmax = exercises.check("softmax", softmax)
 
 
 # %% tags=["exercise"]
@@ -123,7 +123,7 @@ def cross_entropy(logits, labels):
 
 
 # %% tags=["self-check"]
-exercises.check("cross_entropy", cross_entropy)
+cross_entropy = exercises.check("cross_entropy", cross_entropy)
 
 # %% [markdown]
 # ### Entropy, cross-entropy and KL: one identity
@@ -264,7 +264,7 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 
 
 # %% tags=["self-check"]
-exercises.check("layer_norm", layer_norm)
+layer_norm = exercises.check("layer_norm", layer_norm)
 
 # %% [markdown]
 # ### Training vs evaluation mode

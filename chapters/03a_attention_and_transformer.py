@@ -121,7 +121,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 
 # %% tags=["self-check"]
-exercises.check("scaled_dot_product_attention", scaled_dot_product_attention)
+scaled_dot_product_attention = exercises.check("scaled_dot_product_attention", scaled_dot_product_attention)
 
 
 # %% [markdown]
@@ -251,7 +251,7 @@ def multi_head_attention(x, w_qkv, b_qkv, w_out, b_out, heads):
 
 
 # %% tags=["self-check"]
-exercises.check("multi_head_attention", multi_head_attention)
+multi_head_attention = exercises.check("multi_head_attention", multi_head_attention)
 
 # %% [markdown]
 # ## 4. Masks: padding vs causal
@@ -510,7 +510,7 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
 
 
 # %% tags=["self-check"]
-exercises.check("lstm_cell", lstm_cell)
+lstm_cell = exercises.check("lstm_cell", lstm_cell)
 
 # %% [markdown]
 # The Sutskever-style **LSTM encoder–decoder** (`LSTMSeq2Seq`) reads the digits, and the decoder starts from

@@ -246,7 +246,7 @@ def box_iou(boxes1, boxes2):
 
 
 # %% tags=["self-check"]
-exercises.check("box_iou", box_iou)
+box_iou = exercises.check("box_iou", box_iou)
 
 # %% [markdown]
 # ## 4. Non-maximum suppression
@@ -307,7 +307,7 @@ def nms(boxes, scores, iou_threshold):
 
 
 # %% tags=["self-check"]
-exercises.check("nms", nms)
+nms = exercises.check("nms", nms)
 
 # %% [markdown]
 # ## 5. Anchors from k-means (YOLOv2)
@@ -596,7 +596,7 @@ def average_precision_voc(precision, recall):
 
 
 # %% tags=["self-check"]
-exercises.check("average_precision_voc", average_precision_voc)
+average_precision_voc = exercises.check("average_precision_voc", average_precision_voc)
 
 # %% [markdown]
 # ## 10. Explorer: confidence, NMS and the PR curve

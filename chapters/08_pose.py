@@ -185,7 +185,7 @@ def gaussian_heatmap(height, width, center_xy, sigma):
 
 
 # %% tags=["self-check"]
-exercises.check("gaussian_heatmap", gaussian_heatmap)
+gaussian_heatmap = exercises.check("gaussian_heatmap", gaussian_heatmap)
 
 # %% [markdown]
 # For several people the target keeps the **maximum** of their Gaussians (not the sum: two close necks would merge
@@ -281,7 +281,7 @@ def paf_score(paf, p1, p2, samples=10):
 
 
 # %% tags=["self-check"]
-exercises.check("paf_score", paf_score)
+paf_score = exercises.check("paf_score", paf_score)
 
 # %% [markdown]
 # ## 5. Peaks, bipartite matching, assembly
@@ -402,7 +402,7 @@ def oks(predicted, truth, areas, sigmas):
 
 
 # %% tags=["self-check"]
-exercises.check("oks", oks)
+oks = exercises.check("oks", oks)
 
 # %% [markdown]
 # ## 7. A staged network with intermediate supervision (CPM / OpenPose)

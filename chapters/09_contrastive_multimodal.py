@@ -149,7 +149,7 @@ def triplet_loss(anchor, positive, negative, margin):
 
 
 # %% tags=["self-check"]
-exercises.check("triplet_loss", triplet_loss)
+triplet_loss = exercises.check("triplet_loss", triplet_loss)
 
 
 # %% tags=["exercise"]
@@ -168,7 +168,7 @@ def info_nce(z1, z2, temperature):
 
 
 # %% tags=["self-check"]
-exercises.check("info_nce", info_nce)
+info_nce = exercises.check("info_nce", info_nce)
 
 
 # %% tags=["exercise"]
@@ -186,7 +186,7 @@ def clip_loss(image_embeddings, text_embeddings, temperature):
 
 
 # %% tags=["self-check"]
-exercises.check("clip_loss", clip_loss)
+clip_loss = exercises.check("clip_loss", clip_loss)
 
 # %% [markdown]
 # **Mining.** Random triplets are mostly *easy* (the negative is already far): zero loss, zero gradient. FaceNet

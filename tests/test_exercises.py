@@ -1,21 +1,31 @@
-"""`make exercises` (utils/exercises.py, utils/course/exercise_notebooks.py): every exercise is a tagged solution cell in its chapter with a self-check
-after it, its stub keeps the signature and hints, stubbing cannot break the cells that follow, and the notebooks
-run: in an exercise notebook only the self-checks fail (NotImplementedError), in the solved chapter none does."""
+"""`make exercises` (utils/exercises.py, utils/course/exercise_notebooks.py): every exercise is a tagged solution cell
+in its chapter with a self-check after it, its stub keeps the signature and hints, stubbing cannot break the cells that
+follow, and the notebooks run on: in an exercise notebook every self-check prints ✗ and hands the reference to the
+cells below, no cell fails; the chapter's own solutions pass, and fail loudly when they do not. The messages, the
+known mistakes and the refused library calls are in tests/test_exercise_mistakes.py and below."""
 
 import ast
 import asyncio
+import dataclasses
+import runpy
+import time
 from pathlib import Path
 
 import jupytext
 import nbformat
 import numpy as np
 import pytest
+import torch
+import torchvision
 from nbclient import NotebookClient
+from torchvision.ops import nms as aliased_library_nms
 
 from utils import exercises
 from utils.course import exercise_notebooks as notebooks
 from utils.course.exercise_notebooks import tagged
-from utils.exercises import CHAPTERS_WITH_EXERCISES, CHECK_TAG, EXERCISE_TAG, EXERCISES, check
+from utils.exercise_records import read_attempts
+from utils.exercises import (CHAPTERS_WITH_EXERCISES, CHECK_TAG, EXERCISE_TAG, EXERCISES, ExerciseFailure, check,
+                             verify)
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 
@@ -40,8 +50,8 @@ def test_every_exercise_is_one_tagged_cell_followed_by_its_self_check():
             following = cells[index + 1] if index + 1 < len(cells) else None
             assert following is not None and tagged(following, CHECK_TAG), (
                 f"{chapter}: the cell after exercise {name} must be tagged {CHECK_TAG!r}")
-            assert following.source.strip() == f'exercises.check("{name}", {name})', (
-                f"{chapter}: {name}'s self-check should be exactly exercises.check(\"{name}\", {name})")
+            expected = f'{name} = exercises.check("{name}", {name})'
+            assert following.source.strip() == expected, f"{chapter}: {name}'s self-check should be exactly {expected}"
             found.append(name)
     assert sorted(found) == sorted(e.name for e in EXERCISES), (
         f"each registered exercise needs exactly one tagged cell: found {sorted(found)}")
@@ -118,27 +128,35 @@ def _checks(notebook):
     return [i for i, cell in enumerate(notebook.cells) if tagged(cell, CHECK_TAG)]
 
 
-def _passed(notebook):
-    printed = "".join(o.get("text", "") for c in notebook.cells if tagged(c, CHECK_TAG) for o in c.get("outputs", []))
-    return printed.count("✓")
+def _printed(notebook):
+    """What each self-check cell printed, in order."""
+    return ["".join(o.get("text", "") for o in notebook.cells[i].get("outputs", [])) for i in _checks(notebook)]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS_WITH_EXERCISES)
-def test_exercise_notebook_fails_only_in_its_self_checks(chapter, tmp_path, monkeypatch):
-    """Each notebook runs up to its last self-check (the rest is the chapter itself). The solved chapter passing its
-    self-checks is the notebook run's to prove (make test-notebooks executes every chapter as it is): run once."""
+def test_exercise_notebook_runs_on_past_every_unsolved_exercise(chapter, tmp_path, monkeypatch):
+    """Run All with every exercise unsolved: each self-check prints ✗ and hands the reference on, no cell fails.
+    Executed up to the last self-check: the cells after it are the chapter's own, which use no exercise function
+    (test_no_later_cell_but_a_self_check_uses_an_exercise_function) and which make test-notebooks runs anyway."""
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     stubbed = _through_last_self_check(notebooks.exercise_notebook(chapter))
     _execute_together([(stubbed, tmp_path)])
-    assert _errors(stubbed) == [(i, "NotImplementedError") for i in _checks(stubbed)], _errors(stubbed)
+    assert _errors(stubbed) == [], _errors(stubbed)
+    printed = _printed(stubbed)
+    assert printed and all(p.startswith("✗ ") and "not written yet" in p for p in printed), printed
 
 
-def test_drills_fail_only_in_their_checks_and_pass_with_the_solutions(tmp_path):
+def test_drills_run_on_past_their_stubs_pass_with_the_solutions_and_record_each_attempt(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_EXERCISES_DIR", str(tmp_path))       # the kernels write the record there
     stubbed, solved = notebooks.drills_notebook(), notebooks.drills_notebook(stubbed=False)
     _execute_together([(stubbed, tmp_path), (solved, tmp_path)])
     assert len(_checks(stubbed)) == len(EXERCISES)
-    assert _errors(stubbed) == [(i, "NotImplementedError") for i in _checks(stubbed)], _errors(stubbed)
-    assert _errors(solved) == [] and _passed(solved) == len(EXERCISES), _errors(solved)
+    assert _errors(stubbed) == [] and all(p.startswith("✗ ") for p in _printed(stubbed)), _printed(stubbed)
+    assert _errors(solved) == [] and all(p.startswith("✓ ") and " min target for a" in p
+                                         for p in _printed(solved)), (_errors(solved), _printed(solved))
+    attempts = read_attempts(tmp_path)
+    assert sorted(a["passed"] for a in attempts) == [False] * len(EXERCISES) + [True] * len(EXERCISES)
+    assert all(a["reason"].startswith(f"{a['exercise']}: not written yet") for a in attempts if not a["passed"])
 
 
 def test_write_all_writes_each_chapter_and_the_drills(tmp_path):
@@ -149,10 +167,143 @@ def test_write_all_writes_each_chapter_and_the_drills(tmp_path):
     assert stubs and all(source.rstrip().endswith("then run the check below\")") for source in stubs)
 
 
-def test_check_names_the_first_mismatch_and_refuses_bad_calls():
-    with pytest.raises(AssertionError, match="softmax, case 2"), np.errstate(over="ignore", invalid="ignore"):
-        check("softmax", lambda z, axis=-1: np.exp(z) / np.exp(z).sum(axis, keepdims=True))  # overflows
+# ------------------------------------------------------------------------------------------ check itself
+def _softmax(logits, axis=-1):
+    shifted = np.exp(logits - logits.max(axis, keepdims=True))
+    return shifted / shifted.sum(axis, keepdims=True)
+
+
+def _overflowing_softmax(logits, axis=-1):
+    return np.exp(logits) / np.exp(logits).sum(axis, keepdims=True)
+
+
+def _unwritten_softmax(logits, axis=-1):
+    raise NotImplementedError("write softmax, then run the check below")
+
+
+def test_check_returns_the_learners_function_when_right_and_the_reference_otherwise(capsys):
+    assert check("softmax", _softmax) is _softmax
+    assert capsys.readouterr().out == "✓ softmax: all 5 cases match the reference\n"
+    reference = exercises.BY_NAME["softmax"].reference
+    with np.errstate(all="ignore"):
+        assert check("softmax", _overflowing_softmax) is reference
+    printed = capsys.readouterr().out
+    assert printed.startswith("✗ softmax: case 2 of 5 (logits=array 3×5; fetch them with exercises.case(\"softmax\", "
+                              "2)): first wrong at index (1, 1): got nan, expected 1")
+    assert "looks like the maximum is not subtracted" in printed and "use the reference softmax instead" in printed
+    assert check("softmax", _unwritten_softmax) is reference
+    assert capsys.readouterr().out.startswith("✗ softmax: not written yet (write softmax, then run the check below)")
+
+
+def test_check_refuses_bad_calls():
     with pytest.raises(KeyError, match="no exercise"):
         check("conv3d", print)
     with pytest.raises(TypeError, match="function itself"):
         check("softmax", "softmax")
+    with pytest.raises(TypeError, match="perf_counter"):
+        check("softmax", _softmax, started="now")
+
+
+def test_a_learners_exception_names_its_case_and_is_chained():
+    def nms(boxes, scores, iou_threshold):
+        return boxes[100]
+    with pytest.raises(ExerciseFailure, match=r"nms: case 1 of 6 \(boxes=tensor 30×4, scores=tensor 30, "
+                                              r"iou_threshold=0.5; fetch them with exercises.case\(\"nms\", 1\)\): "
+                                              r"your function raised IndexError: index 100") as failure:
+        verify("nms", nms)
+    assert isinstance(failure.value, AssertionError) and isinstance(failure.value.__cause__, IndexError)
+
+
+def test_case_returns_fresh_inputs_and_refuses_a_number_out_of_range():
+    boxes, scores, threshold = exercises.case("nms", 2)
+    assert boxes.shape == (30, 4) and threshold == 0.3
+    boxes.zero_()                                                   # a learner's function may change its inputs
+    assert exercises.case("nms", 2)[0].abs().sum() > 0
+    for number in (0, 7, "2"):
+        with pytest.raises(ValueError, match="nms has cases 1 to 6"):
+            exercises.case("nms", number)
+
+
+def _official_solutions(tmp_path):
+    """Every chapter's exercise solutions, loaded from a file (so their source is readable, as in a chapter)."""
+    sources = [source for chapter in CHAPTERS_WITH_EXERCISES for source in notebooks.solutions(chapter).values()]
+    path = tmp_path / "solutions.py"
+    path.write_text(notebooks.DRILL_IMPORTS + "\n\n\n" + "\n\n\n".join(sources) + "\n")
+    return runpy.run_path(str(path))
+
+
+def test_the_official_solutions_pass_and_a_broken_one_fails_loudly(tmp_path, monkeypatch, capsys):
+    solutions = _official_solutions(tmp_path)
+    for exercise in EXERCISES:
+        assert check(exercise.name, solutions[exercise.name]) is solutions[exercise.name]
+    assert capsys.readouterr().out.count("✓") == len(EXERCISES)
+    # The chapter's own solution is checked strictly: against a wrong reference it raises instead of falling back.
+    wrong = dataclasses.replace(exercises.BY_NAME["softmax"], reference=lambda logits, axis=-1: logits)
+    monkeypatch.setitem(exercises.BY_NAME, "softmax", wrong)
+    with pytest.raises(ExerciseFailure, match="softmax: case 1 of 5"):
+        check("softmax", solutions["softmax"])
+    assert check("softmax", _softmax) is wrong.reference             # a learner's function falls back
+
+
+def test_a_timed_check_records_the_attempt_and_an_untimed_one_does_not(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_EXERCISES_DIR", str(tmp_path))
+    check("softmax", _softmax)
+    assert read_attempts(tmp_path) == []                            # a chapter's self-check writes nothing
+    check("softmax", _softmax, time.perf_counter())
+    with np.errstate(all="ignore"):
+        check("softmax", _overflowing_softmax, time.perf_counter())
+    passed, failed = read_attempts(tmp_path)
+    assert passed["passed"] and passed["reason"] == "" and passed["difficulty"] == "easy"
+    assert not failed["passed"] and failed["reason"].startswith("softmax: case 2 of 5")
+    assert "min, within the 5 min target for an easy exercise" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- the learner's own code
+def _library_nms(boxes, scores, iou_threshold):
+    return torchvision.ops.nms(boxes, scores, iou_threshold)
+
+
+def _aliased_nms(boxes, scores, iou_threshold):
+    return aliased_library_nms(boxes, scores, iou_threshold)
+
+
+def _method_softmax(logits, axis=-1):
+    return torch.from_numpy(logits).softmax(axis).numpy()
+
+
+def _imported_box_iou(boxes1, boxes2):
+    from torchvision.ops import box_iou
+    return box_iou(boxes1, boxes2)
+
+
+def _cross_entropy_with_own_helper(logits, labels):
+    log_probs = log_softmax(logits)                                 # the learner's own helper, not the library's
+    return -log_probs[np.arange(len(labels)), labels].mean()
+
+
+def log_softmax(logits):
+    shifted = logits - logits.max(1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+
+
+@pytest.mark.parametrize("name, function, called", [
+    ("nms", _library_nms, "torchvision.ops.nms"),
+    ("nms", _aliased_nms, "aliased_library_nms (= torchvision.ops.boxes.nms)"),
+    ("softmax", _method_softmax, ".softmax"),                        # a method of a computed value
+    ("box_iou", _imported_box_iou, "torchvision.ops.box_iou"),
+])
+def test_check_refuses_a_solution_that_calls_the_library(name, function, called, capsys):
+    assert called in exercises.forbidden_uses(name, function)
+    assert check(name, function) is exercises.BY_NAME[name].reference
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"✗ {name}: your function calls ") and "the library's version" in printed
+
+
+def test_forbidden_names_are_found_without_source_and_spare_the_learners_own_helpers():
+    namespace = {"torch": torch}
+    exec(compile("def conv2d(x, weight, bias=None, stride=1, padding=0):\n"
+                 "    return torch.nn.functional.conv2d(x, weight, bias, stride, padding)", "<no file>", "exec"),
+         namespace)
+    assert exercises.forbidden_uses("conv2d", namespace["conv2d"]) == ["conv2d"]
+    assert exercises.forbidden_uses("cross_entropy", _cross_entropy_with_own_helper) == []
+    verify("cross_entropy", _cross_entropy_with_own_helper)
