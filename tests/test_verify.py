@@ -75,9 +75,21 @@ WAITS = """
 """
 
 
+@pytest.fixture
+def terminal_ctrl_c():
+    """Python's own Ctrl-C handler during the test, as in a terminal, restored after: an earlier test in the same
+    worker may have left another one (a library that ignores SIGINT), and then no KeyboardInterrupt would come."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("ignore_ctrl_c", [False, True])
 def test_ctrl_c_stops_the_running_chapter_at_once_and_prints_the_table_so_far(tmp_path, monkeypatch, capsys,
-                                                                               ignore_ctrl_c):
+                                                                               ignore_ctrl_c, terminal_ctrl_c):
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("Ctrl-C reaches the main thread only")
     monkeypatch.setattr(verify, "OUTPUTS", tmp_path / "outputs")
@@ -98,6 +110,7 @@ def test_ctrl_c_stops_the_running_chapter_at_once_and_prints_the_table_so_far(tm
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         verify.verify("smoke", list(bodies), jobs=1, limit=120, folder=tmp_path)
+    assert marker.exists(), "the waiting chapter never started (its marker file is missing)"
     assert time.monotonic() - start < 30     # not the 120 s limit
     out = capsys.readouterr().out
     assert "96_waits: interrupted" in out and "| 96_waits | interrupted |" in out
