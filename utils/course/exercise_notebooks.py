@@ -7,9 +7,9 @@ notebook of every classic, written to the learner's exercise folder, chapters/ex
                                                 # each against its target, and the learner's record at the end
 
 The exercises, their references and `check` are in `utils.exercises`. A stub is made from the solution by `ast`: the
-signature and the docstring kept, the body replaced by ``raise NotImplementedError``. `tests/test_exercises.py`
-executes the exercise notebooks up to their last self-check: only the self-checks fail, each with
-NotImplementedError, while the solved chapter and drills pass.
+signature and the docstring kept, the body replaced by ``raise NotImplementedError``. An unsolved or wrong exercise's
+self-check prints ✗ with the reason and hands the reference on, so Run All reaches the end; `tests/test_exercises.py`
+executes the exercise notebooks and the drills (no cell errors, every check ✗) and the solved drills (every check ✓).
 
 Rerunning never overwrites the learner's work: each notebook carries in its metadata a hash of its cells as written.
 A notebook on disk whose cells no longer match its hash was edited, so it is kept and the new version is written
@@ -100,8 +100,9 @@ def _header(chapter: str, names: list[str]) -> str:
     return (f"**Exercise version of `{chapter}`**, written by `make exercises` (rerunning it never overwrites your "
             f"edits: it writes its new version beside this file as `{chapter}_exercises.new.ipynb`). {len(names)} "
             f"cells are yours to write — {listed}: each keeps its signature and a docstring with hints and raises "
-            f"`NotImplementedError`. Write the function, then run the "
-            f"self-check below it: it prints ✓, or the first input where your function differs from the reference. "
+            f"`NotImplementedError`. Write the function, then run the self-check below it: it prints ✓, or ✗ with the "
+            f"first input where your function differs from the reference (and the mistake it looks like); until it "
+            f"passes, the cells after it use the reference, so Run All still reaches the end. "
             f"The solutions are in the chapter itself, `chapters/{chapter}.ipynb`.")
 
 
@@ -135,7 +136,7 @@ def drills_notebook(stubbed: bool = True):
     """Every exercise, easiest first, under a heading with its target time: a timer cell, the stub
     (``stubbed=False``: the solution, which the tests run) and its check; last, the learner's record."""
     cells = [nbformat.v4.new_markdown_cell(DRILLS_HEADER),
-             nbformat.v4.new_code_cell(DRILL_IMPORTS + "\n\nfrom utils.exercises import check")]
+             nbformat.v4.new_code_cell(DRILL_IMPORTS + "\n\nfrom utils import exercises  # exercises.case(name, n): a failing case's inputs\nfrom utils.exercises import check")]
     sources = {}
     for chapter in CHAPTERS_WITH_EXERCISES:
         sources.update(solutions(chapter))
