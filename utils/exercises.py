@@ -39,6 +39,7 @@ import numbers
 import textwrap
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -321,9 +322,9 @@ def _multi_head(x, w_qkv, b_qkv, w_out, b_out, heads, scale_by_dim=False, plain_
 
 
 MULTI_HEAD_ATTENTION_MISTAKES = (
-    Mistake("scaled by the model width", lambda *args: _multi_head(*args, scale_by_dim=True),
+    Mistake("scaled by the model width", partial(_multi_head, scale_by_dim=True),
             "the scores are divided by √dim: each head divides by √(dim / heads), its own width"),
-    Mistake("heads split by a plain reshape", lambda *args: _multi_head(*args, plain_view=True),
+    Mistake("heads split by a plain reshape", partial(_multi_head, plain_view=True),
             "the heads are split with a plain reshape to B×heads×N×d: view as B×N×heads×d, then transpose(1, 2) "
             "(and back before merging)"),
 )
@@ -352,11 +353,11 @@ def _lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, order="ifgo", tanh_of_cell=True):
 
 
 LSTM_MISTAKES = (
-    Mistake("gate order i, f, o, g", lambda *args: _lstm(*args, order="ifog"),
+    Mistake("gate order i, f, o, g", partial(_lstm, order="ifog"),
             "the gates are read in the order i, f, o, g: PyTorch stacks them i, f, g, o"),
-    Mistake("forget and input gates swapped", lambda *args: _lstm(*args, order="figo"),
+    Mistake("forget and input gates swapped", partial(_lstm, order="figo"),
             "the forget and input gates are swapped: PyTorch stacks them i, f, g, o"),
-    Mistake("no tanh of the cell", lambda *args: _lstm(*args, tanh_of_cell=False),
+    Mistake("no tanh of the cell", partial(_lstm, tanh_of_cell=False),
             "h_new is o · c_new: it is o · tanh(c_new)"),
 )
 
@@ -429,9 +430,9 @@ def _nms_positions_in_sorted_order(boxes, scores, iou_threshold):
 
 
 NMS_MISTAKES = (
-    Mistake("not sorted by score", lambda *args: _greedy_nms(*args, by_score=False),
+    Mistake("not sorted by score", partial(_greedy_nms, by_score=False),
             "the boxes are not sorted by score: visit them by decreasing score (scores.argsort(descending=True))"),
-    Mistake(">= on the threshold", lambda *args: _greedy_nms(*args, suppress_equal=True),
+    Mistake(">= on the threshold", partial(_greedy_nms, suppress_equal=True),
             "boxes whose IoU equals the threshold are suppressed: suppress only IoU > iou_threshold (>, not >=)"),
     Mistake("positions in the sorted order", _nms_positions_in_sorted_order,
             "the kept positions in the score-sorted order are returned: return the boxes' own indices (order[kept])"),
@@ -514,11 +515,11 @@ def _paf(paf, p1, p2, samples=10, unit=True, to_pixel=torch.round, reduce=torch.
 
 
 PAF_SCORE_MISTAKES = (
-    Mistake("direction not normalised", lambda *args: _paf(*args, unit=False),
+    Mistake("direction not normalised", partial(_paf, unit=False),
             "the field is dotted with p2 − p1: divide it by its length, the unit vector"),
-    Mistake("coordinates truncated", lambda *args: _paf(*args, to_pixel=torch.floor),
+    Mistake("coordinates truncated", partial(_paf, to_pixel=torch.floor),
             "the points' coordinates are truncated: round them to the nearest pixel (x.round().long())"),
-    Mistake("sum over the samples", lambda *args: _paf(*args, reduce=torch.sum),
+    Mistake("sum over the samples", partial(_paf, reduce=torch.sum),
             "the dot products are summed: the score is their mean over the samples"),
 )
 
@@ -543,11 +544,11 @@ def _oks(predicted, truth, areas, sigmas, k=lambda sigmas: 2 * sigmas, only_labe
 
 
 OKS_MISTAKES = (
-    Mistake("no per-keypoint sigmas", lambda *args: _oks(*args, k=lambda sigmas: torch.ones_like(sigmas)),
+    Mistake("no per-keypoint sigmas", partial(_oks, k=lambda sigmas: torch.ones_like(sigmas)),
             "the per-keypoint sigmas are left out: each keypoint type's Gaussian has its width, k = 2σ"),
-    Mistake("k = σ", lambda *args: _oks(*args, k=lambda sigmas: sigmas),
+    Mistake("k = σ", partial(_oks, k=lambda sigmas: sigmas),
             "k = σ: COCO's k is 2σ"),
-    Mistake("unlabelled keypoints counted", lambda *args: _oks(*args, only_labelled=False),
+    Mistake("unlabelled keypoints counted", partial(_oks, only_labelled=False),
             "every keypoint is counted: average over the labelled ones only (visibility v > 0)"),
 )
 
@@ -572,16 +573,16 @@ def _triplet(anchor, positive, negative, margin, power=2, hinge=True, reduce=tor
 
 
 TRIPLET_MISTAKES = (
-    Mistake("distances not squared", lambda *args: _triplet(*args, power=1),
+    Mistake("distances not squared", partial(_triplet, power=1),
             "the distances are not squared: FaceNet uses ‖a − p‖² and ‖a − n‖²"),
-    Mistake("no hinge", lambda *args: _triplet(*args, hinge=False),
+    Mistake("no hinge", partial(_triplet, hinge=False),
             "the hinge max(0, ·) is missing: triplets already beyond the margin must count 0"),
-    Mistake("sum instead of mean", lambda *args: _triplet(*args, reduce=torch.sum),
+    Mistake("sum instead of mean", partial(_triplet, reduce=torch.sum),
             "the losses are summed: the loss is their mean over the triplets"),
 )
 
 
-def _nt_xent(z1, z2, temperature, scaled=True, masked=True, normalised=True, both_views=True):
+def _nt_xent(z1, z2, temperature, scaled=True, masked=True, normalised=True, symmetric=True):
     n = len(z1)
     z = torch.cat([z1, z2])
     z = F.normalize(z, dim=1) if normalised else z
@@ -589,39 +590,35 @@ def _nt_xent(z1, z2, temperature, scaled=True, masked=True, normalised=True, bot
     if masked:
         logits = logits.fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-    return F.cross_entropy(logits, targets) if both_views else F.cross_entropy(logits[:n], targets[:n])
+    return F.cross_entropy(logits, targets) if symmetric else F.cross_entropy(logits[:n], targets[:n])
 
 
-INFO_NCE_MISTAKES = (
-    Mistake("no temperature", lambda *args: _nt_xent(*args, scaled=False),
-            "there is no temperature: divide the similarities by it"),
-    Mistake("diagonal unmasked", lambda *args: _nt_xent(*args, masked=False),
-            "the diagonal is not masked: a view is not its own negative, set z·zᵀ's diagonal to −inf"),
-    Mistake("unnormalised embeddings", lambda *args: _nt_xent(*args, normalised=False),
-            "the embeddings are not L2-normalised: the logits are cosine similarities (F.normalize(z, dim=1))"),
-    Mistake("one direction only", lambda *args: _nt_xent(*args, both_views=False),
-            "only z1's views are anchors: the mean runs over all 2N views"),
-)
+def _contrastive_mistakes(loss, one_direction: str) -> tuple:
+    """The mistakes every contrastive loss invites; ``loss`` takes the switches scaled, normalised and symmetric."""
+    return (Mistake("no temperature", partial(loss, scaled=False),
+                    "there is no temperature: divide the similarities by it"),
+            Mistake("unnormalised embeddings", partial(loss, normalised=False),
+                    "the embeddings are not L2-normalised: the logits are cosine similarities (F.normalize(…, dim=1))"),
+            Mistake("one direction only", partial(loss, symmetric=False), one_direction))
 
 
-def _clip(image_embeddings, text_embeddings, temperature, scaled=True, normalised=True, both_directions=True):
+INFO_NCE_MISTAKES = _contrastive_mistakes(_nt_xent, "only z1's views are anchors: the mean runs over all 2N views") + (
+    Mistake("diagonal unmasked", partial(_nt_xent, masked=False),
+            "the diagonal is not masked: a view is not its own negative, set z·zᵀ's diagonal to −inf"),)
+
+
+def _clip(image_embeddings, text_embeddings, temperature, scaled=True, normalised=True, symmetric=True):
     images, texts = image_embeddings, text_embeddings
     if normalised:
         images, texts = F.normalize(images, dim=1), F.normalize(texts, dim=1)
     logits = images @ texts.T / (temperature if scaled else 1)
     targets = torch.arange(len(logits))
     rows = F.cross_entropy(logits, targets)
-    return (rows + F.cross_entropy(logits.T, targets)) / 2 if both_directions else rows
+    return (rows + F.cross_entropy(logits.T, targets)) / 2 if symmetric else rows
 
 
-CLIP_MISTAKES = (
-    Mistake("no temperature", lambda *args: _clip(*args, scaled=False),
-            "there is no temperature: divide the similarities by it"),
-    Mistake("unnormalised embeddings", lambda *args: _clip(*args, normalised=False),
-            "the embeddings are not L2-normalised: the logits are cosine similarities (F.normalize(…, dim=1))"),
-    Mistake("one direction only", lambda *args: _clip(*args, both_directions=False),
-            "only images → texts is counted: average it with texts → images, the cross-entropy of logitsᵀ"),
-)
+CLIP_MISTAKES = _contrastive_mistakes(
+    _clip, "only images → texts is counted: average it with texts → images, the cross-entropy of logitsᵀ")
 
 
 EXERCISES = [
