@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils import training
+from utils import data, training
 
 
 @pytest.fixture(autouse=True)
@@ -295,3 +295,22 @@ def test_a_checkpoint_of_another_model_renamed_to_this_key_is_named_in_one_line_
     out = capsys.readouterr().out
     assert not again.from_checkpoint and "size mismatch" not in out
     assert "holds another model's weights (0.bias has shape (8,) in the file, (4,) in this model)" in out
+
+
+def test_a_reused_checkpoint_leaves_the_loader_and_random_state_as_training_would():
+    """Chapter 9 trains several models on one loader: when the first is reused, the next must see the same batches
+    (and draw the same random numbers) as when it was trained, or the chapter's figures depend on what was cached."""
+    def after_fit():
+        torch.manual_seed(1)
+        x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        loader = data.DeviceLoader(x, torch.arange(64) % 10, batch_size=16, shuffle=True, augment=True, seed=3)
+        model = nn.Sequential(tiny_model(), nn.Dropout(0.5))
+        history = training.fit(model, loader, epochs=2, lr=1e-2, plot=False, name="first")
+        next_batch, = [b for b, _ in zip(loader, range(1))]
+        return history.from_checkpoint, next_batch[0], torch.rand(3)
+
+    trained, trained_batch, trained_draw = after_fit()
+    reused, reused_batch, reused_draw = after_fit()
+    assert not trained and reused
+    torch.testing.assert_close(reused_batch, trained_batch, msg="the next epoch's batch should not depend on reuse")
+    torch.testing.assert_close(reused_draw, trained_draw, msg="the random state should not depend on reuse")

@@ -553,6 +553,7 @@ def fit(
             model.eval()
             history = History(**saved["history"])
             history.from_checkpoint = True
+            _resume_as_if_trained(saved, train_loader, epochs)
             print(f"{label}: reused {_shown(path)} (delete it to retrain): {_summary(history)}")
             return history
         stopped = verified_load(_incomplete_path(path))
@@ -635,6 +636,25 @@ def fit(
     return history
 
 
+def _random_state() -> dict:
+    """torch's global random state (CPU, and each GPU's) as training left it: tensors only."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _resume_as_if_trained(saved: dict, train_loader, epochs: int) -> None:
+    """Leave the random state and the training loader as training would have: a reused checkpoint then changes
+    nothing downstream (the next model's batches, dropout, samples), so a chapter's figures are the same whether its
+    earlier models were trained now or loaded. Checkpoints written before the state was saved restore the loader
+    only."""
+    random_state = saved.get("random_state")
+    if random_state is not None:
+        torch.set_rng_state(random_state["cpu"])
+        if torch.cuda.is_available() and len(random_state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(random_state["cuda"])
+    if isinstance(train_loader, DeviceLoader):  # its shuffle and augmentation are seeded by the epochs it served
+        train_loader.epoch += epochs
+
+
 def _keep_best(model, best, history: History, path: Path | None, label: str, monitor: str, epochs: int,
                stopped: str) -> None:
     """Load the best epoch's weights into ``model``, save them when named, and say in one line what was kept and
@@ -657,7 +677,7 @@ def _keep_best(model, best, history: History, path: Path | None, label: str, mon
     if path is not None:
         target = _incomplete_path(path) if stopped else path
         content = {"model": state, "history": dataclasses.asdict(history), "complete": not stopped,
-                   "stopped": stopped}
+                   "stopped": stopped, "random_state": _random_state()}
         if atomic_save(content, target):
             if not stopped:
                 _incomplete_path(path).unlink(missing_ok=True)  # the finished run supersedes it
