@@ -97,12 +97,14 @@ def lab(tmp_path_factory):
     notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the widgets
     env = dict(os.environ, COURSE_PROFILE="smoke", JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # the server's log: a kernel that died and restarted shows there
+    log = open(ARTIFACTS / f"jupyter-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log", "w")
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}", "--expose-app-in-browser",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          f"--LabApp.user_settings_dir={home / 'settings'}", "--ServerApp.allow_root=True"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 90
         while True:
@@ -121,6 +123,7 @@ def lab(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        log.close()
 
 
 # JavaScript helpers run in the page, against the JupyterLab app exposed by --expose-app-in-browser.
@@ -167,6 +170,15 @@ SHUTDOWN = """async (path) => {
 }"""
 
 
+def _kernel_events() -> list[str]:
+    """The JupyterLab server log's lines about kernels dying or restarting, from every worker's log."""
+    lines = []
+    for path in sorted(ARTIFACTS.glob("jupyter-*.log")):
+        lines += [line.strip()[-200:] for line in path.read_text(errors="replace").splitlines()
+                  if any(word in line for word in ("died", "restart", "Restart", "KernelRestarter"))]
+    return lines[-10:]
+
+
 def _png(data: bytes):
     from PIL import Image
 
@@ -187,11 +199,11 @@ def _change_first_control(explorer) -> None:
     """Move the explorer's first control as a person would: a slider by keyboard, a dropdown by selection."""
     control = explorer.locator(".widget-hbox > .widget-inline-hbox, .widget-hbox > .jupyter-widgets").first
     classes = control.get_attribute("class") or ""
-    if "widget-slider" in classes:
+    if "widget-slider" in classes:  # to its far end, as a person dragging it would: one step may change too little
         handle = control.locator(".noUi-handle").first
         handle.focus()
-        handle.press("ArrowRight")
-        handle.press("ArrowRight")
+        at_end = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+        handle.press("Home" if at_end else "End")
         return
     if "widget-dropdown" in classes:
         select = control.locator("select")
@@ -223,7 +235,10 @@ def test_explorers_render_and_react(browser, lab, chapter):
                 raise AssertionError(f"{chapter}: a cell failed in JupyterLab: {state['errors']}")
             if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
                 break
-            assert time.time() < deadline, f"{chapter}: cells still running after {RUN_TIMEOUT_S} s: {state}"
+            if time.time() > deadline:
+                page.screenshot(path=str(ARTIFACTS / f"{chapter}-stalled.png"), full_page=True)
+                raise AssertionError(f"{chapter}: cells still running after {RUN_TIMEOUT_S} s: {state}; "
+                                     f"the server's kernel messages: {_kernel_events()}")
             time.sleep(1)
 
         page.wait_for_timeout(1500)  # let the widget views finish rendering
