@@ -129,12 +129,13 @@ def lab(tmp_path_factory):
 # JavaScript helpers run in the page, against the JupyterLab app exposed by --expose-app-in-browser.
 PANEL = """(path) => window.jupyterapp && Array.from(window.jupyterapp.shell.widgets('main'))
   .find(w => w.context && w.context.path === path && w.content)"""
-# Started, not awaited: the polling loop below waits for the cells with a deadline and reports where they stand.
+# Started, not awaited (the page keeps the promise): the polling loop below waits for the cells with a deadline and
+# reports where they stand, where an awaited Run All would wait forever on a kernel that died.
 RUN_ALL = """async (path) => {
   const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
   window.jupyterapp.shell.activateById(panel.id);
   await panel.sessionContext.ready;
-  window.jupyterapp.commands.execute('notebook:run-all-cells');
+  window.dvlRunAll = window.jupyterapp.commands.execute('notebook:run-all-cells');
 }"""
 STATE = """(path) => {
   const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
