@@ -10,6 +10,7 @@ import time
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
@@ -30,7 +31,6 @@ def count_flops(fn, *inputs, backward: bool = False, **kwargs) -> int:
     """
     if not callable(fn):
         raise TypeError(f"count_flops(fn, *inputs): fn must be callable, got {type(fn).__name__}")
-    from torch.utils.flop_counter import FlopCounterMode  # here: importing it registers dispatch machinery
     was_training = fn.training if isinstance(fn, nn.Module) else None
     if was_training is not None:
         fn.eval()
