@@ -101,8 +101,9 @@ assert with_class.shape == encoder_input.shape == (1, 197, 768), (
 # learned token with no image content that gathers, through attention, whatever the head needs; its
 # output is the image's representation. The alternative is **global average pooling (GAP)** of the patch
 # outputs, as a CNN does (NiN, ResNet). Both work; the ViT paper found them equal once the learning rate
-# is tuned for each, and many later models (Swin, DeiT-III, MAE fine-tuning) use GAP. The class token has
-# one practical perk: its attention row is a ready-made "what did the model look at" map (section 5).
+# is tuned for each. Later models split: Swin and MAE's fine-tuning use GAP, while DeiT-III keeps
+# classifying from the class token. The class token has one practical perk: its attention row is a
+# ready-made "what did the model look at" map (section 5).
 # Both are trained below (`pool="cls"` and `pool="mean"`).
 #
 # ### Position embeddings: 1-D, 2-D or sinusoidal
@@ -290,10 +291,13 @@ assert moved > FILTER_MOVED_BAR, f"training should reshape the patch filters: mo
 #
 # Patch embedding and attention work for any number of tokens; only the position table is tied to the
 # training grid. ViT fine-tunes at a higher resolution (224 → 384) by **resampling the learned table as a
-# 2-D image** (bicubic) to the new grid, keeping the patch size, so more patches of the same size. Here: a
-# 56×56 input (an upsampled Fashion-MNIST image) gives a 14×14 grid. On the training grid the
-# interpolation is the identity; on the new grid the model runs and still recognises most images, though
-# fine-tuning at the new size would be needed to recover full accuracy (a pixel is now half as big).
+# 2-D image** to the new grid, keeping the patch size, so more patches of the same size. The paper only says
+# "2-D interpolation"; its official code (vision_transformer, big_vision) interpolates linearly
+# (`scipy.ndimage.zoom(..., order=1)`), while timm and later papers use bicubic, as
+# `interpolate_position_embedding` does here. Here: a 56×56 input (an upsampled Fashion-MNIST image) gives a
+# 14×14 grid. On the training grid the interpolation is the identity; on the new grid the model runs and
+# still recognises most images, though fine-tuning at the new size would be needed to recover full accuracy
+# (a pixel is now half as big).
 
 # %%
 table = vit.position_embedding()
@@ -906,9 +910,9 @@ assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mod
 #
 # <details><summary>How do you run a ViT on a larger input than it was trained on?</summary>
 #
-# Keep the patch size, so the grid grows; resample the learned position table as a 2-D map (bicubic) to
-# the new grid, then fine-tune at the new size. Sinusoidal tables are simply recomputed (section 3,
-# asserted to run at 56×56).
+# Keep the patch size, so the grid grows; resample the learned position table as a 2-D map to the new
+# grid (linearly in ViT's official code, bicubically in timm, later papers and here), then fine-tune at
+# the new size. Sinusoidal tables are simply recomputed (section 3, asserted to run at 56×56).
 #
 # </details>
 #
