@@ -16,7 +16,7 @@
 #
 # | part | what it does | runs |
 # |---|---|---|
-# | **image encoder** | the heavy network (SAM: a ViT-H, ~3 TFLOPs) → an image embedding | **once per image** |
+# | **image encoder** | the heavy network (SAM: a ViT-H, ~3 T multiply-adds = ~6 TFLOPs per image) → an image embedding | **once per image** |
 # | **prompt encoder** | points and box corners → vectors (random Fourier features + a learned type embedding); a mask prompt → convolutions | per prompt |
 # | **mask decoder** | a two-way Transformer: prompt and output tokens attend to the image, the image attends back → **three masks** + their predicted IoUs | per prompt, milliseconds |
 #
@@ -178,7 +178,8 @@ show(fig)
 # every upscaled pixel is that mask's logit. The IoU token, through an MLP, predicts the three masks' IoUs.
 #
 # The split is the point: the encoder runs **once per image** and its embedding is cached; every click costs only
-# a prompt encoding and a decoder pass. We count the arithmetic (FLOPs, from PyTorch's `FlopCounterMode`).
+# a prompt encoding and a decoder pass. We count the arithmetic (FLOPs, from PyTorch's `FlopCounterMode`), at
+# 2 FLOPs per multiply-add: a figure quoted in multiply-adds (often also called FLOPs) doubles in this count.
 
 # %%
 images = torch.zeros(2, 1, SIZE, SIZE, device=device)
@@ -203,6 +204,8 @@ def decoder_flops(net, points, labels):
     return count_flops(net.predict, cached, points[:1], labels[:1])
 
 
+# a 64 → 32 matrix–vector product is 64·32 multiply-adds, each counted as a multiply and an add
+assert count_flops(nn.Linear(64, 32, bias=False), torch.zeros(1, 64)) == 2 * 64 * 32, "2 FLOPs per multiply-add"
 encoder_flops = count_flops(model.image_encoder, torch.zeros(1, 1, SIZE, SIZE, device=device))
 per_prompt_flops = decoder_flops(model, prompt_points, prompt_labels)
 parameters = {name: count_parameters(part)
@@ -614,12 +617,13 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 #
 # <details><summary>What are SAM's three parts, and what does each cost?</summary>
 #
-# An **image encoder** (an MAE-pretrained ViT-H, ~630 M parameters, ~3 TFLOPs per 1024×1024 image) → a 64×64×256
-# embedding; a **prompt encoder** — points and box corners as random Fourier features of their coordinates plus a
-# learned type embedding, a mask prompt through strided convolutions added to the embedding; a light **mask
-# decoder** (~4 M parameters) — a two-way Transformer in which prompt and output tokens attend to the image and the
-# image attends back, then a hypernetwork dot product gives the masks and an MLP the IoUs. The encoder runs once per
-# image; the decoder in milliseconds per prompt. (see "3. The model": parameters and FLOPs of each part)
+# An **image encoder** (an MAE-pretrained ViT-H, ~630 M parameters, ~3 T multiply-adds per 1024×1024 image, so
+# ~6 TFLOPs at the 2 per multiply-add this chapter counts) → a 64×64×256 embedding; a **prompt encoder** — points
+# and box corners as random Fourier features of their coordinates plus a learned type embedding, a mask prompt
+# through strided convolutions added to the embedding; a light **mask decoder** (~4 M parameters) — a two-way
+# Transformer in which prompt and output tokens attend to the image and the image attends back, then a
+# hypernetwork dot product gives the masks and an MLP the IoUs. The encoder runs once per image; the decoder in
+# milliseconds per prompt. (see "3. The model": parameters and FLOPs of each part)
 # </details>
 #
 # <details><summary>Why does SAM output three masks for one prompt?</summary>
