@@ -268,6 +268,19 @@ print(f"Measured here ({device_name()}, {profile()} profile): the fastest rung, 
 # DataLoader's images/s — are **unmeasured** in this course so far (no GPU was available when it was written);
 # `python -m utils.course.bench speedrun` climbs the same ladder and trains the recipe to measure them into the README.
 #
+# The two 16-bit formats split their bits differently. float16 has a 5-bit exponent and 10 stored mantissa bits;
+# bfloat16 keeps float32's 8-bit exponent (the same range, so no loss scaling) and stores only 7 mantissa bits —
+# 8 bits of precision with the implicit leading one. The step from 1 to the next number (`eps`) shows it:
+
+# %%
+# eps = 2^-(stored mantissa bits); max shows the exponent's range
+half, brain, single = (torch.finfo(t) for t in (torch.float16, torch.bfloat16, torch.float32))
+assert half.eps == 2 ** -10 and brain.eps == 2 ** -7, f"eps: float16 {half.eps}, bfloat16 {brain.eps}"
+assert half.max == 65504 and brain.max > 0.99 * single.max, "bfloat16 should reach float32's range, float16 65 504"
+for name, info in (("float16", half), ("bfloat16", brain), ("float32", single)):
+    print(f"{name:>8}: eps {info.eps:.2e}, largest {info.max:.3g}")
+
+# %% [markdown]
 # ### 2.2 Accuracy per second: the training tricks
 # Speed is worth nothing without accuracy. Three short runs of the same model and data, the same number of images:
 #
@@ -646,9 +659,10 @@ print(f"4 accumulated micro-batches of 16 vs one batch of 64: largest gradient d
 # Tensor cores run 16-bit matmuls many times faster than float32 and 16-bit tensors halve memory traffic. fp16 has
 # a 5-bit exponent: small gradients underflow to zero, so the loss is multiplied by a scale (dynamic: raised until
 # an overflow, then halved) and gradients divided back before the step (`torch.amp.GradScaler`). bf16 keeps
-# float32's 8-bit exponent, so it needs no loss scaling, at the cost of precision (8 bits of mantissa). Weights and
-# optimizer state stay float32 (the master copy); autocast picks the precision per op. (see "2. The speedrun
-# ladder": the bf16 rung on a GPU; `utils.training.autocast`)
+# float32's 8-bit exponent, so it needs no loss scaling, at the cost of precision: 7 stored mantissa bits (8 with the
+# implicit leading one; fp16 stores 10, float32 23). Weights and optimizer state stay float32 (the master copy);
+# autocast picks the precision per op. (see "2. The speedrun ladder": the bf16 rung on a GPU and `eps` of each
+# format; `utils.training.autocast`)
 # </details>
 #
 # <details><summary>Why do compilation and operator fusion make a model faster?</summary>
