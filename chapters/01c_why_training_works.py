@@ -388,8 +388,9 @@ assert (conv1_std_after / conv1_std_at_init - 1).abs().max() > 0.2, (  # the sta
 # layer. If each layer scales the signal's variance by a factor *a*, twenty layers scale it by *a*²⁰ — so *a*
 # must be very close to 1:
 #
-# * **Xavier/Glorot** — Var(W) = 2/(fan_in + fan_out): keeps the variance for activations with slope 1 around
-#   zero and symmetric outputs (tanh, the linear part of sigmoid).
+# * **Xavier/Glorot** — Var(W) = 2/(fan_in + fan_out): keeps the variance through a linear layer, and so through
+#   a zero-centred activation with slope 1 at zero (tanh). Not through sigmoid: its slope at 0 is ¼ and its output
+#   is centred on ½, so sigmoid + Xavier vanishes below.
 # * **Kaiming/He** — Var(W) = 2/fan_in: the factor 2 pays back the half of its input that ReLU zeroes.
 #
 # Below, a 20-layer MLP (width 256) at initialisation: the norm of ∂L/∂a at each activation's output for one
@@ -420,6 +421,9 @@ show(fig)
 
 ratio = {key: norms[0] / norms[-1] for key, norms in signal.items()}   # input side / output side
 print("\n".join(f"{key:22} layer1/layer20 = {r:9.2e}" for key, r in ratio.items()))
+at_zero = torch.zeros((), requires_grad=True)
+torch.sigmoid(at_zero).backward()
+assert at_zero.grad == 0.25, f"sigmoid's slope at 0 should be ¼ (Xavier assumes 1), got {at_zero.grad}"
 assert ratio["sigmoid + xavier"] < 1e-6 and ratio["sigmoid + kaiming"] < 1e-6, (  # sigmoid: slope ≤ 1/4
     f"sigmoid gradients should vanish (ratio < 1e-6), got xavier {ratio['sigmoid + xavier']:.1e}, "
     f"kaiming {ratio['sigmoid + kaiming']:.1e}")
@@ -440,7 +444,9 @@ assert ratio["relu + kaiming ×1.5"] > 1e2, (  # exploding
 #   it halves the variance per layer and the signal vanishes). Too large a scale makes the signal explode
 #   instead — (1.5²)²⁰ ≈ 10⁷ in variance.
 # * **GELU** (x·Φ(x)) and **Mish** (x·tanh(softplus(x))) behave like ReLU for large |x| and need Kaiming too,
-#   but they are smooth and let a small gradient through for negative inputs.
+#   but they are smooth and, unlike ReLU's flat negative half, have a non-zero slope at every negative input but
+#   one: each dips to a minimum (GELU at x ≈ −0.75, Mish at x ≈ −1.19) where the slope is 0, falling before it and
+#   rising after — they are non-monotonic.
 #
 # ### Saturation and dead units
 # Two ways an activation stops gradients: a **saturated** sigmoid/tanh (|input| large → slope ≈ 0) and a **dead**
@@ -542,6 +548,21 @@ gelu_tanh_gap = (F.gelu(x_axis, approximate="tanh") - F.gelu(x_axis)).abs().max(
 assert gelu_tanh_gap < 1e-3, f"GELU's tanh form should stay within 1e-3 of x·Φ(x), got {gelu_tanh_gap:.1e}"
 print(f"Mish: minimum {mish.min():.3f} at x = {x_axis[mish.argmin()]:.2f} (bounded below, falls then rises); "
       f"GELU ≈ 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), at most {gelu_tanh_gap:.1e} from x·Φ(x)")
+
+# %%
+# GELU and Mish have zero slope only at their minimum: they fall before it and rise after (ReLU is flat at 0 on its
+# whole negative half). The minimum is found on a grid with step 0.001, the slopes around it by autograd.
+grid = torch.linspace(-3, 0, 3_001)
+minima = {name: grid[fn(grid).argmin()].item() for name, fn in (("GELU", F.gelu), ("Mish", F.mish))}
+assert abs(minima["GELU"] + 0.75) < 0.02 and abs(minima["Mish"] + 1.19) < 0.02, (
+    f"GELU's minimum should lie at x ≈ −0.75 and Mish's at x ≈ −1.19, got {minima}")
+for name, fn in (("GELU", F.gelu), ("Mish", F.mish)):
+    around = torch.tensor([minima[name] - 1, minima[name], minima[name] + 0.5], requires_grad=True)
+    fn(around).sum().backward()                                   # element-wise: the gradient is each slope
+    slopes = around.grad
+    assert slopes[0] < 0 < slopes[2] and abs(slopes[1]) < 0.01, f"{name} should fall, flatten, then rise: {slopes}"
+    print(f"{name}: minimum at x = {minima[name]:.3f}; slope {slopes[0]:.3f} one to the left, {slopes[1]:.4f} at it, "
+          f"{slopes[2]:.3f} half a unit to the right")
 
 # %% [markdown]
 # ## 5. Batch size and learning rate
@@ -1071,7 +1092,8 @@ print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exac
 #
 # <details><summary>Xavier vs Kaiming initialisation: which activation each suits?</summary>
 #
-# Xavier (Var = 2/(fan_in+fan_out)) keeps the signal's variance for symmetric, slope-1 activations like tanh;
+# Xavier (Var = 2/(fan_in+fan_out)) keeps the signal's variance through a linear layer, so for zero-centred,
+# slope-1 activations like tanh — not sigmoid (slope ¼ at 0, outputs centred on ½: it vanishes under Xavier);
 # Kaiming (Var = 2/fan_in) compensates for ReLU (and GELU/Mish) zeroing about half their input. ReLU + Xavier
 # vanishes, ReLU + Kaiming stays flat, 1.5× Kaiming explodes (see cell "Initialisation and activations").
 # </details>
@@ -1087,11 +1109,13 @@ print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exac
 #
 # <details><summary>What do Mish and GELU change?</summary>
 #
-# They are smooth ReLU-like curves (x·Φ(x), x·tanh(softplus(x))) that are non-zero and have non-zero slope for
-# negative inputs, so units are far harder to kill (almost no dead units at a learning rate that kills many ReLUs) and the loss surface is
+# They are smooth ReLU-like curves (x·Φ(x), x·tanh(softplus(x))) that are non-zero for negative inputs and, where
+# ReLU is flat on its whole negative half, have a non-zero slope everywhere but at their minimum (x ≈ −0.75 for
+# GELU, ≈ −1.19 for Mish, slope 0 there): they fall before it and rise after, so they are non-monotonic. Units are
+# far harder to kill (almost no dead units at a learning rate that kills many ReLUs) and the loss surface is
 # smoother; they still want Kaiming-style initialisation (see cell "Saturation and dead units"). Mish is bounded
-# below (minimum ≈ −0.31) and non-monotonic; GELU is usually computed by its tanh form
-# 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) — both asserted in "Why the activation must be non-linear".
+# below (minimum ≈ −0.31); GELU is usually computed by its tanh form 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) —
+# asserted, with both minima, in "Why the activation must be non-linear".
 # </details>
 #
 # <details><summary>Where does CNN translation invariance come from, and where does it break?</summary>
