@@ -1019,11 +1019,12 @@ print(f"linear probe ({profile()} profile, {IMAGE_TRAIN or 60_000} images, {MAE_
 # <details><summary>What does the feed-forward block do, and why expand ×4?</summary>
 #
 # Attention mixes tokens with weights that sum to 1 — a weighted average of projected values; the position-wise FFN
-# transforms each token alone: d → 4d, a non-linearity (GELU), 4d → d. The wide hidden layer gives the non-linearity
-# room to carve many features before compressing back to the residual stream's width. It holds about two thirds of a
-# block's parameters (8d² + 5d of 12d² + …) and, while N < 2d, most of its multiply-adds (8Nd² vs 4Nd² + 2N²d);
-# both are computed from our model and counted by `FlopCounterMode`, and the Transformer is retrained without its
-# FFNs to measure what they add (see "15. The feed-forward block").
+# transforms each token alone: d → 4d, a non-linearity (ReLU in the 2017 Transformer, GELU in BERT, ViT and our
+# model), 4d → d. The wide hidden layer gives the non-linearity room to carve many features before compressing back
+# to the residual stream's width. It holds about two thirds of a block's parameters (8d² + 5d of 12d² + …) and,
+# while N < 2d, most of its multiply-adds (8Nd² vs 4Nd² + 2N²d); both are computed from our model and counted by
+# `FlopCounterMode`, and the Transformer is retrained without its FFNs to measure what they add (see "15. The
+# feed-forward block").
 #
 # </details>
 #
