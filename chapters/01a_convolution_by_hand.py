@@ -144,9 +144,10 @@ for size, k, s, p, d in cases:
 # A convolution has `C_out · (C_in / groups) · k · k` weights plus `C_out` biases — independent of H and W. Its
 # multiply–accumulates are that weight count times the number of output positions.
 #
-# * A **1×1 convolution** is a fully connected layer applied at every pixel: it mixes channels, not space. It
-#   changes the channel count cheaply (GoogLeNet's bottlenecks, ResNet's bottleneck blocks) and adds a
-#   non-linearity per pixel (NiN).
+# * A **1×1 convolution** is a fully connected layer applied at every pixel: it mixes channels, not space — a
+#   linear map, the same matrix at each pixel. It changes the channel count cheaply (GoogLeNet's bottlenecks,
+#   ResNet's bottleneck blocks); stacked with an activation after each, it makes NiN's per-pixel MLP — the
+#   non-linearity comes from the activation, not from the 1×1 convolution.
 # * A **grouped** convolution splits the channels into `g` groups convolved separately: `g` times fewer weights
 #   (AlexNet's two GPUs, ResNeXt).
 # * **Depthwise-separable** = a depthwise k×k convolution (groups = C_in: one filter per channel, space only)
@@ -179,11 +180,12 @@ assert flops["3×3 depthwise-separable"] < flops["3×3 standard"] / 7, (  # ≈ 
     f"depthwise-separable should cost < 1/7 of a standard 3×3, "
     f"got {flops['3×3 depthwise-separable'] / flops['3×3 standard']:.3f}")
 
-# A 1×1 convolution is the same linear map at every pixel:
+# A 1×1 convolution is the same C_out × C_in matrix multiply (plus the bias) at every pixel, nothing non-linear:
 conv1x1 = layers["1×1 pointwise"]
 pixels = torch.randn(2, c_in, 5, 5)
-as_linear = F.linear(pixels.permute(0, 2, 3, 1), conv1x1.weight[:, :, 0, 0], conv1x1.bias).permute(0, 3, 1, 2)
-torch.testing.assert_close(conv1x1(pixels), as_linear)
+per_pixel = torch.einsum("oc,bchw->bohw", conv1x1.weight[:, :, 0, 0], pixels) + conv1x1.bias[:, None, None]
+torch.testing.assert_close(conv1x1(pixels), per_pixel, rtol=1e-6, atol=1e-6,   # float32: only the sum's order differs
+                           msg="a 1×1 convolution should equal a per-pixel matrix multiply")
 
 # %% [markdown]
 # The grouped and depthwise cases also hold for our NumPy convolution:
@@ -321,9 +323,9 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 # <details><summary>What does a 1×1 convolution do?</summary>
 #
 # A fully connected layer applied at every pixel: it mixes channels, not space. It changes the channel count
-# cheaply (bottlenecks in GoogLeNet and ResNet) and adds per-pixel non-linearity (NiN). The assert in
-# "Parameters, 1×1 convolutions, grouped and depthwise-separable convolutions" shows it equals `F.linear` applied
-# to each pixel.
+# cheaply (bottlenecks in GoogLeNet and ResNet). It is linear: NiN's per-pixel MLP gets its non-linearity from the
+# activation after each 1×1 convolution, not from the convolution. The assert in "Parameters, 1×1 convolutions,
+# grouped and depthwise-separable convolutions" shows it equals a matrix multiply at each pixel (`torch.einsum`).
 # </details>
 #
 # <details><summary>What do grouped and depthwise-separable convolutions save?</summary>
