@@ -66,15 +66,22 @@ def test_the_onednn_workaround_keeps_the_numbers_and_the_layout(monkeypatch):
 
 
 def test_compiled_kernels_are_cached_per_cpu_capability():
-    """Inductor served kernels compiled under AVX-512 to an ATEN_CPU_CAPABILITY=avx2 run (wrong numbers): the course
-    gives each capability its own cache folder, unless one is chosen."""
+    """Inductor served kernels compiled under AVX-512 to an ATEN_CPU_CAPABILITY=avx2 run (wrong numbers, and a heap
+    overrun that killed Chapter 11's JupyterLab kernel): the course gives each capability its own cache folder, even
+    where torchvision was imported first (it writes torch's default folder into the environment) or a parent process
+    passed its own capability's folder down; a folder a person chose is kept."""
     import subprocess
     import sys
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
-    ask = [sys.executable, "-c", "import os, utils; print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"]
-    folders = {cap: subprocess.run(ask, env={**env, "ATEN_CPU_CAPABILITY": cap}, capture_output=True, text=True,
-                                   check=True).stdout.strip() for cap in ("default", "avx2")}
+
+    def folder(extra, first="os"):
+        ask = [sys.executable, "-c", f"import {first}, os, utils; print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"]
+        return subprocess.run(ask, env={**env, **extra}, capture_output=True, text=True, check=True).stdout.strip()
+
+    folders = {cap: folder({"ATEN_CPU_CAPABILITY": cap}) for cap in ("default", "avx2")}
     assert folders["default"] != folders["avx2"] and folders["avx2"].split("torchinductor_")[1].count("avx2")
-    chosen = subprocess.run(ask, env={**env, "TORCHINDUCTOR_CACHE_DIR": "/tmp/mine"}, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    assert chosen == "/tmp/mine"
+    assert folder({"ATEN_CPU_CAPABILITY": "avx2"}, first="torchvision") == folders["avx2"], \
+        "importing torchvision first put torch's shared default cache folder in place of the capability's own"
+    assert folder({"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": folders["default"]}) == folders["avx2"], \
+        "a parent's folder for another capability was inherited"
+    assert folder({"TORCHINDUCTOR_CACHE_DIR": "/tmp/mine"}) == "/tmp/mine"

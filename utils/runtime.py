@@ -193,13 +193,18 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
 def _compile_cache_per_instruction_set() -> None:
     """Upstream bug, torch 2.14.1: Inductor's on-disk cache does not key its CPU kernels by ATen's CPU capability, so
     a kernel compiled under one (AVX-512) is served under another (``ATEN_CPU_CAPABILITY=avx2``) and computes wrong
-    numbers (Chapter 11's compiled Transformer block was off by 4.4), and the reverse crashed ("free(): invalid
-    pointer"). A cache folder per capability and oneDNN ISA keeps them apart; a ``$TORCHINDUCTOR_CACHE_DIR`` already
-    set is kept."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        user = re.sub(r"\W", "_", os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user"))
+    numbers (Chapter 11's compiled Transformer block was off by 4.4), and the reverse overruns its buffers (glibc's
+    "corrupted size vs. prev_size" killed Chapter 11's JupyterLab kernel). A cache folder per capability and oneDNN
+    ISA keeps them apart. A ``$TORCHINDUCTOR_CACHE_DIR`` a person chose is kept; torch's own default is not a choice
+    (importing torchvision or torch._dynamo writes it into the environment, and child processes such as a Jupyter
+    server's kernels inherit it), nor is a folder of ours made for another capability by a parent process."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    user = re.sub(r"\W", "_", os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user"))
+    ours = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}_")
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()) or chosen.startswith(ours):
         kernels = f"{torch.backends.cpu.get_cpu_capability()}_{onednn_isa()}".lower()
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"torchinductor_{user}_{kernels}")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = ours + kernels
 
 
 _compile_cache_per_instruction_set()
