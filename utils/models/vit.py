@@ -82,8 +82,8 @@ def sincos_position_embedding(grid_size, dim: int, temperature: float = 10000.0)
 
 
 def interpolate_position_embedding(table: torch.Tensor, old_grid, new_grid) -> torch.Tensor:
-    """(gh·gw, dim) learned table → (gh'·gw', dim), resampled bicubically as a 2-D map (ViT's fine-tuning
-    at a higher resolution)."""
+    """(gh·gw, dim) learned table → (gh'·gw', dim), resampled as a 2-D map for fine-tuning at a higher resolution:
+    bicubically, as timm does (ViT's official code interpolates linearly; its paper says only "2-D interpolation")."""
     (gh, gw), (nh, nw) = _pair(old_grid), _pair(new_grid)
     if table.shape[0] != gh * gw:
         raise ValueError(f"table has {table.shape[0]} rows, not {gh}×{gw}={gh * gw}")
