@@ -225,6 +225,18 @@ assert (detection.box_iou(sliding, target_box)[shifts.abs() >= 20] == 0).all(), 
 assert (detection.box_iou(sliding[:60], target_box, "giou").diff(dim=0) > 0).all(), (  # GIoU: still a slope
     "GIoU should still rise as a distant box approaches")
 
+# %%
+# Same L1 error, different IoU: a box shifted 4 px right and down, at two sizes
+corner_shift = torch.full((1, 4), 4.0)
+l1_iou = {}
+for box_side in (20.0, 200.0):
+    truth_box = torch.tensor([[0.0, 0.0, box_side, box_side]])
+    l1_error = F.l1_loss(truth_box + corner_shift, truth_box, reduction="sum").item()
+    l1_iou[box_side] = (l1_error, detection.box_iou(truth_box + corner_shift, truth_box).item())
+print("L1 error and IoU of the same shift:", {f"{s:.0f}-px box": (e, round(i, 3)) for s, (e, i) in l1_iou.items()})
+assert l1_iou[20.0][0] == l1_iou[200.0][0] == 16 and abs(l1_iou[20.0][1] - 16 ** 2 / (2 * 20 ** 2 - 16 ** 2)) < 1e-6 \
+    and l1_iou[200.0][1] > 0.9, f"L1 error 16 should mean IoU 0.47 on a 20-px box and > 0.9 on a 200-px one: {l1_iou}"
+
 
 # %% [markdown]
 # **Exercise.** In the exercise version of this notebook (`make exercises`) the cell below keeps only the signature
@@ -535,6 +547,14 @@ assert abs(average_precision_coco(precision, recall) - (34 * 1.0 + 33 * 2 / 3) /
     "COCO AP (101 recall points) of the worked example should be (34 + 22) / 101")
 
 # %%
+# AP is not the mean precision: the worked example (3 ground truths; ranked TP, FP, TP) once more
+mean_precision, voc_ap = precision.mean(), detection.average_precision_voc(precision, recall)
+assert abs(mean_precision - 13 / 18) < 1e-9 and abs(voc_ap - 5 / 9) < 1e-9, (
+    f"the mean precision should be 13/18 ≈ 0.722 and VOC AP 5/9 ≈ 0.556, got {mean_precision:.3f} and {voc_ap:.3f}")
+print(f"mean of the precisions {mean_precision:.3f}; AP {voc_ap:.3f} (the third object is never found: recall "
+      "stops at 2/3, and the area beyond it is 0)")
+
+# %%
 fig, (ax_curves, ax_bars) = plt.subplots(1, 2, figsize=(12, 4))
 for label in range(10):
     curve = precision_recall(predictions, test_targets, label, 0.5)
@@ -680,6 +700,14 @@ sppf.fuse.load_state_dict(spp.fuse.state_dict())
 features = torch.randn(2, 32, 13, 13)
 assert torch.equal(sppf(features), spp(features)), "SPPF with SPP's weights must give exactly SPP's output"
 print(f"SPP and SPPF agree exactly; max-pool comparisons per output pixel: SPP {5**2 + 9**2 + 13**2}, SPPF {3 * 5**2}")
+
+# %%
+# SPP and SPPF keep the map's size: stride-1 max-pools padded by k // 2
+pooled_sides = [tuple(pool(features).shape[-2:]) for pool in (*spp.pools, sppf.pool)]
+assert pooled_sides == [(13, 13)] * 4 and sppf(features).shape == spp(features).shape == features.shape, (
+    f"every pool and both blocks should keep the 13×13 map, got {pooled_sides} and {tuple(sppf(features).shape)}")
+print(f"SPP's 5/9/13 pools and SPPF's 5×5 pool: 13×13 in, 13×13 out; the block concatenates "
+      f"{spp.fuse[0].in_channels} channels (4 maps) and fuses them to {spp.fuse[0].out_channels}")
 
 # %% [markdown]
 # **Focus (YOLOv5's first stem).** Take every second pixel in four phases and stack them as channels — a
@@ -1074,5 +1102,52 @@ print(f"mosaic + label smoothing {'gained' if change > 0 else 'lost'} {abs(chang
 #
 # Resizing to a square distorts aspect ratios the network learnt; letterboxing scales by one factor and pads,
 # and the boxes map back exactly by subtracting the pad and dividing by the scale (section 6).
+#
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “SPP down-samples the feature map.”</summary>
+#
+# Right: YOLO's SPP (v4) and SPPF (v5, v8) max-pool with stride 1 and padding k // 2, so a 13×13 map stays 13×13:
+# each pixel gains 5-, 9- and 13-pixel context, and the four maps are concatenated as channels. Pooling to a fixed
+# grid of bins (4×4, 2×2, 1×1), for a fixed-length vector whatever the input size, was SPP-net's (He et al.,
+# 2014). Asserted in "SPP and SPPF keep the map's size".
+#
+# </details>
+#
+# <details><summary>Wrong: “DETR's Hungarian matching is done with sklearn's `linear_assignment`.”</summary>
+#
+# Right: `sklearn.utils.linear_assignment_` was deprecated in scikit-learn 0.21 and removed in 0.23 (2020). DETR's
+# matcher, like section 12's DETR cell, calls `scipy.optimize.linear_sum_assignment(cost)`, which returns the row
+# and column indices of the minimum-cost one-to-one matching (SciPy ≥ 1.4 solves it with a Jonker–Volgenant
+# variant: the same optimum as the Hungarian algorithm); the cell asserts one distinct query per object.
+#
+# </details>
+#
+# <details><summary>Wrong: “mAP is the mean of the precisions.”</summary>
+#
+# Right: AP is the area under the monotone envelope of the precision–recall curve (VOC: all points at IoU 0.5;
+# COCO: 101 recall points, averaged over IoU 0.50:0.05:0.95); mAP averages AP over classes. Objects never found
+# cost AP and no precision: the worked example (3 objects; TP, FP, TP) has mean precision 13/18 ≈ 0.72 and AP
+# 5/9 ≈ 0.56, asserted in "AP is not the mean precision".
+#
+# </details>
+#
+# <details><summary>Wrong: “An L1 loss on the box coordinates optimises the same thing as IoU.”</summary>
+#
+# Right: L1 counts pixels whatever the box's size; IoU is scale-invariant. A shift of 4 px right and down costs
+# L1 = 16 on a 20-px box (IoU 0.47) and on a 200-px one (IoU 0.92), asserted in "Same L1 error, different IoU".
+# That is why UnitBox (2016) and GIoU (2019) train on IoU itself, YOLOv4, v5 and v8 on CIoU, and DETR adds a GIoU
+# term to its L1 term.
+#
+# </details>
+#
+# <details><summary>Wrong: “YOLOv3 classifies with a softmax over the 80 classes.”</summary>
+#
+# Right: YOLOv3 gives every class its own sigmoid, trained with binary cross-entropy, so one box may be both
+# “woman” and “person” (Open Images); YOLOv2 used a softmax. Per scale: 3 anchors × (4 + 1 + 80) = 255
+# channels. Section 12's YOLOv3 head asserts both: 255 output channels, and the class scores of one box summing
+# to more than 1.5.
 #
 # </details>
