@@ -184,6 +184,21 @@ assert count_parameters(ChannelGate(64)) == count_parameters(SE(64)), (
 print(f"CBAM on 64 channels: {count_parameters(cbam)} parameters "
       f"(channel {count_parameters(cbam.channel_gate)}, spatial {count_parameters(cbam.spatial_gate)})")
 
+# %%
+# CBAM runs its gates in sequence: the spatial gate reads the channel-gated map, not x.
+with torch.no_grad():
+    cbam_out = cbam(x)
+    sequential_gate = cbam.spatial_gate.gate.clone()
+    channel_refined = cbam.channel_gate(x)                          # x · channel gate: the spatial gate's input
+    torch.testing.assert_close(cbam.spatial_gate(channel_refined), cbam_out)
+    cbam.spatial_gate(x)                                            # what a parallel arrangement would compute
+parallel_gate = cbam.spatial_gate.gate
+assert not torch.allclose(sequential_gate, parallel_gate, atol=1e-3), (
+    "CBAM's spatial gate should be computed from the channel-gated map, so differ from the gate of x itself: "
+    f"largest difference {(sequential_gate - parallel_gate).abs().max():.4f}")
+print(f"spatial gate from the channel-gated map vs from x: largest difference "
+      f"{(sequential_gate - parallel_gate).abs().max():.3f}")
+
 # %% [markdown]
 # ## 4. Where the module goes: the residual branch
 # The SE paper compares placements and keeps the simplest good one: gate the **residual branch**, after its
@@ -239,6 +254,14 @@ assert max(flops.values()) < 1.05 * flops["plain"], (  # every module: under 5 %
     f"every module should add < 5 % FLOPs, largest {max(flops.values()) / flops['plain'] - 1:.1%}")
 assert max(parameters.values()) < 1.10 * parameters["plain"], (  # and under 10 % more parameters
     f"every module should add < 10 % parameters, largest {max(parameters.values()) / parameters['plain'] - 1:.1%}")
+
+# %%
+# FLOP counters see the gate's two 1×1 layers, not its pooling, sigmoid and full-size product.
+se_flops = count_flops(se, x)
+layer_flops = 2 * x.shape[0] * 2 * 64 * se.reduce.out_channels      # 2 FLOPs per multiply-add, C → C/r → C
+assert se_flops == layer_flops, f"SE's counted FLOPs should be its 1×1 layers' {layer_flops:,}, got {se_flops:,}"
+print(f"SE on a {tuple(x.shape)} map: {se_flops:,} FLOPs counted; its pooling and product each pass over all "
+      f"{x.numel():,} values and count 0")
 
 # %% [markdown]
 # ## 6. Train the six variants
@@ -421,4 +444,50 @@ show(channel_weights_explorer(class_gates, sample_images.float() / 255, sample_l
 # from gradients at a chosen layer; it does not change the prediction. The two need not agree: a gate can damp
 # the background everywhere while Grad-CAM picks the few positions that decide one class. (See cell "8. Look
 # inside: where CBAM looks".)
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “SE is spatial attention: it learns where in the image to look.”</summary>
+#
+# Right: SE is channel attention. Global average pooling discards the positions, and the gate is one weight per
+# channel (B×C×1×1), the same at every position: output / input is asserted constant over the 7×7 positions in
+# "SE gates channels only". A gate over positions (B×1×H×W) is CBAM's second, spatial gate.
+#
+# </details>
+#
+# <details><summary>Wrong: “CBAM's channel and spatial attention run in parallel.”</summary>
+#
+# Right: they run in sequence, channel first: x′ = x · M_c(x), then out = x′ · M_s(x′), so the spatial gate is
+# computed from the channel-gated map. Woo et al. (2018) compared channel-first, spatial-first and parallel
+# arrangements and kept channel-first as the best; the parallel sum of the two gates is their sibling module BAM
+# (Park et al., 2018). Asserted in "CBAM runs its gates in sequence": the spatial gate of x itself differs.
+#
+# </details>
+#
+# <details><summary>Wrong: “CBAM's channel gate has two MLPs, so twice SE's parameters.”</summary>
+#
+# Right: both descriptors pass through one shared MLP and the two results are summed before the sigmoid, so the
+# channel gate has exactly SE's parameters (asserted in "The shared MLP"); the max descriptor costs one more pass
+# through the small MLP, not weights.
+#
+# </details>
+#
+# <details><summary>Wrong: “The SE block is applied after the residual addition.”</summary>
+#
+# Right: SE-ResNet gates the residual branch after its last BN and before the addition, leaving the identity path
+# alone. The SE paper's ablation found gating after the addition (SE-POST) worse, while SE moved before the
+# residual unit (SE-PRE) or applied to the identity path in parallel (SE-Identity) did about as well as the
+# standard placement. With the gate shut the block becomes ReLU(shortcut(x)), asserted in "4. Where the module
+# goes".
+#
+# </details>
+#
+# <details><summary>Wrong: “SE and CBAM are free: they add almost no FLOPs, so they cost no time.”</summary>
+#
+# Right: few FLOPs (SE-ResNet-50: 3.87 against ResNet-50's 3.86 GFLOPs) but about 10 % more parameters (≈ 2.5 M on
+# ResNet-50's ≈ 25 M), and time that FLOP counts do not show: the pooling, the sigmoid and the full-size product are
+# extra memory-bound passes over the feature map that count 0 FLOPs (asserted in "FLOP counters see the gate's two
+# 1×1 layers"). Judge the cost by images per second, measured in section 7.
+#
 # </details>
