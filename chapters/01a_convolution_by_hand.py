@@ -139,6 +139,19 @@ for size, k, s, p, d in cases:
         f"output size formula gives {formula}, nn.Conv2d gives {layer} for H={size} k={k} s={s} p={p} d={d}")
     print(f"{size:4} {k:3} {s:3} {p:3} {d:3} | {formula:7}  {layer:5}")
 
+# %%
+# Same padding keeps the size only at stride 1: a stride-2 3×3 with p = 1 gives ⌈H/2⌉, and PyTorch's
+# padding="same" refuses any stride but 1 (TensorFlow's "same" pads so that the output is ⌈H/s⌉)
+halved = {size: numpy_layers.conv_output_size(size, 3, 2, 1) for size in (28, 27)}
+layer_sizes = {size: nn.Conv2d(1, 1, 3, 2, 1)(torch.zeros(1, 1, size, size)).shape[-1] for size in halved}
+assert halved == layer_sizes == {28: 14, 27: 14}, (
+    f"a stride-2 3×3 with p = 1 should give ⌈H/2⌉ = 14 for H = 28 and 27, got {halved}, layers {layer_sizes}")
+try:
+    nn.Conv2d(1, 1, 3, stride=2, padding="same")
+    raise AssertionError("nn.Conv2d should refuse padding='same' with stride 2")
+except ValueError as refusal:
+    print("nn.Conv2d(stride=2, padding='same'):", refusal)
+
 # %% [markdown]
 # ## Parameters, 1×1 convolutions, grouped and depthwise-separable convolutions
 # A convolution has `C_out · (C_in / groups) · k · k` weights plus `C_out` biases — independent of H and W. Its
@@ -362,4 +375,38 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 #
 # Locality and weight sharing: far fewer parameters (independent of the image size) and translation
 # equivariance — shift the input, the output shifts (asserted in "Equivariance, seen").
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “Pooling layers have learnable weights.”</summary>
+#
+# Right: max and average pooling are fixed functions of each window (its maximum, its mean): nothing to learn, zero
+# parameters — asserted for `nn.MaxPool2d` and `nn.AvgPool2d` in "Pooling: downsampling with no parameters". A
+# network that should learn how to downsample uses a strided convolution instead.
+#
+# </details>
+#
+# <details><summary>Wrong: “A 1×1 convolution adds non-linearity.”</summary>
+#
+# Right: a 1×1 convolution is linear — the same C_out × C_in matrix multiply (plus bias) at every pixel, asserted
+# equal to `torch.einsum` in "Parameters, 1×1 convolutions, grouped and depthwise-separable convolutions". NiN's and
+# GoogLeNet's 1×1 layers bring non-linearity only through the ReLU after each of them.
+#
+# </details>
+#
+# <details><summary>Wrong: “Convolutions are translation invariant.”</summary>
+#
+# Right: they are translation *equivariant*: shift the input and the output shifts by the same amount (away from
+# the borders) — asserted in "Equivariance, seen". Invariance comes later, from pooling and the head, and only in
+# part; Chapter 1c measures how much survives in a trained network.
+#
+# </details>
+#
+# <details><summary>Wrong: “Same padding keeps the output the size of the input.”</summary>
+#
+# Right: only at stride 1. At stride s the output is ⌈H/s⌉ per side (TensorFlow's “same”; a 3×3 with p = 1 and
+# stride 2 gives 14 from both 28 and 27), and PyTorch's `padding='same'` refuses any stride but 1 — both asserted
+# in "Same padding keeps the size only at stride 1".
+#
 # </details>
