@@ -141,6 +141,15 @@ assert np.isclose(ours["miou"], MulticlassJaccardIndex(5)(pred, target).item()),
 assert np.isclose(ours["mean_pixel_accuracy"], MulticlassAccuracy(5)(pred, target).item()), (
     "mean pixel accuracy should equal torchmetrics' MulticlassAccuracy")
 
+# %%
+# Dice is not IoU: per class D = 2TP / (2TP + FP + FN) = 2·IoU / (1 + IoU), above IoU wherever 0 < IoU < 1
+hits, in_target, in_pred = matrix.diagonal().double(), matrix.sum(1).double(), matrix.sum(0).double()
+class_dice = (2 * hits / (in_target + in_pred))[:4]                  # classes 0–3; class 4 is in neither map
+torch.testing.assert_close(class_dice, 2 * ours["iou"][:4] / (1 + ours["iou"][:4]))
+torch.testing.assert_close(class_dice, torch.tensor([0.8, 8 / 9, 0.5, 0.0], dtype=torch.float64))
+print(f"classes 0–3: Dice {class_dice.numpy().round(3)}, IoU {ours['iou'][:4].numpy().round(3)}; "
+      f"means {class_dice.mean():.3f} and {ours['iou'][:4].mean():.3f}")
+
 # %% [markdown]
 # Why mIoU and not pixel accuracy? Predict "background" everywhere on the test scenes: pixel accuracy looks good
 # because most pixels *are* background, while mIoU exposes the useless model. This all-background baseline is also
@@ -331,7 +340,8 @@ show(fig)
 # parallel branches looking at the same map at several scales: a 1×1 convolution, 3×3 atrous convolutions at rates
 # (2, 4, 6) (the paper uses 6, 12, 18 at output stride 16 on 33×33 maps; ours are 4×4 to 16×16), and **image
 # pooling** (the global average, broadcast back: context of the whole image). They are concatenated and mixed by
-# a 1×1 convolution.
+# a 1×1 convolution. Against v1 (2015) and v2 (2017), v3 keeps atrous convolution at its core: it adds the 1×1 and
+# image-pooling branches and BatchNorm to ASPP, and drops their fully connected CRF post-processing.
 # The receptive field each branch adds on top of the backbone:
 
 # %%
@@ -348,6 +358,17 @@ assert all(branch_rf[f"rate {r}"] == trunk_rf.rf + 2 * r * trunk_rf.jump for r i
     f"an ASPP branch of rate r should add 2·r·8 px to the field, got {branch_rf}")
 assert deeplab.aspp(torch.randn(2, 4 * WIDTH, SIZE // 8, SIZE // 8)).shape == (2, 4 * WIDTH, SIZE // 8, SIZE // 8), (
     "ASPP should keep the map's size and width")
+
+# %%
+# DeepLab v3 is atrous convolution throughout: the rates of the backbone's last stage and of ASPP's 3×3 branches
+backbone_rates = [(block.conv1.dilation[0], block.conv2.dilation[0]) for block in deeplab.backbone.atrous]
+aspp_rates = [branch[0][0].dilation[0] for branch in deeplab.aspp.branches[1:-1]]     # depthwise 3×3 of each branch
+image_pooling = isinstance(deeplab.aspp.branches[-1].project[0], nn.AdaptiveAvgPool2d)
+assert backbone_rates == [(2, 2), (4, 4)] and aspp_rates == [2, 4, 6] and image_pooling, (
+    f"the backbone should dilate by 2 and 4, ASPP by 2, 4, 6 beside image pooling; got {backbone_rates}, "
+    f"{aspp_rates}, image pooling {image_pooling}")
+print(f"atrous rates: backbone {backbone_rates}, ASPP {aspp_rates} (the paper: 6, 12, 18 at output stride 16), "
+      "plus a 1×1 branch and image pooling")
 
 # %% [markdown]
 # ## 8. DeepLab v3+: a decoder with depthwise-separable convolutions
@@ -803,4 +824,47 @@ assert rsu_rf >= encoder_rf and rsu_rf > 2 * plain_rf, (
 # with nearest neighbour (a blended label is meaningless). `torchvision.transforms.v2` does both when given a
 # `tv_tensors.Image` and a `tv_tensors.Mask` together; photometric transforms touch the image only. (see
 # "9. Training", where the alignment is asserted)
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “DeepLab v3 replaced atrous convolution.”</summary>
+#
+# Right: v3 (Chen et al., 2017, “Rethinking Atrous Convolution for Semantic Image Segmentation”) is built on it:
+# atrous last stages at output stride 16 (or 8), and ASPP of a 1×1 convolution, three 3×3 atrous convolutions at
+# rates 6, 12, 18 (doubled at output stride 8) and image pooling. v3+ (2018) keeps all of it and adds a decoder and
+# atrous depthwise-separable convolutions. Our rates are asserted in "DeepLab v3 is atrous convolution throughout".
+#
+# </details>
+#
+# <details><summary>Wrong: “DeepLab v3 refines its output with a CRF.”</summary>
+#
+# Right: DeepLab v1 (2015) and v2 (2017) post-processed with a fully connected CRF; v3 dropped it and still beat
+# both, with its improved ASPP (image pooling, BatchNorm), and v3+ sharpens boundaries with a learned decoder
+# instead (section 7 and section 8, whose models have no CRF).
+#
+# </details>
+#
+# <details><summary>Wrong: “U-Net's skip connections add the encoder's features to the decoder's.”</summary>
+#
+# Right: U-Net (2015) concatenates them along the channels (“copy and crop”) and lets the next convolutions mix
+# them, so each decoder block reads twice the channels; adding is ResNet's, FPN's and LinkNet's way. Asserted in
+# section 4 (the fuse blocks' input channels are twice the skip's).
+#
+# </details>
+#
+# <details><summary>Wrong: “Dice and IoU are the same metric.”</summary>
+#
+# Right: for one mask D = 2J / (1 + J): the same ranking, but D ≥ J (equal only at 0 and 1), and their means over
+# classes or images do not convert. On section 2's tiny example the per-class Dice is 0.8, 0.89, 0.5, 0 against
+# IoU 0.67, 0.8, 0.33, 0 — asserted in "Dice is not IoU".
+#
+# </details>
+#
+# <details><summary>Wrong: “A high pixel accuracy means a good segmentation.”</summary>
+#
+# Right: where most pixels are background, predicting background everywhere scores a high pixel accuracy: section
+# 2's all-background baseline has PA > 0.6 and mIoU < 0.1 (asserted). mIoU, or per-class IoU, weighs every class
+# the same, whatever its area.
+#
 # </details>
