@@ -227,6 +227,23 @@ torch.testing.assert_close(mha(queries, x, x, mask=keep)[0],
 print("MultiHeadAttention == nn.MultiheadAttention: self-attention with padding, per-head weights, cross-attention")
 
 
+# %%
+# Heads split the width: h heads of dim/h channels each, and the same 4·d² + 4·d parameters for any h.
+with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
+    split_by = {count: MultiHeadAttention(dim, count) for count in (1, 2, 4, 8)}
+for head_count, split_attention in split_by.items():
+    head_queries = split_attention.project(x, None, None)[0]
+    assert head_queries.shape == (B, head_count, N, dim // head_count), (
+        f"{head_count} heads should get {dim // head_count} of {dim} channels each, got {tuple(head_queries.shape)}")
+    assert count_parameters(split_attention) == 4 * dim * dim + 4 * dim, (
+        f"{head_count} heads: 4·d² + 4·d parameters expected, got {count_parameters(split_attention)}")
+try:
+    MultiHeadAttention(dim, 3)                                   # 3 does not divide 32
+except ValueError as error:
+    print(f"1, 2, 4 and 8 heads on {dim} channels: the same parameters; 3 heads → {error}")
+else:
+    raise AssertionError(f"MultiHeadAttention({dim}, 3) should refuse: 3 heads cannot share {dim} channels evenly")
+
 # %% [markdown]
 # **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
 # `multi_head_attention`, the five steps above as one function of the weights: write it, and the self-check
@@ -286,6 +303,20 @@ with torch.no_grad():
 torch.testing.assert_close(masked[0][:, :4], masked[1][:, :4])
 assert not torch.allclose(unmasked[0][:, :4], unmasked[1][:, :4]), "without the mask the past sees the future"
 print("causal mask: positions 0-3 unchanged when positions 4-5 change")
+
+# %%
+# The causal mask goes on the scores, before the softmax; zeroing the future values after it is not the same.
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    step_q, step_k, step_v = torch.randn(3, 6, 8).unbind(0)
+causal_out, causal_weights = transformer_blocks.scaled_dot_product_attention(step_q, step_k, step_v, causal_mask(6))
+assert (causal_weights.triu(1) == 0).all(), "masked scores should give the future keys exactly zero weight"
+torch.testing.assert_close(causal_weights.sum(-1), torch.ones(6))         # renormalised over the past
+past_share = (step_q @ step_k.T / math.sqrt(8)).softmax(-1) * causal_mask(6)   # softmax first, then the mask
+assert not torch.allclose(past_share @ step_v, causal_out, atol=1e-3), (
+    "zeroing the future after the softmax should differ from masking the scores before it")
+print("masked after the softmax, the weights left on the past sum to",
+      [round(share, 2) for share in past_share.sum(-1).tolist()], "instead of 1")
 
 # %% [markdown]
 # ## 5. Sinusoidal positional encoding
@@ -1064,5 +1095,58 @@ print(f"linear probe ({profile()} profile, {IMAGE_TRAIN or 60_000} images, {MAE_
 # ratio removes the shortcut of copying neighbours, so the encoder must model the objects. Ours rebuilds unseen test
 # images well below a mean-patch baseline (asserted, and drawn), and a linear probe measures what pre-training gave
 # the frozen encoder against the same encoder untrained (see "19. MAE").
+#
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “The number of heads must equal the channel count.”</summary>
+#
+# Right: the heads divide the model width: h heads of d/h channels each (BERT-Base and ViT-Base: 12 heads of 64 in
+# 768), and h only has to divide d. Asserted for 1, 2, 4 and 8 heads on 32 channels, with 3 heads refused, in "Heads
+# split the width".
+#
+# </details>
+#
+# <details><summary>Wrong: “More heads means more parameters.”</summary>
+#
+# Right: W_q, W_k, W_v and W_o are d×d whatever the head count, so multi-head attention holds 4d² + 4d parameters
+# for any h (asserted in "Heads split the width"); the multiply-adds stay the same too. More heads only narrow the
+# subspace each head compares in, and the explicit path stores h·N² weights instead of N².
+#
+# </details>
+#
+# <details><summary>Wrong: “The causal mask is applied to V.”</summary>
+#
+# Right: it is added to the attention scores before the softmax (−∞ on the future keys), so future keys get weight
+# exactly 0 and each row's weights renormalise over the past; V is untouched. Zeroing the future after the softmax
+# leaves the past's weights summing to less than 1 — both asserted in "The causal mask goes on the scores".
+#
+# </details>
+#
+# <details><summary>Wrong: “Attention divides by √d_k to normalise its output.”</summary>
+#
+# Right: it normalises the logits. For unit-variance q and k, q·k has variance d_k; dividing by √d_k brings it back
+# to 1, so the softmax does not saturate into a one-hot whose gradient vanishes (asserted in "2. Why divide by
+# √d_k"). The output needs no such scaling: it is a weighted mean of value rows, with weights summing to 1 (asserted
+# in "1. Scaled dot-product attention, by hand").
+#
+# </details>
+#
+# <details><summary>Wrong: “Self-attention is permutation-invariant.”</summary>
+#
+# Right: it is permutation-equivariant: permute the tokens and the outputs are permuted the same way, not left
+# unchanged (asserted in "5. Sinusoidal positional encoding"). Only a readout that pools the tokens, such as their
+# mean, is invariant. Either way attention cannot see order, hence positional encodings.
+#
+# </details>
+#
+# <details><summary>Wrong: “FlashAttention approximates attention, trading accuracy for speed.”</summary>
+#
+# Right: FlashAttention (Dao et al., 2022) computes exact attention: it tiles Q, K and V into on-chip memory and keeps
+# a running, rescaled softmax, so it never writes the N×N matrix — it saves memory and memory traffic, not accuracy.
+# The fused `F.scaled_dot_product_attention` (FlashAttention on a supported GPU) equals the explicit formula to float
+# rounding, asserted in "1. Scaled dot-product attention, by hand" and "13. Speed". Approximate attention
+# (Linformer, Performer, fixed sparse patterns) is another family.
 #
 # </details>
