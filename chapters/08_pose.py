@@ -150,6 +150,17 @@ print(f"heatmap peaks at {peaks[:, :2].tolist()} (true necks {necks.round().toli
       f"the regression answer {regressed.round().tolist()} is {gap:.1f} px from the nearest neck")
 
 # %%
+# the argmax of a heatmap is a whole pixel: sub-pixel accuracy needs a refinement, e.g. the soft-argmax
+argmax_xy = pose.heatmap_argmax(heat[None, None])[0, 0, :2]             # (x, y) of the maximum
+grid_y, grid_x = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32),
+                                indexing="ij")
+soft_argmax = torch.stack([(heat * grid_x).sum(), (heat * grid_y).sum()]) / heat.sum()   # the heatmap's mean
+assert argmax_xy[0] == 20 and abs(argmax_xy[1].item() - 30.5) == 0.5, \
+    f"the argmax should be a whole pixel, 0.5 px from the centre's y = 30.5; found {argmax_xy.tolist()}"
+assert (soft_argmax - torch.tensor([20.0, 30.5])).abs().max() < 1e-3, \
+    f"the soft-argmax should find the centre (20, 30.5) to 1e-3 px, found {soft_argmax.tolist()}"
+
+# %%
 fig, (ax_gauss, ax_scene, ax_heat) = plt.subplots(1, 3, figsize=(13, 3.9))
 shown = ax_gauss.imshow(heat[20:41, 10:31], cmap="magma", extent=(9.5, 30.5, 40.5, 19.5))
 fig.colorbar(shown, ax=ax_gauss, fraction=0.046, pad=0.04, label="H(x, y)")
@@ -337,13 +348,14 @@ assert abs(ceiling["hungarian"]["ap"] - ceiling["greedy"]["ap"]) < 0.02, "greedy
 #
 # OKS = Σᵢ exp(−dᵢ² / 2s²kᵢ²) δ(vᵢ > 0) / Σᵢ δ(vᵢ > 0),
 #
-# dᵢ the distance of predicted keypoint i from the truth, s² the person's area (here its box's), kᵢ = 2σᵢ a
-# per-keypoint constant that COCO measured from how much annotators disagree (σ is 0.025 for eyes and 0.107 for
-# hips). It is a Gaussian per keypoint, averaged over the labelled ones: 1 for a perfect skeleton, 0.61 when every
-# keypoint is off by s·kᵢ. **Keypoint AP** is then detection AP with OKS in place of IoU: rank predicted people by
-# score, match greedily at OKS ≥ t, average the 101-point AP over t = 0.50, 0.55, …, 0.95. We check ours against
-# `pycocotools`' `COCOeval(iouType="keypoints")` on a deliberately messy set of predictions (noisy, missing,
-# duplicated and invented people).
+# dᵢ the distance of predicted keypoint i from the truth, s² the person's area (in COCO the area of its
+# segmentation mask, the annotation's `area`, not of its box; here its box's, as our figures have no masks),
+# kᵢ = 2σᵢ a per-keypoint constant that COCO measured from how much annotators disagree (σ is 0.025 for eyes and
+# 0.107 for hips). It is a Gaussian per keypoint, averaged over the labelled ones (v > 0: hidden keypoints count):
+# 1 for a perfect skeleton, 0.61 when every keypoint is off by s·kᵢ. **Keypoint AP** is then detection AP with OKS
+# in place of IoU: rank predicted people by score, match greedily at OKS ≥ t, average the 101-point AP over
+# t = 0.50, 0.55, …, 0.95. We check ours against `pycocotools`' `COCOeval(iouType="keypoints")` on a deliberately
+# messy set of predictions (noisy, missing, duplicated and invented people).
 
 # %%
 generator = torch.Generator().manual_seed(0)
@@ -378,6 +390,21 @@ ax.axhline(0.5, color="0.6", ls=":")
 ax.set(xlabel="keypoint error (pixels)", ylabel="OKS", title="OKS forgives more on big people and loose keypoints")
 ax.legend(fontsize=7)
 show(fig)
+
+# %%
+# OKS averages over every labelled keypoint, hidden ones (v = 1) too: only v = 0 is left out
+truth_hidden = test_scenes.keypoints[0][:1].clone()
+truth_hidden[0, :, 2] = 2
+truth_hidden[0, 0, 2] = 1                                  # the head: labelled, but hidden
+truth_unlabelled = truth_hidden.clone()
+truth_unlabelled[0, 0, 2] = 0                              # the head: not labelled
+missed_head = truth_hidden.clone()
+missed_head[0, 0, 0] += 10                                 # every keypoint exact but the head, 10 px off
+oks_area = torch.tensor([600.0])
+hidden_oks, unlabelled_oks = (pose.oks(missed_head, t, oks_area)[0, 0].item() for t in (truth_hidden, truth_unlabelled))
+assert math.isclose(hidden_oks, (J - 1) / J, abs_tol=1e-3) and math.isclose(unlabelled_oks, 1.0), \
+    f"a missed hidden head should cost 1/{J} of OKS ({(J - 1) / J:.3f}), found {hidden_oks:.3f}; " \
+    f"once unlabelled, nothing (1 expected, found {unlabelled_oks:.3f})"
 
 
 # %% [markdown]
@@ -823,4 +850,53 @@ assert explorer.image.value != before, "the first control changes the figure"
 # same-type keypoints merge into one peak, truncated people left with too few parts, and small people (the maps are
 # at a fixed stride). Top-down methods fail instead when the detector does — two overlapping people in one box, or a
 # missed person. (see "8. Where it fails")
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “OpenPose is a top-down pose estimator.”</summary>
+#
+# Right: OpenPose (Cao et al., 2017) is the bottom-up classic: one network pass predicts the heatmaps of every
+# keypoint and the PAFs of every limb for the whole image, and the people are assembled from them afterwards.
+# Top-down methods (Mask R-CNN keypoints, SimpleBaseline, HRNet, ViTPose) detect each person first and run once per
+# box. Bottom-up's network cost does not grow with the crowd — asserted in "9. Top-down vs bottom-up".
+#
+# </details>
+#
+# <details><summary>Wrong: “The argmax of a keypoint heatmap gives the keypoint to sub-pixel accuracy.”</summary>
+#
+# Right: the argmax is a whole pixel of the map it is read from — up to half a map pixel off per axis, i.e. up to
+# 1 image pixel at our stride 2 and 2 at SimpleBaseline's and HRNet's stride 4. Sub-pixel positions need a
+# refinement: the quarter-pixel shift towards the higher neighbour (Stacked Hourglass, 2016), DARK's Taylor
+# expansion (2020), or a soft-argmax (integral regression). "the argmax of a heatmap is a whole pixel" asserts the
+# argmax 0.5 px from a Gaussian's centre at y = 30.5 and the soft-argmax on it to 1e-3 px.
+#
+# </details>
+#
+# <details><summary>Wrong: “OKS is averaged over the visible keypoints.”</summary>
+#
+# Right: over the *labelled* ones, v > 0: COCO's v = 1 (labelled but hidden) counts exactly as v = 2 does, and only
+# v = 0 (not labelled) is left out, so a badly placed hidden keypoint lowers OKS. "OKS averages over every labelled
+# keypoint" asserts that a hidden head 10 px off costs 1/14 of OKS (13/14 ≈ 0.929) and, once unlabelled, nothing;
+# `pose.oks` is the OKS that matches pycocotools' AP in "6. OKS and keypoint AP".
+#
+# </details>
+#
+# <details><summary>Wrong: “In OKS, s² is the area of the person's bounding box.”</summary>
+#
+# Right: in COCO, s² is the area of the person's *segmentation mask* — the annotation's `area` field, which
+# pycocotools' `computeOks` divides by — and a mask is smaller than its box; scoring against the box's area makes OKS
+# more lenient, so numbers computed that way are not COCO's. Our figures have no masks, so this chapter uses the box
+# and says so in "6. OKS and keypoint AP".
+#
+# </details>
+#
+# <details><summary>Wrong: “OpenPose finds the optimal limb matching with the Hungarian algorithm.”</summary>
+#
+# Right: the paper poses each limb's matching as a maximum-weight bipartite matching and names the Hungarian
+# algorithm, but OpenPose's released code matches greedily — sort the candidate pairs by PAF score, keep each whose
+# two ends are still free — which is not optimal in general. "5. Peaks, bipartite matching, assembly" asserts
+# greedy's total 0.9 against Hungarian's 1.5 on a 2×2 case, and greedy's AP within 0.02 of Hungarian's on the true
+# maps, whose PAF scores are nearly 0 or 1 — why greedy is good enough in practice.
+#
 # </details>
