@@ -27,6 +27,7 @@
 # %%
 import numpy as np
 import torch
+import torchvision
 from torch import nn
 
 from utils import start_chapter
@@ -85,6 +86,30 @@ for name, (network, _) in networks.items():
 
 # %% [markdown]
 # ## The key design choices, checked
+# **AlexNet, layer by layer.** Krizhevsky et al. (2012): five convolutions (the first 11×11 with stride 4) and three
+# fully connected layers, ReLU, overlapping max pooling (3×3 windows, stride 2), dropout (p = 0.5) in the first two
+# fully connected layers, and Local Response Normalisation after the first two convolutions. BatchNorm came in 2015
+# (Ioffe & Szegedy), after AlexNet, VGG and the first GoogLeNet. Our AlexNet-style network keeps the five
+# convolutions, ReLU, overlapping pooling and dropout at 28×28 scale, with a two-layer head and no LRN (VGG's authors
+# found LRN did not help); our VGG does use BatchNorm, a later addition, as torchvision's `vgg16_bn` does. The paper
+# gives its input as 224×224, but its first layer's arithmetic needs 227.
+
+# %%
+# AlexNet, layer by layer: ReLU, overlapping 3×3 / 2 max pooling, dropout 0.5 in the head — and no BatchNorm
+alexnet = networks["AlexNet-style"][0]
+kinds = [type(m).__name__ for m in alexnet.modules() if not list(m.children())]
+print(" → ".join(kinds))
+layout = (kinds.count("Conv2d"), kinds.count("MaxPool2d"), [m.p for m in alexnet.modules() if type(m) is nn.Dropout])
+assert "BatchNorm2d" not in kinds and layout == (5, 3, [0.5, 0.5]), (
+    f"AlexNet-style should have 5 convolutions, 3 max pools, dropout 0.5 twice and no BatchNorm, got {kinds}")
+assert all((m.kernel_size, m.stride) == (3, 2) for m in alexnet.modules() if isinstance(m, nn.MaxPool2d)), (
+    "AlexNet's pooling overlaps: 3×3 windows with stride 2")
+# 11×11, stride 4, no padding: the paper's 55×55 first map comes from a 227×227 input, not 224×224
+first_map = {side: nn.Conv2d(3, 96, 11, stride=4)(torch.zeros(1, 3, side, side)).shape[-1] for side in (224, 227)}
+assert first_map == {224: 54, 227: 55}, f"AlexNet's first layer should map 224 → 54 and 227 → 55, got {first_map}"
+assert any(isinstance(m, nn.BatchNorm2d) for m in networks["VGG"][0].modules()), "our VGG adds BatchNorm (vgg16_bn)"
+
+# %% [markdown]
 # **VGG: why stacked 3×3?** Two 3×3 convolutions see a 5×5 window and three see 7×7 — the same receptive field as
 # one large kernel, with fewer weights and a non-linearity between each.
 
@@ -209,6 +234,11 @@ assert ratios["plain"] > 20 * ratios["residual"], (
     f"without shortcuts the stem/head gradient ratio should be > 20× the residual one, "
     f"got {ratios['plain']:.1f} vs {ratios['residual']:.1f}")
 
+# %%
+# The plain network's gradient does not vanish at the stem: with BatchNorm it is many times the head's
+assert ratios["plain"] > 10, (
+    f"the 50-layer plain network should give its stem > 10× the head's gradient norm, got {ratios['plain']:.1f}×")
+
 # %% [markdown]
 # **DenseNet:** each layer concatenates `growth` new channels to everything before it, so a block of L layers
 # turns C channels into C + L·growth; transition layers (1×1 conv + average pooling) compress between blocks.
@@ -219,6 +249,15 @@ from utils.models.densenet import dense_block  # noqa: E402  (shown here, where 
 dense = dense_block(24, layers=3, growth=12)
 assert dense(torch.zeros(1, 24, 14, 14)).shape == (1, 24 + 3 * 12, 14, 14), (
     "a dense block of 3 layers, growth 12, should turn 24 channels into 24 + 36")
+
+# %%
+# Dense connections add no weights (they concatenate): DenseNet-121 has under a third of ResNet-50's parameters
+with torch.device("meta"):                                   # shapes only: no memory, no initialisation
+    imagenet_sizes = {name: count_parameters(build()) for name, build in
+                      (("DenseNet-121", torchvision.models.densenet121), ("ResNet-50", torchvision.models.resnet50))}
+print("ImageNet networks:", ", ".join(f"{name} {count:,} parameters" for name, count in imagenet_sizes.items()))
+assert imagenet_sizes["DenseNet-121"] < imagenet_sizes["ResNet-50"] / 3, (
+    f"DenseNet-121 should have < 1/3 of ResNet-50's parameters, got {imagenet_sizes}")
 
 # %% [markdown]
 # ## Train all seven under one budget
@@ -402,4 +441,50 @@ print(f"φ = 2 costs {scaling_flops[2] / scaling_flops[0]:.1f}× the FLOPs of th
 # Parameters are weights stored; FLOPs are work per image and grow with the spatial size each weight is applied
 # to. Compare the FLOPs and images/s panels of the chart in "Train all seven under one budget", and the rank
 # correlations printed under it, for your run.
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “AlexNet used BatchNorm.”</summary>
+#
+# Right: AlexNet (2012) normalised with Local Response Normalisation after its first two convolutions; BatchNorm
+# (Ioffe & Szegedy) came in 2015, after AlexNet, VGG and the first GoogLeNet. Our AlexNet-style network has none —
+# its layer list is printed and asserted in "AlexNet, layer by layer"; the BatchNorm in our VGG is a later addition,
+# as in torchvision's `vgg16_bn`.
+#
+# </details>
+#
+# <details><summary>Wrong: “AlexNet's input is 224×224.”</summary>
+#
+# Right: the paper says so, but its first layer (11×11, stride 4, no padding) gives the stated 55×55 map only from
+# 227×227: ⌊(227 − 11)/4⌋ + 1 = 55, while 224 gives 54 — asserted in "AlexNet, layer by layer". Caffe's reference
+# model crops 227; torchvision keeps 224 and pads the first layer by 2.
+#
+# </details>
+#
+# <details><summary>Wrong: “Two stacked 3×3 convolutions are equivalent to one 5×5.”</summary>
+#
+# Right: they share the 5×5 receptive field, not the function. At the same width the pair has 18/25 of the weights
+# (asserted in "VGG: why stacked 3×3"), so it cannot express every 5×5 convolution, and the ReLU between them makes
+# it non-linear — fewer weights and one more non-linearity is why VGG chose them.
+#
+# </details>
+#
+# <details><summary>Wrong: “ResNet solved the vanishing-gradient problem.”</summary>
+#
+# Right: He et al. (2015) trained their plain networks with BatchNorm, checked that the gradients kept healthy
+# norms, and still found the 34-layer plain network's *training* error above the 18-layer one's: shortcuts fix that
+# degradation, an optimisation difficulty. Our 50-layer plain network's gradient does not vanish either — its stem
+# gets hundreds of times the head's gradient norm (asserted > 10× in "The plain network's gradient does not vanish
+# at the stem"), against about 2× with shortcuts ("Why residual connections make deep networks trainable").
+#
+# </details>
+#
+# <details><summary>Wrong: “DenseNet's dense connections make it heavy in parameters.”</summary>
+#
+# Right: a concatenation has no weights, and each layer writes only k new channels (the growth rate, 32 in
+# DenseNet-121) — its input grows through the block, its output does not — so the layers stay narrow: DenseNet-121
+# has 8.0 M parameters against ResNet-50's 25.6 M, counted in "Dense connections add no weights". What dense
+# connectivity costs is memory: every layer's maps are kept for the concatenations.
+#
 # </details>
