@@ -226,7 +226,6 @@ torch.testing.assert_close(mha(queries, x, x, mask=keep)[0],
                            reference(queries, x, x, key_padding_mask=~keep[:, 0, 0])[0])
 print("MultiHeadAttention == nn.MultiheadAttention: self-attention with padding, per-head weights, cross-attention")
 
-
 # %%
 # Heads split the width: h heads of dim/h channels each, and the same 4·d² + 4·d parameters for any h.
 with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
@@ -243,6 +242,7 @@ except ValueError as error:
     print(f"1, 2, 4 and 8 heads on {dim} channels: the same parameters; 3 heads → {error}")
 else:
     raise AssertionError(f"MultiHeadAttention({dim}, 3) should refuse: 3 heads cannot share {dim} channels evenly")
+
 
 # %% [markdown]
 # **Exercise.** In the exercise version of this notebook the cell below keeps only the signature and hints of
