@@ -354,6 +354,21 @@ ax.set(xlabel="D(G(z))", ylabel="|∂loss/∂logit|", title="Generator gradient 
 ax.legend(fontsize=8)
 show(fig)
 
+# %%
+# At the best D the minimax value is 2·JS(p_data ‖ p_G) − log 4: a Jensen–Shannon divergence, not a KL
+p_real = torch.tensor([0.5, 0.3, 0.2, 0.0], dtype=torch.float64)
+p_model = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)      # some mass where the data has none
+best_d = p_real / (p_real + p_model)                                    # D*(x) = p_data / (p_data + p_G)
+best_value = (torch.xlogy(p_real, best_d) + torch.xlogy(p_model, 1 - best_d)).sum().item()
+middle = (p_real + p_model) / 2
+js = 0.5 * (torch.xlogy(p_real, p_real / middle).sum() + torch.xlogy(p_model, p_model / middle).sum()).item()
+kl_model_data = torch.xlogy(p_model, p_model / p_real).sum().item()    # KL(p_G ‖ p_data)
+assert abs(best_value - (2 * js - math.log(4))) < 1e-12 and js <= math.log(2) and kl_model_data == math.inf, (
+    f"V(D*, G) should be 2·JS − log 4 = {2 * js - math.log(4):.6f} (got {best_value:.6f}), with JS ≤ log 2 "
+    f"where KL(p_G ‖ p_data) is infinite (got {kl_model_data})")
+print(f"V(D*, G) = {best_value:.4f} = 2·JS − log 4 with JS = {js:.4f} nats (≤ log 2); "
+      f"KL(p_G ‖ p_data) = {kl_model_data}")
+
 # %% [markdown]
 # ### The training step, and why `detach`
 # One step updates D on real images and on fakes, then G through the *updated* D. In D's step the fakes are
@@ -422,6 +437,21 @@ expected_sides = [transposed_conv_output_size(1, 7), transposed_conv_output_size
 assert [s[-1] for s in dcgan_shapes] == expected_sides == [7, 14, 28], (
     f"the DCGAN generator should grow 7 → 14 → 28, got {dcgan_shapes}")
 print("DCGAN generator feature maps:", dcgan_shapes)
+
+# %%
+# A transposed convolution is the adjoint of a convolution, not its inverse
+adjoint_rng = torch.Generator().manual_seed(0)
+weights_4x4 = torch.randn(1, 1, 4, 4, generator=adjoint_rng)
+small_map, large_map = torch.randn(1, 1, 7, 7, generator=adjoint_rng), torch.randn(1, 1, 14, 14, generator=adjoint_rng)
+upsampled = F.conv_transpose2d(small_map, weights_4x4, stride=2, padding=1)      # 7×7 → 14×14
+downsampled = F.conv2d(large_map, weights_4x4, stride=2, padding=1)              # 14×14 → 7×7, the same kernel
+adjoint_gap = ((upsampled * large_map).sum() - (small_map * downsampled).sum()).abs().item()   # ⟨Tx, y⟩ = ⟨x, Cy⟩
+round_trip = (F.conv2d(upsampled, weights_4x4, stride=2, padding=1) - small_map).abs().max().item()
+assert adjoint_gap < 1e-4 and round_trip > 1, (
+    f"⟨conv_transpose(x), y⟩ should equal ⟨x, conv(y)⟩ (gap {adjoint_gap:.1e}) while conv(conv_transpose(x)) "
+    f"stays far from x (largest error {round_trip:.2f})")
+print(f"adjoint: inner products differ by {adjoint_gap:.1e}; inverse? conv(conv_transpose(x)) misses x by up to "
+      f"{round_trip:.1f}")
 
 # %% [markdown]
 # ### Checkerboard artefacts
@@ -922,4 +952,41 @@ else:
 # to `torchmetrics`' FID with our feature module (section 1). Limits: biased by sample size (compare only at
 # equal N, and next to the real-vs-real floor); only as good as the feature network and blind to what it ignores;
 # one number mixes quality and diversity; assumes Gaussian features; not comparable across feature extractors.
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “A transposed convolution is a deconvolution: it inverts the convolution.”</summary>
+#
+# Right: it is the convolution's adjoint (its gradient with respect to the input): ⟨Tx, y⟩ = ⟨x, Cy⟩ for the same
+# kernel, stride and padding. It restores the shape, not the values: conv(conv_transpose(x)) ≠ x. Both asserted
+# in "A transposed convolution is the adjoint of a convolution, not its inverse".
+#
+# </details>
+#
+# <details><summary>Wrong: “In practice the generator minimises log(1 − D(G(z))).”</summary>
+#
+# Right: that is the minimax game as written, and its gradient −D(G(z)) vanishes when D rejects the fakes, early
+# in training. Goodfellow et al. (2014) already proposed maximising log D(G(z)) instead, i.e. minimising
+# −log D(G(z)) (the non-saturating loss: same fixed point, gradient D(G(z)) − 1 → −1 there), and our `train_gan`
+# uses it by default. Both gradients are asserted in "Gradient of each G loss with respect to D's logit";
+# section 5 trains the two MLP GANs side by side.
+#
+# </details>
+#
+# <details><summary>Wrong: “The original GAN minimises the KL divergence between the data and the model.”</summary>
+#
+# Right: with the best discriminator D* = p_data / (p_data + p_G), the minimax value is 2·JS(p_data ‖ p_G) − log 4
+# (Goodfellow et al., 2014): a Jensen–Shannon divergence, bounded by log 2, finite where KL(p_G ‖ p_data) is
+# infinite. Asserted on a discrete example in "At the best D the minimax value is 2·JS".
+#
+# </details>
+#
+# <details><summary>Wrong: “FID compares the pixels of real and generated images.”</summary>
+#
+# Right: FID (Heusel et al., 2017) compares Gaussians fitted to *features*: the 2048-d pool features of an
+# ImageNet Inception-v3, ‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2(Σ_r Σ_g)^½). Ours uses the Fashion judge's 128-d features
+# and equals `torchmetrics`' FID given the same feature module, asserted in "Our `frechet_distance` against
+# `torchmetrics`" (section 1).
+#
 # </details>
