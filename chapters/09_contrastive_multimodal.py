@@ -130,6 +130,15 @@ columns = [-math.log(math.exp(images[i] @ texts[i] / 0.07) / sum(math.exp(images
 torch.testing.assert_close(contrastive.clip_loss(z1, z2, 0.07), torch.tensor((sum(rows) + sum(columns)) / 8))
 print("contrastive, triplet, InfoNCE and CLIP losses equal their loop / torch references")
 
+# %%
+# same-class images are negatives in InfoNCE: two images of one class given one embedding raise the loss
+apart = torch.eye(4, 8)                                   # four images with orthogonal embeddings, two equal views each
+merged = apart.clone()
+merged[1] = merged[0]                                     # images 0 and 1, of one class, share their embedding
+apart_loss, merged_loss = (contrastive.info_nce(e, e, temperature=0.2).item() for e in (apart, merged))
+assert merged_loss > apart_loss + 0.5, \
+    f"InfoNCE should penalise two images sharing an embedding: {merged_loss:.3f}, against {apart_loss:.3f} kept apart"
+
 
 # %% [markdown]
 # **Exercises.** In the exercise version of this notebook (`make exercises`) the next three cells keep only the
@@ -237,6 +246,18 @@ print(f"semi-hard mining equals the loop on all {checked} (anchor, positive) pai
 #
 # The sweep trains the same small MLP encoder with SimCLR at five temperatures (an MLP keeps five runs cheap; §3
 # uses a CNN), then measures both on test images and the k-NN accuracy of the features.
+
+# %%
+# the temperature is not a scale on the loss: it sets how the push is shared among the negatives
+anchor_similarities = torch.tensor([0.8, 0.6, 0.3, 0.0, -0.4])    # cosine with the positive, then with 4 negatives
+hardest_share = {}
+for t in (0.1, 1.0):
+    logits_t = (anchor_similarities / t).requires_grad_()
+    F.cross_entropy(logits_t[None], torch.tensor([0])).backward()
+    hardest_share[t] = (logits_t.grad[1] / logits_t.grad[1:].sum()).item()   # the hardest negative's part
+assert hardest_share[0.1] > 0.9 and hardest_share[1.0] < 0.4, \
+    f"the hardest negative's share of the gradient: τ = 0.1 {hardest_share[0.1]:.2f} (> 0.9 expected), " \
+    f"τ = 1 {hardest_share[1.0]:.2f} (< 0.4 expected)"
 
 # %%
 train_items, train_labels = subset(*fashion_mnist("train"), ITEMS, seed=0)
@@ -591,6 +612,19 @@ print(f"CLIP: {count_parameters(clip.image_encoder):,} image-tower and "
       f"{clip.temperature.item():.4f}")
 clip_history.assert_loss_went_down("CLIP")
 
+# %%
+# CLIP scores (image, caption) pairs and writes no text: two encoders, two projections, no layer onto the vocabulary
+clip.eval()
+with torch.no_grad():
+    four_images, four_captions = clip(standardize(test_scenes.images[:4]).to(device),
+                                      test_scenes.tokens[:4, 0].to(device))
+pair_scores = four_images @ four_captions.T                     # its output: one cosine per (image, caption) pair
+widths = [m.out_features for m in clip.modules() if isinstance(m, torch.nn.Linear)]
+assert pair_scores.shape == (4, 4) and four_images.shape == four_captions.shape == (4, EMBED), \
+    f"CLIP should give 4 image and 4 caption {EMBED}-d embeddings, got {tuple(four_images.shape)} and " \
+    f"{tuple(four_captions.shape)}"
+assert len(multimodal.VOCABULARY) not in widths, "no layer of CLIP outputs scores over the vocabulary: no decoder"
+
 
 # %%
 @torch.no_grad()
@@ -652,6 +686,12 @@ assert zero_shot >= ZERO_SHOT_BAR, "zero-shot accuracy bar for this profile"
 print(f"ensembling {len(per_template)} held-out templates: {zero_shot:.3f} against {np.mean(per_template):.3f} for one "
       f"template on average (best {max(per_template):.3f}, worst {min(per_template):.3f}), {len(single)} single-item "
       "test scenes")
+
+# %%
+# zero-shot is not unseen: every class name was in the training captions; only the prompt templates are new
+caption_words = {w for text in every_caption for w in multimodal.words(text)}
+assert set(multimodal.CLASS_NAMES) <= caption_words, \
+    f"class names never in a training caption: {sorted(set(multimodal.CLASS_NAMES) - caption_words)}"
 
 # %% [markdown]
 # ## 8. Where CLIP is weak — measured
@@ -1214,4 +1254,56 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # online semi-hard mining in large batches; verification is a threshold on the distance, recognition is nearest
 # neighbour, clustering groups by distance — new identities need no retraining. (see "5. FaceNet": ROC, AUROC and
 # the threshold, and the embedding explorer)
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “CLIP generates text: it writes captions for images.”</summary>
+#
+# Right: CLIP (Radford et al., 2021) is two encoders and a similarity — it scores how well a caption fits an image,
+# and can “describe” an image only by ranking captions someone else wrote. Writing needs a decoder trained to
+# predict the next word: BLIP's captioner, CoCa, or a language model fed CLIP's image features (LLaVA). "CLIP
+# scores (image, caption) pairs and writes no text" asserts its outputs — two 64-d embeddings, one score per pair —
+# and that no layer maps onto the vocabulary; the captioner in "10. BLIP" is the part that writes.
+#
+# </details>
+#
+# <details><summary>Wrong: “In contrastive learning the positives are other images of the same class.”</summary>
+#
+# Right: SimCLR's positive is another augmented view of the *same image*, CLIP's the image's own caption; every
+# other image of the batch is a negative, same class or not (false negatives), because no labels are used.
+# Same-class positives need labels: supervised contrastive learning (SupCon, Khosla et al., 2020), like FaceNet's
+# triplets and the siamese margin loss. "same-class images are negatives in InfoNCE" asserts the loss rising from
+# 0.040 to 0.574 when two images of one class share an embedding.
+#
+# </details>
+#
+# <details><summary>Wrong: “The temperature in InfoNCE only rescales the loss.”</summary>
+#
+# Right: τ divides the similarities *inside* the softmax, so it changes where the gradient goes, not only its size:
+# each negative is pushed in proportion to its softmax probability, so a small τ spends nearly all of the push on
+# the hardest negatives and a large τ spreads it evenly (Wang & Liu, 2021). "the temperature is not a scale on the
+# loss" asserts the hardest of four negatives taking 95 % of the push at τ = 0.1 and 38 % at τ = 1; "2. What the
+# temperature does" measures the consequence, uniformity against alignment.
+#
+# </details>
+#
+# <details><summary>Wrong: “Zero-shot means CLIP recognises classes it has never seen.”</summary>
+#
+# Right: zero-shot means no labelled examples of the target task — the classifier is built from the class names'
+# text embeddings — not unseen concepts: CLIP's 400 M web pairs name most benchmark classes, and zero-shot accuracy
+# on a concept follows how often it occurs in the pre-training data (Udandarao et al., 2024). "zero-shot is not
+# unseen" asserts that every class name occurs in our training captions; only the prompt templates are new (held
+# out, asserted in "6. A tiny CLIP").
+#
+# </details>
+#
+# <details><summary>Wrong: “FaceNet trains on the hardest negatives.”</summary>
+#
+# Right: FaceNet (Schroff et al., 2015) found that the hardest negatives lead to bad local minima early on (a
+# collapsed model) and used *semi-hard* negatives mined in batches of about 1 800 faces: farther from the anchor than
+# the positive, but inside the margin, d(a,p) < d(a,n) < d(a,p) + m. Hardest-in-batch mining (batch-hard, Hermans et
+# al., 2017) came later. "1. Four losses" asserts `mine_semi_hard` against a loop over every triplet, and "5.
+# FaceNet" trains with it.
+#
 # </details>
