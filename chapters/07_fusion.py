@@ -926,3 +926,45 @@ else:
 # sensors, overall and per condition.
 #
 # </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “The higher a fused image's EN, SD, SF and AG, the better the fusion.”</summary>
+#
+# Right: all four read only the fused image, and noise raises every one of them: noise added to a fused image
+# raises EN, SD, SF and AG while SSIM, PSNR and Q^AB/F fall, asserted in "Gaming, measured" (section 4). They
+# count only beside metrics that compare F with its sources.
+#
+# </details>
+#
+# <details><summary>Wrong: “A higher PSNR (a lower MSE) against the sources means a better fusion.”</summary>
+#
+# Right: with no reference, PSNR, MSE and NRMSE compare F with both sources, and the pixel-wise average minimises
+# the summed squared error — while halving every edge that only one source has. Section 5 asserts that averaging
+# scores the highest PSNR of all methods; PSNR, MSE and NRMSE are one number (PSNR = −20 log₁₀ NRMSE, section 4).
+#
+# </details>
+#
+# <details><summary>Wrong: “The higher the MI and Q^AB/F, the better the fusion.”</summary>
+#
+# Right: both reward copying a source. MI(F, A) is largest when F copies A's pixels (MI(A, A) = EN(A)), so “max”
+# fusion beats the Laplacian pyramid on MI; Q^AB/F weighs pixels by the sources' edge strength, so the visible
+# image alone beats Laplacian fusion. Both asserted under section 5's table.
+#
+# </details>
+#
+# <details><summary>Wrong: “The Y of YCbCr is the mean of R, G and B.”</summary>
+#
+# Right: BT.601 luma is Y = 0.299 R + 0.587 G + 0.114 B, weighted by the eye's sensitivity (green most): pure red
+# has Y = 76.2, not 85. Section 2 asserts it, and our conversion against OpenCV's.
+#
+# </details>
+#
+# <details><summary>Wrong: “Fusing the infrared and visible images always gives a detector a better input.”</summary>
+#
+# Right: a fusion made for the eye is not the best input for every task. In section 10 the fused (Laplacian
+# pyramid) image loses to infrared alone in low light, where its visible half is mostly noise (asserted); pooling
+# the two detectors' boxes (late fusion) does best overall. Task-driven fusion (SeAFusion, 2022) trains the fusion
+# network with the task's loss in the loop.
+#
+# </details>
