@@ -877,6 +877,23 @@ assert sparse["l1"] > 4 * sparse["l2"] and sparse["l1"] > 0.1, (
 REG_BAR = pick(smoke=0.6, cpu=0.78, gpu=0.78)     # gpu bar held at the cpu-measured level until measured on a GPU
 assert min(acc.values()) > REG_BAR, f"L1/L2 linear classifiers reached {acc}, bar {REG_BAR}"
 
+# %%
+# Weight decay is an L2 penalty only for SGD: Adam's weight_decay adds λw to the gradient, then divides it by √v;
+# AdamW shrinks the weights directly. One step from w = (1, −2) on the loss 0.5·w₁ + 0.01·w₂, with λ = 0.1:
+def decay_step(optimizer_class, l2=0.0, **options):
+    w_step = torch.tensor([1.0, -2.0], requires_grad=True)
+    step_optimizer = optimizer_class([w_step], lr=0.1, **options)
+    (torch.tensor([0.5, 0.01]) @ w_step + l2 / 2 * w_step.pow(2).sum()).backward()
+    step_optimizer.step()
+    return w_step.detach()
+
+torch.testing.assert_close(decay_step(torch.optim.SGD, l2=0.1), decay_step(torch.optim.SGD, weight_decay=0.1))
+adam_l2, adam_decay = decay_step(torch.optim.Adam, l2=0.1), decay_step(torch.optim.Adam, weight_decay=0.1)
+adamw = decay_step(torch.optim.AdamW, weight_decay=0.1)
+torch.testing.assert_close(adam_l2, adam_decay)                   # Adam's weight_decay is the L2 penalty
+print(f"one step: Adam with L2 → w = {adam_decay.numpy().round(3)}, AdamW → {adamw.numpy().round(3)}")
+assert not torch.allclose(adam_decay, adamw, atol=1e-3), f"AdamW should differ from Adam's L2: {adam_decay} vs {adamw}"
+
 # %% [markdown]
 # **Bias vs variance.** On a small training set (500 images), a tiny model (4 hidden units) cannot even fit the
 # training data — high *bias*: training and test accuracy both low, close together. A large model
@@ -1229,5 +1246,59 @@ print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exac
 # hashable — use `bytes` for arrays). NumPy: `np.unique(a, axis=0, return_index=True)` finds distinct rows;
 # `a[np.sort(index)]` restores the first-seen order. The cell "Duplicates" runs both on the training images and
 # checks training/test overlap.
+#
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “Mish is unbounded below.”</summary>
+#
+# Right: Mish, x·tanh(softplus(x)), is bounded below and unbounded above: it dips to a minimum of ≈ −0.309 at
+# x ≈ −1.19 and returns towards 0 as x → −∞. Asserted in "Why the activation must be non-linear" (minimum above
+# −0.31) and in "GELU and Mish have zero slope only at their minimum" (its position).
+#
+# </details>
+#
+# <details><summary>Wrong: “Test error = bias + variance.”</summary>
+#
+# Right: for squared error, expected test error = bias² + variance + irreducible noise σ². Bias enters squared, and
+# no model removes the noise term. "Error = bias² + variance + noise" measures the three over 400 training sets and
+# asserts that their sum matches the measured test MSE (within 10 %) for every polynomial degree.
+#
+# </details>
+#
+# <details><summary>Wrong: “At inference BatchNorm normalises with the statistics of the current batch.”</summary>
+#
+# Right: only in training mode. In eval mode it uses the running averages collected in training — a fixed
+# per-channel affine map — so a prediction does not depend on the rest of its batch and works for a batch of one.
+# Asserted in "Training vs evaluation mode": the same image in two batches gives different outputs in training
+# mode, identical ones in eval mode, equal to normalising with `running_mean` and `running_var`.
+#
+# </details>
+#
+# <details><summary>Wrong: “At test time, dropout's outputs must be multiplied by the keep probability.”</summary>
+#
+# Right: that was the original formulation (Hinton et al., 2012; Srivastava et al., 2014). PyTorch and Keras use
+# *inverted* dropout: the survivors are scaled by 1/(1 − p) during training and evaluation is the identity — asserted
+# in "Regularisation: Dropout vs Dropout2d" (kept values are 2 at p = 0.5; in `eval()` the input comes back
+# unchanged). Scaling again at test time would shrink every activation.
+#
+# </details>
+#
+# <details><summary>Wrong: “Weight decay and L2 regularisation are the same thing.”</summary>
+#
+# Right: only for plain SGD. Adam's `weight_decay` adds λw to the gradient, which Adam then divides by √v, so weights
+# with large gradients are barely decayed; AdamW (Loshchilov & Hutter, 2019) decouples the decay and shrinks the
+# weights directly. One step in "Weight decay is an L2 penalty only for SGD" asserts all three: SGD's decay equals
+# the L2 penalty, Adam's equals the L2 penalty, AdamW's differs.
+#
+# </details>
+#
+# <details><summary>Wrong: “Xavier initialisation is made for sigmoid.”</summary>
+#
+# Right: Xavier (Var = 2/(fan_in + fan_out)) keeps the variance through a linear layer, so it suits zero-centred
+# activations with slope 1 at 0, like tanh. Sigmoid's slope at 0 is ¼ and its outputs are centred on ½: under
+# Xavier a 20-layer sigmoid MLP's backpropagated signal shrinks by more than 10⁶ while tanh's stays within 10× —
+# asserted in "Initialisation and activations", with sigmoid'(0) = ¼ by autograd.
 #
 # </details>
