@@ -159,6 +159,13 @@ moved = fourier_features(torch.tensor([0.6, 0.2]) + 0.1, frequencies) @ fourier_
 torch.testing.assert_close(shifted, moved)             # the similarity depends only on the displacement
 
 # %%
+# SAM's prompts: points (foreground or background), a box as its two corners, a previous mask — and no text
+prompt_inputs = list(inspect.signature(model.predict).parameters)
+prompt_types = model.prompt_encoder.type_embeddings.num_embeddings
+assert prompt_inputs == ["embedding", "points", "labels", "mask_logits"] and prompt_types == 4, \
+    f"a prompt is labelled points and an optional mask, with 4 point types; found {prompt_inputs}, {prompt_types} types"
+
+# %%
 fig, ax = plt.subplots(figsize=(4.2, 3.4), layout="constrained")
 drawn = ax.imshow(similarity, cmap="coolwarm", vmin=-1, vmax=1)
 ax.plot(20, 30, "k*", markersize=12)
@@ -689,4 +696,44 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # Grounding DINO's boxes as prompts). Semantic segmentation is trained with per-pixel cross-entropy over classes;
 # SAM with focal + Dice on the best of three masks and an IoU loss, on prompts. (see "1. Scenes with real
 # ambiguity" and Chapter 5's "semantic" maps)
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “SAM is prompted with text: type ‘cat’ and it segments the cat.”</summary>
+#
+# Right: the released SAM (2023), like SAM 2, takes points, boxes and masks. Text appears in the paper only as a
+# proof of concept (§7.5: trained with CLIP *image* embeddings of the masks' crops as prompts, fed CLIP *text*
+# embeddings at test time), never released; text to mask in practice is Grounded-SAM — Grounding DINO's boxes as
+# SAM's prompts — and SAM 3 (2025) is a new model trained for short noun phrases. Our model keeps SAM's interface:
+# "SAM's prompts: points" asserts four point types (foreground, background, two box corners) and a mask input.
+#
+# </details>
+#
+# <details><summary>Wrong: “SAM tells you what it segmented: it outputs class labels.”</summary>
+#
+# Right: SAM is class-agnostic. For a prompt it returns three masks and their predicted IoUs, nothing else; naming
+# the object is another model's job (CLIP on the crop, or a detector whose boxes become the prompts). "Image encoder,
+# mask decoder, and why the embedding is computed once" asserts its outputs: three full-size masks and three IoUs
+# per prompt.
+#
+# </details>
+#
+# <details><summary>Wrong: “SAM runs in real time.”</summary>
+#
+# Right: only its prompt side does. Given a cached image embedding, the prompt encoder and mask decoder run in
+# ~50 ms in a web browser on a CPU; the ViT-H image encoder, ~3 T multiply-adds per 1024×1024 image, does not, as
+# the paper's own limitations note — hence computing the embedding once per image, and MobileSAM and its kind
+# replacing the encoder. "3. The model" asserts the encoder heavier than a prompt's decoding and 10 clicks on a
+# cached embedding under 70% of the cost of recomputing it; "10. Making SAM fast" distils a cheaper encoder.
+#
+# </details>
+#
+# <details><summary>Wrong: “SA-1B's 1.1 billion masks were drawn by annotators.”</summary>
+#
+# Right: 99.1% of them came from the data engine's *fully automatic* stage: a 32×32 grid of point prompts on each
+# of the 11 M images, keeping confident (predicted IoU ≥ 0.88) and stable masks, duplicates removed by NMS. People
+# worked in the two stages before it — assisted-manual and semi-automatic — to make the model good enough to trust.
+# "9. A mini data engine" runs the automatic stage in miniature and measures the kept masks against the rejected.
+#
 # </details>
