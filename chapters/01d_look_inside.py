@@ -64,6 +64,23 @@ for name, rf in fields.items():
 assert list(fields.values()) == [7, 13, 12, 15], (
     f"receptive fields should be 7, 13, 12, 15 px, got {list(fields.values())}")
 
+# %%
+# Stacked at one rate, dilation reads a sparse grid: two 3×3 at dilation 2 span 9×9 but reach only 25 of its pixels
+gridded = nn.Sequential(conv(padding=2, dilation=2), conv(padding=2, dilation=2))
+mixed = nn.Sequential(conv(padding=1), conv(padding=2, dilation=2), conv(padding=4, dilation=4))
+reached = {}
+for name, stack in (("dilation 2, 2", gridded), ("dilation 1, 2, 4", mixed)):
+    for layer in stack:                                          # all weights 1: every path counts, none cancels
+        nn.init.ones_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    image = torch.zeros(1, 1, 32, 32, requires_grad=True)
+    stack(image)[0, 0, 16, 16].backward()                        # the centre unit's gradient marks what it reads
+    reached[name] = (receptive_field(stack, (1, 32, 32))[-1].rf, int((image.grad != 0).sum()))
+    print(f"{name:17} receptive field {reached[name][0]:.0f} px: reads {reached[name][1]} of its "
+          f"{reached[name][0] ** 2:.0f} pixels")
+assert reached == {"dilation 2, 2": (9, 25), "dilation 1, 2, 4": (15, 225)}, (
+    f"two dilation-2 layers should read 25 of 9×9 pixels and rates 1, 2, 4 all 15×15, got {reached}")
+
 # %% [markdown]
 # ## A network to look into
 # Chapter 1b's ResNet (narrow, so it trains fast here), and an untrained copy with the same starting weights for
@@ -205,4 +222,40 @@ assert erf_radius(erfs["trained"][deep]) < 28 and erf_radius(erfs["trained"][dee
 # Many more paths through the network connect the centre pixels to the unit than the border pixels (the number of
 # paths follows a binomial-like count), so the centre dominates the gradient — the effective field's Gaussian
 # shape, measured in "Receptive-field explorer: theoretical vs effective".
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “A unit's receptive field is the size of its kernel.”</summary>
+#
+# Right: only in the first layer. Every later k×k layer adds (k − 1)·jump, so three 3×3 convolutions see 7×7 and
+# six see 13×13, and a pooling layer between them makes each later layer add more — 7, 13, 12 and 15 px asserted in
+# "Receptive-field arithmetic". The trained ResNet's last layer sees more than the whole 28×28 image (asserted
+# under "Feature-map explorer").
+#
+# </details>
+#
+# <details><summary>Wrong: “The receptive field grows exponentially with depth.”</summary>
+#
+# Right: at stride 1 it grows linearly: each 3×3 layer adds 2 px, so doubling the depth from 3 to 6 layers takes
+# it from 7 to 13 px (asserted in "Receptive-field arithmetic"). It grows geometrically only when the jump
+# multiplies at every layer (a stride or pooling each time) or the dilation doubles per layer (1, 2, 4 → 15 px).
+#
+# </details>
+#
+# <details><summary>Wrong: “A unit uses its whole receptive field, so a deep unit sees the whole image.”</summary>
+#
+# Right: the theoretical field only bounds where the gradient can come from (asserted: exactly zero outside it).
+# Luo et al. (2016) found the effective field roughly Gaussian and a fraction of the theoretical one; here 95 % of
+# the deepest unit's gradient sits in a square smaller than both the 28×28 image and its theoretical field —
+# asserted in "Receptive-field explorer: theoretical vs effective".
+#
+# </details>
+#
+# <details><summary>Wrong: “Dilation enlarges the receptive field at no cost.”</summary>
+#
+# Right: it adds no weights and no multiply–adds, but stacked at one rate it reads a sparse grid — the *gridding*
+# artefact (Wang et al., 2018): two 3×3 convolutions at dilation 2 span 9×9 yet reach only 25 of its 81 pixels,
+# while rates 1, 2, 4 reach all 225 of their 15×15. Asserted in "Stacked at one rate, dilation reads a sparse grid".
+#
 # </details>
