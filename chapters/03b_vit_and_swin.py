@@ -26,7 +26,8 @@
 # 5. Looking inside: attention maps, rollout, mean attention distance (two explorers)
 # 6. Swin: windows, cyclic shift and its mask, relative position bias, patch merging, linear cost
 # 7. A small Swin trained on Fashion-MNIST; MetaFormer and TNT in one line each
-# 8. Interview questions
+#
+# Last, the interview questions and the answers you may read that are wrong.
 
 # %%
 
@@ -93,6 +94,35 @@ print("+ class token          ", tuple(with_class.shape))
 print("+ position embedding   ", tuple(encoder_input.shape), " → 12 encoder blocks keep this shape")
 assert with_class.shape == encoder_input.shape == (1, 197, 768), (
     f"with the class token the encoder should see 197 tokens of 768, got {tuple(with_class.shape)}")
+
+# %%
+# ViT's blocks are pre-norm: z + MSA(LN(z)), then z + MLP(LN(z)) (the paper's eq. 2–3), with one LN after the last.
+with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
+    torch.manual_seed(0)
+    vit_block, block_input = ViT(dim=32, depth=1, num_heads=4).blocks[0].eval(), torch.randn(2, 50, 32)
+with torch.no_grad():
+    block_output = vit_block(block_input)[0]
+    after_attention = block_input + vit_block.attn(vit_block.norm1(block_input))[0]
+    pre_norm = after_attention + vit_block.mlp(vit_block.norm2(after_attention))
+    post_attention = vit_block.norm1(block_input + vit_block.attn(block_input)[0])   # the 2017 Transformer's order
+    post_norm = vit_block.norm2(post_attention + vit_block.mlp(post_attention))
+torch.testing.assert_close(block_output, pre_norm)
+assert not torch.allclose(block_output, post_norm, atol=1e-3), "ViT's block should not normalise after the additions"
+print("ViT block == z + MSA(LN(z)), then + MLP(LN(·)): pre-norm")
+
+# %%
+# Attention cannot see order: without position embeddings a ViT scores a jigsaw of an image's patches the same.
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    jigsaw_image = torch.randn(1, 1, 28, 28)
+    shuffled_patches = F.unfold(jigsaw_image, 4, stride=4)[..., torch.randperm(49)]      # the 49 patches, shuffled
+    jigsaw = F.fold(shuffled_patches, 28, 4, stride=4)
+    orderless, ordered = (ViT(dim=32, depth=2, num_heads=4, position=kind).eval() for kind in ("none", "sincos"))
+with torch.no_grad():
+    jigsaw_scores = {name: (net(jigsaw_image), net(jigsaw)) for name, net in (("none", orderless), ("sincos", ordered))}
+torch.testing.assert_close(*jigsaw_scores["none"], rtol=1e-5, atol=1e-5)
+assert not torch.allclose(*jigsaw_scores["sincos"], atol=1e-4), "with positions the jigsaw should score differently"
+print("no positions: the jigsaw gets the original's logits; sinusoidal positions: different logits")
 
 # %% [markdown]
 # ### Class token or global average pooling?
@@ -625,6 +655,21 @@ with torch.no_grad():
 torch.testing.assert_close(swin_out, direct, rtol=1e-5, atol=1e-5)
 print("shifted-window block == masked global attention over the same neighbourhoods")
 
+# %%
+# Shifted windows link neighbouring windows, not all of them: on a 21×21 map (9 windows) one output of a shifted
+# block reads 49 inputs, from the 4 windows its shifted window straddles.
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    wide_block = SwinBlock(dim=16, num_heads=2, resolution=(21, 21), window_size=M, shift_size=SHIFT).eval()
+    wide_input = torch.randn(1, 21 * 21, 16, requires_grad=True)
+wide_block(wide_input)[0][0, 5 * 21 + 5].sum().backward()                     # the output at row 5, column 5
+reached = wide_input.grad[0].abs().sum(-1).view(21, 21) > 0
+plain_windows = torch.arange(21)[:, None] // M * 3 + torch.arange(21)[None, :] // M  # unshifted window of each token
+assert reached.sum() == M * M and reached[3:10, 3:10].all(), f"one 7×7 window expected, {int(reached.sum())} inputs"
+assert plain_windows[reached].unique().tolist() == [0, 1, 3, 4], (
+    f"the shifted window should straddle windows 0, 1, 3, 4 of 9, got {plain_windows[reached].unique().tolist()}")
+print(f"one output of a shifted block reads {int(reached.sum())} of {21 * 21} inputs, from 4 of the 9 windows")
+
 # %% [markdown]
 # ### Relative position bias
 #
@@ -871,7 +916,7 @@ assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mod
 #   (global structure).
 
 # %% [markdown]
-# ## 8. Interview questions
+# ## Interview questions
 #
 # <details><summary>Walk the shapes of ViT-B/16 on a 224×224 image.</summary>
 #
@@ -1034,5 +1079,51 @@ assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mod
 # Each embedding channel is a p×p filter over every patch; their principal components in large-data ViTs are smooth,
 # Gabor- and blob-like bases, like a CNN's first layer. Ours are drawn with their principal components and how far
 # training moved them from their (exactly rebuilt) initial weights (section 2, "What the patch embedding learned").
+#
+# </details>
+#
+# ### Answers you may read that are wrong
+#
+# <details><summary>Wrong: “ViT is post-norm, like the original Transformer.”</summary>
+#
+# Right: ViT is pre-norm: LayerNorm sits before the attention and before the MLP, inside the residual branches,
+# z′ = MSA(LN(z)) + z and z = MLP(LN(z′)) + z′ (the paper's eq. 2–3), with one more LN on the output; the 2017
+# Transformer normalised after each addition. Asserted against both orders in "ViT's blocks are pre-norm".
+#
+# </details>
+#
+# <details><summary>Wrong: “ViT needs no position embedding: attention already knows where each patch is.”</summary>
+#
+# Right: attention is blind to order: without position embeddings a ViT gives a jigsaw of an image's patches exactly
+# the original's logits, and with sinusoidal positions it does not (asserted in "Attention cannot see order"). ViT
+# adds a learned 1-D embedding; its ablation found no embedding clearly worse than any of the three kinds.
+#
+# </details>
+#
+# <details><summary>Wrong: “ViT beats CNNs at image classification.”</summary>
+#
+# Right: only after pre-training on much more data. Trained on ImageNet-1k alone, ViTs fell behind comparable BiT
+# ResNets; they won after pre-training on ImageNet-21k (14 M images) or JFT-300M (Dosovitskiy et al., 2021). DeiT
+# (Touvron et al., 2021) made them competitive on ImageNet-1k alone through heavy augmentation and regularisation, and
+# distillation from a CNN teacher. Our data-size experiment asserts the ResNet ahead on the smallest set (section 4).
+#
+# </details>
+#
+# <details><summary>Wrong: “Swin's shifted windows add attention between all windows.”</summary>
+#
+# Right: a shifted block still attends only inside M×M windows, of a grid moved by ⌊M/2⌋; each shifted window
+# straddles up to 4 windows of the block before, so information reaches neighbouring windows only, a little further
+# with each block, and global reach comes with depth and patch merging. On a 21×21 map one output reads 49 of 441
+# inputs, from 4 of the 9 windows, asserted in "Shifted windows link neighbouring windows".
+#
+# </details>
+#
+# <details><summary>Wrong: “Swin's cyclic shift lets tokens at opposite borders attend to each other.”</summary>
+#
+# Right: the roll only keeps the number of windows constant; the mask blocks every pair of tokens that the roll
+# brought together, so each token attends only within its own region of the image, as if the partial windows had
+# been computed separately. The mask is asserted region by region in "Shifted windows: cyclic shift and mask", and
+# the rolled, masked block equals masked attention over the unrolled map in "Check: the mask makes shifted-window
+# attention exact".
 #
 # </details>
