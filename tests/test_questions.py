@@ -1,4 +1,5 @@
-"""`make questions` (utils/course/questions.py): every interview answer points to a cell that exists."""
+"""`make questions` (utils/course/questions.py): every interview answer, and every correction of a wrong answer,
+points to a cell that exists."""
 
 import re
 from pathlib import Path
@@ -34,5 +35,21 @@ def test_every_answer_points_to_a_cell_of_its_chapter(source):
 
 
 def test_the_index_lists_every_chapter():
-    text, total = build_index()
-    assert total >= 10 * len(CHAPTERS) // 2 and all(f"## {p.stem}" in text for p in CHAPTERS)
+    text, total, wrong = build_index()
+    assert total >= 10 * len(CHAPTERS) // 2 and all(text.count(f"## {p.stem} (") == 2 for p in CHAPTERS)
+    assert text.index("# Answers you may read that are wrong") > text.index(f"## {CHAPTERS[-1].stem} (")
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_corrects_the_wrong_answers_learners_meet(source):
+    """Each chapter's "Answers you may read that are wrong": at least three, after the interview questions, each a
+    correction (not a bare restatement) that points to its cell (checked with the questions above)."""
+    found = questions_of(source)
+    wrong = [q for q in found if q.wrong_answer]
+    assert len(wrong) >= 3, f"{source.name}: {len(wrong)} wrong answers corrected; the section needs at least 3"
+    first_wrong = min(q.line for q in wrong)
+    assert all(q.line < first_wrong for q in found if not q.wrong_answer), \
+        f"{source.name}: the wrong answers come after the interview questions"
+    text = source.read_text(encoding="utf-8")
+    assert "### Answers you may read that are wrong" in text[text.rfind("## Interview questions"):], \
+        f"{source.name}: the wrong answers sit under their own heading in the interview section"
