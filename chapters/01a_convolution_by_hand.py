@@ -143,7 +143,8 @@ for size, k, s, p, d in cases:
 # Same padding keeps the size only at stride 1: a stride-2 3×3 with p = 1 gives ⌈H/2⌉, and PyTorch's
 # padding="same" refuses any stride but 1 (TensorFlow's "same" pads so that the output is ⌈H/s⌉)
 halved = {size: numpy_layers.conv_output_size(size, 3, 2, 1) for size in (28, 27)}
-layer_sizes = {size: nn.Conv2d(1, 1, 3, 2, 1)(torch.zeros(1, 1, size, size)).shape[-1] for size in halved}
+layer_sizes = {size: F.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, 3, 3), stride=2, padding=1).shape[-1]
+               for size in halved}
 assert halved == layer_sizes == {28: 14, 27: 14}, (
     f"a stride-2 3×3 with p = 1 should give ⌈H/2⌉ = 14 for H = 28 and 27, got {halved}, layers {layer_sizes}")
 try:

@@ -105,7 +105,8 @@ assert "BatchNorm2d" not in kinds and layout == (5, 3, [0.5, 0.5]), (
 assert all((m.kernel_size, m.stride) == (3, 2) for m in alexnet.modules() if isinstance(m, nn.MaxPool2d)), (
     "AlexNet's pooling overlaps: 3×3 windows with stride 2")
 # 11×11, stride 4, no padding: the paper's 55×55 first map comes from a 227×227 input, not 224×224
-first_map = {side: nn.Conv2d(3, 96, 11, stride=4)(torch.zeros(1, 3, side, side)).shape[-1] for side in (224, 227)}
+first_map = {side: nn.Conv2d(3, 96, 11, stride=4, device="meta")(torch.zeros(1, 3, side, side, device="meta")).shape[-1]
+             for side in (224, 227)}                      # on the meta device: shapes only, no random weights
 assert first_map == {224: 54, 227: 55}, f"AlexNet's first layer should map 224 → 54 and 227 → 55, got {first_map}"
 assert any(isinstance(m, nn.BatchNorm2d) for m in networks["VGG"][0].modules()), "our VGG adds BatchNorm (vgg16_bn)"
 

@@ -290,7 +290,8 @@ assert abs(rescued - small_gradient) < 1e-3 * small_gradient, f"loss scaling sho
 
 # %%
 # autocast keeps the weights in float32: only each op's inputs are cast, and its output is 16-bit
-layer = nn.Linear(8, 4)
+with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
+    layer = nn.Linear(8, 4)
 with torch.autocast("cpu", dtype=torch.bfloat16):
     layer_out = layer(torch.ones(2, 8))
 assert layer.weight.dtype == torch.float32 and layer_out.dtype == torch.bfloat16, \
@@ -625,7 +626,8 @@ print(f"4 accumulated micro-batches of 16 vs one batch of 64: largest gradient d
 
 # %%
 # with BatchNorm, accumulation is not the larger batch: each micro-batch is normalised by its own statistics
-bn_accumulate = nn.Sequential(parallel.make_mlp(hidden=64), nn.BatchNorm1d(10))
+with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
+    bn_accumulate = nn.Sequential(parallel.make_mlp(hidden=64), nn.BatchNorm1d(10))
 bn_whole = copy.deepcopy(bn_accumulate)
 F.cross_entropy(bn_whole(xb), yb).backward()
 for x_part, y_part in zip(xb.chunk(4), yb.chunk(4)):
