@@ -3,9 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from utils.yolo_parts import (SPP, SPPF, Focus, RepVGGBlock, YOLOv3Head, decode_yolov3, focus_as_conv,
-                              focus_slices, simota_assign, simota_cost)
+from utils.models.yolo import Bottleneck
+from utils.yolo_parts import (ELAN, EELAN, SPP, SPPF, CSPBlock, Focus, RepConv, RepVGGBlock, SimSPPF, YOLOv3Head,
+                              decode_yolov3, focus_as_conv, focus_slices, simota_assign, simota_cost)
 
 
 def _randomise_batchnorms(module):
@@ -145,8 +147,6 @@ def test_mosaic_tiles_four_scenes_and_keeps_boxes_inside_the_window():
 
 
 def test_csp_block_runs_its_bottlenecks_at_half_width():
-    from utils.yolo_parts import CSPBlock
-
     block = CSPBlock(32, 64, depth=2)
     assert block(torch.zeros(1, 32, 8, 8)).shape == (1, 64, 8, 8)
     assert all(b.block[0][0].in_channels == 32 for b in block.blocks), "bottlenecks at c_out / 2"
@@ -181,3 +181,98 @@ def test_detr_matching_by_the_hungarian_algorithm_is_optimal():
                for queries in itertools.permutations(range(6), 3))
     assert abs(cost[rows, cols].sum().item() - best) < 1e-5
     assert sorted(zip(cols.tolist(), rows.tolist())) == [(0, 4), (1, 1), (2, 2)], "each object finds its own query"
+
+
+def _conv_params(c_in, c_out, kernel):
+    """Conv (no bias) + BatchNorm (weight, bias): the parameters of one `conv` unit."""
+    return c_in * c_out * kernel * kernel + 2 * c_out
+
+
+def test_simsppf_is_sppf_with_relu_and_takes_its_weights():
+    torch.manual_seed(0)
+    sppf, sim = SPPF(16, 24).eval(), SimSPPF(16, 24).eval()
+    with torch.no_grad():
+        for unit in (sppf.reduce, sppf.fuse):
+            unit[0].weight.abs_()                           # every pre-activation takes the input's sign
+    sim.load_state_dict(sppf.state_dict())                  # strict: same keys and shapes
+    activations = [type(m) for m in sim.modules() if isinstance(m, (nn.ReLU, nn.SiLU))]
+    assert activations == [nn.ReLU, nn.ReLU], "both Conv-BN units end in ReLU, none in SiLU"
+    assert sim(torch.zeros(2, 16, 13, 13)).shape == (2, 24, 13, 13)
+    positive = torch.rand(2, 16, 13, 13) + 10
+    torch.testing.assert_close(sim(positive), sppf(positive), rtol=0, atol=1e-5)
+    negative = -torch.rand(2, 16, 13, 13)
+    assert torch.all(sim(negative) == 0) and sppf(negative).min() < -0.1, "ReLU cuts what SiLU lets through"
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_csp1_has_residual_bottlenecks_and_csp2_the_same_convolutions_without(depth):
+    torch.manual_seed(0)
+    csp1, csp2 = CSPBlock(32, 64, depth).eval(), CSPBlock(32, 64, depth, shortcut=False).eval()
+    hidden = 32
+    expected = 2 * _conv_params(32, hidden, 1) + 2 * depth * _conv_params(hidden, hidden, 3) + _conv_params(64, 64, 1)
+    assert sum(p.numel() for p in csp1.parameters()) == sum(p.numel() for p in csp2.parameters()) == expected
+    for block in (csp1, csp2):
+        assert block(torch.zeros(2, 32, 8, 8)).shape == (2, 64, 8, 8)
+        assert sum(isinstance(m, nn.Conv2d) for m in block.blocks.modules()) == 2 * depth
+    assert sum(isinstance(m, Bottleneck) for m in csp1.blocks) == depth and not any(
+        isinstance(m, Bottleneck) for m in csp2.blocks)
+    # Zero each pair's last BatchNorm: its convolutions output 0, so only a shortcut can carry the input on.
+    with torch.no_grad():
+        for pair in (*csp1.blocks, *csp2.blocks):
+            last_bn = [m for m in pair.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+            last_bn.weight.zero_()
+            last_bn.bias.zero_()
+    x = torch.randn(2, hidden, 8, 8)
+    assert torch.equal(csp1.blocks(x), x), "CSP1_X: x + 0 through every residual bottleneck"
+    assert not csp2.blocks(x).any(), "CSP2_X: no shortcut, the zeroed convolution's 0 is all that is left"
+    with pytest.raises(ValueError, match="at least 2"):
+        CSPBlock(8, 1)
+
+
+def test_elan_concatenates_every_stage_in_yolov7_order_and_fuses():
+    torch.manual_seed(0)
+    elan = ELAN(16, 32, stages=2, convs_per_stage=2).eval()
+    hidden = 8
+    expected = (2 * _conv_params(16, hidden, 1) + 4 * _conv_params(hidden, hidden, 3)
+                + _conv_params(4 * hidden, 32, 1))
+    assert sum(p.numel() for p in elan.parameters()) == expected, "all 4 kept maps enter the 1×1 fuse"
+    x = torch.randn(2, 16, 10, 10)
+    a, b = elan.a(x), elan.b(x)
+    c = elan.stages[0](b)
+    d = elan.stages[1](c)
+    torch.testing.assert_close(elan(x), elan.fuse(torch.cat([d, c, b, a], 1)))     # YOLOv7's Concat [-1, -3, -5, -6]
+    assert ELAN(16, 32, hidden=4, stages=3)(x).shape == (2, 32, 10, 10)
+    with pytest.raises(ValueError, match="hidden"):
+        ELAN(16, 2)                                   # c_out // 4 = 0 channels per kept map
+
+
+def test_eelan_adds_its_groups_and_with_one_group_is_an_elan():
+    torch.manual_seed(0)
+    e_elan = EELAN(16, 32, groups=3).eval()
+    x = torch.randn(2, 16, 10, 10)
+    torch.testing.assert_close(e_elan(x), sum(branch(x) for branch in e_elan.branches))
+    assert sum(p.numel() for p in e_elan.parameters()) == 3 * sum(p.numel() for p in ELAN(16, 32).parameters())
+    single = EELAN(16, 32, groups=1).eval()
+    torch.testing.assert_close(single(x), single.branches[0](x))
+
+
+@pytest.mark.parametrize("identity", [True, False])
+def test_repconv_folds_into_one_3x3_convolution_with_silu(identity):
+    torch.manual_seed(0)
+    block = RepConv(8, identity=identity)
+    _randomise_batchnorms(block)
+    assert isinstance(block.act, nn.SiLU)
+    assert (block.identity is not None) == identity, "RepConvN has no identity branch"
+    block.eval()
+    x = torch.randn(2, 8, 9, 9)
+    before = block(x)
+    assert before.min() < 0, "SiLU, not ReLU: some outputs are negative"
+    fused = block.reparameterize()
+    assert fused.kernel_size == (3, 3)
+    torch.testing.assert_close(block(x), before, rtol=0, atol=1e-5)
+    # the fused kernel holds the identity only when there is one: its centre differs from the two-branch fold
+    two_branch = RepConv(8, identity=False)
+    two_branch.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith(("identity", "fused"))},
+                               strict=False)
+    centre_gap = (two_branch.eval().reparameterize().weight - fused.weight).abs()[..., 1, 1].max()
+    assert (centre_gap > 1e-3) == identity

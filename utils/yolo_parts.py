@@ -3,11 +3,16 @@
 - `YOLOv3Head`: one 1×1 convolution per scale to 3 × (5 + C) channels; `decode_yolov3` turns it into boxes
   with sigmoid centre offsets, anchor-scaled sizes and *independent* sigmoid class scores (multi-label).
 - `SPP` (YOLOv4) and `SPPF` (YOLOv5): max-pools of 5, 9 and 13 in parallel vs one 5-pool applied three times
-  in a row — the same output (a 5-pool of a 5-pool is a 9-pool), for fewer comparisons.
+  in a row — the same output (a 5-pool of a 5-pool is a 9-pool), for fewer comparisons. `SimSPPF` (YOLOv6):
+  SPPF with ReLU instead of SiLU.
 - `Focus` (YOLOv5's first stem): slice every second pixel into 4 channels (space-to-depth), then a convolution;
   `focus_as_conv` writes the same layer as the single 6×6 stride-2 convolution that replaced it.
 - `RepVGGBlock` (YOLOv6): 3×3 + 1×1 + identity branches, each with its BatchNorm, while training;
-  `reparameterize()` folds them into one 3×3 convolution for inference.
+  `reparameterize()` folds them into one 3×3 convolution for inference. `RepConv` (YOLOv7): the same with SiLU,
+  and without the identity branch where a residual already adds the input.
+- `CSPBlock`: YOLOv5's CSP block, with residual bottlenecks (CSP1_X, backbone) or plain ones (CSP2_X, neck).
+- `ELAN` and `EELAN` (YOLOv7): stacked 3×3 convolutions whose intermediate outputs are all concatenated and fused
+  by a 1×1; E-ELAN runs several ELANs side by side on the same input and adds them.
 - `simota_assign` (YOLOX, YOLOv6): each object takes its k lowest-cost anchors, k chosen from its IoUs.
 """
 
@@ -102,6 +107,18 @@ class SPPF(nn.Module):
         return self.fuse(torch.cat(outputs, 1))
 
 
+class SimSPPF(SPPF):
+    """YOLOv6's SimSPPF: `SPPF` whose two Conv-BN units end in ReLU instead of SiLU (YOLOv6's SimConv).
+
+    Same layers, same parameters, same state_dict keys — an SPPF's weights load into it unchanged; only the
+    activation differs (ReLU needs no sigmoid: cheaper, above all on edge hardware)."""
+
+    def __init__(self, c_in: int, c_out: int, pool: int = 5):
+        super().__init__(c_in, c_out, pool)
+        for unit in (self.reduce, self.fuse):
+            unit[2] = nn.ReLU(inplace=True)
+
+
 def focus_slices(x: torch.Tensor) -> torch.Tensor:
     """``N×C×H×W → N×4C×H/2×W/2``: the four pixels of every 2×2 block, as YOLOv5's Focus orders them."""
     if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2:
@@ -148,36 +165,52 @@ def fuse_conv_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor
 
 
 class RepVGGBlock(nn.Module):
-    """Training: ReLU(BN(3×3 conv x) + BN(1×1 conv x) + BN(x)). Inference, after `reparameterize()`: ReLU(3×3 conv x)."""
+    """Training: ReLU(BN(3×3 conv x) + BN(1×1 conv x) + BN(x)). Inference, after `reparameterize()`: ReLU(3×3 conv x).
 
-    def __init__(self, channels: int):
+    ``identity=False`` drops the BN(x) branch; ``activation`` replaces the ReLU (see `RepConv`)."""
+
+    def __init__(self, channels: int, identity: bool = True, activation: nn.Module | None = None):
         super().__init__()
         _check_positive(channels=channels)
         self.branch3 = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         self.branch1 = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
-        self.identity = nn.BatchNorm2d(channels)
+        self.identity = nn.BatchNorm2d(channels) if identity else None
+        self.act = activation if activation is not None else nn.ReLU()
         self.fused: nn.Conv2d | None = None
 
     def forward(self, x):
         if self.fused is not None:
-            return F.relu(self.fused(x))
-        return F.relu(self.branch3(x) + self.branch1(x) + self.identity(x))
+            return self.act(self.fused(x))
+        out = self.branch3(x) + self.branch1(x)
+        return self.act(out if self.identity is None else out + self.identity(x))
 
     @torch.no_grad()
     def reparameterize(self) -> nn.Conv2d:
         """Fold the three branches and their BatchNorms into one 3×3 convolution with bias (use in eval mode)."""
         if self.training:
             raise RuntimeError("reparameterize() folds BatchNorm's running statistics: call model.eval() first")
-        channels = self.identity.num_features
+        channels = self.branch3[0].out_channels
         w3, b3 = fuse_conv_bn(self.branch3[0].weight, self.branch3[1])
         w1, b1 = fuse_conv_bn(F.pad(self.branch1[0].weight, (1, 1, 1, 1)), self.branch1[1])  # 1×1 at the 3×3 centre
-        eye = torch.zeros_like(self.branch3[0].weight)
-        eye[torch.arange(channels), torch.arange(channels), 1, 1] = 1                         # identity as a 3×3 conv
-        wi, bi = fuse_conv_bn(eye, self.identity)
-        self.fused = nn.Conv2d(channels, channels, 3, padding=1).to(eye.device)
-        self.fused.weight.copy_(w3 + w1 + wi)
-        self.fused.bias.copy_(b3 + b1 + bi)
+        weight, bias = w3 + w1, b3 + b1
+        if self.identity is not None:
+            eye = torch.zeros_like(self.branch3[0].weight)
+            eye[torch.arange(channels), torch.arange(channels), 1, 1] = 1                     # identity as a 3×3 conv
+            wi, bi = fuse_conv_bn(eye, self.identity)
+            weight, bias = weight + wi, bias + bi
+        self.fused = nn.Conv2d(channels, channels, 3, padding=1).to(weight.device)
+        self.fused.weight.copy_(weight)
+        self.fused.bias.copy_(bias)
         return self.fused
+
+
+class RepConv(RepVGGBlock):
+    """YOLOv7's RepConv: `RepVGGBlock` with SiLU. ``identity=False`` is YOLOv7's planned re-parameterisation
+    (RepConvN): where a residual or a concatenation already carries the input past the layer, the identity branch
+    would pass it a second time, so it is dropped."""
+
+    def __init__(self, channels: int, identity: bool = True):
+        super().__init__(channels, identity=identity, activation=nn.SiLU())
 
 
 def simota_assign(cost: torch.Tensor, ious: torch.Tensor, candidate_k: int = 10) -> torch.Tensor:
@@ -264,18 +297,73 @@ def mosaic(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.T
 class CSPBlock(nn.Module):
     """YOLOv5's C3, a Cross Stage Partial block: half the channels go through ``depth`` bottlenecks, the other half
     skips them, and a 1×1 convolution fuses the two — the bottlenecks run at half width (a quarter of the FLOPs)
-    and the gradient reaches the input by two paths."""
+    and the gradient reaches the input by two paths.
 
-    def __init__(self, c_in: int, c_out: int, depth: int = 1):
+    ``shortcut=True`` (YOLOv5's backbone, drawn as CSP1_X): X residual bottlenecks, x + conv(conv(x)).
+    ``shortcut=False`` (its neck, CSP2_X): the same X pairs of convolutions without the residual — 2X plain
+    Conv-BN-SiLU units in a row. Same parameters either way; only the additions differ."""
+
+    def __init__(self, c_in: int, c_out: int, depth: int = 1, shortcut: bool = True):
         super().__init__()
         _check_positive(c_in=c_in, c_out=c_out, depth=depth)
+        if c_out < 2:
+            raise ValueError(f"c_out must be at least 2 (the block splits it in two halves), got {c_out}")
         hidden = c_out // 2
         self.main, self.skip = conv(c_in, hidden, 1), conv(c_in, hidden, 1)
-        self.blocks = nn.Sequential(*(Bottleneck(hidden) for _ in range(depth)))
+
+        def pair():
+            return Bottleneck(hidden) if shortcut else nn.Sequential(conv(hidden, hidden), conv(hidden, hidden))
+
+        self.blocks = nn.Sequential(*(pair() for _ in range(depth)))
         self.fuse = conv(2 * hidden, c_out, 1)
 
     def forward(self, x):
         return self.fuse(torch.cat((self.blocks(self.main(x)), self.skip(x)), 1))
+
+
+class ELAN(nn.Module):
+    """YOLOv7's ELAN block (efficient layer aggregation, as in its backbone): ``N×c_in×H×W → N×c_out×H×W``.
+
+    Two 1×1 convolutions of the input (a, b); b then goes through ``stages`` stages of ``convs_per_stage`` 3×3
+    convolutions, and the output of every stage is kept. All of them — [last stage, …, first stage, b, a], as
+    YOLOv7's Concat [-1, -3, -5, -6] orders them — are concatenated ((stages + 2) · hidden channels) and fused by a
+    1×1 convolution. Every kept map is a shortcut from the fuse back into the stack: short gradient paths of
+    every length, as in YOLOv7's backbone (hidden = c_out / 4, stages = 2, convs_per_stage = 2)."""
+
+    def __init__(self, c_in: int, c_out: int, hidden: int | None = None, stages: int = 2, convs_per_stage: int = 2):
+        super().__init__()
+        _check_positive(c_in=c_in, c_out=c_out, stages=stages, convs_per_stage=convs_per_stage)
+        hidden = hidden if hidden is not None else c_out // 4
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive integer (by default c_out // 4), got {hidden!r}: "
+                             "use c_out ≥ 4 or pass hidden")
+        self.a, self.b = conv(c_in, hidden, 1), conv(c_in, hidden, 1)
+        self.stages = nn.ModuleList(nn.Sequential(*(conv(hidden, hidden, 3) for _ in range(convs_per_stage)))
+                                    for _ in range(stages))
+        self.fuse = conv((stages + 2) * hidden, c_out, 1)
+
+    def forward(self, x):
+        kept = [self.a(x), self.b(x)]
+        for stage in self.stages:
+            kept.append(stage(kept[-1]))
+        return self.fuse(torch.cat(kept[::-1], 1))
+
+
+class EELAN(nn.Module):
+    """YOLOv7's Extended ELAN: ``groups`` ELANs side by side on the same input, their outputs added.
+
+    The paper draws it as expand (every convolution grouped, ``groups`` times the channels), shuffle (the group
+    outputs interleaved before the concatenation) and merge cardinality (the groups' fused maps added): with the
+    weights split by group that is exactly ``groups`` independent ELANs summed, which is how YOLOv7-E6E's
+    configuration writes it (two ELAN stacks joined by a Shortcut layer)."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int = 2, **elan_options):
+        super().__init__()
+        _check_positive(groups=groups)
+        self.branches = nn.ModuleList(ELAN(c_in, c_out, **elan_options) for _ in range(groups))
+
+    def forward(self, x):
+        return torch.stack([branch(x) for branch in self.branches]).sum(0)
 
 
 def cross_minibatch_statistics(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
