@@ -19,8 +19,8 @@
 # 5. **two detectors** — a YOLOv1 grid detector, then a YOLOX/YOLOv8-style anchor-free detector with a
 #    decoupled head, trained here;
 # 6. **evaluation** — precision–recall curves, VOC AP and COCO mAP@[.5:.95], by hand and against torchmetrics;
-# 7. **the YOLO family v1 → v8**, and its parts built and checked (YOLOv3's head, SPP/SPPF, Focus, RepVGG,
-#    SimOTA); the interview questions.
+# 7. **the YOLO family v1 → v8**, and its parts built and checked (YOLOv3's head, SPP/SPPF/SimSPPF, Focus, RepVGG,
+#    YOLOv7's ELAN and RepConv, CSP1_X/CSP2_X, PAN's concatenation, SimOTA); the interview questions.
 #
 # Open `utils/detection.py` (boxes, NMS, mAP), `utils/models/yolo.py` (the detectors) and `utils/scenes.py`
 # (the data) beside this notebook: every function there is asserted here against `torchvision.ops` or
@@ -55,9 +55,9 @@ from utils.runtime import pick, profile, synchronize
 from utils.scenes import fashion_scenes
 from utils.training import fit
 from utils.widgets import Explorer, dropdown, slider
-from utils.yolo_parts import (SPP, SPPF, CSPBlock, Focus, RepVGGBlock, YOLOv3Head, cross_minibatch_statistics,
-                              decode_yolov3, detr_matching_cost, focus_as_conv, focus_slices, mosaic, simota_assign,
-                              simota_cost)
+from utils.yolo_parts import (ELAN, EELAN, SPP, SPPF, CSPBlock, Focus, RepConv, RepVGGBlock, SimSPPF, YOLOv3Head,
+                              cross_minibatch_statistics, decode_yolov3, detr_matching_cost, focus_as_conv,
+                              focus_slices, mosaic, simota_assign, simota_cost)
 
 # %%
 device = start_chapter("04_detection")
@@ -710,6 +710,31 @@ print(f"SPP's 5/9/13 pools and SPPF's 5×5 pool: 13×13 in, 13×13 out; the bloc
       f"{spp.fuse[0].in_channels} channels (4 maps) and fuses them to {spp.fuse[0].out_channels}")
 
 # %% [markdown]
+# **SimSPPF (YOLOv6).** YOLOv6 (Meituan, 2022) keeps SPPF's pools and wiring but ends its two Conv-BN units in
+# ReLU instead of SiLU (its SimConv): no sigmoid to compute. SiLU(x) = x·σ(x) is ReLU with a soft corner: for a
+# large positive x it is x (at x = 10 the two differ by 4.5·10⁻⁴), for a large negative one 0, but between −5 and 0 it
+# lets a small negative value through (−0.28 at its minimum, x ≈ −1.28) where ReLU gives 0. So with SPPF's weights
+# the two blocks agree when every pre-activation is large and positive, and part on negative ones.
+
+# %%
+# SimSPPF is SPPF with ReLU: same layers and weights, another activation
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    silu_pool, relu_pool = SPPF(32, 32).eval(), SimSPPF(32, 32).eval()
+    with torch.no_grad():                       # positive weights: every pre-activation takes the input's sign
+        for unit in (silu_pool.reduce, silu_pool.fuse):
+            unit[0].weight.abs_()
+    relu_pool.load_state_dict(silu_pool.state_dict())      # same keys: an SPPF checkpoint loads unchanged
+    positive_input, negative_input = torch.rand(2, 32, 13, 13) + 10, -torch.rand(2, 32, 13, 13)
+swapped = [nn.ReLU if type(m) is nn.SiLU else type(m) for m in silu_pool.modules()][1:]     # [1:]: past the block
+assert swapped == [type(m) for m in relu_pool.modules()][1:], "SimSPPF should be SPPF layer for layer, SiLU → ReLU"
+agree = (silu_pool(positive_input) - relu_pool(positive_input)).abs().max().item()
+apart = (silu_pool(negative_input) - relu_pool(negative_input)).abs().max().item()
+assert agree < 1e-5 and apart > 0.1, (
+    f"expected equal outputs on positive input and different ones on negative input: {agree:.1e}, {apart:.3f}")
+print(f"SPPF vs SimSPPF, same weights: largest difference {agree:.1e} on positive input, {apart:.3f} on negative input")
+
+# %% [markdown]
 # **Focus (YOLOv5's first stem).** Take every second pixel in four phases and stack them as channels — a
 # space-to-depth that halves the resolution without dropping a pixel — then convolve. It is exactly
 # `pixel_unshuffle` (channels in another order) followed by a convolution, and a 3×3 Focus is exactly one 6×6
@@ -753,6 +778,57 @@ torch.testing.assert_close(rep_block(rep_inputs), before, rtol=1e-4, atol=1e-5,
 train_params = count_parameters(rep_block) - count_parameters(fused_conv)
 print(f"RepVGG block: {train_params:,} parameters and 3 branches while training → one 3×3 convolution with "
       f"{count_parameters(fused_conv):,} parameters, same output")
+
+# %% [markdown]
+# **ELAN and E-ELAN (YOLOv7).** YOLOv7 (Wang, Bochkovskiy and Liao, 2022) builds its backbone of ELAN blocks
+# (efficient layer aggregation network, from the same authors' gradient-path design work): two 1×1 convolutions of
+# the input, one of which feeds a stack of 3×3 convolutions; the outputs of the two 1×1s and of every second 3×3 are
+# *all* concatenated and fused by a 1×1. Each kept map is a shortcut, so gradient paths of every length reach the
+# input, and the shortest stays two 1×1 convolutions however deep the stack. E-ELAN (extended ELAN, the E6E model)
+# widens it without touching those paths: *expand* every convolution into g groups, *shuffle* the groups' maps
+# before the concatenation, *merge cardinality* by adding the groups' fused outputs — the same as g ELANs side by
+# side on the same input, summed, which is how YOLOv7-E6E's configuration writes it (g = 2).
+
+# %%
+# ELAN and E-ELAN (YOLOv7): every stage's output is kept and concatenated
+with torch.device("meta"):                         # shapes and parameter counts only: no numbers drawn
+    elan, e_elan = ELAN(64, 128), EELAN(64, 128, groups=2)
+    elan_input = torch.empty(1, 64, 20, 20)
+    kept = [elan.a(elan_input), elan.b(elan_input)]
+    for stage in elan.stages:
+        kept.append(stage(kept[-1]))
+print("ELAN: 64 channels in → kept maps", [m.shape[1] for m in kept], f"→ concatenated {elan.fuse[0].in_channels} "
+      f"→ fused {tuple(elan(elan_input).shape[1:])}; {count_parameters(elan):,} parameters, E-ELAN (g = 2) "
+      f"{count_parameters(e_elan):,}")
+assert [m.shape[1] for m in kept] == [32] * 4 and elan.fuse[0].in_channels == 128, "4 kept maps of c_out / 4 = 32"
+assert elan(elan_input).shape == e_elan(elan_input).shape == (1, 128, 20, 20), "ELAN and E-ELAN keep size and width"
+assert count_parameters(e_elan) == 2 * count_parameters(elan), "E-ELAN with g = 2 holds two ELANs' weights"
+
+# %% [markdown]
+# **RepConv (YOLOv7).** YOLOv7's RepConv is RepVGG's block with SiLU: 3×3 conv + BN, 1×1 conv + BN and an identity
+# BN while training, one 3×3 convolution for inference, folded exactly as above. YOLOv7's *planned*
+# re-parameterisation found that the identity branch hurts where a residual or a concatenation already carries the
+# layer's input past it (the input would arrive twice), so there it uses RepConvN, without it. Both fold;
+# BatchNorm statistics are set at random here as training would leave them.
+
+# %%
+# RepConv (YOLOv7) folds into one 3×3 convolution
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    rep_convs = {"RepConv": RepConv(16), "RepConvN (no identity)": RepConv(16, identity=False)}
+    for bn in (m for block in rep_convs.values() for m in block.modules() if isinstance(m, nn.BatchNorm2d)):
+        for statistic, low, high in ((bn.running_mean, -1, 1), (bn.running_var, 0.5, 2), (bn.weight, 0.5, 1.5),
+                                     (bn.bias, -1, 1)):
+            statistic.data.uniform_(low, high)
+    rep_input = torch.randn(2, 16, 12, 12)
+    for rep_name, rep_conv in rep_convs.items():
+        three_branches = rep_conv.eval()(rep_input)
+        single = rep_conv.reparameterize()
+        rep_gap = (rep_conv(rep_input) - three_branches).abs().max().item()
+        assert single.kernel_size == (3, 3) and rep_gap < 1e-5, f"{rep_name}: the fused 3×3 differs by {rep_gap:.1e}"
+        print(f"{rep_name}: {tuple(rep_input.shape[1:])} → {tuple(three_branches.shape[1:])}, "
+              f"{count_parameters(rep_conv) - count_parameters(single):,} parameters in training → one 3×3 "
+              f"convolution with {count_parameters(single):,}; largest difference {rep_gap:.1e}")
 
 # %% [markdown]
 # **SimOTA (YOLOX, YOLOv6).** The centre prior of section 8 gives every object the points near its centre,
@@ -809,6 +885,36 @@ assert part_rows["CSP / C3 (YOLOv4, v5)"]["MFLOPs"] < 0.5 * part_rows["plain: 2 
     "a CSP block should cost less than half of the same bottlenecks at full width")
 
 # %% [markdown]
+# **CSP1_X and CSP2_X (YOLOv5).** The widely copied diagrams of YOLOv5 (drawn for its BottleneckCSP; from v4.0,
+# 2021, the C3 block above keeps the same split) name two CSP blocks. CSP1_X, in the backbone, has X residual
+# bottlenecks in its main branch; CSP2_X, in the neck, has the same 2X convolutions without the residual additions
+# (YOLOv5 builds it as C3 with shortcut=False). The weights are the same — a shortcut is an addition, not a
+# parameter — and the difference is what flows: with each bottleneck's last BatchNorm set to 0 (its convolutions
+# output 0), CSP1's main branch passes its input through unchanged, CSP2's outputs zeros.
+
+# %%
+# CSP1_X has residual bottlenecks, CSP2_X plain convolutions
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    csp1, csp2 = CSPBlock(64, 64, depth=2).eval(), CSPBlock(64, 64, depth=2, shortcut=False).eval()
+    half_width = torch.randn(1, 32, 16, 16)                     # what the main branch's 1×1 hands the bottlenecks
+main_convs = [sum(isinstance(m, nn.Conv2d) for m in block.blocks.modules()) for block in (csp1, csp2)]
+residuals = [sum(isinstance(m, Bottleneck) for m in block.blocks) for block in (csp1, csp2)]
+assert main_convs == [4, 4] and residuals == [2, 0], (
+    f"expected 2X = 4 convolutions each, X = 2 residuals in CSP1 and none in CSP2: {main_convs}, {residuals}")
+assert count_parameters(csp1) == count_parameters(csp2) and csp2(torch.zeros(1, 64, 16, 16)).shape == (1, 64, 16, 16), (
+    f"same weights and shape expected: {count_parameters(csp1):,} vs {count_parameters(csp2):,} parameters")
+with torch.no_grad():
+    for conv_pair in (*csp1.blocks, *csp2.blocks):
+        last_bn = [m for m in conv_pair.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+        last_bn.weight.zero_()
+        last_bn.bias.zero_()
+    assert torch.equal(csp1.blocks(half_width), half_width) and not csp2.blocks(half_width).any(), (
+        "with zeroed convolutions CSP1's shortcuts should pass the input, CSP2 should output zeros")
+print(f"CSP1_2 and CSP2_2: {main_convs[0]} convolutions each in the main branch, {count_parameters(csp1):,} parameters "
+      f"each; residual additions: {residuals[0]} and {residuals[1]}")
+
+# %% [markdown]
 # **BN, CBN, CmBN.** BatchNorm's statistics come from one mini-batch; with small mini-batches (large images, one
 # GPU) they are noisy. Cross-iteration BN (CBN) also uses the statistics of the last few iterations, corrected for
 # how the weights changed since; YOLOv4's CmBN (cross *mini*-batch BN) accumulates Σx and Σx² over the
@@ -861,6 +967,25 @@ print(f"CBAM spatial gate: {count_parameters(cbam_gate)} weights, gates "
       f"{count_parameters(yolov4_gate):,} weights, gates {tuple(v4_gates.shape[1:])}")
 assert cbam_gate.gate.shape[1] == 1 and v4_gates.shape == x_features.shape == gated_cbam.shape, (
     "CBAM gates each pixel once, YOLOv4 each pixel of each channel")
+
+# %% [markdown]
+# **PAN: add (PANet) → concatenate (YOLOv4).** PANet (Liu et al., 2018) added a bottom-up path to FPN: each step
+# downsamples the finer map N_i with a stride-2 3×3 convolution and *adds* it to the lateral map P_i+1 (FPN's
+# top-down path adds too). YOLOv4 (Bochkovskiy et al., 2020) modified PAN to *concatenate* instead: the channels
+# double, both maps stay separate, and the next convolution learns how to mix them, for twice its weights. Every
+# later YOLO concatenates, and so does section 8's neck (12·width channels = 4·width + 8·width).
+
+# %%
+# PANet adds, YOLOv4's PAN concatenates
+with torch.device("meta"):                         # shapes only: no numbers drawn
+    finer, lateral = torch.empty(1, 64, 26, 26), torch.empty(1, 64, 13, 13)    # N_i (stride 8), P_i+1 (stride 16)
+    downsample = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+    added, concatenated = downsample(finer) + lateral, torch.cat([downsample(finer), lateral], 1)
+    after_add, after_concat = nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(128, 64, 3, padding=1)
+print(f"add: {tuple(added.shape[1:])}, concatenate: {tuple(concatenated.shape[1:])}; the next 3×3 convolution: "
+      f"{count_parameters(after_add):,} vs {count_parameters(after_concat):,} parameters")
+assert added.shape == (1, 64, 13, 13) and concatenated.shape == (1, 128, 13, 13), "concatenation doubles the channels"
+assert after_concat(concatenated).shape == after_add(added).shape, "the next convolution brings both back to 64"
 
 # %% [markdown]
 # **DETR's bipartite matching.** DETR (2020) has no anchors, no NMS: a Transformer decoder turns N learned
@@ -1102,6 +1227,66 @@ print(f"mosaic + label smoothing {'gained' if change > 0 else 'lost'} {abs(chang
 #
 # Resizing to a square distorts aspect ratios the network learnt; letterboxing scales by one factor and pads,
 # and the boxes map back exactly by subtracting the pad and dividing by the scale (section 6).
+#
+# </details>
+#
+# <details><summary>SPPF vs SimSPPF?</summary>
+#
+# SimSPPF (YOLOv6) is SPPF layer for layer — 1×1 Conv-BN, one 5×5 max-pool three times, concatenation, 1×1
+# Conv-BN — with ReLU instead of SiLU (YOLOv6's SimConv): no sigmoid, cheaper on edge hardware. The weights are
+# interchangeable; the outputs agree where pre-activations are large and positive and differ on negative ones,
+# where SiLU lets a small negative value through (see "SimSPPF is SPPF with ReLU: same layers and weights, another
+# activation": largest difference 0 on positive input, asserted below 10⁻⁵, and 0.28 on negative input).
+#
+# </details>
+#
+# <details><summary>YOLOv5: CSP1_X vs CSP2_X?</summary>
+#
+# Both split the channels: a 1×1 into the main branch, a 1×1 skip, concatenation, a 1×1 fuse. CSP1_X (backbone) has
+# X residual bottlenecks in the main branch; CSP2_X (neck) the same 2X Conv-BN-SiLU units without the residual
+# additions (in code: C3 with shortcut=False). Same parameters, since a shortcut has none. The usual reading: the
+# deep backbone needs the residuals' short gradient paths, the neck's blocks are shallow and fuse two scales
+# (see "CSP1_X has residual bottlenecks, CSP2_X plain convolutions").
+#
+# </details>
+#
+# <details><summary>YOLOv7: what are ELAN, E-ELAN and RepConv?</summary>
+#
+# ELAN: two 1×1 convolutions of the input, a stack of 3×3 convolutions on one of them, and every second output of
+# the stack plus both 1×1 outputs concatenated and fused by a 1×1 — many gradient paths, the shortest two 1×1
+# convolutions long. E-ELAN expands it into g groups, shuffles their maps and merges cardinality by adding: g ELANs
+# on the same input, summed (see "ELAN and E-ELAN (YOLOv7): every stage's output is kept and concatenated").
+# RepConv trains 3×3 + BN, 1×1 + BN and identity BN branches and folds them into one 3×3 convolution for inference;
+# RepConvN drops the identity where a residual or concatenation already carries the input (see "RepConv (YOLOv7)
+# folds into one 3×3 convolution": both fold to within 10⁻⁵).
+#
+# </details>
+#
+# <details><summary>YOLOv4's PAN: how does it differ from PANet's?</summary>
+#
+# PANet adds the downsampled finer map to the lateral map (element-wise, channels unchanged); YOLOv4's modified PAN
+# concatenates them — twice the channels, both maps kept apart, and the next convolution (with twice the weights)
+# learns the mix. See "PANet adds, YOLOv4's PAN concatenates"; our own neck concatenates too (section 8).
+#
+# </details>
+#
+# <details><summary>How do you choose the confidence threshold, and what does it trade?</summary>
+#
+# Raising it keeps fewer, surer detections: precision up, recall down — the operating point slides up and left
+# along the precision–recall curve; lowering it finds more objects and more false positives. mAP is computed over
+# all thresholds (we evaluate at 0.01), so the threshold is a deployment choice: pick it on validation data for the
+# recall or precision the application needs, often per class, or at the F1 maximum. Move the confidence slider in
+# section 10's explorer, and see the PR curves of section 9 and "Post-processing, written out" (0.25 there).
+#
+# </details>
+#
+# <details><summary>What are YOLOv1's limitations?</summary>
+#
+# Each cell of the coarse 7×7 grid predicts two boxes and one class: at most two objects a cell (one class), so
+# small objects in groups (a flock of birds) are lost; 98 boxes an image in all. Boxes are regressed from scratch
+# without priors, from coarse features after several downsamplings, so localisation errors are its main error
+# (the paper's own analysis), and unusual aspect ratios generalise badly. YOLOv2 answered with anchors, a 13×13
+# grid and passthrough features (see section 7: our grid detector and the paragraph after it, and section 5).
 #
 # </details>
 #
