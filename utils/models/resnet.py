@@ -3,7 +3,8 @@
 Introduced in Chapter 1 (01b); the course's reference CNN, reused by later chapters. A block learns a
 correction F(x) and outputs ReLU(F(x) + shortcut(x)); the shortcut is the identity, or a 1×1 strided
 convolution (the *projection*) where the shape changes. Gradients flow through the identity paths
-unattenuated, so depth stops hurting.
+unattenuated, so depth stops hurting. ``zero_init_residual`` starts every residual branch's last BatchNorm at
+γ = 0 (Goyal et al., 2017; torchvision's option of the same name), so each block starts as the identity.
 """
 
 from torch import nn
@@ -73,12 +74,16 @@ class ResNet(nn.Module):
     """A 3×3 stem and three stages (28 → 28 → 14 → 7), global average pooling, one linear layer.
 
     ``blocks`` per stage, ``width`` channels in the first stage (doubled at each later stage),
-    ``block`` BasicBlock or Bottleneck.
+    ``block`` BasicBlock or Bottleneck. ``zero_init_residual`` sets γ of the last BatchNorm of every residual
+    branch to 0: each block then outputs ReLU(shortcut(x)) at initialisation, the identity where the shortcut is.
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32,
-                 blocks=(2, 2, 2), block=BasicBlock):
+                 blocks=(2, 2, 2), block=BasicBlock, zero_init_residual: bool = False):
         super().__init__()
+        if zero_init_residual and issubclass(block, PlainBlock):
+            raise ValueError("zero_init_residual needs blocks with a shortcut: a PlainBlock with γ = 0 outputs "
+                             "zeros; pass block=BasicBlock or Bottleneck, or leave zero_init_residual False")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         stages, channels = [], width
@@ -94,6 +99,10 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if zero_init_residual:  # γ = 0 and β = 0: the branch adds exactly 0 until training moves γ
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x)))
