@@ -31,7 +31,8 @@ from torch import nn
 from utils import exercises, numpy_layers, start_chapter
 from utils.data import CLASSES, fashion_mnist
 from utils.measuring import count_flops, count_parameters
-from utils.plotting import image_grid, show
+from utils.plotting import comparison_chart, image_grid, show
+from utils.receptive_field import receptive_field
 
 device = start_chapter("01a_convolution_by_hand")
 
@@ -214,6 +215,54 @@ for groups in (2, 8):
 print("grouped (g=2) and depthwise (g=8) convolutions == torch ✓")
 
 # %% [markdown]
+# ### Kernel size, stride and channels: the trade-off, drawn
+# Three knobs set what a convolution costs and what it sees. Below they are swept on a 16-channel 28×28 map (the first
+# stage of a small CNN), with "same" padding p = ⌊k/2⌋:
+#
+# * **kernel size k** — parameters and multiply-adds grow as k², the window a unit sees only as k;
+# * **stride s** — the output keeps every s-th position: s = 2 quarters the output and the multiply-adds, leaves the
+#   parameters alone, and doubles the step between neighbouring units, so the layers after it see further: a 3×3 on
+#   top covers k + 2·s pixels;
+# * **output channels C** — more maps: parameters, multiply-adds and output values all grow in proportion.
+#
+# Multiply-adds = C_out · C_in · k² · H_out · W_out (`count_flops` counts 2 FLOPs for each). Each layer is built on
+# the meta device (shapes only, no weights drawn), and the formulas are checked against its output shape,
+# `count_parameters`, `count_flops` and `utils.receptive_field` (Chapter 1d's receptive-field arithmetic).
+
+# %%
+# Kernel size, stride and channels: what each costs and sees on a 16×28×28 map
+map_channels, side = 16, 28
+meta_map = torch.zeros(1, map_channels, side, side, device="meta")          # meta device: shapes only, no weights drawn
+sweep, names = {}, {}
+for kernel in (1, 3, 5, 7):
+    for stride in (1, 2):
+        for channels in (8, 32):
+            conv = nn.Conv2d(map_channels, channels, kernel, stride, kernel // 2, device="meta")
+            out_side = numpy_layers.conv_output_size(side, kernel, stride, kernel // 2)
+            assert conv(meta_map).shape == (1, channels, out_side, out_side), f"k={kernel} s={stride}: wrong shape"
+            row = {"values": channels * out_side ** 2, "params": channels * (map_channels * kernel ** 2 + 1),
+                   "macs": channels * map_channels * kernel ** 2 * out_side ** 2, "rf": kernel + 2 * stride}
+            on_top = nn.Sequential(conv, nn.Conv2d(channels, 1, 3, padding=1, device="meta"))
+            measured = {"values": conv(meta_map).numel(), "params": count_parameters(conv),
+                        "macs": count_flops(conv, meta_map) // 2,
+                        "rf": receptive_field(on_top, (map_channels, side, side))[-1].rf}
+            assert measured == row, f"k={kernel} s={stride} C={channels}: formulas give {row}, the layers {measured}"
+            sweep[kernel, stride, channels] = row
+            names[kernel, stride, channels] = f"k={kernel} s={stride} C={channels} → {channels}×{out_side}×{out_side}"
+macs = {key: row["macs"] for key, row in sweep.items()}
+assert all(macs[k, 1, c] == 4 * macs[k, 2, c] and sweep[k, 1, c]["params"] == sweep[k, 2, c]["params"]
+           for k in (1, 3, 5, 7) for c in (8, 32)), (
+    "stride 2 should quarter the multiply-adds and leave the parameters as they are")
+assert 9 * macs[7, 1, 8] == 49 * macs[3, 1, 8] and macs[3, 1, 32] == 4 * macs[3, 1, 8], (
+    f"7×7 should cost 49/9 of 3×3 and 32 channels 4× 8 channels, got {macs[7, 1, 8] / macs[3, 1, 8]:.2f} "
+    f"and {macs[3, 1, 32] / macs[3, 1, 8]:.2f}")
+show(comparison_chart({names[key]: row for key, row in sweep.items()},
+                      {"values": "output values (C·H·W)", "params": "parameters (log)",
+                       "macs": "multiply-adds (log)", "rf": "pixels a 3×3 on top sees"},
+                      log=("params", "macs"), width=11,
+                      title="One convolution on a 16×28×28 map: kernel k, stride s, C output channels"))
+
+# %% [markdown]
 # ## Pooling: downsampling with no parameters
 # Max pooling keeps the strongest response in each window ("is the feature present here?"); average pooling
 # keeps the mean ("how much of it?"). Both are fixed functions — nothing to learn — so they have **no
@@ -376,6 +425,18 @@ print("conv(shift(x)) == shift(conv(x)) away from the borders ✓")
 #
 # Locality and weight sharing: far fewer parameters (independent of the image size) and translation
 # equivariance — shift the input, the output shifts (asserted in "Equivariance, seen").
+# </details>
+#
+# <details><summary>How do kernel size, stride and channel count trade off?</summary>
+#
+# Parameters = C_out·(C_in·k² + 1): set by k² and the channels, not by the stride or the image size. Multiply-adds =
+# C_out·C_in·k²·H_out·W_out: stride 2 quarters them and the output (28×28 → 14×14) with the same parameters, and
+# doubles the step between units, so a 3×3 on top sees k + 4 pixels instead of k + 2. Going from 3×3 to 7×7
+# multiplies parameters and compute by about 49/9 ≈ 5.4 while the window grows only from 3 to 7 pixels (stacked 3×3
+# are the cheaper way to see further: Chapter 1b's VGG). Output channels scale parameters, compute and the output's
+# size linearly. On a 16×28×28 map: 3×3, stride 1, 32 channels is 4 640 parameters and 3.6 M multiply-adds; stride 2
+# makes it 0.9 M. All sixteen settings are measured and asserted in "Kernel size, stride and channels: what each costs
+# and sees on a 16×28×28 map".
 # </details>
 #
 # ### Answers you may read that are wrong
