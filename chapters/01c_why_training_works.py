@@ -22,6 +22,7 @@
 
 # %%
 import inspect
+import time
 
 import numpy as np
 import torch
@@ -612,6 +613,75 @@ assert grid_loss[-1, 0] > grid_loss[0, 0], (  # ...but at small lr, less progres
     f"got {grid_loss[-1, 0]:.3f} vs {grid_loss[0, 0]:.3f}")
 assert best_lr[1024] >= best_lr[16], (  # and they want a larger learning rate
     f"batch 1024 should want at least the learning rate of batch 16, best: {best_lr}")
+
+# %% [markdown]
+# ### Batch, stochastic and mini-batch gradient descent
+# The three names say how many examples each step's gradient averages:
+#
+# * **batch (full-batch) gradient descent** — the whole training set: one exact step per epoch. On a smooth loss
+#   with a learning rate below 2/L (L the largest curvature) every step lowers the loss;
+# * **stochastic gradient descent (SGD)** — one example: N cheap, very noisy steps per epoch, one at a time;
+# * **mini-batch gradient descent** — B examples: N/B steps per epoch, noise shrinking like 1/√B, the B examples
+#   computed in parallel. It is what deep learning does, whatever the optimiser is called: `torch.optim.SGD` steps on
+#   whatever batch the loader hands it.
+#
+# One convex problem for all three: softmax regression (one linear layer, 785 × 10 weights with a bias input, and
+# cross-entropy) on 1 024 training images, the gradient written out as in section 1 (∂L/∂z = p − onehot(y)). The
+# same 10 epochs, the same start (all weights 0) and the same learning rate 1/L, with L = ½·λ_max(XᵀX/N) a bound on
+# this loss's curvature (the softmax's Hessian is at most ½; Böhning, 1992).
+
+# %%
+# Batch, stochastic and mini-batch gradient descent on softmax regression: 10 epochs each
+gd_x = torch.cat([train_images[:1024].flatten(1).float() / 255, torch.ones(1024, 1)], 1)    # pixels and a bias input
+gd_y = train_labels[:1024].long()
+gd_lr = 2 / torch.linalg.eigvalsh(gd_x.T @ gd_x / len(gd_x)).max().item()                  # 1/L
+GD_EPOCHS, epoch_loss, step_loss, gd_seconds = 10, {}, {}, {}
+for name, batch in (("batch GD", len(gd_x)), ("SGD (batch 1)", 1), ("mini-batch (32)", 32)):
+    weights = torch.zeros(785, 10)
+    epoch_loss[name], step_loss[name], started = [F.cross_entropy(gd_x @ weights, gd_y).item()], [], time.perf_counter()
+    with torch.random.fork_rng(devices=[]):             # shuffling draws numbers: leave the chapter's stream alone
+        torch.manual_seed(0)
+        for epoch in range(GD_EPOCHS):
+            for rows in torch.randperm(len(gd_x)).split(batch):
+                log_p = (gd_x[rows] @ weights).log_softmax(1)
+                step_loss[name].append(-log_p[torch.arange(len(rows)), gd_y[rows]].mean().item())   # the batch's loss
+                weights -= gd_lr * gd_x[rows].T @ (log_p.exp() - F.one_hot(gd_y[rows], 10)) / len(rows)
+            epoch_loss[name].append(F.cross_entropy(gd_x @ weights, gd_y).item())        # on all 1 024 images
+    gd_seconds[name] = time.perf_counter() - started
+print(f"learning rate 1/L = {gd_lr:.4f}; " + "; ".join(
+    f"{name}: {len(step_loss[name])} steps, {gd_seconds[name]:.2f} s, loss {epoch_loss[name][-1]:.3f}"
+    for name in epoch_loss))
+
+# %%
+# Loss per epoch and per step: exact, noisy and in between
+fig, (ax_epoch, ax_step) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+for name, style in zip(epoch_loss, ({"lw": 2, "zorder": 3}, {"ls": "none", "marker": ".", "ms": 1, "alpha": 0.3},
+                                   {"lw": 0.8})):                # batch 1: a cloud of single-image losses
+    ax_epoch.plot(epoch_loss[name], marker="o", ms=3, label=name)
+    ax_step.plot(range(1, len(step_loss[name]) + 1), step_loss[name], label=name, **style)
+ax_epoch.set(xlabel="epoch (passes over the 1 024 images)", ylabel="loss on all 1 024 images",
+             title=f"same {GD_EPOCHS} epochs, same learning rate")
+ax_step.set(xscale="log", xlabel="step (log)", ylabel="loss of the step's own batch", ylim=(0, 5),
+            title="the loss each step sees")
+ax_epoch.legend()
+show(fig)
+full, single, mini = epoch_loss
+noise = {name: float(np.diff(step_loss[name]).std()) for name in (single, mini)}
+print(f"std of the step-to-step change of the batch loss: {noise[single]:.3f} with batch 1, {noise[mini]:.3f} "
+      f"with batch 32")
+assert (np.diff(step_loss[full]) < 0).all(), (
+    f"with lr = 1/L every full-batch step should lower the loss, got {np.round(step_loss[full], 4)}")
+assert noise[single] > 2 * noise[mini], f"batch 1 should be far noisier than batch 32, got {noise}"
+assert epoch_loss[mini][-1] < epoch_loss[full][-1], (
+    f"after {GD_EPOCHS} epochs mini-batch ({epoch_loss[mini][-1]:.3f}) should be below full-batch "
+    f"({epoch_loss[full][-1]:.3f}): {len(step_loss[mini])} steps against {GD_EPOCHS}")
+
+# %% [markdown]
+# Per epoch, the more steps the further: batch 1 goes furthest here, but its loss over the whole set need not fall
+# every epoch, and its steps run one image at a time (compare the seconds printed above; on a GPU, which computes a
+# batch of 32 about as fast as one image, the gap is far wider). Batch GD's single exact step per epoch barely
+# moves. Mini-batch sits between: steps accurate enough to follow the slope, many of them per epoch, each a batch
+# computed in parallel.
 
 # %% [markdown]
 # ### Learning-rate schedules
@@ -1247,6 +1317,19 @@ print(f"{len(rows) - len(first_numpy)} of {len(rows):,} training images are exac
 # `a[np.sort(index)]` restores the first-seen order. The cell "Duplicates" runs both on the training images and
 # checks training/test overlap.
 #
+# </details>
+#
+# <details><summary>Batch, stochastic and mini-batch gradient descent: what is the difference?</summary>
+#
+# How many examples each step's gradient averages. Batch (full-batch) gradient descent uses all N: one exact step
+# per epoch, and with a learning rate below 2/L every step lowers the loss (asserted for its 10 steps). Stochastic
+# gradient descent uses one example: N cheap, noisy steps per epoch (the step-to-step change of its batch loss has
+# about ten times the standard deviation of batch 32's), taken one after another, so it cannot use the hardware's
+# parallelism. Mini-batch gradient descent uses B (32 to a few thousand): noise shrinking like 1/√B, N/B steps per
+# epoch, B examples computed at once; after the same 10 epochs it ends well below full-batch (0.78 against 1.96 in
+# the cpu run). What deep learning calls SGD is mini-batch. All three on one softmax regression in "Batch,
+# stochastic and mini-batch gradient descent on softmax regression: 10 epochs each" and "Loss per epoch and per
+# step: exact, noisy and in between".
 # </details>
 #
 # ### Answers you may read that are wrong
