@@ -3,8 +3,8 @@
 
 - Chapter 1b, the CNNs in historical order: `lenet`, `alexnet`, `vgg`, `nin`, `inception`, `resnet`, `densenet`,
   and `efficientnet` (compound scaling); `ARCHITECTURES` below names them in that order.
-- Chapter 3a–3b, attention: `transformer` (attention from scratch, the encoder–decoder), `vit` (ViT, SETR),
-  `swin`, `mae` (masked autoencoder).
+- Chapter 3a–3b, attention: `transformer` (attention from scratch, the encoder–decoder, the decoder-only stack),
+  `vit` (ViT, SETR), `tnt` (Transformer in Transformer), `swin`, `mae` (masked autoencoder).
 - Chapter 4, detection: `yolo` (a YOLOv1-style grid detector, an anchor-free YOLOX/YOLOv8-style one).
 - Chapter 5, segmentation: `unet` (U-Net, U-Net++, U²-Net's RSU), `deeplab` (v3 / v3+).
 - Chapter 6, generative models: `autoencoders` (plain, sparse, variational), `gan` (MLP GAN, DCGAN, conditional,
