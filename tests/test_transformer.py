@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.models.transformer import (DecoderBlock, EncoderBlock, FeedForward, MultiHeadAttention,
-                                      Seq2SeqTransformer, causal_mask, padding_mask, scaled_dot_product_attention,
-                                      sinusoidal_positional_encoding)
+from utils.measuring import count_parameters
+from utils.models.transformer import (DecoderBlock, DecoderOnlyTransformer, EncoderBlock, FeedForward,
+                                      MultiHeadAttention, Seq2SeqTransformer, causal_mask, padding_mask,
+                                      scaled_dot_product_attention, sinusoidal_positional_encoding)
 from utils.seq2seq import (BOS, EOS, PAD, VOCAB_SIZE, LSTMSeq2Seq, accuracy_by_length, attention_explorer,
                            decode_digits, encode_digits, evaluate_seq2seq, exact_match, greedy_decode, lstm_cell,
                            make_loader, mask_figure, plot_attention, reversal_dataset, teacher_forcing_loss,
@@ -248,3 +249,33 @@ def test_hidden_zero_builds_attention_only_blocks():
     torch.testing.assert_close(block(x)[0], x + attended)          # nothing after the attention's residual
     with pytest.raises(ValueError, match="hidden"):
         EncoderBlock(16, 2, -1)
+
+
+def test_decoder_only_transformer_shapes_parameters_and_stack():
+    vocab, dim, depth = 13, 16, 3
+    model = DecoderOnlyTransformer(vocab, dim=dim, num_heads=2, depth=depth, max_len=8).eval()
+    tokens = torch.randint(0, vocab, (2, 6))
+    assert model(tokens).shape == (2, 6, vocab)
+    block = 4 * dim * dim + 4 * dim + 8 * dim * dim + 5 * dim + 2 * 2 * dim      # attention, FFN, two LayerNorms
+    assert count_parameters(model) == vocab * dim + depth * block + 2 * dim + dim * vocab + vocab
+    assert all(type(b) is EncoderBlock for b in model.blocks)                     # no cross-attention anywhere
+    with torch.no_grad():                                                         # the stack, written out
+        x = model.embed(tokens) * dim ** 0.5 + sinusoidal_positional_encoding(6, dim)
+        for b in model.blocks:
+            x = b(x, causal_mask(6))[0]
+        torch.testing.assert_close(model(tokens), model.head(model.norm(x)))
+
+
+def test_decoder_only_transformer_is_causal_and_unmasked_is_not():
+    model = DecoderOnlyTransformer(13, dim=16, num_heads=2, depth=2, max_len=8).eval()
+    tokens = torch.randint(3, 13, (1, 7))
+    changed = tokens.clone()
+    changed[0, 4:] = (tokens[0, 4:] - 2) % 10 + 3                                   # other tokens at positions 4–6
+    with torch.no_grad():
+        causal = model(tokens), model(changed)
+        both_ways = model(tokens, causal=False), model(changed, causal=False)
+    torch.testing.assert_close(causal[0][:, :4], causal[1][:, :4])               # an upper-triangular mask fails here
+    assert not torch.allclose(causal[0][:, 4:], causal[1][:, 4:], atol=1e-4)
+    assert not torch.allclose(both_ways[0][:, :4], both_ways[1][:, :4], atol=1e-4)
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.zeros(1, 9, dtype=torch.long))

@@ -9,7 +9,9 @@ Blocks, smallest first:
   the training path calls ``F.scaled_dot_product_attention`` (a fused flash kernel on GPU);
 - `sinusoidal_positional_encoding`, `padding_mask`, `causal_mask`;
 - `FeedForward`, `EncoderBlock`, `DecoderBlock` (pre-norm: LayerNorm inside each residual branch);
-- `Seq2SeqTransformer` — embeddings + positions, an encoder stack, a decoder stack, an output projection.
+- `Seq2SeqTransformer` — embeddings + positions, an encoder stack, a decoder stack, an output projection;
+- `DecoderOnlyTransformer` — GPT's layout: the encoder's blocks under a causal mask, no cross-attention
+  (without the mask, the same stack is a BERT-style encoder).
 
 Masks follow one convention everywhere: a boolean mask is True where attention *is allowed*; a float
 mask is added to the logits (0 = allowed, -inf = blocked), as in ``F.scaled_dot_product_attention``.
@@ -245,3 +247,38 @@ class Seq2SeqTransformer(nn.Module):
     def forward(self, src, tgt_in):
         memory, _ = self.encode(src)
         return self.decode(memory, src, tgt_in)[0]
+
+
+class DecoderOnlyTransformer(nn.Module):
+    """A GPT-style language model: token ids (B, N) → next-token logits (B, N, vocab).
+
+    No encoder and so no memory to read: its blocks are `EncoderBlock` (self-attention + feed-forward), run under
+    the causal mask, with embeddings + sinusoids in and a LayerNorm + linear head out. ``forward(tokens,
+    causal=False)`` drops the mask and the same stack reads in both directions, as BERT's encoder does: the mask
+    is the whole difference between the two. (GPT learns its positions and ties the head to the embedding table;
+    both are kept as in `Seq2SeqTransformer` here.)
+    """
+
+    def __init__(self, vocab: int, dim: int = 64, num_heads: int = 4, depth: int = 2, hidden: int | None = None,
+                 max_len: int = 64, dropout: float = 0.0):
+        super().__init__()
+        self.max_len = max_len
+        self.embed = nn.Embedding(vocab, dim)
+        nn.init.normal_(self.embed.weight, std=dim ** -0.5)  # × √dim in forward brings it back to unit scale
+        self.register_buffer("position_table", sinusoidal_positional_encoding(max_len, dim), persistent=False)
+        hidden = 4 * dim if hidden is None else hidden
+        self.blocks = nn.ModuleList(EncoderBlock(dim, num_heads, hidden, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens, causal: bool = True):
+        """tokens (B, N) → logits (B, N, vocab); with ``causal`` position i reads positions ≤ i only."""
+        if tokens.dim() != 2 or tokens.shape[1] > self.max_len:
+            raise ValueError(f"need token ids (batch, length ≤ max_len={self.max_len}), got {tuple(tokens.shape)}; "
+                             f"build the model with a larger max_len for longer sequences")
+        x = self.embed(tokens) * math.sqrt(self.embed.embedding_dim)
+        x = x + self.position_table[: tokens.shape[1]].to(x.dtype)
+        mask = causal_mask(tokens.shape[1], tokens.device) if causal else None
+        for block in self.blocks:
+            x, _ = block(x, mask)
+        return self.head(self.norm(x))
