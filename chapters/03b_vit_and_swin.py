@@ -19,13 +19,14 @@
 #
 # The plan: **intuition → build → verify → train → look inside**, for ViT first and Swin second.
 #
-# 1. Patches, class token and position embeddings, with the ViT-B/16 shapes
+# 1. Patches, class token and position embeddings, with the ViT-B/16 shapes; the paper's four equations; pre- vs
+#    post-norm
 # 2. A ViT trained on Fashion-MNIST; class token vs average pooling; 1-D vs 2-D vs sinusoidal positions
 # 3. Larger inputs: interpolating the position embeddings
 # 4. Inductive bias: ViT vs ResNet as the training set grows
 # 5. Looking inside: attention maps, rollout, mean attention distance (two explorers)
-# 6. Swin: windows, cyclic shift and its mask, relative position bias, patch merging, linear cost
-# 7. A small Swin trained on Fashion-MNIST; MetaFormer and TNT in one line each
+# 6. Swin: patch partition, windows, cyclic shift and its mask, relative position bias, patch merging, linear cost
+# 7. A small Swin trained on Fashion-MNIST; stochastic depth; MetaFormer in one line, TNT built and checked
 #
 # Last, the interview questions and the answers you may read that are wrong.
 
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 
 import utils
 from utils import data, widgets
@@ -43,6 +45,7 @@ from utils.vit_attention import (attention_distance_figure, attention_map_figure
                                  mean_attention_distance, patch_centres)
 from utils.models import ResNet
 from utils.models.swin import SwinBlock, SwinTransformer
+from utils.models.tnt import TNT
 from utils.models.transformer import MultiHeadAttention
 from utils.models.vit import (PatchEmbed, ViT, drop_path, interpolate_position_embedding,
                               sincos_position_embedding)
@@ -95,20 +98,100 @@ print("+ position embedding   ", tuple(encoder_input.shape), " → 12 encoder bl
 assert with_class.shape == encoder_input.shape == (1, 197, 768), (
     f"with the class token the encoder should see 197 tokens of 768, got {tuple(with_class.shape)}")
 
+# %% [markdown]
+# **The whole forward pass, as the paper writes it** (Dosovitskiy et al., eq. 1–4), with x_pⁱ the i-th flattened
+# patch, E the D×(P²·C) patch embedding and E_pos the (N + 1)×D position table:
+#
+# $$z_0 = [x_\text{class};\, x_p^1 E;\, \dots;\, x_p^N E] + E_\text{pos}, \qquad
+# z'_\ell = \mathrm{MSA}(\mathrm{LN}(z_{\ell-1})) + z_{\ell-1}, \qquad
+# z_\ell = \mathrm{MLP}(\mathrm{LN}(z'_\ell)) + z'_\ell, \qquad y = \mathrm{LN}(z_L^0).$$
+#
+# The cell computes each equation from the ViT's own parts (its convolution read as the matrix E, its class token and
+# position vectors, each block's LN, MSA and MLP, the final LN) and asserts that the model's forward pass gives the
+# same tokens, block outputs and logits; then it runs the first block in the 2017 Transformer's order for contrast.
+
 # %%
-# ViT's blocks are pre-norm: z + MSA(LN(z)), then z + MLP(LN(z)) (the paper's eq. 2–3), with one LN after the last.
+# ViT's forward pass is the paper's eq. 1–4, and its blocks are pre-norm
 with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
     torch.manual_seed(0)
-    vit_block, block_input = ViT(dim=32, depth=1, num_heads=4).blocks[0].eval(), torch.randn(2, 50, 32)
+    eq_vit, eq_images = ViT(dim=32, depth=2, num_heads=4).eval(), torch.randn(2, 1, 28, 28)
+E = eq_vit.patch_embed.proj                                      # the matrix E, stored as a 4×4 stride-4 convolution
 with torch.no_grad():
-    block_output = vit_block(block_input)[0]
-    after_attention = block_input + vit_block.attn(vit_block.norm1(block_input))[0]
-    pre_norm = after_attention + vit_block.mlp(vit_block.norm2(after_attention))
-    post_attention = vit_block.norm1(block_input + vit_block.attn(block_input)[0])   # the 2017 Transformer's order
-    post_norm = vit_block.norm2(post_attention + vit_block.mlp(post_attention))
-torch.testing.assert_close(block_output, pre_norm)
-assert not torch.allclose(block_output, post_norm, atol=1e-3), "ViT's block should not normalise after the additions"
-print("ViT block == z + MSA(LN(z)), then + MLP(LN(·)): pre-norm")
+    x_p = F.unfold(eq_images, 4, stride=4).transpose(1, 2)                         # (2, N = 49, P²·C = 16)
+    E_pos = torch.cat([eq_vit.cls_position[0], eq_vit.position_table])              # (N + 1, D) = (50, 32)
+    x_class = eq_vit.cls_token.expand(2, -1, -1)
+    z0 = torch.cat([x_class, x_p @ E.weight.flatten(1).T + E.bias], dim=1) + E_pos  # eq. 1
+    torch.testing.assert_close(eq_vit.tokens(eq_images), z0)
+    z = z0
+    for vit_block in eq_vit.blocks:
+        z_mid = vit_block.attn(vit_block.norm1(z))[0] + z                           # eq. 2: LN inside the branch
+        z_next = vit_block.mlp(vit_block.norm2(z_mid)) + z_mid                      # eq. 3
+        torch.testing.assert_close(vit_block(z)[0], z_next)
+        z = z_next
+    y = eq_vit.norm(z[:, 0])                                                        # eq. 4: LN of the class token
+    torch.testing.assert_close(eq_vit(eq_images), eq_vit.head(y))
+    first = eq_vit.blocks[0]                                     # the 2017 Transformer's order: LN after each addition
+    post_mid = first.norm1(z0 + first.attn(z0)[0])
+    post_norm = first.norm2(post_mid + first.mlp(post_mid))
+assert z0.shape == (2, 50, 32), f"z₀ should be 2 × (1 + 49) × 32, got {tuple(z0.shape)}"
+assert not torch.allclose(first(z0)[0], post_norm, atol=1e-3), "ViT's block should not normalise after the additions"
+print(f"z₀ {tuple(z0.shape)} → 2 pre-norm blocks → y = LN(z_L⁰) {tuple(y.shape)} → logits: equal to ViT's forward")
+
+# %% [markdown]
+# **Pre-norm vs post-norm.** The 2017 Transformer (Vaswani et al.) normalised *after* each residual addition,
+# x ← LN(x + F(x)) (post-norm); ViT, GPT-2 and most models since put the LayerNorm *inside* the branch,
+# x ← x + F(LN(x)) (pre-norm), with one last LN on the output. What changes in training (Xiong et al., 2020, *On Layer
+# Normalization in the Transformer Architecture*):
+#
+# - **post-norm**: every addition is squeezed back to unit scale, so the path from the loss to the lower layers
+#   passes through every LN, and at initialisation the layers near the output get the largest gradients (Xiong et
+#   al.'s analysis, with Xavier initialisation); a large learning rate from the first step then diverges. It needs a
+#   learning-rate **warm-up** (the 2017 paper's 4 000 steps) and gets touchier with depth; tuned, it can end slightly
+#   better.
+# - **pre-norm**: the residual stream is a plain sum, an identity path from the output to the input that passes
+#   through no normalisation, and it trains stably **without warm-up** (warm-up still helps at scale). The
+#   price: nothing normalises the stream itself, which **grows** with depth (each block adds to it); the final LN
+#   divides by that size, so the top layers' gradients shrink as the stack deepens (Xiong et al.: like 1/√L), and
+#   each later block changes the stream relatively less.
+#
+# One cheap measurement, no training: twelve of this chapter's blocks stacked both ways, one loss, and the gradient
+# norm of each block's linear layers at initialisation (the LayerNorms' own gains and biases are left out: the last
+# one is the output layer in post-norm, as the final LN is in pre-norm). With PyTorch's default initialisation and width 32
+# the gaps are milder than the paper's, and post-norm's gradients come out level rather than rising; what shows is
+# the comparison: at the top, post-norm's gradient is larger than pre-norm's, and pre-norm's fall off towards it.
+
+# %%
+# Gradient norms per layer at initialisation: pre-norm's fall towards the top, post-norm's do not
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    norm_stack = nn.ModuleList(ViT(dim=32, depth=12, num_heads=4).blocks)
+    final_norm, stack_input, stack_target = nn.LayerNorm(32), torch.randn(8, 17, 32), torch.randn(8, 17, 32)
+layer_gradients, stream_growth = {}, {}
+for order in ("pre-norm", "post-norm"):
+    norm_stack.zero_grad()
+    z = stack_input
+    for vit_block in norm_stack:
+        if order == "pre-norm":
+            z = vit_block(z)[0]
+        else:                                                    # the same weights in the 2017 order
+            z = vit_block.norm1(z + vit_block.attn(z)[0])
+            z = vit_block.norm2(z + vit_block.mlp(z))
+    stream_growth[order] = (z.norm(dim=-1).mean() / stack_input.norm(dim=-1).mean()).item()
+    F.mse_loss(final_norm(z) if order == "pre-norm" else z, stack_target).backward()
+    layer_gradients[order] = torch.stack([torch.cat([p.grad.flatten() for name, p in b.named_parameters()
+                                                     if "norm" not in name]).norm() for b in norm_stack])
+    print(f"{order:9s} gradient norm, layer 1 → 12:", " ".join(f"{g:.3f}" for g in layer_gradients[order]),
+          f"| residual stream × {stream_growth[order]:.2f}")
+top_over_bottom = {order: (g[6:].sum() / g[:6].sum()).item() for order, g in layer_gradients.items()}
+top_layer = {order: g[-1].item() for order, g in layer_gradients.items()}
+print(f"top half / bottom half: pre-norm {top_over_bottom['pre-norm']:.2f}, post-norm "
+      f"{top_over_bottom['post-norm']:.2f}; top layer, post-norm / pre-norm: "
+      f"{top_layer['post-norm'] / top_layer['pre-norm']:.2f}")
+assert top_over_bottom["pre-norm"] < 0.9 and top_over_bottom["pre-norm"] < top_over_bottom["post-norm"], (
+    f"pre-norm's top layers should get smaller gradients than its bottom ones, unlike post-norm's: {top_over_bottom}")
+assert top_layer["post-norm"] > 1.15 * top_layer["pre-norm"], f"post-norm's top layer should get more: {top_layer}"
+assert stream_growth["pre-norm"] > 1.1 > stream_growth["post-norm"], (
+    f"only pre-norm's stream should grow: {stream_growth}")
 
 # %%
 # Attention cannot see order: without position embeddings a ViT scores a jigsaw of an image's patches the same.
@@ -573,6 +656,39 @@ distance_explorer.set(model="trained")
 #   resolution halves, width doubles, like a strided convolution. The result is a 4 stage pyramid at
 #   strides 4, 8, 16, 32 with ResNet's shapes, so it drops into any CNN detector or segmenter.
 #
+# ### Patch partition and linear embedding
+#
+# Swin's first two steps are ViT's patch embedding with small patches. **Patch partition** cuts the RGB image into
+# non-overlapping 4×4 patches and treats each as a token whose feature is its raw pixels, 4·4·3 = **48** values; a
+# 224×224 image gives a 56×56 grid, 3 136 tokens (stride 4, the first level of the pyramid). **Linear embedding**
+# projects the 48 values to the width C (96 for Swin-T and -S, 128 for -B, 192 for -L). One 4×4 convolution with
+# stride 4 and C output channels does both, which is how the official code, and `SwinTransformer` here (its
+# `patch_embed`, followed by a LayerNorm), do it. The cell builds Swin-T's first stage and asserts that the
+# convolution equals unfold-to-48 followed by an `nn.Linear(48, 96)` holding the convolution's weights, reshaped.
+
+# %%
+# Swin's patch partition + linear embedding is one 4×4 stride-4 convolution: 4·4·3 = 48 values → C = 96
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    swin_t = SwinTransformer(image_size=224, patch_size=4, in_channels=3, num_classes=1000, dim=96, depths=(2,),
+                             num_heads=(3,))
+    rgb_image, linear_embedding = torch.randn(1, 3, 224, 224), nn.Linear(4 * 4 * 3, 96)
+stem = swin_t.patch_embed.proj
+patch_partition = F.unfold(rgb_image, kernel_size=4, stride=4).transpose(1, 2)    # (1, 3136, 48): raw pixels
+with torch.no_grad():
+    linear_embedding.weight.copy_(stem.weight.reshape(96, 48))                    # (96, 3, 4, 4) → (96, 48)
+    linear_embedding.bias.copy_(stem.bias)
+    embedded = swin_t.patch_embed(rgb_image)
+    torch.testing.assert_close(embedded, linear_embedding(patch_partition), rtol=1e-4, atol=1e-4)
+assert (stem.kernel_size, stem.stride, stem.in_channels) == ((4, 4), (4, 4), 3), "Swin-T's stem: 4×4, stride 4, RGB"
+assert patch_partition.shape == (1, 56 * 56, 48) and embedded.shape == (1, 3136, 96), (
+    f"224×224 RGB should give 3136 tokens of 48 values, embedded to 96: got {tuple(patch_partition.shape)}, "
+    f"{tuple(embedded.shape)}")
+assert count_parameters(swin_t.patch_embed) == 48 * 96 + 96, "the linear embedding: a 48×96 matrix and a bias"
+print(f"patch partition {tuple(patch_partition.shape)} → linear embedding {tuple(embedded.shape)}: equal to the "
+      "4×4 stride-4 convolution")
+
+# %% [markdown]
 # ### Window partition and reverse
 #
 # A (B, H, W, C) map becomes (B·nW, M², C): each window is one short sequence, so attention runs on all
@@ -903,17 +1019,68 @@ assert expectation_error < 0.1 * branch[:8].abs().max().item(), "drop_path shoul
 assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mode drop_path is the identity"
 
 # %% [markdown]
-# ### Beyond attention: MetaFormer and TNT, one line each
+# ### Beyond attention: MetaFormer in one line
 #
-# - **PoolFormer / MetaFormer** (Yu et al., 2022): keep the Transformer block's skeleton (norm, token
-#   mixer, residual, MLP) but replace attention with plain average pooling, and it still matches
-#   comparable ViTs and MLP-mixers on ImageNet. The claim: the *architecture* (the MetaFormer block), not
-#   the attention token mixer, is what makes these models work. `PoolFormerBlock` (`ViT(mixer="pool")`) is
-#   trained against the attention ViT of the same size in Chapter 3a, section 17: accuracy, parameters and
-#   multiply-adds side by side.
-# - **TNT** (Transformer in Transformer, Han et al., 2021): an inner Transformer attends among
-#   sub-patches inside each patch (local detail) and an outer Transformer attends among patches
-#   (global structure).
+# **PoolFormer / MetaFormer** (Yu et al., 2022): keep the Transformer block's skeleton (norm, token mixer, residual,
+# MLP) but replace attention with plain average pooling, and it still matches comparable ViTs and MLP-mixers on
+# ImageNet. The claim: the *architecture* (the MetaFormer block), not the attention token mixer, is what makes these
+# models work. `PoolFormerBlock` (`ViT(mixer="pool")`) is trained against the attention ViT of the same size in
+# Chapter 3a, section 17: accuracy, parameters and multiply-adds side by side.
+#
+# ### TNT: a Transformer inside each patch
+#
+# ViT flattens a 16×16 patch into one vector at the first layer: whatever structure sits *inside* the patch must
+# survive a single linear map. **TNT** (Transformer in Transformer, Han et al., NeurIPS 2021) keeps a second, small
+# representation of it. Each patch (a "visual sentence") is cut further into 4×4 sub-patches ("visual words"), each
+# embedded to a small width c. Every TNT block then runs two Transformers:
+#
+# - the **inner** block attends among the m = 16 words *of one patch* (all patches as one batch of short sequences,
+#   so no attention crosses a patch border; the word positions are shared by all patches);
+# - each patch's m word vectors are flattened (m·c), **projected by a linear layer to d and added** to that patch's
+#   embedding (the patch embeddings start at zero behind the class token, as in the paper);
+# - the **outer** block, a plain ViT block, attends among the patches.
+#
+# TNT-S (d = 384, c = 24, 12 blocks) reached 81.5 % ImageNet top-1, against DeiT-S's 79.8 % at about the same size:
+# local detail for little cost, since the inner sequences are short and narrow. `TNT` (`utils/models/tnt.py`) follows
+# the paper's equations on the chapter's pre-norm `Block`. The cell runs a small one on a Fashion-MNIST-sized image
+# (4×4 patches of 2×2 words) and checks the shapes and that the inner block stays inside its patch, then counts
+# TNT-S's parameters on the meta device (no memory, no arithmetic).
+
+# %%
+# TNT: an inner Transformer over each patch's words, an outer one over the patches
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(0)
+    tnt = TNT(image_size=28, patch_size=4, word_size=2, outer_dim=64, inner_dim=16, depth=2).eval()
+    tnt_images = torch.randn(2, 1, 28, 28)
+tnt_changed = tnt_images.clone()
+tnt_changed[:, :, :4, :4] += 1.0                                                 # the pixels of patch 0 only
+with torch.no_grad():
+    tnt_words, tnt_patches = tnt.encode(tnt_images)
+    inner = [tnt.blocks[0].inner(tnt.words(x))[0].view(2, 49, 4, 16) for x in (tnt_images, tnt_changed)]
+    outer = [tnt.encode(x)[1] for x in (tnt_images, tnt_changed)]
+print(f"words {tuple(tnt_words.shape)} (2 images × 49 patches, 4 words of width 16); patches "
+      f"{tuple(tnt_patches.shape)} (class token + 49, width 64); logits {tuple(tnt(tnt_images).shape)}")
+assert tnt_words.shape == (2 * 49, 4, 16) and tnt_patches.shape == (2, 50, 64), "TNT's two token sets, wrong shapes"
+words_moved = (inner[0] - inner[1]).abs().amax(dim=(0, 2, 3))                     # per patch, after one inner block
+assert words_moved[0] > 0 and (words_moved[1:] == 0).all(), "the inner Transformer should stay inside each patch"
+assert ((outer[0] - outer[1]).abs().amax(-1) > 0).all(), "the outer Transformer should carry patch 0 to every token"
+with torch.device("meta"):                                                       # TNT-S: shapes only, no memory
+    tnt_s = TNT(image_size=224, patch_size=16, word_size=4, in_channels=3, num_classes=1000, outer_dim=384,
+                inner_dim=24, depth=12, outer_heads=6, inner_heads=4)
+tnt_s_share = {part: sum(count_parameters(getattr(b, part)) for b in tnt_s.blocks) / count_parameters(tnt_s)
+               for part in ("inner", "project", "outer")}
+tnt_s_count = count_parameters(tnt_s)
+print(f"TNT-S: {tnt_s_count:,} parameters; inner blocks {tnt_s_share['inner']:.1%}, projections "
+      f"{tnt_s_share['project']:.1%}, outer blocks {tnt_s_share['outer']:.1%}")
+assert round(tnt_s_count / 1e6, 1) == 23.6, f"TNT-S by the paper's equations should have 23.6 M, got {tnt_s_count:,}"
+assert tnt_s_share["inner"] < 0.01, f"the inner Transformers should cost under 1 % of the parameters: {tnt_s_share}"
+
+# %% [markdown]
+# The paper's table gives TNT-S 23.8 M parameters: its released code adds layers the equations leave out (a LayerNorm
+# on each patch's words before the projection, and a projection that starts the patch embeddings from the words
+# instead of zeros), about 0.15 M in all.
+# Either way the inner Transformers are a rounding error in the parameter count (0.4 %); they cost arithmetic
+# instead, since they run on all 196 × 16 words.
 
 # %% [markdown]
 # ## Interview questions
@@ -1038,10 +1205,10 @@ assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mod
 # <details><summary>PoolFormer/MetaFormer's claim; TNT in one line?</summary>
 #
 # MetaFormer: the block structure matters more than the token mixer; even average pooling works.
-# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (section 7). Our
-# PoolFormer (3×3 average pooling minus the token itself as the mixer, no attention parameters, no position table)
-# is trained against the attention ViT of the same size in Chapter 3a, section 17: parameters and multiply-adds
-# asserted lower, accuracies printed side by side.
+# TNT: an inner Transformer over sub-patches inside each patch and an outer one over patches (built and checked in
+# "TNT: an inner Transformer over each patch's words"). Our PoolFormer (3×3 average pooling minus the token itself
+# as the mixer, no attention parameters, no position table) is trained against the attention ViT of the same size
+# in Chapter 3a, section 17: parameters and multiply-adds asserted lower, accuracies printed side by side.
 #
 # </details>
 #
@@ -1082,13 +1249,54 @@ assert torch.equal(drop_path(branch, 0.5, training=False), branch), "in eval mod
 #
 # </details>
 #
+# <details><summary>Write ViT's forward pass as equations.</summary>
+#
+# z₀ = [x_class; x_p¹E; …; x_pᴺE] + E_pos (N flattened patches times the patch embedding E, the class token in front,
+# the (N + 1)×D position table added); for ℓ = 1…L, z′_ℓ = MSA(LN(z_{ℓ−1})) + z_{ℓ−1} and z_ℓ = MLP(LN(z′_ℓ)) + z′_ℓ;
+# y = LN(z_L⁰), the class token's output, into a linear head. Each equation is computed from the model's own parts
+# and asserted equal to its forward pass in "ViT's forward pass is the paper's eq. 1–4".
+#
+# </details>
+#
+# <details><summary>Pre-norm vs post-norm: what changes in training?</summary>
+#
+# Post-norm (the 2017 Transformer) normalises after each residual addition, so gradients pass through every LN and
+# are largest near the output at initialisation: it needs learning-rate warm-up and is touchy with depth. Pre-norm
+# (ViT, GPT-2) puts LN inside the branch, leaving an identity path: stable without warm-up, but the residual stream
+# grows with depth and the final LN shrinks the top layers' gradients. Measured at initialisation on twelve of the
+# chapter's blocks in "Gradient norms per layer at initialisation": pre-norm's top half gets 0.79 of its bottom
+# half's gradient (post-norm 0.91), post-norm's top layer 1.30× pre-norm's, and pre-norm's stream grows 1.34×.
+#
+# </details>
+#
+# <details><summary>What are Swin's patch partition and linear embedding?</summary>
+#
+# Partition: non-overlapping 4×4 patches of the RGB image, each a token of its 4·4·3 = 48 raw values (224×224 gives
+# 56×56 = 3 136 tokens, stride 4). Linear embedding: one linear map 48 → C (96 for Swin-T). Together they are a 4×4
+# convolution with stride 4, asserted equal to unfold-to-48 and an `nn.Linear(48, 96)` holding the convolution's
+# weights in "Swin's patch partition + linear embedding is one 4×4 stride-4 convolution".
+#
+# </details>
+#
+# <details><summary>What is TNT, and what does its inner Transformer cost?</summary>
+#
+# Transformer in Transformer (Han et al., 2021): each patch is also cut into sub-patches (visual words, 4×4 pixels in
+# TNT-S); in every block an inner Transformer attends among one patch's words, the words are flattened, linearly
+# projected and added to that patch's embedding, and an outer Transformer attends among the patches. The inner
+# attention never crosses a patch (asserted: changing patch 0's pixels moves only patch 0's words after the inner
+# block, and every token after the outer one), and the inner blocks are 0.4 % of TNT-S's 23.6 M parameters, in
+# "TNT: an inner Transformer over each patch's words, an outer one over the patches".
+#
+# </details>
+#
 # ### Answers you may read that are wrong
 #
 # <details><summary>Wrong: “ViT is post-norm, like the original Transformer.”</summary>
 #
 # Right: ViT is pre-norm: LayerNorm sits before the attention and before the MLP, inside the residual branches,
 # z′ = MSA(LN(z)) + z and z = MLP(LN(z′)) + z′ (the paper's eq. 2–3), with one more LN on the output; the 2017
-# Transformer normalised after each addition. Asserted against both orders in "ViT's blocks are pre-norm".
+# Transformer normalised after each addition. Asserted against both orders, with the whole forward pass written out
+# as eq. 1–4, in "ViT's forward pass is the paper's eq. 1–4".
 #
 # </details>
 #

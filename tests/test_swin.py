@@ -267,3 +267,34 @@ def test_mae_masking_patchify_loss_and_probe():
     features, labels = torch.randn(200, 4), torch.randint(0, 3, (200,))
     separable = features + 5 * F.one_hot(labels, 4).float()
     assert linear_probe(separable, labels, separable, labels) == 1.0
+
+
+def test_swin_patch_partition_and_linear_embedding_is_its_stride_4_convolution():
+    swin = SwinTransformer(image_size=16, patch_size=4, in_channels=3, dim=12, depths=(2,), num_heads=(3,))
+    conv, image = swin.patch_embed.proj, torch.randn(2, 3, 16, 16)
+    partition = F.unfold(image, 4, stride=4).transpose(1, 2)                   # (2, 16 patches, 4·4·3 = 48)
+    linear = torch.nn.Linear(48, 12)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.reshape(12, 48))                         # (C, 3, 4, 4) → (C, 48)
+        linear.bias.copy_(conv.bias)
+    assert partition.shape == (2, 16, 48)
+    torch.testing.assert_close(swin.patch_embed(image), linear(partition))
+    # the paper concatenates each patch's pixels as RGB triples: the same map with the weights' columns permuted
+    rgb_triples = image.view(2, 3, 4, 4, 4, 4).permute(0, 2, 4, 3, 5, 1).reshape(2, 16, 48)
+    torch.testing.assert_close(linear(partition), rgb_triples @ conv.weight.permute(0, 2, 3, 1).reshape(12, 48).T
+                               + conv.bias)
+
+
+def test_vit_forward_is_the_papers_equations_1_to_4():
+    vit = ViT(dim=16, depth=2, num_heads=2).eval()
+    images = torch.randn(2, 1, 28, 28)
+    E = vit.patch_embed.proj
+    with torch.no_grad():
+        x_p = F.unfold(images, 4, stride=4).transpose(1, 2)                         # (2, 49, 16)
+        E_pos = torch.cat([vit.cls_position[0], vit.position_table])                # (50, 16)
+        z = torch.cat([vit.cls_token.expand(2, -1, -1), x_p @ E.weight.flatten(1).T + E.bias], dim=1) + E_pos
+        for block in vit.blocks:
+            z = block.attn(block.norm1(z))[0] + z
+            z = block.mlp(block.norm2(z)) + z
+        y = vit.norm(z[:, 0])                                                       # LN of the class token only
+        torch.testing.assert_close(vit(images), vit.head(y))
