@@ -35,8 +35,8 @@ from torch import nn
 
 from utils import data, exercises, segmentation as seg, seq2seq, start_chapter
 from utils.models import transformer as transformer_blocks
-from utils.models.transformer import (DecoderBlock, EncoderBlock, MultiHeadAttention, Seq2SeqTransformer,
-                                      causal_mask, padding_mask, sinusoidal_positional_encoding)
+from utils.models.transformer import (DecoderBlock, DecoderOnlyTransformer, EncoderBlock, MultiHeadAttention,
+                                      Seq2SeqTransformer, causal_mask, padding_mask, sinusoidal_positional_encoding)
 from utils.models.mae import MaskedAutoencoder, linear_probe, patchify, random_masking, unpatchify
 from utils.models.swin import SwinSegmenter
 from utils.models.vit import SETR, ViT
@@ -421,6 +421,55 @@ expected = (2 * VOCAB_SIZE * DIM + DEPTH * (attention_params + feed_forward_para
 assert parameters == expected, f"the Transformer should have {expected:,} parameters by the formula, got {parameters:,}"
 show(architecture_figure({"Seq2SeqTransformer": (model, (src, tgt[:, :-1]))},
                          "The Transformer, traced on one batch\n(tokens × features after each block)", names=True))
+
+# %% [markdown]
+# ### The wider family: encoder-only, decoder-only, encoder–decoder
+#
+# The 2017 model is one of three layouts built from the same blocks. Drop the decoder and keep the encoder with no
+# mask: every token reads every other, in both directions, which suits *understanding* a whole input (BERT, ViT).
+# Drop the encoder instead: with nothing to cross-attend to, a "decoder" block is just an encoder block (self-attention
+# and feed-forward) run under the **causal mask**, so each position sees only the tokens before it and predicts the
+# next one — the layout of GPT and today's language models, trained on plain text with no source/target split. The
+# encoder–decoder keeps both, joined by cross-attention, for mapping one sequence to another.
+#
+# | model | layout | self-attention | in → out | trained by |
+# |---|---|---|---|---|
+# | Transformer (Vaswani et al., 2017) | encoder–decoder | encoder both ways; decoder causal, plus cross-attention | source sentence → target sentence | translation, teacher forcing (this chapter) |
+# | BERT (Devlin et al., 2018) | encoder only | both ways | text → one vector per token | masked tokens (15 %) and next-sentence prediction |
+# | GPT (Radford et al., 2018; GPT-2 2019, GPT-3 2020) | decoder only | causal | text so far → next token | next-token prediction |
+# | T5 (Raffel et al., 2020) | encoder–decoder | as the 2017 Transformer | text → text, every task written as text | masked spans, written out by the decoder |
+# | ViT (Dosovitskiy et al., 2021) | encoder only | both ways | patches + class token → class | supervised classification (Chapter 3b) |
+# | DETR (Carion et al., 2020) | CNN backbone + encoder–decoder | both ways, in the decoder too: no causal mask, all queries decoded at once | ResNet features → 100 learned object queries → boxes and classes | set loss after Hungarian matching (Chapter 4) |
+# | VisTR (Wang et al., 2021) | CNN backbone + encoder–decoder | both ways, no causal mask | a clip's frame features with 3-D positions → instance queries for every frame → each instance's masks through the clip | video instance segmentation; whole instance sequences matched |
+#
+# (Padding masks come on top wherever inputs of different lengths or sizes share a batch.)
+#
+# The cell builds a decoder-only model from this chapter's `EncoderBlock`s (`DecoderOnlyTransformer`) and checks
+# the claim: change the last tokens and, under the causal mask, no earlier output moves; the same stack without the
+# mask (BERT's way) moves them. What the encoder–decoder adds is counted too: one cross-attention and its
+# LayerNorm per decoder block.
+
+# %%
+# A decoder-only (GPT-style) model is the encoder's stack under a causal mask
+with torch.random.fork_rng(devices=[]):                          # leave the chapter's random stream alone
+    torch.manual_seed(0)
+    gpt = DecoderOnlyTransformer(VOCAB_SIZE, dim=32, num_heads=4, depth=2).eval()
+    story = torch.randint(DIGIT_OFFSET, VOCAB_SIZE, (1, 8))
+rewritten = story.clone()
+rewritten[0, 5:] = (story[0, 5:] - DIGIT_OFFSET + 1) % 10 + DIGIT_OFFSET    # other digits at positions 5–7
+with torch.no_grad():
+    causal_logits = [gpt(s) for s in (story, rewritten)]                     # GPT: position i reads 0..i
+    bidirectional_logits = [gpt(s, causal=False) for s in (story, rewritten)]  # the same weights, no mask: BERT-style
+assert all(type(b) is EncoderBlock for b in gpt.blocks), "a decoder-only model's blocks are encoder blocks"
+torch.testing.assert_close(causal_logits[0][:, :5], causal_logits[1][:, :5])
+past_moved = (bidirectional_logits[0][:, :5] - bidirectional_logits[1][:, :5]).abs().max().item()
+assert past_moved > 1e-3, f"without the mask the earlier outputs should see the change, moved {past_moved:.1e}"
+with torch.device("meta"):                                       # parameter counts only: no memory, no random numbers
+    cross_attention = count_parameters(DecoderBlock(32, 4, 128)) - count_parameters(EncoderBlock(32, 4, 128))
+assert cross_attention == 4 * 32 * 32 + 4 * 32 + 2 * 32, (
+    f"a decoder block should add one attention (4d² + 4d) and a LayerNorm (2d) to an encoder block: {cross_attention}")
+print(f"causal: outputs 0–4 unchanged when tokens 5–7 change; unmasked: they move by up to {past_moved:.2f}; the "
+      f"encoder–decoder's decoder block adds {cross_attention:,} parameters of cross-attention (d = 32)")
 
 # %% [markdown]
 # ## 8. Training with teacher forcing, decoding greedily
@@ -1095,6 +1144,19 @@ print(f"linear probe ({profile()} profile, {IMAGE_TRAIN or 60_000} images, {MAE_
 # ratio removes the shortcut of copying neighbours, so the encoder must model the objects. Ours rebuilds unseen test
 # images well below a mean-patch baseline (asserted, and drawn), and a linear probe measures what pre-training gave
 # the frozen encoder against the same encoder untrained (see "19. MAE").
+#
+# </details>
+#
+# <details><summary>Encoder-only, decoder-only, encoder–decoder: where do BERT, GPT, T5, ViT, DETR, VisTR sit?</summary>
+#
+# An encoder-only model attends in both directions with no causal mask (BERT, ViT); a decoder-only model is the same
+# stack of self-attention + feed-forward blocks under the causal mask, with no cross-attention since there is no
+# encoder to read (GPT); an encoder–decoder adds cross-attention from a causal decoder to the encoder's output (the
+# 2017 Transformer, T5). DETR and VisTR put a CNN backbone in front of an encoder–decoder whose decoder reads learned
+# object (VisTR: per-frame instance) queries, all decoded at once without a causal mask. Checked in "A decoder-only
+# (GPT-style) model is the encoder's stack under a causal mask": built from `EncoderBlock`s, changing tokens 5–7
+# leaves outputs 0–4 of the causal model unchanged while the unmasked stack's move (by up to 0.19), and a decoder
+# block's cross-attention adds 4,288 parameters at d = 32; the table is in section 7.
 #
 # </details>
 #
