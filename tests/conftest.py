@@ -18,6 +18,15 @@ def _seeded():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread is faster than synchronising several, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class CtrlCOnCall:
     """Calls ``fn``, except that call number ``counter["ctrl_c_on"]`` raises KeyboardInterrupt, as a Ctrl-C at that
     moment would (set it to 0 to stop interrupting). The count lives in a dict: state, which `fit` leaves out of its

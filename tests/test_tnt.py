@@ -9,14 +9,7 @@ from utils.models.tnt import TNT, TNTBlock
 
 TNT_S = dict(image_size=224, patch_size=16, word_size=4, in_channels=3, num_classes=1000, outer_dim=384,
              inner_dim=24, depth=12, outer_heads=6, inner_heads=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tnt_parameters(image_size, patch_size, word_size, in_channels, num_classes, outer_dim, inner_dim, depth,

@@ -16,13 +16,7 @@ from utils.seq2seq import (BOS, EOS, PAD, VOCAB_SIZE, LSTMSeq2Seq, accuracy_by_l
                            token_labels, tokens_per_second)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is faster than synchronising several, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_transformer(**kwargs):
