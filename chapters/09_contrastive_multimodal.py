@@ -130,6 +130,26 @@ columns = [-math.log(math.exp(images[i] @ texts[i] / 0.07) / sum(math.exp(images
 torch.testing.assert_close(contrastive.clip_loss(z1, z2, 0.07), torch.tensor((sum(rows) + sum(columns)) / 8))
 print("contrastive, triplet, InfoNCE and CLIP losses equal their loop / torch references")
 
+# %% [markdown]
+# **Pull and push.** Why InfoNCE is *contrastive*: the derivative of −log softmax with respect to the logit
+# sim(zᵢ, z_k)/τ is p_k − 1 for the positive and p_k for every negative, p the softmax. A gradient step therefore
+# raises the positive's similarity and lowers every negative's, each negative in proportion to its probability —
+# and, as the softmax sums to one, the pull on the positive equals the total push on the negatives.
+
+# %%
+# InfoNCE pulls each view towards its pair and pushes it from every other view
+eight_views = F.normalize(torch.randn(8, 16, generator=torch.Generator().manual_seed(1)), dim=1)   # 4 images × 2 views
+similarities = (eight_views @ eight_views.T).requires_grad_()
+pairs_of = torch.cat([torch.arange(4, 8), torch.arange(4)])                                  # view i's positive
+F.cross_entropy((similarities / 0.2).fill_diagonal_(float("-inf")), pairs_of).backward()      # info_nce's logits
+is_positive = F.one_hot(pairs_of, 8).bool()
+is_negative = ~is_positive & ~torch.eye(8, dtype=torch.bool)
+pull, push = similarities.grad[is_positive], similarities.grad[is_negative].view(8, 6)          # one row per view
+assert (pull < 0).all() and (push > 0).all(), \
+    f"descent should raise every positive similarity and lower every negative one: gradients on the positives " \
+    f"up to {pull.max():.4f} (< 0 expected), on the negatives down to {push.min():.4f} (> 0 expected)"
+torch.testing.assert_close(push.sum(1), -pull, msg="the pull on the positive should equal the total push")
+
 # %%
 # same-class images are negatives in InfoNCE: two images of one class given one embedding raise the loss
 apart = torch.eye(4, 8)                                   # four images with orthogonal embeddings, two equal views each
@@ -657,6 +677,21 @@ image_to_text = (retrieval.argmax(1) == torch.arange(len(retrieval))).float().me
 print(f"diagonal wins in {(matrix.argmax(1) == torch.arange(8)).sum().item()} of 8 rows; over all {len(retrieval)} "
       f"test scenes, the right caption is the most similar of {len(retrieval)} for {image_to_text:.1%} of images "
       f"(chance {1 / len(retrieval):.2%}) — many scenes share a caption's classes, so this is a hard test")
+
+# %% [markdown]
+# **Retrieval runs both ways.** A classifier maps an image to one of its fixed classes; CLIP's matrix can be read
+# along a row — the captions ranked for an image, as above — or down a column — the images ranked for a caption,
+# which is a text search over images (the caption search in §8 does it for typed text). Both come from embeddings
+# computed once; a new caption costs one pass of the text tower.
+
+# %%
+# retrieval runs both ways: one similarity matrix read by rows (image → text) and by columns (text → image)
+text_to_image = (retrieval.argmax(0) == torch.arange(len(retrieval))).float().mean().item()
+assert min(image_to_text, text_to_image) > 5 / len(retrieval), \
+    f"both directions should beat chance ({1 / len(retrieval):.2%}) at least fivefold: image → text " \
+    f"{image_to_text:.1%}, text → image {text_to_image:.1%}"
+print(f"top-1 over {len(retrieval)} test scenes: image → its caption {image_to_text:.1%}, caption → its image "
+      f"{text_to_image:.1%} (chance {1 / len(retrieval):.2%})")
 
 # %% [markdown]
 # ## 7. Zero-shot classification, and prompt ensembling
@@ -1254,6 +1289,60 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # online semi-hard mining in large batches; verification is a threshold on the distance, recognition is nearest
 # neighbour, clustering groups by distance — new identities need no retraining. (see "5. FaceNet": ROC, AUROC and
 # the threshold, and the embedding explorer)
+# </details>
+#
+# <details><summary>What is contrastive learning?</summary>
+#
+# Learning an embedding from *which things belong together* rather than from class labels: an encoder maps every
+# input to a vector, L2-normalised onto the unit sphere, and the loss pulls an anchor's embedding towards its
+# **positive** (another augmented view of the same image in SimCLR, its own caption in CLIP, the same identity in
+# FaceNet) and pushes it away from **negatives** (the other images or captions of the batch). InfoNCE writes this as
+# a classification over the batch: the cross-entropy of softmax(sim(zᵢ, z_k)/τ) with the positive as the target, sim
+# the cosine similarity and τ the temperature; the siamese margin loss and the triplet loss are older forms with one
+# negative at a time. The positives define what the embedding ignores: whatever differs between them. (see "1. Four
+# losses, by hand": `info_nce` and `clip_loss` equal loops over the pairs; "InfoNCE pulls each view towards its
+# pair": the gradient on every positive similarity is negative, on every negative positive, and the pull equals the
+# total push; "the temperature is not a scale on the loss": how τ shares that push among the negatives)
+# </details>
+#
+# <details><summary>What is SimCLR's recipe?</summary>
+#
+# SimCLR (Chen et al., 2020), in five parts. (1) Two random **views** of every image: random resized crop with a
+# flip, colour distortion (jitter and random greyscale) and Gaussian blur in the paper, whose ablation found **crop +
+# colour distortion** the essential pair — with crops alone two views can be matched by their colour histogram.
+# Ours, on greyscale Fashion-MNIST: crop, flip, brightness/contrast jitter and noise. (2) An encoder f (a ResNet-50
+# there, a small CNN here) giving h = f(x). (3) A **projection head** g, an MLP with one hidden layer, giving z = g(h);
+# the loss reads z, and g is thrown away after training — the paper found h over 10 % better than z in linear
+# evaluation, because g learns to discard what the augmentations change (colour, orientation). (4) **NT-Xent** over
+# the 2N views of a batch: each view's positive is its pair, the other 2N − 2 views its negatives, cosines over a
+# temperature (τ = 0.1 was best in the paper's ImageNet comparison). (5) **Large batches** — 4 096 (up to 8 192,
+# with the LARS optimiser), since the batch supplies the negatives — and long training; a linear probe on its
+# widest ResNet-50 (4×) matched a supervised ResNet-50, 76.5 % top-1. (see "3. SimCLR: features from augmentations
+# alone": the views, the probes reading f with g discarded — "SimCLR linear probe accuracy" — and the no-crop
+# ablation's printed k-NN gap; `info_nce` in "1. Four losses, by hand" for the 2N − 2 negatives; "2. What the
+# temperature does" for τ)
+# </details>
+#
+# <details><summary>What does CLIP make possible that a classifier cannot?</summary>
+#
+# A classifier's last layer holds one row per class, fixed in training; CLIP's is written in text at test time.
+# **Zero-shot classification**: embed a prompt per class name and pick the most similar, with no labelled example
+# of the task — 76.2 % on ImageNet in the paper, the accuracy of a ResNet-50 trained on its 1.28 M labels; prompt
+# engineering and ensembling added almost 5 points. **Retrieval both ways** from one similarity matrix — captions
+# for an image along a row, images for a caption down a column — with embeddings computed once. **Open
+# vocabulary**: any text is a label (synonyms, new class sets), and the text tower can label pixels too (LSeg).
+# **Robustness**, as the paper measured it: on seven *natural* distribution shifts of ImageNet (ImageNetV2, -Sketch,
+# -R, -A, ObjectNet, YouTube-BB, ImageNet-Vid) zero-shot CLIP loses far less accuracy than ImageNet-trained models of
+# equal ImageNet accuracy, closing up to 75 % of that gap; fitting a classifier to ImageNet on its features raised
+# ImageNet accuracy by 9.2 % but slightly lowered the average under shift — a claim about natural shifts, relative to
+# ImageNet, not a general immunity (this chapter does not measure it). **Limits**, also in the paper: fine-grained
+# classes (car models, aircraft, flowers), abstract or systematic tasks such as counting, data far from the web
+# (88 % on MNIST, below logistic regression on raw pixels), word order and attribute binding; zero-shot matched only a
+# 4-shot linear probe on CLIP's own features on average. (see "7. Zero-shot classification, and prompt ensembling":
+# "CLIP zero-shot accuracy, held-out templates, ensembled" against "CLIP zero-shot accuracy, single held-out template
+# (mean)"; "retrieval runs both ways": top-1 in each direction against chance; "Caption search and zero-shot
+# prediction" for typed text; "9. LSeg: segmentation from any text" for synonyms never used as class names; "8. Where
+# CLIP is weak" for word order, counting and look-alike tops; "zero-shot is not unseen")
 # </details>
 #
 # ### Answers you may read that are wrong
