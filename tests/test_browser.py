@@ -131,10 +131,16 @@ PANEL = """(path) => window.jupyterapp && Array.from(window.jupyterapp.shell.wid
   .find(w => w.context && w.context.path === path && w.content)"""
 # Started, not awaited (the page keeps the promise): the polling loop below waits for the cells with a deadline and
 # reports where they stand, where an awaited Run All would wait forever on a kernel that died.
-RUN_ALL = """async (path) => {
+# Polled from Python, not awaited in the page: a CI run lost the page's promise of `sessionContext.ready`
+# ("Resulting promise was garbage collected") while the kernel was still starting.
+KERNEL_READY = """(path) => {
+  const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
+  return Boolean(panel && panel.sessionContext.isReady && panel.sessionContext.session
+                 && panel.sessionContext.session.kernel);
+}"""
+RUN_ALL = """(path) => {
   const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
   window.jupyterapp.shell.activateById(panel.id);
-  await panel.sessionContext.ready;
   window.dvlRunAll = window.jupyterapp.commands.execute('notebook:run-all-cells');
 }"""
 STATE = """(path) => {
@@ -227,6 +233,7 @@ def test_explorers_render_and_react(browser, lab, chapter):
         # a workspace of its own, reset, so JupyterLab does not restore the previous test's notebooks
         page.goto(f"{url}/lab/workspaces/{chapter}/tree/{path}?reset&token={token}", wait_until="domcontentloaded")
         page.wait_for_function(PANEL, arg=path, timeout=120_000)
+        page.wait_for_function(KERNEL_READY, arg=path, timeout=120_000)
         page.evaluate(RUN_ALL, path)
         deadline = time.time() + RUN_TIMEOUT_S
         while True:
@@ -300,6 +307,7 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
         page.goto(f"{url}/lab/workspaces/click-{CLICK_CHAPTER}/tree/{path}?reset&token={token}",
                   wait_until="domcontentloaded")
         page.wait_for_function(PANEL, arg=path, timeout=120_000)
+        page.wait_for_function(KERNEL_READY, arg=path, timeout=120_000)
         page.evaluate(RUN_ALL, path)
         deadline = time.time() + RUN_TIMEOUT_S
         while True:
