@@ -1,4 +1,4 @@
-"""`make exercises` (utils/exercises.py, utils/course/exercise_notebooks.py): every exercise is a tagged solution cell
+"""`make exercises` (utils/exercises/, utils/course/exercise_notebooks.py): every exercise is a tagged solution cell
 in its chapter with a self-check after it, its stub keeps the signature and hints, stubbing cannot break the cells that
 follow, and the notebooks run on: in an exercise notebook every self-check prints ✗ and hands the reference to the
 cells below, no cell fails; the chapter's own solutions pass, and fail loudly when they do not. The messages, the
@@ -103,9 +103,12 @@ def test_no_later_cell_but_a_self_check_uses_an_exercise_function():
                 defined |= {node.name for node in tree.body}
 
 
-def _through_last_self_check(notebook):
-    last = max(i for i, cell in enumerate(notebook.cells) if tagged(cell, CHECK_TAG))
-    notebook.cells = notebook.cells[:last + 1]
+def _set_up_and_exercises(notebook):
+    """The chapter's set-up (its cells through the one that calls ``start_chapter``: the imports) and then only its
+    exercise and self-check cells."""
+    set_up = next(i for i, cell in enumerate(notebook.cells) if "start_chapter(" in cell.source)
+    notebook.cells = notebook.cells[:set_up + 1] + [cell for cell in notebook.cells[set_up + 1:]
+                                                     if tagged(cell, EXERCISE_TAG) or tagged(cell, CHECK_TAG)]
     return notebook
 
 
@@ -136,10 +139,11 @@ def _printed(notebook):
 @pytest.mark.parametrize("chapter", CHAPTERS_WITH_EXERCISES)
 def test_exercise_notebook_runs_on_past_every_unsolved_exercise(chapter, tmp_path, monkeypatch):
     """Run All with every exercise unsolved: each self-check prints ✗ and hands the reference on, no cell fails.
-    Executed up to the last self-check: the cells after it are the chapter's own, which use no exercise function
-    (test_no_later_cell_but_a_self_check_uses_an_exercise_function) and which make test-notebooks runs anyway."""
+    Executed are the set-up and the exercises: a stub is one self-contained function, and the chapter's other cells
+    use no exercise function (test_no_later_cell_but_a_self_check_uses_an_exercise_function) and run in
+    test-notebooks."""
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    stubbed = _through_last_self_check(notebooks.exercise_notebook(chapter))
+    stubbed = _set_up_and_exercises(notebooks.exercise_notebook(chapter))
     _execute_together([(stubbed, tmp_path)])
     assert _errors(stubbed) == [], _errors(stubbed)
     printed = _printed(stubbed)
