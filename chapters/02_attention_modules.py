@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
-from utils import start_chapter
+from utils import exercises, start_chapter
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
                                      attention_resnet, channel_weights_explorer, class_mean_gates, collect_gates,
                                      eca_kernel_size, grad_cam, hidden_channels, spatial_attention_explorer)
@@ -107,6 +107,29 @@ print(f"SE on 64 channels: {count_parameters(se)} parameters, hidden width {se.r
       "equal to torchvision.ops.SqueezeExcitation")
 
 # %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `squeeze_excitation`: SE's forward pass written from its weights, the two layers as
+# matrices (`w1` is C/r×C, `w2` is C×C/r, like `nn.Linear`'s). The self-check compares it with
+# `torchvision.ops.SqueezeExcitation` holding the same weights, on maps with non-square sides, a batch of one and a
+# 1×1 map.
+
+# %% tags=["exercise"]
+def squeeze_excitation(x, w1, b1, w2, b2):
+    """SE in PyTorch: x B×C×H×W, w1 (C/r)×C, b1 C/r, w2 C×(C/r), b2 C → B×C×H×W, every channel of x multiplied by
+    its gate σ(w2 ReLU(w1 z + b1) + b2), where z (B×C) is x averaged over its H×W positions.
+
+    Hints: x.mean((2, 3)) squeezes; a B×C descriptor times w1.T is the first fully connected layer; the gate is
+    B×C, reshape it to B×C×1×1 (gate[:, :, None, None]) so that it broadcasts over the positions.
+    """
+    descriptor = x.mean((2, 3))                                     # squeeze: one number per channel
+    gate = torch.sigmoid(F.relu(descriptor @ w1.T + b1) @ w2.T + b2)  # excite: C → C/r → C, each in (0, 1)
+    return x * gate[:, :, None, None]                               # scale: the same weight at every position
+
+
+# %% tags=["self-check"]
+squeeze_excitation = exercises.check("squeeze_excitation", squeeze_excitation)
+
+# %% [markdown]
 # ## 2. ECA: drop the bottleneck, keep the neighbours
 # ECA's authors observed that the **dimensionality reduction** in SE's MLP hurts (a channel's weight is
 # predicted from a compressed code, not from the channels themselves), and that a channel mostly needs its
@@ -134,6 +157,31 @@ assert list(kernel_sizes.values()) == [3, 3, 3, 5, 5, 5, 5], (
 for channels in (64, 256, 1024):
     print(f"C={channels:5d}: SE (r=16) {count_parameters(SE(channels)):7,d} parameters, "
           f"ECA (k={eca_kernel_size(channels)}) {count_parameters(ECA(channels))}")
+
+# %% [markdown]
+# **Exercise (medium).** The cell below keeps only the signature and hints of `efficient_channel_attention`: ECA's
+# forward pass with its k kernel weights given (k = `eca_kernel_size(C)`: 3 for 8 or 32 channels, 5 for 128 or 200,
+# 1 for 6), written without a library convolution — the 1-D convolution across the channels is the lesson. The
+# self-check compares it with the course's `ECA` holding the same kernel; the channels at either end show how the
+# edges are padded.
+
+# %% tags=["exercise"]
+def efficient_channel_attention(x, kernel):
+    """ECA in PyTorch: x B×C×H×W, kernel k (odd) → B×C×H×W, channel c of x multiplied by
+    σ(Σ_j kernel[j] · z[c + j − k // 2]), where z (B×C) is x averaged over its positions and z is 0 beyond the
+    first and last channel (the zero padding of nn.Conv1d(1, 1, k, padding=k // 2, bias=False)).
+
+    Hints: F.pad(z, (k // 2, k // 2)) adds the zeros; z_padded.unfold(1, k, 1) gives each channel's window of k
+    neighbours, B×C×k, and a matrix product with the kernel sums them (conv1d is a cross-correlation: no flip).
+    """
+    k = kernel.shape[0]
+    descriptor = F.pad(x.mean((2, 3)), (k // 2, k // 2))            # zeros beyond the first and last channel
+    windows = descriptor.unfold(1, k, 1)                            # B×C×k: channel c and its neighbours
+    return x * torch.sigmoid(windows @ kernel)[:, :, None, None]
+
+
+# %% tags=["self-check"]
+efficient_channel_attention = exercises.check("efficient_channel_attention", efficient_channel_attention)
 
 # %% [markdown]
 # ## 3. CBAM: what, then where
@@ -198,6 +246,35 @@ assert not torch.allclose(sequential_gate, parallel_gate, atol=1e-3), (
     f"largest difference {(sequential_gate - parallel_gate).abs().max():.4f}")
 print(f"spatial gate from the channel-gated map vs from x: largest difference "
       f"{(sequential_gate - parallel_gate).abs().max():.3f}")
+
+# %% [markdown]
+# **Exercise (medium).** The cell below keeps only the signature and hints of `cbam_attention`: the whole of CBAM
+# from its weights — the shared MLP as matrices (as in `squeeze_excitation`), the spatial gate's 1×2×k×k kernel
+# (channel 0 reads the mean map, channel 1 the max map). It follows the paper's spatial gate, σ(conv(…)) without the
+# BatchNorm our `SpatialGate` adds. The self-check compares it with the course's `CBAM` holding the same weights (its
+# BatchNorm removed), on non-square maps, one narrower than a 7×7 kernel, and a batch of one.
+
+# %% tags=["exercise"]
+def cbam_attention(x, w1, b1, w2, b2, spatial_weight):
+    """CBAM in PyTorch: x B×C×H×W, the shared MLP's w1 (C/r)×C, b1 C/r, w2 C×(C/r), b2 C, and spatial_weight
+    1×2×k×k (k odd) → B×C×H×W. The channel gate σ(MLP(avg) + MLP(max)) of the B×C average- and max-pooled
+    descriptors gives x′ = x · channel gate; the spatial gate σ(conv_k×k([mean_c(x′), max_c(x′)])) with padding
+    k // 2 (B×1×H×W) then gives x′ · spatial gate.
+
+    Hints: MLP(z) = ReLU(z @ w1.T + b1) @ w2.T + b2, applied to each descriptor separately; the spatial gate reads
+    x′, not x; pool over dim 1 with keepdim=True, stack mean before max with torch.cat and use F.conv2d.
+    """
+    def shared_mlp(descriptor):
+        return F.relu(descriptor @ w1.T + b1) @ w2.T + b2
+    channel_gate = torch.sigmoid(shared_mlp(x.mean((2, 3))) + shared_mlp(x.amax((2, 3))))
+    refined = x * channel_gate[:, :, None, None]                    # what, then where: the spatial gate reads this
+    pooled = torch.cat([refined.mean(1, keepdim=True), refined.amax(1, keepdim=True)], 1)   # B×2×H×W
+    spatial_gate = torch.sigmoid(F.conv2d(pooled, spatial_weight, padding=spatial_weight.shape[-1] // 2))
+    return refined * spatial_gate
+
+
+# %% tags=["self-check"]
+cbam_attention = exercises.check("cbam_attention", cbam_attention)
 
 # %% [markdown]
 # ## 4. Where the module goes: the residual branch
