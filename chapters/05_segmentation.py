@@ -38,7 +38,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 from torchvision.ops import sigmoid_focal_loss
 from torchvision.transforms import v2
 
-from utils import segmentation as seg, start_chapter
+from utils import exercises, segmentation as seg, start_chapter
 from utils.data import CLASSES, standardize
 from utils.models.deeplab import DeepLabV3Plus, SeparableConv
 from utils.models.unet import RSU, UNet, UNetPlusPlus
@@ -141,6 +141,34 @@ assert np.isclose(ours["miou"], MulticlassJaccardIndex(5)(pred, target).item()),
 assert np.isclose(ours["mean_pixel_accuracy"], MulticlassAccuracy(5)(pred, target).item()), (
     "mean pixel accuracy should equal torchmetrics' MulticlassAccuracy")
 
+
+# %% [markdown]
+# **Exercise (medium).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `mean_iou`: count the confusion matrix with one `bincount` and average the per-class IoUs,
+# leaving out only the classes in neither map. The self-check compares it with torchmetrics'
+# `multiclass_jaccard_index` (the `MulticlassJaccardIndex` above), the worked example among its cases.
+
+# %% tags=["exercise"]
+def mean_iou(pred, target, num_classes):
+    """Mean IoU in PyTorch from the confusion matrix of two label maps: pred and target int64 of one shape (e.g.
+    N×H×W), labels in [0, num_classes) → a scalar tensor, as torchmetrics' multiclass_jaccard_index.
+
+    Hints: one torch.bincount over target·num_classes + pred (minlength num_classes², reshaped to
+    num_classes × num_classes) counts C[t, p] over every pixel of every image; IoU_c = C[c, c] / (row sum + column
+    sum − C[c, c]); a class with union 0 (in neither map) is undefined and left out of the mean, while a class that
+    is only predicted scores 0.
+    """
+    matrix = torch.bincount((target * num_classes + pred).flatten(), minlength=num_classes ** 2)
+    matrix = matrix.reshape(num_classes, num_classes).double()
+    hits = matrix.diagonal()
+    union = matrix.sum(0) + matrix.sum(1) - hits
+    defined = union > 0
+    return (hits[defined] / union[defined]).mean()
+
+
+# %% tags=["self-check"]
+mean_iou = exercises.check("mean_iou", mean_iou)
+
 # %%
 # Dice is not IoU: per class D = 2TP / (2TP + FP + FN) = 2·IoU / (1 + IoU), above IoU wherever 0 < IoU < 1
 hits, in_target, in_pred = matrix.diagonal().double(), matrix.sum(1).double(), matrix.sum(0).double()
@@ -196,6 +224,33 @@ ax.set(xlabel="probability of the true class p_t", ylabel="loss", title="Focal l
 ax.legend()
 show(fig)
 
+
+# %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `binary_focal_loss`, RetinaNet's loss with one logit per pixel: write it, and the self-check compares it with
+# `torchvision.ops.sigmoid_focal_loss(logits, target, alpha, gamma, reduction="mean")`, logits of ±40 among its
+# cases.
+
+# %% tags=["exercise"]
+def binary_focal_loss(logits, target, gamma=2.0, alpha=0.25):
+    """Binary focal loss in PyTorch, averaged over every element: logits and target (0 or 1, float) of one shape →
+    a scalar, the mean of −α_t (1 − p_t)^γ log p_t.
+
+    Hints: p = torch.sigmoid(logits); where the target is 1, p_t = p and α_t = α, where it is 0, p_t = 1 − p and
+    α_t = 1 − α (p * target + (1 − p) * (1 − target) picks without a branch); take −log p_t from
+    F.binary_cross_entropy_with_logits(logits, target, reduction="none"): torch.log(p_t) is log 0 = −inf once the
+    sigmoid rounds to 0 or 1.
+    """
+    p = torch.sigmoid(logits)
+    p_t = p * target + (1 - p) * (1 - target)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (alpha_t * (1 - p_t) ** gamma * cross_entropy).mean()
+
+
+# %% tags=["self-check"]
+binary_focal_loss = exercises.check("binary_focal_loss", binary_focal_loss)
+
 # %% [markdown]
 # The imbalance, measured: start from an undecided prediction (all classes equally likely at every pixel) on the
 # scene with the least foreground, and ask how much of each loss's gradient lands on its smallest object.
@@ -220,6 +275,31 @@ assert np.isclose(gradient_share["cross-entropy"], pixel_share, rtol=0.05), (
     f"{gradient_share['cross-entropy']:.3f}")
 assert gradient_share["Dice"] > 3 * gradient_share["cross-entropy"], (
     f"Dice should give the small object > 3× the cross-entropy share, got {gradient_share}")
+
+
+# %% [markdown]
+# **Exercise (medium).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `dice_loss`, the soft Dice loss all three models train with: write it, and the self-check compares it with
+# `seg.dice_loss`, on batches where a class is in one image only or in none.
+
+# %% tags=["exercise"]
+def dice_loss(logits, target, smooth=1.0):
+    """Soft multi-class Dice loss in PyTorch, as seg.dice_loss: logits N×C×H×W, target N×H×W labels in [0, C) → a
+    scalar, 1 − the mean over the foreground classes c = 1 … C − 1 of (2 Σ p·y + smooth) / (Σ p + Σ y + smooth),
+    p the softmax over the classes, y the one-hot target, each sum over the whole batch and every pixel.
+
+    Hints: F.softmax(logits, 1); F.one_hot(target, C) is N×H×W×C, .permute(0, 3, 1, 2) makes it N×C×H×W; drop class 0
+    (the background) from both with [:, 1:]; sum over dims (0, 2, 3) for one overlap and one size per class.
+    """
+    probs = F.softmax(logits, 1)[:, 1:]
+    one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:]
+    overlap = (probs * one_hot).sum((0, 2, 3))
+    sizes = probs.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    return 1 - ((2 * overlap + smooth) / (sizes + smooth)).mean()
+
+
+# %% tags=["self-check"]
+dice_loss = exercises.check("dice_loss", dice_loss)
 
 # %% [markdown]
 # ## 4. U-Net: an encoder, a decoder and concatenated skips
@@ -517,12 +597,12 @@ print(f"best head in this run ({profile()} profile, {EPOCHS} epochs): X[0][{best
 class_iou = {name: results[name]["iou"].nan_to_num().numpy() for name in models}
 easy = [NAMES.index(c) for c in ("Trouser", "Bag")]
 hard = [NAMES.index(c) for c in ("T-shirt/top", "Pullover", "Coat", "Shirt")]
-mean_iou = np.mean(list(class_iou.values()), axis=0)
-print(f"IoU averaged over the models: trouser and bag {mean_iou[easy].mean():.2f}, "
-      f"T-shirt, pullover, coat and shirt {mean_iou[hard].mean():.2f}")
-assert mean_iou[easy].mean() > mean_iou[hard].mean(), (
-    f"trousers and bags should be easier than the shirt-like classes: IoU {mean_iou[easy].mean():.2f} vs "
-    f"{mean_iou[hard].mean():.2f}")
+iou_over_models = np.mean(list(class_iou.values()), axis=0)
+print(f"IoU averaged over the models: trouser and bag {iou_over_models[easy].mean():.2f}, "
+      f"T-shirt, pullover, coat and shirt {iou_over_models[hard].mean():.2f}")
+assert iou_over_models[easy].mean() > iou_over_models[hard].mean(), (
+    f"trousers and bags should be easier than the shirt-like classes: IoU {iou_over_models[easy].mean():.2f} vs "
+    f"{iou_over_models[hard].mean():.2f}")
 
 fig, (ax_bar, ax_matrix) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
 offsets, bar_width = np.arange(NUM_CLASSES), 0.8 / len(models)
