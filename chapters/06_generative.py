@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from utils import gan_training, start_chapter
+from utils import exercises, gan_training, start_chapter
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, subset
 from utils.gan_training import chase_fixed_discriminator, health_figure, train_gan
 from utils.fid import (FashionClassifier, FeatureExtractor, checkerboard_amplitude, class_agreement,
@@ -101,6 +101,34 @@ report("judge (FID classifier) test accuracy", judge_accuracy, bar=JUDGE_BAR)
 extractor = FeatureExtractor(classifier)
 real_features = extractor.extract(real[:EVAL_SIZE])
 test_features = extractor.extract(to_generator_range(test_u8))
+
+# %% [markdown]
+# **Exercise (hard).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `fid_from_features`, the Fréchet distance of two feature sets: write it with a matrix square
+# root of your own (eigendecompositions; `scipy.linalg.sqrtm` is refused), and the self-check compares it with the
+# course's `frechet_distance` (`utils/fid.py`), which the next cell checks against `torchmetrics`' FID. The cells
+# below use `frechet_distance`.
+
+# %% tags=["exercise"]
+def fid_from_features(real_features, generated_features):
+    """The Fréchet distance (FID) of two feature sets in PyTorch: real_features N×D and generated_features M×D
+    (float64) → a float, ‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2(Σ_r Σ_g)^½) between the Gaussians fitted to each set.
+
+    Hints: unbiased covariances (divide by N − 1, as torch.cov(features.T)); (Σ_r Σ_g)^½ is a matrix square root,
+    not an entrywise one — Tr(Σ_r Σ_g)^½ is the sum of the square roots of the eigenvalues of the symmetric matrix
+    Σ_r^½ Σ_g Σ_r^½, with Σ_r^½ = V diag(√λ) Vᵀ from torch.linalg.eigh(Σ_r); clamp tiny negative eigenvalues at 0.
+    """
+    mean_real, mean_generated = real_features.mean(0), generated_features.mean(0)
+    cov_real, cov_generated = torch.cov(real_features.T), torch.cov(generated_features.T)
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov_real)
+    sqrt_real = eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
+    cross = torch.linalg.eigvalsh(sqrt_real @ cov_generated @ sqrt_real).clamp(min=0).sqrt().sum()
+    distance = (mean_real - mean_generated).square().sum() + cov_real.trace() + cov_generated.trace() - 2 * cross
+    return distance.item()
+
+
+# %% tags=["self-check"]
+fid_from_features = exercises.check("fid_from_features", fid_from_features)
 
 # %% [markdown]
 # ### Our `frechet_distance` against `torchmetrics`
@@ -228,6 +256,25 @@ show(image_grid(parts.cpu(), ncols=8, cmap="RdBu_r", suptitle="Sparse AE: what e
 # holes of the AE's code space — so decoding z ~ N(0, I) gives clothes. Sampling z is not differentiable in
 # μ, σ; the **reparameterisation trick** writes z = μ + σ·ε with ε ~ N(0, I), moving the randomness into ε.
 
+# %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `kl_to_standard_normal`, the ELBO's KL term in closed form from the encoder's μ and log σ²: write it, and the
+# self-check compares it with `torch.distributions.kl_divergence`. The cells below use the course's `gaussian_kl`.
+
+# %% tags=["exercise"]
+def kl_to_standard_normal(mean, log_var):
+    """The VAE's KL term in PyTorch: KL(N(μ, diag σ²) ‖ N(0, I)) of each sample's code distribution, in closed form.
+    mean and log_var (the encoder's μ and log σ²) N×D → N, one KL in nats per sample.
+
+    Hints: for one dimension, KL(N(μ, σ²) ‖ N(0, 1)) = log(1/σ) + (σ² + μ²)/2 − ½; the encoder gives log σ², not σ
+    (σ² = exp(log_var), log σ = ½ log_var); the dimensions are independent, so their KLs add up.
+    """
+    return 0.5 * (mean.square() + log_var.exp() - 1 - log_var).sum(-1)
+
+
+# %% tags=["self-check"]
+kl_to_standard_normal = exercises.check("kl_to_standard_normal", kl_to_standard_normal)
+
 # %%
 mean, log_var = torch.randn(4, 2, requires_grad=True), torch.randn(4, 2, requires_grad=True)
 z = reparameterize(mean, log_var)
@@ -329,6 +376,32 @@ scores["VAE (prior samples)"] = fid(vae_samples)
 # - **Non-saturating** G loss: minimise −log D(G(z)) — same fixed point, strong gradient when D(G(z)) ≈ 0.
 #
 # The losses work on logits (D(x) = sigmoid(logit)); check them against the textbook formulas on probabilities.
+
+# %% [markdown]
+# **Exercise (medium).** In the exercise version of this notebook the cell below keeps only the signature and hints
+# of `gan_losses`: D's binary cross-entropy and G's non-saturating loss, both from D's logits and stable for logits
+# of ±800. The self-check compares them with `F.binary_cross_entropy_with_logits`; the cells below use the course's
+# `discriminator_loss` and `generator_loss`.
+
+# %% tags=["exercise"]
+def gan_losses(real_logits, fake_logits):
+    """The GAN's two losses in PyTorch, from the discriminator's logits (D(x) = sigmoid(logit)): real_logits N (D on
+    real images) and fake_logits M (D on generated ones) → (discriminator loss, generator loss), two scalars:
+    D's −E[log D(x)] − E[log(1 − D(G(z)))] and G's non-saturating −E[log D(G(z))], each E a mean over its batch.
+
+    Hints: −log sigmoid(t) = log(1 + e^(−t)) and −log(1 − sigmoid(t)) = log(1 + e^t); write log(1 + e^t) stably as
+    max(t, 0) + log1p(e^(−|t|)), never as the log of a sigmoid, which rounds to 0 or 1 for large |t|. D's loss is the
+    mean over the real logits plus the mean over the fake ones.
+    """
+    def log_one_plus_exp(t):
+        return t.clamp(min=0) + torch.log1p(torch.exp(-t.abs()))
+
+    discriminator = log_one_plus_exp(-real_logits).mean() + log_one_plus_exp(fake_logits).mean()
+    return discriminator, log_one_plus_exp(-fake_logits).mean()
+
+
+# %% tags=["self-check"]
+gan_losses = exercises.check("gan_losses", gan_losses)
 
 # %%
 logits_real, logits_fake = torch.randn(6), torch.randn(6)
