@@ -34,8 +34,9 @@ from utils import exercises, start_chapter
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
                                      attention_resnet, channel_weights_explorer, class_mean_gates, collect_gates,
                                      eca_kernel_size, grad_cam, hidden_channels, spatial_attention_explorer)
-from utils.data import DeviceLoader, fashion_mnist, standardize, subset
+from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
 from utils.measuring import count_flops, count_parameters, images_per_second
+from utils.own_images import EXAMPLES, gates_explorer
 from utils.plotting import show
 from utils.results import report
 from utils.runtime import pick
@@ -437,6 +438,30 @@ for name, layers in class_gates.items():
     print(f"{name}: spread of class-mean gates per block, first → last: {' → '.join(spread)}")
 channel_cams = {name: grad_cam(variants[name], sample_inputs, "stages") for name in class_gates}
 show(channel_weights_explorer(class_gates, sample_images.float() / 255, sample_labels, channel_cams))
+
+# %% [markdown]
+# ## 10. Your own drawing or photo
+# Draw a garment with the mouse on the black pad (white ink: Fashion-MNIST items are light on black), or upload a
+# PNG/JPEG photo of one. On mouse release (or upload) your input is prepared exactly like a test image
+# (`utils.own_images`: grey, inverted when the background is light, the object found, centred, padded square,
+# area-resized to 28×28, standardised) and the explorer redraws: both networks' predictions, Grad-CAM of the CBAM
+# network's top class, CBAM's spatial gate in the chosen block, and SE's channel gates in that block for your input
+# (bars) beside the mean gates of the test images of the class SE predicts (line). Does a badly drawn sneaker
+# switch on the same channels as real ones? The time under the pad is the redraw's. A file that cannot be used
+# (not an image, empty, huge, animated, 16-bit, CMYK) gets a message under the controls instead.
+
+# %%
+own_attention = gates_explorer(cbam_model, variants["SE"], sample_inputs[0].cpu(), class_gates)
+show(own_attention)
+before = own_attention.explorer.image.value
+for stroke in EXAMPLES["trousers"]:  # drawn by code as the mouse would; each release redraws
+    own_attention.own.add_stroke(stroke[1], brush=stroke[0])
+assert own_attention.explorer.image.value != before and not own_attention.explorer.message.value, (
+    "a new drawing must redraw the explorer without an error")
+assert torch.isclose(own_attention.image.min(), standardize(torch.zeros(1, dtype=torch.uint8))[0]), (
+    "the drawing's background must be standardised black, as in Fashion-MNIST")
+print(f"drawn trousers: CBAM says {CLASSES[int(predict(cbam_model, own_attention.image[None].to(device)).argmax())]}; "
+      f"redrawn in {own_attention.own.seconds:.2f} s on {device}")
 
 # %% [markdown]
 # ## Interview questions

@@ -84,6 +84,13 @@ def test_render_strokes_and_prepare_drawing():
     torch.testing.assert_close(floats, image)
 
 
+def test_examples_are_drawings_that_fill_the_frame():
+    for name, strokes in own_images.EXAMPLES.items():
+        picture = as_picture(prepare_drawing(render_strokes(strokes)))
+        assert picture.max() == 1 and picture[0, 0] == 0, name
+        assert (picture.max(0) > 0).all() or (picture.max(1) > 0).all(), f"{name}: its longer side fills the frame"
+
+
 def test_prepare_drawing_errors():
     with pytest.raises(ValueError, match="the pad is empty: draw something"):
         prepare_drawing(np.zeros((CANVAS, CANVAS), np.uint8))
@@ -298,30 +305,41 @@ def test_own_input_upload_and_bad_files_show_messages():
     assert "empty.png: the file is empty" in pad.message.value
 
 
-def test_own_input_explorer_redraws_on_a_new_input_and_picks_units(drawn):
+def test_prediction_explorer_redraws_on_a_new_input_and_picks_units(drawn):
     pytest.importorskip("ipyevents")
-    from utils.look_inside import feature_maps, map_layers
     from utils.models import ResNet
-    from utils.widgets import dropdown, slider
 
     torch.manual_seed(0)
-    model = ResNet(width=8, blocks=(1, 1, 1)).eval()
-    layers = map_layers(model)
-    controls = {"layer": dropdown("layer", list(layers), "stages.2.0.conv1"), "channel": slider("channel", 0, 7),
-                "unit_row": slider("unit row", 0, 6, 3), "unit_col": slider("unit column", 0, 6, 3)}
-    picker = lambda image, layer, channel, unit_row, unit_col: (            # noqa: E731
-        feature_maps(model, image, [layer])[layer][channel].numpy(), unit_row, unit_col)
-    own = OwnInputExplorer(lambda image, **values: prediction_figure(model, image, layers, **values), controls,
-                           "own input", torch.zeros(1, SIZE, SIZE), picker=picker)
+    own = own_images.prediction_explorer(ResNet(width=8, blocks=(1, 1, 1)).eval(), torch.zeros(1, SIZE, SIZE))
     first = own.explorer.image.value
     own.own.add_stroke([(140, 40), (140, 240)])
     assert own.explorer.image.value != first and "redrawn in" in own.own.status.value
+    own.explorer.set(layer="stages.2.0.conv1")                                 # a 7×7 map: the sliders follow it
+    assert own.explorer.controls["unit_row"].max == 6 and own.explorer.controls["channel"].max == 31
     own._unit_clicked({"relativeX": 10, "relativeY": 160, "boundingRectWidth": 168, "boundingRectHeight": 168})
     assert (own.explorer.values()["unit_row"], own.explorer.values()["unit_col"]) == (6, 0)
+    assert Image.open(io.BytesIO(own.unit_image.value)).size == (168, 168)
     own.own.load(b"GIF89a", "broken.gif")
-    assert "broken.gif" in own.own.message.value
-    assert own.static_figure() is not None
-    assert "image/png" in own._repr_mimebundle_()
+    assert "broken.gif" in own.own.message.value and not own.explorer.message.value
+    assert own.static_figure() is not None and "image/png" in own._repr_mimebundle_()
     with pytest.raises(ValueError, match="start must be one 1×28×28"):
         OwnInputExplorer(lambda image: None, {}, "x", torch.zeros(28, 28))
+    matplotlib.pyplot.close("all")
+
+
+def test_gates_and_vit_explorers_redraw_on_a_drawing(drawn):
+    pytest.importorskip("ipyevents")
+    from utils.attention_modules import attention_resnet
+    from utils.models.vit import ViT
+
+    torch.manual_seed(0)
+    explorers = [own_images.gates_explorer(attention_resnet("CBAM", width=8, blocks=(1, 1, 1)),
+                                           attention_resnet("SE", width=8, blocks=(1, 1, 1)), drawn),
+                 own_images.vit_explorer(ViT(dim=16, depth=2, num_heads=2), drawn, patch_size=4)]
+    assert explorers[0].explorer.controls["block"].max == 2 and explorers[1].explorer.controls["head"].max == 1
+    for own in explorers:
+        first = own.explorer.image.value
+        for brush, points in own_images.EXAMPLES["bag"]:
+            own.own.add_stroke(points, brush)
+        assert own.explorer.image.value != first and not own.explorer.message.value
     matplotlib.pyplot.close("all")

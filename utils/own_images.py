@@ -31,7 +31,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from .data import CLASSES, standardize
-from .plotting import colorbar
+from .plotting import display_dpi, figure_png, png_size
 
 SIZE = 28                  # px: the course's input side
 CANVAS = 280               # px: the drawing pad's side (10 pad pixels per input pixel)
@@ -39,6 +39,12 @@ MAX_BYTES = 30_000_000     # an upload larger than this is refused before decodi
 MAX_PIXELS = 50_000_000    # width × height: a 50-megapixel photo is the largest accepted
 WORK_SIDE = 1024           # px: a photo is reduced to at most this side before the object is looked for
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+EXAMPLES = {  # drawings made by code as a mouse would make them: (brush, points) in pad pixels
+    "trousers": [(30, [(112, 40), (168, 40)]), (30, [(112, 40), (96, 250)]), (30, [(168, 40), (184, 250)]),
+                 (30, [(140, 40), (140, 110)])],
+    "bag": [(12, [(105, 140), (115, 80), (165, 80), (175, 140)])]
+           + [(40, [(70, y), (210, y)]) for y in (150, 180, 210, 235)],
+}
 
 
 # ----------------------------------------------------------------------------------------- the shared preparation
@@ -251,9 +257,11 @@ def prediction_figure(model, image: torch.Tensor, layers: dict, layer: str, chan
         if not 0 <= value < size:
             raise ValueError(f"{what} {value} is outside layer {layer!r} ({c}×{h}×{w}): choose 0–{size - 1}")
     probs = probabilities(model, image)
-    fig = plt.figure(figsize=(7.6, 4.3), layout="constrained")
-    left, right = fig.subfigures(1, 2, width_ratios=[1, 1.45])
-    ax_input, ax_probs = left.subplots(2, 1, height_ratios=[1.25, 1])
+    # Axes placed by hand, no layout engine: the figure is redrawn on every mouse release and must take well
+    # under half a second on two cores.
+    fig = plt.figure(figsize=(7.6, 4.3))
+    ax_input = fig.add_axes((0.02, 0.45, 0.28, 0.42))
+    ax_probs = fig.add_axes((0.125, 0.09, 0.17, 0.26))
     ax_input.imshow(as_picture(image), cmap="gray", vmin=0, vmax=1)
     top, left_edge, bottom, right_edge = unit_window(layers[layer], unit_row, unit_col)
     ax_input.add_patch(Rectangle((left_edge - 0.5, top - 0.5), right_edge - left_edge, bottom - top, fill=False,
@@ -266,17 +274,22 @@ def prediction_figure(model, image: torch.Tensor, layers: dict, layer: str, chan
     ax_input.axis("off")
     _probability_bars(ax_probs, probs)
     shown = list(range(channel, min(channel + channels_shown, c)))
-    axes = right.subplots(2, -(-channels_shown // 2))
+    columns = -(-channels_shown // 2)
+    cell = 0.5 / columns
+    axes = [fig.add_axes((0.36 + cell * (i % columns), 0.47 - 0.42 * (i // columns), cell * 0.94, 0.36))
+            for i in range(channels_shown)]
     low, high = float(maps[shown].min()), float(maps[shown].max())
     high = high if high - low > 1e-6 else low + 1.0     # a flat map: a colour bar needs a range
-    for ax in axes.flat:
+    for ax in axes:
         ax.axis("off")
-    for ax, k in zip(axes.flat, shown):
+    for ax, k in zip(axes, shown):
         drawn = ax.imshow(maps[k], cmap="magma", vmin=low, vmax=high)
         ax.scatter([unit_col], [unit_row], s=12, c="cyan", marker="s")
         ax.set_title(f"channel {k}", fontsize=8)
-    colorbar(drawn, axes, "activation (one scale)")
-    right.suptitle(f"{layer}: {c} maps of {h}×{w} (cyan: the unit)", fontsize=9)
+    bar = fig.colorbar(drawn, cax=fig.add_axes((0.885, 0.1, 0.015, 0.7)))
+    bar.set_label("activation (one scale)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.text(0.61, 0.93, f"{layer}: {c} maps of {h}×{w} (cyan: the unit)", ha="center", fontsize=9)
     return fig
 
 
@@ -342,23 +355,25 @@ def attention_gates_figure(models: dict, image: torch.Tensor, block: int, class_
     gate = F.interpolate(gate[None, None], size=image.shape[-2:], mode="nearest")[0, 0]
     gate = (gate - gate.min()) / (gate.max() - gate.min()) if gate.max() > gate.min() else torch.full_like(gate, 0.5)
     picture = as_picture(image)
-    fig = plt.figure(figsize=(9.0, 3.1), layout="constrained")
-    grid = fig.add_gridspec(1, 4, width_ratios=[1, 1, 1, 1.7])
-    axes = [fig.add_subplot(grid[0, i]) for i in range(4)]
+    fig = plt.figure(figsize=(9.0, 3.1))         # axes placed by hand: no layout engine, a fast redraw
+    axes = [fig.add_axes((0.01 + 0.175 * i, 0.08, 0.165, 0.7)) for i in range(3)]
+    axes.append(fig.add_axes((0.685, 0.17, 0.3, 0.63)))
     axes[0].imshow(picture, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title("\n".join(f"{n}: {CLASSES[top[n]]} {probs[n][top[n]]:.0%}" for n in ("CBAM", "SE")),
                       fontsize=9)
     axes[0].axis("off")
     _overlay(axes[1], picture, cam.numpy(), f"Grad-CAM (CBAM)\nfor {CLASSES[top['CBAM']]}")
     drawn = _overlay(axes[2], picture, gate.numpy(), f"CBAM spatial gate\n{block_label(spatial_name)}")
-    colorbar(drawn, axes[1:3], "scaled to [0, 1]")
+    bar = fig.colorbar(drawn, cax=fig.add_axes((0.535, 0.15, 0.012, 0.56)))
+    bar.set_label("scaled to [0, 1]", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     mine = channel[channel_name][0]
     order = mine.argsort(descending=True)
     axes[3].bar(range(len(mine)), mine[order].numpy(), color="tab:blue", label="your input")
     if class_gates is not None and channel_name in class_gates.get("SE", {}):
         mean = class_gates["SE"][channel_name][top["SE"]]
         axes[3].plot(range(len(mine)), mean[order].numpy(), color="tab:orange", lw=1.2,
-                     label=f"mean of test {CLASSES[top['SE']]}s")
+                     label=f"mean over test images of {CLASSES[top['SE']]}")
     axes[3].set(xlabel="channel (sorted by your gate)", ylabel="SE gate σ", ylim=(0, 1))
     axes[3].set_title(f"SE channel gates, {block_label(channel_name)}", fontsize=9)
     axes[3].legend(fontsize=7, loc="upper right")
@@ -413,13 +428,13 @@ class OwnInput:
         self.clear_button.on_click(lambda _: self.clear())
         self.undo_button.on_click(lambda _: self.undo())
         self.upload = widgets.FileUpload(accept="image/png,image/jpeg,.png,.jpg,.jpeg", multiple=False,
-                                         description="upload a photo")
+                                         description="upload", tooltip="upload a PNG or JPEG photo or drawing")
         self.upload.add_class("dvl-upload")
         self.upload.observe(self._uploaded, names="value")
         self.message = widgets.HTML()
         self.status = widgets.HTML("<i>draw with the mouse (white ink) or upload a PNG/JPEG</i>")
         self.status.add_class("dvl-status")
-        self.before_after = widgets.Image(format="png", layout=widgets.Layout(display="none", max_width=f"{size}px"))
+        self.before_after = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self.before_after.add_class("dvl-before-after")
         self.clicks = Event(source=self.pad, watched_events=["mousedown", "mouseup", "mouseleave"],
                             prevent_default_action=True)
@@ -427,9 +442,10 @@ class OwnInput:
         self.moves = Event(source=self.pad, watched_events=["mousemove"], prevent_default_action=True,
                            throttle_or_debounce="throttle", wait=40)
         self.moves.on_dom_event(self._mouse)
-        self.widget = widgets.VBox([self.pad, self.brush, widgets.HBox([self.clear_button, self.undo_button]),
-                                    self.upload, self.message, self.status, self.before_after],
-                                   layout=widgets.Layout(width=f"{size + 12}px"))
+        self.widget = widgets.VBox([self.pad, self.brush, widgets.HBox([self.clear_button, self.undo_button,
+                                                                        self.upload]),
+                                    self.message, self.status, self.before_after],
+                                   layout=widgets.Layout(width=f"{size + 12}px", flex="0 0 auto"))
 
     # the plain part
     @property
@@ -461,9 +477,13 @@ class OwnInput:
             self._fail(f"{name}: {error}")
             return
         self.original = picture
-        self.before_after.value = _png_bytes(before_after_figure(picture, prepared, name + (" (inverted)" if inverted
-                                                                                           else "")))
+        self.strokes.clear()                       # the pad no longer shows the input: empty it
+        self.pad.value = self._png()
+        png = _png_bytes(before_after_figure(picture, prepared, name + (" (inverted)" if inverted else "")),
+                         self.size)
+        self.before_after.value = png
         self.before_after.layout.display = ""
+        self.before_after.layout.width = f"{png_size(png)[0]}px"     # drawn at the size shown, never stretched
         self._deliver(prepared, f"upload {name}")
 
     # the thin part
@@ -525,10 +545,9 @@ class OwnInput:
             self._refresh(notify=True)
 
 
-def _png_bytes(fig) -> bytes:
-    from .plotting import figure_png
-
-    return figure_png(fig, dpi=80)
+def _png_bytes(fig, width: int) -> bytes:
+    """The figure as PNG bytes drawn at most ``width`` px wide (and 240 px high)."""
+    return figure_png(fig, dpi=display_dpi(fig, width, 240))
 
 
 class OwnInputExplorer:
@@ -557,7 +576,7 @@ class OwnInputExplorer:
         if picker is not None:
             from ipyevents import Event
 
-            self.unit_image = widgets.Image(format="png")
+            self.unit_image = widgets.Image(format="png", layout=widgets.Layout(width="168px", height="168px"))
             self.unit_image.add_class("dvl-unit-picker")
             self.unit_events = Event(source=self.unit_image, watched_events=["click"], prevent_default_action=True)
             self.unit_events.on_dom_event(self._unit_clicked)
@@ -566,7 +585,7 @@ class OwnInputExplorer:
                     controls[name].observe(lambda _: self._draw_picker(), names="value")
             self._draw_picker()
             column += [widgets.HTML("<b>click a unit</b> (the chosen channel's map)"), self.unit_image]
-        self.widget = widgets.HBox([widgets.VBox(column), self.explorer])
+        self.widget = widgets.HBox([widgets.VBox(column, layout=widgets.Layout(flex="0 0 auto")), self.explorer])
 
     def set_image(self, image: torch.Tensor) -> None:
         """Make ``image`` (1×28×28) the explorer's input and redraw; a render error shows under the controls."""
@@ -592,7 +611,66 @@ class OwnInputExplorer:
         self.explorer.set(unit_row=int(y * h), unit_col=int(x * w))
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)  # the live widget; a static PNG where there is no front end
         if self.explorer.image.value:
             bundle["image/png"] = base64.b64encode(self.explorer.image.value).decode()
         return bundle
+
+
+# ------------------------------------------------------------------------------- the chapters' own-input explorers
+def prediction_explorer(model, start: torch.Tensor, input_shape=(1, SIZE, SIZE)) -> OwnInputExplorer:
+    """Chapter 1d: your input's prediction with its probabilities, the feature maps of a chosen layer and the
+    receptive field of a unit you click (`prediction_figure`)."""
+    from .look_inside import feature_maps, map_layers
+    from .widgets import dropdown, slider
+
+    layers = map_layers(model, input_shape)
+    names = list(layers)
+    sizes = {name: tuple(m.shape) for name, m in feature_maps(model, start, names).items()}
+    layer = names[min(2, len(names) - 1)]
+    controls = {"layer": dropdown("layer", names, layer),
+                "channel": slider("first channel", 0, max(c for c, _, _ in sizes.values()) - 1),
+                "unit_row": slider("unit row", 0, input_shape[1] - 1, 3),
+                "unit_col": slider("unit column", 0, input_shape[2] - 1, 3)}
+
+    def fit_ranges(change):  # keep the channel and unit sliders inside the chosen layer's map
+        for name, size in zip(("channel", "unit_row", "unit_col"), sizes[change["new"]]):
+            controls[name].value = min(controls[name].value, size - 1)
+            controls[name].max = size - 1
+
+    controls["layer"].observe(fit_ranges, names="value")
+    fit_ranges({"new": layer})
+
+    def picker(image, layer, channel, unit_row, unit_col):
+        return feature_maps(model, image, [layer])[layer][channel].numpy(), unit_row, unit_col
+
+    return OwnInputExplorer(lambda image, **values: prediction_figure(model, image, layers, **values), controls,
+                            "Your input: prediction, feature maps, receptive field", start, picker=picker)
+
+
+def gates_explorer(cbam_model, se_model, start: torch.Tensor, class_gates: dict | None = None) -> OwnInputExplorer:
+    """Chapter 2: Grad-CAM and the CBAM/SE gates of your input, block by block (`attention_gates_figure`)."""
+    from .attention_modules import SE, gate_modules
+    from .widgets import slider
+
+    blocks = len(gate_modules(se_model, SE))
+    models = {"CBAM": cbam_model, "SE": se_model}
+    return OwnInputExplorer(lambda image, block: attention_gates_figure(models, image, block, class_gates),
+                            {"block": slider("block", 0, blocks - 1, blocks - 1)},
+                            "Your input: Grad-CAM and the SE/CBAM gates", start)
+
+
+def vit_explorer(vit, start: torch.Tensor, patch_size: int) -> OwnInputExplorer:
+    """Chapter 3b: the class token's attention over your input, per layer and head or rolled out
+    (`vit_attention_figure`)."""
+    from .widgets import dropdown, slider
+
+    with torch.no_grad():
+        param = next(vit.eval().parameters())
+        _, attentions = vit(start[None].to(param.device, param.dtype), return_attention=True)
+    controls = {"layer": slider("layer", 0, len(attentions) - 1, len(attentions) - 1),
+                "head": slider("head", 0, attentions[0].shape[1] - 1),
+                "mode": dropdown("map", ["rollout", "single head"])}
+    return OwnInputExplorer(lambda image, layer, head, mode: vit_attention_figure(vit, image, patch_size, layer, head,
+                                                                                  mode == "rollout"),
+                            controls, "Your input: ViT attention of the class token", start, width=640)
