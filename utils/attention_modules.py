@@ -14,7 +14,8 @@ of the same shape by multiplying it with a *gate* in (0, 1):
 Every gate module keeps its last gate in ``.gate`` (detached) so that chapters can look at it. The views at the end:
 `grad_cam` wraps torchcam's `GradCAM`, the maintained implementation, and the two explorers follow the course's
 pattern (`utils.widgets.Explorer`): a plain render function behind an image/layer slider and dropdowns.
-`attention_resnet` builds the ResNet of Chapter 1 with a module applied to each block's residual branch
+`grad_cams` and `grad_cam_explorer` do the same for any classifier of the torchvision kind on photographs (Chapter 2's
+last section: ResNet-18/50). `attention_resnet` builds the ResNet of Chapter 1 with a module applied to each block's residual branch
 before the addition, where the SE paper puts it; `utils.measuring` measures what each costs.
 """
 
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import CLASSES
+from .plotting import colorbar, picture
 from .models.resnet import BasicBlock, ResNet
 from .widgets import Explorer, dropdown, slider
 
@@ -248,6 +250,88 @@ def grad_cam(model: torch.nn.Module, images: torch.Tensor, target_layer: str,
         cam = extractor(targets.tolist(), scores)[0]                            # N×h×w, each scaled to [0, 1]
     cam = F.interpolate(cam[:, None].float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
     return cam[:, 0].detach().cpu().clamp(0, 1)
+
+
+def grad_cams(model: torch.nn.Module, images: torch.Tensor, layers: list[str],
+              class_idx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Grad-CAM of ``images`` (N×C×H×W, any size and channel count) at each of ``layers`` from one forward and one
+    backward pass: layer name → N×H×W maps in [0, 1] on the CPU, upsampled bilinearly to the input size.
+    ``class_idx`` (N) defaults to the predicted classes."""
+    if not torch.is_tensor(images) or images.ndim != 4:
+        raise ValueError(f"images must be N×C×H×W, got "
+                         f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}: "
+                         "for one image pass image[None]")
+    layers = list(layers)
+    names = dict(model.named_modules())
+    missing = [name for name in layers if name not in names]
+    if not layers or missing:
+        raise ValueError(f"no layer(s) {missing or layers!r} in the model; pick from model.named_modules(), "
+                         f"e.g. {', '.join(list(names)[1:6])}")
+    from torchcam.methods import GradCAM
+
+    model.eval()
+    dev = next(model.parameters()).device
+    images = images.to(dev)
+    with GradCAM(model, layers, input_shape=tuple(images.shape[1:])) as extractor, torch.enable_grad():
+        scores = model(images)
+        targets = scores.argmax(1) if class_idx is None else torch.as_tensor(class_idx).to(dev)
+        maps = extractor(targets.tolist(), scores)                               # one N×h×w per layer
+    return {name: F.interpolate(cam[:, None].float(), size=images.shape[-2:], mode="bilinear",
+                                align_corners=False)[:, 0].detach().cpu().clamp(0, 1)
+            for name, cam in zip(layers, maps)}
+
+
+def grad_cam_figure(image: torch.Tensor, cams: dict[str, torch.Tensor], title: str, caption: str = ""):
+    """The image (C×H×W; grey or RGB) and each H×W Grad-CAM in ``cams`` (layer → map in [0, 1]) over it, one
+    colour bar; ``title`` names the model and its weights, ``caption`` the class the maps explain."""
+    if not cams:
+        raise ValueError("cams is empty: pass {layer name: H×W map} from grad_cams")
+    shown = picture(image)
+    fig, axes = plt.subplots(1, 1 + len(cams), figsize=(2.5 * (1 + len(cams)) + 0.9, 3.0), layout="constrained")
+    axes[0].imshow(shown, cmap="gray")
+    axes[0].set_title(caption or "input", fontsize=9)
+    axes[0].axis("off")
+    for ax, (name, cam) in zip(axes[1:], cams.items()):
+        if tuple(cam.shape) != tuple(shown.shape[:2]):
+            raise ValueError(f"the Grad-CAM of {name!r} is {tuple(cam.shape)}, the image {tuple(shown.shape[:2])}: "
+                             "compute the maps on this image")
+        drawn = _overlay(ax, shown, cam.numpy(), f"Grad-CAM at {name}")
+    colorbar(drawn, list(axes[1:]), "Grad-CAM, scaled to [0, 1]")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def grad_cam_explorer(model: torch.nn.Module, images: torch.Tensor, layers: list[str], title: str,
+                      categories: list[str] | None = None, names: list[str] | None = None, top: int = 5) -> Explorer:
+    """Pick an image and one of the model's ``top`` classes for it: Grad-CAM at each of ``layers`` (early → late).
+
+    ``images`` N×C×H×W as the model expects them; ``categories`` names the model's classes (e.g. ImageNet's, from
+    the weights' meta), ``names`` the images; ``title`` says which model and weights (every figure shows it)."""
+    if not torch.is_tensor(images) or images.ndim != 4:
+        raise ValueError("images must be N×C×H×W: for one image pass image[None]")
+    names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+    if len(names) != len(images):
+        raise ValueError(f"{len(names)} names for {len(images)} images: give one name per image")
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        probabilities = model.eval()(images.to(dev)).softmax(1).cpu()
+    best = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
+    label = lambda c: categories[c] if categories is not None and c < len(categories) else f"class {c}"  # noqa: E731
+
+    def render(image: str, rank: int):
+        if image not in names:
+            raise ValueError(f"image must be one of {names}, not {image!r}")
+        if not 0 <= rank < best.indices.shape[1]:
+            raise ValueError(f"rank must be 0–{best.indices.shape[1] - 1}: the model's top classes for the image")
+        index = names.index(image)
+        chosen = int(best.indices[index, rank])
+        cams = grad_cams(model, images[index:index + 1], layers, torch.tensor([chosen]))
+        return grad_cam_figure(images[index], {k: v[0] for k, v in cams.items()}, title,
+                               f"{image}: class {rank + 1} of the top {best.indices.shape[1]}\n{label(chosen)} "
+                               f"(p = {float(best.values[index, rank]):.3f})")
+
+    return Explorer(render, {"image": dropdown("image", names), "rank": slider("class rank", 0, best.indices.shape[1] - 1)},
+                    title=f"Grad-CAM: {title}")
 
 
 def block_label(name: str) -> str:

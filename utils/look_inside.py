@@ -1,7 +1,9 @@
 """Looking inside a CNN: feature maps, the input window of a unit, and the two explorers of Chapter 1d.
 
 Introduced in Chapter 1 (01d). The compute and render functions are plain and unit-tested; the explorers
-are thin `utils.widgets.Explorer` wrappers around them.
+are thin `utils.widgets.Explorer` wrappers around them. They take any CNN of the torchvision kind (Chapter 1d's last
+section runs them on torchvision's ResNet-18/50 and VGG-11 over photographs): any input size, any channel count
+(one channel is drawn grey, three as RGB), and a ``title`` that names the weights.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from .plotting import colorbar
+from .plotting import colorbar, picture
 from .receptive_field import LayerRF, effective_receptive_field, receptive_field
 from .widgets import Explorer, dropdown, slider
 
@@ -20,7 +22,8 @@ _MAP_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
 
 def map_layers(model: nn.Module, input_shape=(1, 28, 28)) -> dict[str, LayerRF]:
-    """Convolution and pooling layers in execution order, each with its receptive-field record."""
+    """Convolution and pooling layers in execution order, each with its receptive-field record (``input_shape``:
+    one input's C×H×W, any size)."""
     modules = dict(model.named_modules())
     layers = {}
     for record in receptive_field(model, input_shape):
@@ -73,9 +76,10 @@ def _check_range(name: str, value: int, size: int, what: str) -> None:
 
 
 def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: int, layer: str, channel: int,
-                        unit_row: int, unit_col: int, channels_shown: int = 8):
-    """Input image with the selected unit's receptive field, and ``channels_shown`` maps of ``layer`` (two rows,
-    one colour scale for all of them, so channels can be compared)."""
+                        unit_row: int, unit_col: int, channels_shown: int = 8, title: str = ""):
+    """Input image (images N×C×H×W) with the selected unit's receptive field, and ``channels_shown`` maps of ``layer``
+    (two rows, one colour scale for all of them, so channels can be compared); ``title`` heads the figure (say which
+    model and weights)."""
     _check_range("images", image_index, len(images), "image")
     if layer not in layers:
         raise ValueError(f"unknown layer {layer!r}: choose one of {list(layers)}")
@@ -89,7 +93,7 @@ def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: 
     fig = plt.figure(figsize=(9.4, 3.9), layout="constrained")
     left, right = fig.subfigures(1, 2, width_ratios=[1, 2.1])
     ax_input = left.subplots()
-    ax_input.imshow(image[0].cpu().numpy(), cmap="gray")
+    ax_input.imshow(picture(image), cmap="gray")
     top, left_edge, bottom, right_edge = unit_window(layers[layer], unit_row, unit_col)
     ax_input.add_patch(Rectangle((left_edge - 0.5, top - 0.5), right_edge - left_edge, bottom - top, fill=False,
                                  color="red", lw=1.5))
@@ -110,6 +114,8 @@ def render_feature_maps(model, images, layers: dict[str, LayerRF], image_index: 
     colorbar(drawn, axes, "activation (one scale for all)")
     right.suptitle(f"{layer}: {maps.shape[0]} channels of {maps.shape[1]}×{maps.shape[2]} (cyan: the unit)",
                    fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -155,8 +161,16 @@ def kernel_figure(kernels: torch.Tensor, title: str, columns: int = 8):
     return fig
 
 
-def feature_map_explorer(model, images, input_shape=(1, 28, 28)) -> Explorer:
-    """Choose an image, a layer, channels and a unit; the unit's receptive field is drawn on the input."""
+def feature_map_explorer(model, images, input_shape=None, title: str = "") -> Explorer:
+    """Choose an image, a layer, channels and a unit; the unit's receptive field is drawn on the input.
+
+    ``images``: N×C×H×W, standardised as the model expects; ``input_shape`` defaults to one image's C×H×W;
+    ``title`` heads every figure (e.g. "ResNet-18, untrained weights")."""
+    if not torch.is_tensor(images) or images.ndim != 4:
+        raise ValueError(f"images must be an N×C×H×W tensor, got "
+                         f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}: "
+                         "for one image pass image[None]")
+    input_shape = tuple(images.shape[1:]) if input_shape is None else tuple(input_shape)
     layers = map_layers(model, input_shape)
     names = list(layers)
     probe = feature_maps(model, images[0], names)
@@ -167,8 +181,8 @@ def feature_map_explorer(model, images, input_shape=(1, 28, 28)) -> Explorer:
         "unit_row": slider("unit row", 0, input_shape[1] - 1, 3),
         "unit_col": slider("unit column", 0, input_shape[2] - 1, 3),
     }
-    render = lambda **values: render_feature_maps(model, images, layers, **values)
-    explorer = Explorer(render, controls, "Feature-map explorer")
+    render = lambda **values: render_feature_maps(model, images, layers, **values, title=title)
+    explorer = Explorer(render, controls, f"Feature-map explorer{': ' + title if title else ''}")
 
     def fit_ranges(change):  # keep channel and unit sliders inside the chosen layer's map
         c, h, w = probe[change["new"]].shape
@@ -192,13 +206,19 @@ def erf_radius(erf: np.ndarray, mass: float = 0.95) -> float:
     return float(max(h, w))
 
 
-def render_receptive_fields(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]], layer: str):
+def render_receptive_fields(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]], layer: str,
+                            title: str = ""):
     """Theoretical RF and jump per layer (the chosen one marked) beside the effective RF maps of ``layer``.
 
-    ``erfs`` maps a label (e.g. "untrained", "trained") to {layer name: H×W effective receptive field}.
+    ``erfs`` maps a label (e.g. "untrained", "trained") to {layer name: H×W effective receptive field}; it may hold
+    only some of the layers (a big network's). ``title`` heads the figure.
     """
     if layer not in records:
         raise ValueError(f"unknown layer {layer!r}: choose one of {list(records)}")
+    missing = [label for label, maps in erfs.items() if layer not in maps]
+    if missing:
+        raise ValueError(f"no effective receptive field of {layer!r} for {missing}: choose one of "
+                         f"{[n for n in records if all(n in maps for maps in erfs.values())]}")
     names = list(records)
     index = names.index(layer)
     fig, axes = plt.subplots(1, 1 + len(erfs), figsize=(4.4 + 2.9 * len(erfs), 3.4), layout="constrained",
@@ -221,7 +241,8 @@ def render_receptive_fields(records: dict[str, LayerRF], erfs: dict[str, dict[st
         ax.set_title(f"effective RF, {label}:\n95% of it in {erf_radius(erf):.0f} px", fontsize=9)
         ax.axis("off")
     colorbar(drawn, list(axes[1:]), "|∂ centre unit / ∂ pixel| (÷ max)")
-    fig.suptitle("red square: the centre unit's theoretical receptive field", fontsize=9)
+    fig.suptitle((title + "\n" if title else "") + "red square: the centre unit's theoretical receptive field",
+                 fontsize=9)
     return fig
 
 
@@ -251,8 +272,13 @@ def effective_fields(models: dict[str, nn.Module], layers, inputs: torch.Tensor)
                     for name in layers} for label, model in models.items()}
 
 
-def receptive_field_explorer(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]]) -> Explorer:
-    """Choose a layer: its theoretical RF/jump in context and its effective RF for each model."""
-    names = list(records)
+def receptive_field_explorer(records: dict[str, LayerRF], erfs: dict[str, dict[str, np.ndarray]],
+                             title: str = "") -> Explorer:
+    """Choose a layer: its theoretical RF/jump in context and its effective RF for each model (the dropdown lists
+    the layers every entry of ``erfs`` has)."""
+    names = [n for n in records if all(n in maps for maps in erfs.values())]
+    if not names:
+        raise ValueError("erfs holds no layer of records: compute them with effective_fields(models, layers, inputs)")
     controls = {"layer": dropdown("layer", names, names[min(2, len(names) - 1)])}
-    return Explorer(lambda layer: render_receptive_fields(records, erfs, layer), controls, "Receptive-field explorer")
+    return Explorer(lambda layer: render_receptive_fields(records, erfs, layer, title), controls,
+                    f"Receptive-field explorer{': ' + title if title else ''}")

@@ -178,6 +178,20 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: fl
     return fig
 
 
+def picture(image) -> np.ndarray:
+    """One image as imshow draws it: C×H×W (or H×W) of any scale → H×W grey (one channel; other counts than 1 and 3:
+    the channel mean) or H×W×3 RGB in [0, 1] (min–max scaled, so standardised inputs show as they look)."""
+    array = image.detach().float().cpu().numpy() if hasattr(image, "detach") else np.asarray(image, dtype=float)
+    if array.ndim == 2:
+        return array
+    if array.ndim != 3:
+        raise ValueError(f"picture takes one image, C×H×W or H×W, got shape {array.shape}: for a batch pass images[i]")
+    if array.shape[0] == 3:
+        low, high = array.min(), array.max()
+        return np.moveaxis((array - low) / (high - low if high > low else 1.0), 0, -1)
+    return array.mean(0)
+
+
 def colorbar(image, ax, label: str):
     """A colourbar for ``image`` (what ``imshow`` returned) beside ``ax`` (one axes or several sharing the
     scale), saying what the colour measures."""

@@ -12,6 +12,11 @@ window one output unit sees, ``jump`` the distance in input pixels between neigh
 effective stride) and ``start`` the centre of the first unit's window. The model is traced with
 `torch.fx`, so branching networks work: where paths merge (addition, concatenation) the record takes the
 path with the largest receptive field.
+
+Any input size works, square or not: the course's layers have square kernels, so a record holds for both axes. Where
+a layer's window depends on the map's size (adaptive pooling, a flatten before a linear head) and the two sides
+differ, or where adaptive pooling's windows differ in size (VGG's 7×7 pooling of a smaller map), the record is the
+larger window — an upper bound; a layer that mixes the whole map gets ``jump`` 0 (all its units see one window).
 """
 
 from __future__ import annotations
@@ -74,8 +79,31 @@ def _whole_map(previous: LayerRF, name: str, size: int) -> LayerRF:
 
 
 def _spatial_size(node: torch.fx.Node) -> int | None:
+    """The larger side of a node's N×C×H×W output (None for other shapes)."""
     meta = node.meta.get("tensor_meta")
-    return int(meta.shape[-1]) if meta is not None and len(meta.shape) == 4 else None
+    return int(max(meta.shape[-2:])) if meta is not None and len(meta.shape) == 4 else None
+
+
+def _spatial_sides(node: torch.fx.Node) -> tuple[int, int] | None:
+    meta = node.meta.get("tensor_meta")
+    return (int(meta.shape[-2]), int(meta.shape[-1])) if meta is not None and len(meta.shape) == 4 else None
+
+
+def _adaptive(previous: LayerRF, name: str, sides: tuple[int, int], output_size) -> LayerRF:
+    """Adaptive pooling of an h×w map to ``output_size``: a fixed window where every side divides evenly and the two
+    axes agree, else (windows of different sizes) the whole map as one window — an upper bound, jump 0."""
+    out = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    out = [side if o is None else int(o) for o, side in zip(out, sides)]
+    if all(side % o == 0 for side, o in zip(sides, out)) and len({side // o for side, o in zip(sides, out)}) == 1:
+        window = sides[0] // out[0]
+        return _window(previous, name, window, window, 0)
+    return _mixed(previous, name, max(sides))
+
+
+def _mixed(previous: LayerRF, name: str, size: int) -> LayerRF:
+    """Every unit of a layer sees the whole size×size map below it: one window, so jump 0."""
+    whole = _whole_map(previous, name, size)
+    return LayerRF(name, whole.rf, 0.0, whole.start)
 
 
 def _check_channels(graph: torch.fx.GraphModule, shape: tuple) -> None:
@@ -102,7 +130,7 @@ def _check_channels(graph: torch.fx.GraphModule, shape: tuple) -> None:
 
 
 def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
-    """Per-layer theoretical receptive field of ``model`` for inputs of ``input_shape`` (C×H×W).
+    """Per-layer theoretical receptive field of ``model`` for inputs of ``input_shape`` (C×H×W, any size).
 
     Returns an ordered list of `LayerRF`, one per layer of the traced graph, the last named ``"output"``
     (the model's output). Raises ``ValueError`` naming any layer whose effect on the receptive field is
@@ -113,8 +141,6 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
         raise ValueError(f"input_shape is one image's C×H×W, without the batch dimension: pass {shape[1:]}")
     if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
         raise ValueError(f"input_shape must be C×H×W positive integers, such as (1, 28, 28), not {input_shape!r}")
-    if shape[1] != shape[2]:
-        raise ValueError(f"input_shape {shape} is not square: receptive_field follows one side, so give H == W")
     model = model.eval()
     graph = torch.fx.symbolic_trace(model)
     _check_channels(graph, shape)
@@ -157,10 +183,7 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
                 record = _window(prev, name, module.kernel_size, module.stride or module.kernel_size, padding,
                                  getattr(module, "dilation", 1))
             elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-                out = _as_pair(module.output_size) if module.output_size is not None else in_size
-                if in_size % out:
-                    raise ValueError(f"layer {name!r}: adaptive pooling {in_size}→{out} has no fixed window")
-                record = _window(prev, name, in_size // out, in_size // out, 0)
+                record = _adaptive(prev, name, _spatial_sides(node.all_input_nodes[0]), module.output_size)
             elif isinstance(module, nn.Flatten):
                 record = _whole_map(prev, name, in_size) if in_size and in_size > 1 else LayerRF(name, prev.rf, prev.jump, prev.start)
             elif isinstance(module, nn.Linear) and in_size is None:
@@ -176,12 +199,17 @@ def receptive_field(model: nn.Module, input_shape=(1, 28, 28)) -> list[LayerRF]:
         elif node.target in _MERGE_FUNCTIONS or node.target in _PASS_THROUGH_FUNCTIONS:
             record = LayerRF(name, prev.rf, prev.jump, prev.start)
         elif node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
-            record = _whole_map(prev, name, in_size)
+            record = _adaptive(prev, name, _spatial_sides(node.all_input_nodes[0]),
+                               node.args[1] if len(node.args) > 1 else node.kwargs["output_size"])
         else:
             raise ValueError(f"receptive_field does not support operation {name!r} ({node.target})")
         state[node.name] = record
         records.append(record)
     return records
+
+
+class _Reached(Exception):
+    """Raised by a forward hook once the layer of interest has run: the rest of the network is not needed."""
 
 
 def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs: torch.Tensor | None = None,
@@ -191,7 +219,8 @@ def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs:
     As Luo et al. (2016): back-propagate a gradient of 1 at the centre unit of a feature map (all its
     channels) and look at how much each input pixel moves it. The feature map is the model's output, or the
     output of the submodule named ``layer`` (a name from ``model.named_modules()``); it must be N×C×H×W.
-    ``inputs`` (N×C×H×W) defaults to one image of Gaussian noise. The model is evaluated in eval mode.
+    ``inputs`` (N×C×H×W) defaults to one image of Gaussian noise. The model is evaluated in eval mode, and only up
+    to ``layer``: the forward pass stops there, so early layers of a big network cost little.
     """
     model = model.eval()
     dev = model_device(model)
@@ -204,11 +233,20 @@ def effective_receptive_field(model: nn.Module, input_shape=(1, 28, 28), inputs:
         if layer not in modules:
             raise ValueError(f"no layer named {layer!r} in the model; choose one of model.named_modules()")
         captured = []  # a clone, so a later in-place activation cannot invalidate it
-        handle = modules[layer].register_forward_hook(lambda module, args, output: captured.append(output.clone()))
+
+        def keep(module, args, output):   # the layer's first output is all we need: stop the forward pass there
+            captured.append(output.clone())
+            raise _Reached
+
+        handle = modules[layer].register_forward_hook(keep)
         try:
             model(x)
+        except _Reached:
+            pass
         finally:
             handle.remove()
+        if not captured:
+            raise ValueError(f"layer {layer!r} is not used in the model's forward pass: choose a layer it runs")
         out = captured[0]
     if out.ndim != 4:
         raise ValueError(f"effective_receptive_field needs a feature map N×C×H×W, got shape {tuple(out.shape)}: "
