@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from utils import fusion as fu, image_ops as ops, start_chapter
+from utils import exercises, fusion as fu, image_ops as ops, start_chapter
 from utils.data import DeviceLoader
 from utils.detection import mean_average_precision, postprocess
 from utils.fusion_scenes import (CLASS_WARMTH, CONDITIONS, FORMAT_VERSION, calibration_target, fusion_scenes,
@@ -294,6 +294,53 @@ assert abs(fu.qabf(a, a, flat) - ceiling) < 1e-6 and fu.qabf(flat, a, b) < 1e-3,
 print("average fusion of test scene 0: " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
 # %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `spatial_frequency`, SF from the table: write it, and the self-check compares it with
+# `fu.spatial_frequency` (whose known answer the cell above asserts) on non-square images, a step and a ramp.
+
+# %% tags=["exercise"]
+def spatial_frequency(image):
+    """SF of one grey image in PyTorch: image H×W (float, 0–255) → a float, √(RF² + CF²), where RF² is the mean
+    squared difference between horizontal neighbours (H·(W−1) pairs) and CF² that between vertical ones
+    ((H−1)·W pairs).
+
+    Hints: image[:, 1:] − image[:, :-1] are the horizontal neighbours' differences, without wrapping round the
+    border; average each direction's squares over its own pairs (.mean()), then take one square root of the sum.
+    """
+    horizontal = (image[:, 1:] - image[:, :-1]).pow(2).mean()
+    vertical = (image[1:, :] - image[:-1, :]).pow(2).mean()
+    return float((horizontal + vertical).sqrt())
+
+
+# %% tags=["self-check"]
+spatial_frequency = exercises.check("spatial_frequency", spatial_frequency)
+
+# %% [markdown]
+# **Exercise (medium).** The cell below keeps only the signature and hints of `mutual_information`, MI of the
+# table in bits: write it from the joint histogram, and the self-check compares it with `fu.mutual_information`
+# (MI(A, A) = EN(A) and a flat image's MI of 0, asserted above, are two of its cases) on images whose pixels are
+# not whole grey levels.
+
+# %% tags=["exercise"]
+def mutual_information(a, b):
+    """MI(A, B) of two grey images in PyTorch, in bits: a and b H×W (float on 0–255, binned by rounding to the 256
+    grey levels) → a float, Σ p(a, b) log₂ p(a, b) / (p(a) p(b)) over the joint 256×256 histogram.
+
+    Hints: round to integer levels (.round().long()); one torch.bincount of level_a · 256 + level_b (minlength
+    256²), viewed as 256×256 and divided by the pixel count, is p(a, b); its row and column sums are p(a) and p(b);
+    sum only over the bins with p(a, b) > 0 (0 · log 0 counts as 0), with .log2().
+    """
+    level_a, level_b = a.round().long().flatten(), b.round().long().flatten()
+    joint = torch.bincount(level_a * 256 + level_b, minlength=256 * 256).double().view(256, 256) / level_a.numel()
+    independent = joint.sum(1, keepdim=True) * joint.sum(0, keepdim=True)      # p(a) p(b)
+    seen = joint > 0
+    return float((joint[seen] * (joint[seen] / independent[seen]).log2()).sum())
+
+
+# %% tags=["self-check"]
+mutual_information = exercises.check("mutual_information", mutual_information)
+
+# %% [markdown]
 # **Gaming, measured.** Add noise to a fused image: EN, SD, SF and AG all *rise* — noise looks like information
 # and detail to a metric that reads only the fused image — while SSIM, PSNR and Q^AB/F fall. That is why papers
 # report several metrics and why a table of EN/SD/SF/AG alone proves nothing.
@@ -344,6 +391,62 @@ except ValueError as error:
     print("refused:", error)
 else:
     raise AssertionError("an infrared share outside [0, 1] must be refused")
+
+# %% [markdown]
+# **Exercise (hard).** The cell below keeps only the signature and hints of `laplacian_fusion`, the pyramid fusion
+# of the list above, written from scratch: the pyramid's two steps (OpenCV's `pyrDown` and `pyrUp`, which
+# `ops.pyramid_down` and `ops.pyramid_up` equal, as just checked), both pyramids, the rule band by band, the
+# reconstruction. The self-check compares it with `fu.laplacian_fusion` on odd and non-square sizes, a batch, a batch
+# of one, and an inverted pair whose details tie everywhere.
+
+# %% tags=["exercise"]
+def laplacian_fusion(ir, vis, levels, base_weight):
+    """Laplacian-pyramid fusion of two grey images in PyTorch: ir and vis …×H×W (float, 0–255, H and W larger than
+    2^levels) → the fused …×H×W, clamped to 0–255.
+
+    down(x): blur with the binomial kernel [1, 4, 6, 4, 1] / 16 along rows and columns, borders reflected without
+    repeating the edge pixel (OpenCV's BORDER_REFLECT_101), then keep every second row and column (⌈H/2⌉×⌈W/2⌉).
+    up(x, size): zeros of the finer level's size with x at its even rows and columns, blurred with twice that kernel
+    along each axis (×4 in all: three samples in four are zeros). Each source splits into ``levels`` detail bands,
+    detail_k = G_k − up(G_{k+1}, size of G_k) with G_0 the image and G_{k+1} = down(G_k), and a base, the last G.
+    Each detail coefficient is taken from the source whose |coefficient| is larger (on a tie, the infrared's); the
+    base is base_weight · IR base + (1 − base_weight) · VIS base; then reconstruct, coarsest first:
+    image = detail_k + up(image, size of detail_k).
+
+    Hints: F.pad(x, (2, 2, 2, 2), mode="reflect") is BORDER_REFLECT_101; reshape …×H×W to N×1×H×W for F.conv2d
+    and run a 1×5 then a 5×1 kernel; torch.where(d_ir.abs() >= d_vis.abs(), d_ir, d_vis) is the rule; details
+    from different sources can overshoot, so clamp at the end.
+    """
+    binomial = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=ir.dtype) / 16
+
+    def blur(x, kernel):
+        flat = F.pad(x.reshape(-1, 1, *x.shape[-2:]), (2, 2, 2, 2), mode="reflect")
+        flat = F.conv2d(F.conv2d(flat, kernel.view(1, 1, 1, 5)), kernel.view(1, 1, 5, 1))
+        return flat.reshape(x.shape)
+
+    def down(x):
+        return blur(x, binomial)[..., ::2, ::2]
+
+    def up(x, size):
+        spread = x.new_zeros(*x.shape[:-2], *size)
+        spread[..., ::2, ::2] = x
+        return blur(spread, 2 * binomial)
+
+    fused_details, ir_level, vis_level = [], ir, vis
+    for _ in range(levels):
+        ir_smaller, vis_smaller = down(ir_level), down(vis_level)
+        ir_detail = ir_level - up(ir_smaller, ir_level.shape[-2:])
+        vis_detail = vis_level - up(vis_smaller, vis_level.shape[-2:])
+        fused_details.append(torch.where(ir_detail.abs() >= vis_detail.abs(), ir_detail, vis_detail))
+        ir_level, vis_level = ir_smaller, vis_smaller
+    image = base_weight * ir_level + (1 - base_weight) * vis_level
+    for detail in reversed(fused_details):
+        image = detail + up(image, detail.shape[-2:])
+    return image.clamp(0, 255)
+
+
+# %% tags=["self-check"]
+laplacian_fusion = exercises.check("laplacian_fusion", laplacian_fusion)
 
 # %% [markdown]
 # Every method scored by every metric, with the two sources alone for comparison:

@@ -42,6 +42,16 @@ def test_mutual_information_known_answers():
     assert fu.mutual_information(halves, 255 - halves) == pytest.approx(1.0)   # inverted: still 1 bit shared
 
 
+def test_mutual_information_equals_numpys_joint_histogram():
+    a = random_image(4)[:, :40]
+    b = (0.7 * a + 0.3 * random_image(5)[:, :40]).clamp(0, 255)        # related, not whole grey levels
+    joint, _, _ = np.histogram2d(a.round().numpy().ravel(), b.round().numpy().ravel(), bins=np.arange(257) - 0.5)
+    p = joint / joint.sum()
+    independent = p.sum(1, keepdims=True) * p.sum(0, keepdims=True)
+    seen = p > 0
+    assert fu.mutual_information(a, b) == pytest.approx(float((p[seen] * np.log2(p[seen] / independent[seen])).sum()))
+
+
 def test_sd_sf_ag_known_answers():
     halves = torch.cat([torch.zeros(4, 4), torch.full((4, 4), 10.0)]).double()
     assert fu.standard_deviation(halves) == pytest.approx(5.0)
@@ -170,6 +180,23 @@ def test_classical_fusion_properties():
     assert step(fu.fuse(edge, flat, "laplacian")) > 1.5 * step(fu.fuse(edge, flat, "average"))
 
 
+def test_laplacian_fusion_equals_the_rule_on_opencvs_pyramid():
+    """Each detail from the source with the larger |coefficient|, the bases blended, on cv2.pyrDown/pyrUp's pyramid
+    (even sizes, where cv2.pyrUp doubles exactly)."""
+    ir, vis = random_image(14, 48)[:, :32].numpy(), random_image(15, 48)[:, :32].numpy()
+    details, base_ir, base_vis = [], ir, vis
+    for _ in range(3):
+        down_ir, down_vis = cv2.pyrDown(base_ir), cv2.pyrDown(base_vis)
+        detail_ir, detail_vis = base_ir - cv2.pyrUp(down_ir), base_vis - cv2.pyrUp(down_vis)
+        details.append(np.where(np.abs(detail_ir) >= np.abs(detail_vis), detail_ir, detail_vis))
+        base_ir, base_vis = down_ir, down_vis
+    fused = 0.3 * base_ir + 0.7 * base_vis
+    for detail in reversed(details):
+        fused = detail + cv2.pyrUp(fused)
+    torch.testing.assert_close(fu.laplacian_fusion(torch.from_numpy(ir), torch.from_numpy(vis), 3, 0.3),
+                               torch.from_numpy(np.clip(fused, 0, 255)))
+
+
 def test_colour_fusion_keeps_the_chroma():
     rgb = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 200 + 20
     ir = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 255
@@ -191,6 +218,7 @@ def test_pansharpen_with_the_own_luminance_is_the_identity():
     (lambda a, b: fu.fuse(a, b, "median"), "method must be one of"),
     (lambda a, b: fu.fuse(a, b[:8], "average"), "same shape"),
     (lambda a, b: fu.laplacian_fusion(a[:4, :4], b[:4, :4], levels=3), "fewer levels"),
+    (lambda a, b: fu.laplacian_fusion(a[:8, :9], b[:8, :9], levels=3), "larger than 8 px"),   # 2 px left to halve
 ])
 def test_classical_fusion_rejects_bad_input(call, message):
     with pytest.raises(ValueError, match=message):

@@ -65,8 +65,8 @@ def laplacian_fusion(ir: torch.Tensor, vis: torch.Tensor, levels: int = 3, base_
     edge wins), the base as base_weight·IR + (1 − base_weight)·VIS; then reconstruct (…×H×W, clamped to 0–255)."""
     _check_pair(ir, vis)
     _check_weight(base_weight, "base_weight")
-    if min(ir.shape[-2:]) < 2 ** levels:
-        raise ValueError(f"{levels} levels need images of at least {2 ** levels} px: use fewer levels")
+    if min(ir.shape[-2:]) <= 2 ** levels:  # the last halving needs 3 px or more (its reflected border is 2 px)
+        raise ValueError(f"{levels} levels need images larger than {2 ** levels} px: use fewer levels")
     a, b = laplacian_pyramid(ir.double(), levels), laplacian_pyramid(vis.double(), levels)
     fused = [torch.where(da.abs() >= db.abs(), da, db) for da, db in zip(a[:-1], b[:-1])]
     image = reconstruct(fused + [base_weight * a[-1] + (1 - base_weight) * b[-1]])
