@@ -40,7 +40,7 @@ import torchvision
 from torch import nn
 
 import utils
-from utils import data, widgets
+from utils import data, exercises, swin_parts, widgets
 from utils.vit_attention import (attention_distance_figure, attention_map_figure, attention_rollout,
                                  mean_attention_distance, patch_centres)
 from utils.models import ResNet
@@ -56,7 +56,7 @@ from utils.results import report
 from utils.runtime import pick, profile
 from utils.swin_parts import (AxialAttention, PatchMerging, RelativePositionBias, attention_multiply_adds,
                               axial_multiply_adds, relative_position_index, render_attention_cost,
-                              render_shifted_windows, shifted_window_mask, window_partition, window_reverse)
+                              render_shifted_windows, window_reverse)
 from utils.training import evaluate, fit
 
 device = utils.start_chapter("03b_vit_and_swin")
@@ -97,6 +97,33 @@ print("+ class token          ", tuple(with_class.shape))
 print("+ position embedding   ", tuple(encoder_input.shape), " → 12 encoder blocks keep this shape")
 assert with_class.shape == encoder_input.shape == (1, 197, 768), (
     f"with the class token the encoder should see 197 tokens of 768, got {tuple(with_class.shape)}")
+
+
+# %% [markdown]
+# **Exercise (medium).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `patch_embedding`, ViT's patch embedding from a convolution's weight and bias: write it with
+# reshape, permute and one matrix product (no convolution, no `F.unfold`), and the self-check compares it with
+# `F.conv2d` with the same weights, kernel = stride = P, on non-square images, RGB and grey, a batch of one and a
+# single patch.
+
+# %% tags=["exercise"]
+def patch_embedding(images, weight, bias):
+    """ViT's patch embedding in PyTorch: images (B, C, H, W), H and W multiples of P, and a P×P convolution's weight
+    (D, C, P, P) and bias (D,) → tokens (B, N, D), N = (H/P)·(W/P) patches numbered row by row; each token is its
+    patch flattened (C·P·P values) times the weight as a D × C·P·P matrix, plus the bias.
+
+    Hints: view the images as (B, C, H/P, P, W/P, P); permute the two grid axes to the front and keep each patch in
+    the weight's order, (B, H/P, W/P, C, P, P); reshape to (B, N, C·P·P) and multiply by weight.flatten(1).T.
+    """
+    batch, channels, height, width = images.shape
+    size = weight.shape[-1]
+    grid = images.reshape(batch, channels, height // size, size, width // size, size)
+    patches = grid.permute(0, 2, 4, 1, 3, 5).reshape(batch, -1, channels * size * size)
+    return patches @ weight.flatten(1).T + bias
+
+
+# %% tags=["self-check"]
+patch_embedding = exercises.check("patch_embedding", patch_embedding)
 
 # %% [markdown]
 # **The whole forward pass, as the paper writes it** (Dosovitskiy et al., eq. 1–4), with x_pⁱ the i-th flattened
@@ -696,11 +723,34 @@ print(f"patch partition {tuple(patch_partition.shape)} → linear embedding {tup
 
 # %%
 feature_map = torch.randn(2, 14, 14, 8)
-windows = window_partition(feature_map, 7)
+windows = swin_parts.window_partition(feature_map, 7)
 print("map", tuple(feature_map.shape), "→ windows", tuple(windows.shape), "(2 images × 4 windows, 49 tokens)")
 assert windows.shape == (2 * 4, 49, 8), f"two 14×14 maps should give 8 windows of 49 tokens, got {tuple(windows.shape)}"
 torch.testing.assert_close(windows[1].reshape(7, 7, 8), feature_map[0, :7, 7:])    # image 0, top-right window
 torch.testing.assert_close(window_reverse(windows, 7, 14, 14), feature_map)
+
+
+# %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `window_partition`: write it, and the self-check compares it with the course's `swin_parts.window_partition` (the
+# one `SwinBlock` uses) on non-square maps, a batch of one, one row of windows and one window per map.
+
+# %% tags=["exercise"]
+def window_partition(x, window_size):
+    """Swin's window partition in PyTorch: a channels-last map x (B, H, W, C), H and W multiples of M = window_size
+    → windows (B·nW, M², C), nW = (H/M)·(W/M): image 0's windows first, each image's numbered row by row, and each
+    window's M² tokens row by row (what swin_parts.window_reverse undoes).
+
+    Hints: view x as (B, H/M, M, W/M, M, C); permute to (B, H/M, W/M, M, M, C), the two window-grid axes before the
+    two within-window ones; reshape to (-1, M·M, C). A reshape without the permute cuts rows, not squares.
+    """
+    batch, height, width, channels = x.shape
+    grid = x.reshape(batch, height // window_size, window_size, width // window_size, window_size, channels)
+    return grid.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, channels)
+
+
+# %% tags=["self-check"]
+window_partition = exercises.check("window_partition", window_partition)
 
 # %% [markdown]
 # ### Shifted windows: cyclic shift and mask
@@ -717,7 +767,7 @@ torch.testing.assert_close(window_reverse(windows, 7, 14, 14), feature_map)
 
 # %%
 M, SHIFT, SIDE = 7, 3, 14
-mask = shifted_window_mask(SIDE, SIDE, M, SHIFT)
+mask = swin_parts.shifted_window_mask(SIDE, SIDE, M, SHIFT)
 labels = torch.zeros(SIDE, SIDE, dtype=torch.long)
 cuts = (slice(0, -M), slice(-M, -SHIFT), slice(-SHIFT, None))
 for region, (rows, cols) in enumerate([(r, c) for r in cuts for c in cuts]):
@@ -741,7 +791,39 @@ assert mask[0].all(), "an interior window holds one region: everything may atten
 region_sizes = torch.tensor([[4 * 4, 4 * 3], [3 * 4, 3 * 3]]).flatten()   # window 3: four regions
 assert mask[3].sum() == (region_sizes ** 2).sum(), (
     "in the corner window each token should see exactly the tokens of its own region")
-assert shifted_window_mask(SIDE, SIDE, M, 0).all(), "no shift, no mask"
+assert swin_parts.shifted_window_mask(SIDE, SIDE, M, 0).all(), "no shift, no mask"
+
+
+# %% [markdown]
+# **Exercise (hard).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `shifted_window_mask`, the mask drawn above: write it, and the self-check compares it with the course's
+# `swin_parts.shifted_window_mask` (the one `SwinBlock` registers), on the chapter's 14×14 map, a non-square map,
+# an odd window, one row of windows and no shift at all. The official code returns the same mask as an additive one,
+# 0 where attention is allowed and −100 where it is not (−100 is as good as −∞ after the softmax: e⁻¹⁰⁰ ≈ 4·10⁻⁴⁴);
+# here it is a bool, True where allowed, as `WindowAttention` wants it.
+
+# %% tags=["exercise"]
+def shifted_window_mask(height, width, window_size, shift_size):
+    """SW-MSA's attention mask in PyTorch: for an H×W token map rolled by −shift_size (torch.roll) and cut into M×M
+    windows (M = window_size, numbered row by row, tokens row by row) → bool (nW, M², M²), True where token i of a
+    window may attend to token j: both lie in the same region of the rolled map, so the roll put no border between
+    them. With shift_size 0 every pair may attend.
+
+    Hints: cut the rows in three, [0, H − M), [H − M, H − s), [H − s, H), and the columns likewise, and label each
+    token 3·row_part + column_part (a comparison with H − M and H − s per axis gives the part); cut the label map
+    into windows as window_partition does, (nW, M²); compare each window's labels pairwise by broadcasting.
+    """
+    def parts(length):
+        position = torch.arange(length)
+        return (position >= length - window_size).long() + (position >= length - shift_size).long()
+    labels = 3 * parts(height)[:, None] + parts(width)[None, :]
+    windows = labels.reshape(height // window_size, window_size, width // window_size, window_size)
+    windows = windows.permute(0, 2, 1, 3).reshape(-1, window_size * window_size)
+    return windows[:, :, None] == windows[:, None, :]
+
+
+# %% tags=["self-check"]
+shifted_window_mask = exercises.check("shifted_window_mask", shifted_window_mask)
 
 # %% [markdown]
 # **Check: the mask makes shifted-window attention exact.** For one shifted block, the roll + window +
@@ -858,7 +940,7 @@ for side in COST_SIDES:
     window_block = SwinBlock(COST_DIM, 2, (side, side), window_size=7, shift_size=3).to(device).eval()
     cost["ViT (global)"].append(seconds(lambda t: global_attention(t), x))
     cost["Swin (7×7 windows)"].append(seconds(lambda t: window_block.attn(
-        window_partition(t.view(1, side, side, -1), 7), window_block.mask), x))
+        swin_parts.window_partition(t.view(1, side, side, -1), 7), window_block.mask), x))
 tokens_n = [side * side for side in COST_SIDES]
 time_growth = {name: values[-1] / values[0] for name, values in cost.items()}
 print(f"measured on {device.type}: tokens ×{tokens_n[-1] / tokens_n[0]:.0f}, global attention time "
@@ -882,7 +964,7 @@ for side in COST_SIDES[:3]:
     window_block = SwinBlock(COST_DIM, 2, (side, side), window_size=7, shift_size=3).to(device).eval()
     counted["ViT (global)"].append(counted_multiply_adds(lambda t: global_attention(t, need_weights=True), x))
     counted["Swin (7×7 windows)"].append(counted_multiply_adds(lambda t: window_block.attn(
-        window_partition(t.view(1, side, side, -1), 7), window_block.mask, need_weights=True), x))
+        swin_parts.window_partition(t.view(1, side, side, -1), 7), window_block.mask, need_weights=True), x))
     formula = [attention_multiply_adds(side * side, COST_DIM), attention_multiply_adds(side * side, COST_DIM, 7)]
     assert [values[-1] for values in counted.values()] == formula, (
         f"{side}×{side} tokens: counted multiply-adds {[values[-1] for values in counted.values()]} should equal "
@@ -934,7 +1016,7 @@ axial(probe)[0, 0, 0].sum().backward()
 reach = (probe.grad.abs().sum(-1) > 0).float().mean().item()
 window_probe = torch.randn(1, 81, COST_DIM, device=device, requires_grad=True)
 window_block = SwinBlock(COST_DIM, 2, (9, 9), window_size=3).to(device).eval()
-window_block.attn(window_partition(window_probe.view(1, 9, 9, -1), 3))[0][0, 0].sum().backward()
+window_block.attn(swin_parts.window_partition(window_probe.view(1, 9, 9, -1), 3))[0][0, 0].sum().backward()
 window_reach = (window_probe.grad.abs().sum(-1) > 0).float().mean().item()
 print(f"inputs that move the output at (0, 0) of a 9×9 map: axial {reach:.0%}, one 3×3-window layer {window_reach:.0%}")
 assert reach == 1.0 and window_reach < 0.2, (
