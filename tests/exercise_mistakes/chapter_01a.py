@@ -1,4 +1,5 @@
-"""Chapter 1a's exercises (01a_convolution_by_hand) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken function, the registered mistake its message must name)."""
+"""Chapter 1a's exercises (01a_convolution_by_hand) done wrong, the way learners do: each entry of `CATALOGUE` is
+(exercise, mistaken function, the registered mistake its message must name)."""
 
 import numpy as np
 

@@ -1,4 +1,5 @@
-"""Chapter 1c's exercises (01c_why_training_works) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken function, the registered mistake its message must name)."""
+"""Chapter 1c's exercises (01c_why_training_works) done wrong, the way learners do: each entry of `CATALOGUE` is
+(exercise, mistaken function, the registered mistake its message must name)."""
 
 import numpy as np
 

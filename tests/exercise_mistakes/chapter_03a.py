@@ -1,4 +1,5 @@
-"""Chapter 3a's exercises (03a_attention_and_transformer) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken function, the registered mistake its message must name)."""
+"""Chapter 3a's exercises (03a_attention_and_transformer) done wrong, the way learners do: each entry of `CATALOGUE` is
+(exercise, mistaken function, the registered mistake its message must name)."""
 
 import torch
 

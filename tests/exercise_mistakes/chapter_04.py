@@ -1,4 +1,5 @@
-"""Chapter 4's exercises (04_detection) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken function, the registered mistake its message must name)."""
+"""Chapter 4's exercises (04_detection) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise,
+mistaken function, the registered mistake its message must name)."""
 
 import numpy as np
 import torch

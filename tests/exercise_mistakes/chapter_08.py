@@ -1,4 +1,5 @@
-"""Chapter 8's exercises (08_pose) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken function, the registered mistake its message must name)."""
+"""Chapter 8's exercises (08_pose) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken
+function, the registered mistake its message must name)."""
 
 import torch
 

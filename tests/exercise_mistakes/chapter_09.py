@@ -1,4 +1,5 @@
-"""Chapter 9's exercises (09_contrastive_multimodal) done wrong, the way learners do: each entry of `CATALOGUE` is (exercise, mistaken function, the registered mistake its message must name)."""
+"""Chapter 9's exercises (09_contrastive_multimodal) done wrong, the way learners do: each entry of `CATALOGUE` is
+(exercise, mistaken function, the registered mistake its message must name)."""
 
 import torch
 import torch.nn.functional as F

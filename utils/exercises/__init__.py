@@ -17,10 +17,11 @@ by a cell tagged ``self-check`` that rebinds the name to what `check` returns::
     # %% tags=["self-check"]
     softmax = exercises.check("softmax", softmax)
 
-`EXERCISES` holds the rest of each exercise, one module a chapter (``chapter_01a.py`` …, found by name) — its chapter, difficulty, the reference it is checked against
-(PyTorch, torchvision or the course's own tested code), the cases (chosen so that the classic wrong versions fail:
-strides that change the rounding, non-square inputs, a batch of one, empty inputs, ties, huge values), the known
-mistakes the check names when a learner's output matches one, and the library functions a solution may not call.
+`EXERCISES` holds the rest of each exercise, one module a chapter (``chapter_01a.py`` …, found by name) — its
+chapter, difficulty, the reference it is checked against (PyTorch, torchvision or the course's own tested code), the
+cases (chosen so that the classic wrong versions fail: strides that change the rounding, non-square inputs, a batch
+of one, empty inputs, ties, huge values), the known mistakes the check names when a learner's output matches one,
+and the library functions a solution may not call.
 
 `check` prints ✓ and returns the learner's function, or prints ✗ with the reason — the first case that differs, its
 named inputs, the first wrong position, the mistake it looks like, how to fetch the inputs with `case` — and returns

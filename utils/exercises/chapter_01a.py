@@ -12,7 +12,8 @@ def _conv2d_cases():
     return [(*random_arrays((2, 3, 9, 9), (4, 3, 3, 3)), None, 1, 0),
             (*random_arrays((1, 2, 8, 8), (3, 2, 3, 3), (3,)), 2, 1),
             (*random_arrays((2, 1, 7, 7), (2, 1, 5, 5), (2,), seed=1), 1, 2),
-            (*random_arrays((1, 2, 9, 12), (3, 2, 3, 3), (3,), seed=2), 2, 1),   # H=9, p=1, k=3, s=2: (H+2p−k)/s is whole
+            # H=9, p=1, k=3, s=2: (H+2p−k)/s is whole, so the +1 inside the division shows
+            (*random_arrays((1, 2, 9, 12), (3, 2, 3, 3), (3,), seed=2), 2, 1),
             (*random_arrays((2, 3, 10, 6), (2, 3, 3, 3), (2,), seed=3), 1, 0)]   # taller than wide
 
 

@@ -40,7 +40,8 @@ def _torch_cross_entropy(logits, labels):
 
 
 def _cross_entropy_cases():
-    return [(random_arrays((6, 10))[0], np.array([0, 3, 9, 1, 1, 5])), (random_arrays((2, 4))[0] * 500, np.array([2, 0])),
+    return [(random_arrays((6, 10))[0], np.array([0, 3, 9, 1, 1, 5])),
+            (random_arrays((2, 4))[0] * 500, np.array([2, 0])),
             (random_arrays((1, 5), seed=1)[0], np.array([4]))]
 
 
@@ -70,7 +71,8 @@ def _torch_layer_norm(x, gamma, beta, eps=1e-5):
 
 def _layer_norm_cases():
     (x,) = random_arrays((4, 3, 5, 5))
-    return [(x * 3 + 2, *random_arrays((3, 5, 5), (3, 5, 5), seed=1)), (*random_arrays((2, 6), (6,), (6,), seed=2), 1e-3),
+    return [(x * 3 + 2, *random_arrays((3, 5, 5), (3, 5, 5), seed=1)),
+            (*random_arrays((2, 6), (6,), (6,), seed=2), 1e-3),
             (*random_arrays((1, 2, 4), (2, 4), (2, 4), seed=3),)]
 
 
