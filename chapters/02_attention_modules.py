@@ -33,9 +33,12 @@ from torchvision.ops import SqueezeExcitation
 from utils import exercises, start_chapter
 from utils.attention_modules import (ATTENTIONS, CBAM, ECA, SE, AttentionBlock, ChannelGate, SpatialGate,
                                      attention_resnet, channel_weights_explorer, class_mean_gates, collect_gates,
-                                     eca_kernel_size, grad_cam, hidden_channels, spatial_attention_explorer)
+                                     eca_kernel_size, grad_cam, grad_cam_explorer, grad_cam_figure, grad_cams,
+                                     hidden_channels, spatial_attention_explorer)
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
+from utils.look_inside import feature_maps
 from utils.measuring import count_flops, count_parameters, images_per_second
+from utils.own_models import PHOTOS, PRETRAINED, categories, photos, torchvision_model
 from utils.own_images import EXAMPLES, gates_explorer
 from utils.plotting import show
 from utils.results import report
@@ -462,6 +465,51 @@ assert torch.isclose(own_attention.image.min(), standardize(torch.zeros(1, dtype
     "the drawing's background must be standardised black, as in Fashion-MNIST")
 print(f"drawn trousers: CBAM says {CLASSES[int(predict(cbam_model, own_attention.image[None].to(device)).argmax())]}; "
       f"redrawn in {own_attention.own.seconds:.2f} s on {device}")
+
+# %% [markdown]
+# ## 11. Your own model: Grad-CAM on torchvision's ResNet-18 and ResNet-50
+# `grad_cams` takes any classifier of the torchvision kind, any input size and channel count. Here: torchvision's
+# ResNet-18 and ResNet-50 on the photographs that ship inside scikit-image (`utils.own_models.photos`: the centred
+# square, resized, standardised with ImageNet's mean and std). With no internet the weights are **untrained** and
+# every title says so; on a machine whose torchvision cache holds the ImageNet weights (`weights="DEFAULT"` once
+# downloaded) the same cells load them and say that instead. Grad-CAM is computed at the end of stages 2, 3 and 4:
+# each map is the stage's activations weighted by the class score's gradient, so its resolution is the stage's —
+# input/8, /16 and /32 — and the last stage's map, the usual choice, is the coarsest. An untrained network still
+# gives maps that look like *something* (edges and textures of the photo): a plausible-looking map is not evidence
+# that the network uses that region (Adebayo et al., 2018, "Sanity checks for saliency maps"). Pick a photo and one
+# of the network's top 5 classes for it.
+
+# %%
+PHOTO_SIZE = pick(smoke=96, cpu=160, gpu=224)
+photo_batch = photos(PHOTOS, PHOTO_SIZE)                                  # 4×3×S×S
+cam_layers = ["layer2", "layer3", "layer4"]
+cam_models = {name: torchvision_model(name) for name in ("resnet18", "resnet50")}   # own seed: stream untouched
+for name, (network, weights) in cam_models.items():
+    maps = grad_cams(network, photo_batch, cam_layers)
+    sides = [feature_maps(network, photo_batch[0], [layer])[layer].shape[-1] for layer in cam_layers]
+    assert sides == [PHOTO_SIZE // 8, PHOTO_SIZE // 16, PHOTO_SIZE // 32], (
+        f"{name}: stages 2–4 should be input/8, /16, /32 units wide, got {sides}")
+    assert all(m.shape == (len(PHOTOS), PHOTO_SIZE, PHOTO_SIZE) and 0 <= m.min() and m.max() <= 1
+               for m in maps.values()), f"{name}: Grad-CAM maps should be N×S×S in [0, 1]"
+    print(f"{name} ({weights}): Grad-CAM from maps of {' → '.join(f'{s}×{s}' for s in sides)} units, "
+          f"upsampled to {PHOTO_SIZE}×{PHOTO_SIZE}")
+    if weights == PRETRAINED:                                             # a claim only trained weights can keep
+        cats = {categories(name).index(c) for c in ("tabby", "tiger cat", "Egyptian cat")}
+        with torch.no_grad():
+            top5 = set(network(photo_batch[PHOTOS.index("chelsea")][None]).topk(5).indices[0].tolist())
+        assert cats & top5, f"{name} with ImageNet weights should see a cat in Chelsea's photo (top 5: {top5})"
+fig = grad_cam_figure(photo_batch[PHOTOS.index("chelsea")], {k: v[PHOTOS.index("chelsea")] for k, v in maps.items()},
+                      f"ResNet-50, {weights}: Grad-CAM of its top class at the end of stages 2, 3, 4", "chelsea")
+assert weights in fig._suptitle.get_text(), "every figure of a torchvision model says which weights it has"
+show(fig)
+
+# %%
+resnet50, resnet50_weights = cam_models["resnet50"]
+cam_explorer = grad_cam_explorer(resnet50, photo_batch, cam_layers, f"ResNet-50, {resnet50_weights}",
+                                 categories("resnet50"), list(PHOTOS))
+show(cam_explorer)
+cam_explorer.set(image="coffee", rank=1)
+assert not cam_explorer.message.value, f"the Grad-CAM explorer should redraw: {cam_explorer.message.value}"
 
 # %% [markdown]
 # ## Interview questions
