@@ -30,7 +30,7 @@ import torch
 import torchvision
 from torch import nn
 
-from utils import start_chapter
+from utils import exercises, start_chapter
 from utils.data import DeviceLoader, fashion_mnist, subset
 from utils.diagrams import architecture_figure, trace_blocks
 from utils.measuring import count_flops, count_parameters
@@ -213,6 +213,57 @@ assert isinstance(down.shortcut[0], nn.Conv2d) and down.shortcut[0].kernel_size 
 assert down(torch.zeros(1, 64, 14, 14)).shape == (1, 128, 7, 7), "a stride-2 block 64→128 should map 14×14 to 128×7×7"
 
 # %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `projection_shortcut`, the projection's strided 1×1 convolution: write it with tensor
+# operations, and the self-check compares it with `torch.nn.functional.conv2d` (odd sizes, strides 1 to 3).
+
+# %% tags=["exercise"]
+def projection_shortcut(x, weight, stride):
+    """The convolution of a ResNet projection shortcut by hand: 1×1, ``stride``, no padding, no bias.
+    x N×C_in×H×W, weight C_out×C_in×1×1 (as nn.Conv2d stores it) → N×C_out×H_out×W_out with
+    H_out = (H − 1) // stride + 1 (and likewise W_out).
+
+    Hints: a 1×1 kernel reads one pixel, so the stride only keeps every stride-th row and column, starting with the
+    first; at each kept pixel the output channels are weight[:, :, 0, 0] times the input's channel vector
+    (torch.einsum over the channel axis).
+    """
+    kept = x[:, :, ::stride, ::stride]
+    return torch.einsum("oc,nchw->nohw", weight[:, :, 0, 0], kept)
+
+
+# %% tags=["self-check"]
+projection_shortcut = exercises.check("projection_shortcut", projection_shortcut)
+
+# %% [markdown]
+# **Exercise (easy).** The cell below keeps only the signature and hints of `bottleneck_parameters`: count a
+# bottleneck block's parameters from its three numbers, and the self-check compares the count with
+# `count_parameters(Bottleneck(in_channels, channels, stride))` — blocks that keep their shape, and blocks whose
+# channels or resolution change.
+
+# %% tags=["exercise"]
+def bottleneck_parameters(in_channels, channels, stride):
+    """The number of parameters of a ResNet bottleneck block (utils.models.Bottleneck), as an int: 1×1 in_channels →
+    channels, 3×3 channels → channels (with ``stride``), 1×1 channels → 4·channels, each convolution without bias and
+    followed by BatchNorm; the shortcut is the identity where the block keeps its shape, else a strided 1×1
+    convolution + BatchNorm to 4·channels.
+
+    Hints: a k×k convolution without bias has k·k·C_in·C_out weights and a BatchNorm two per channel, γ and β (its
+    running mean and variance are buffers, not parameters); the shape changes when stride ≠ 1 or in_channels ≠
+    4·channels.
+    """
+    out_channels = 4 * channels
+    weights = in_channels * channels + 3 * 3 * channels * channels + channels * out_channels
+    batch_norms = 2 * (channels + channels + out_channels)
+    if stride != 1 or in_channels != out_channels:
+        weights += in_channels * out_channels
+        batch_norms += 2 * out_channels
+    return weights + batch_norms
+
+
+# %% tags=["self-check"]
+bottleneck_parameters = exercises.check("bottleneck_parameters", bottleneck_parameters)
+
+# %% [markdown]
 # **Inside the block: the order of operations, and a zero γ to start.** Each convolution is followed by BatchNorm
 # and then ReLU — except the last one of the branch: its BatchNorm output F(x) is first added to the shortcut, and
 # the ReLU comes *after* the addition (He et al., 2015). So a block's output is relu(F(x) + shortcut(x)), never
@@ -239,6 +290,47 @@ assert calls == ["conv1", "bn1", "relu", "conv2", "bn2", "relu"], (
 assert torch.equal(out_block, torch.relu(branch + x_block)) and out_block.min() >= 0 > (branch + x_block).min(), (
     f"the block's output should be relu(F(x) + x): non-negative although F(x) + x reaches "
     f"{(branch + x_block).min():.2f}; largest difference {(out_block - torch.relu(branch + x_block)).abs().max():.2e}")
+
+# %% [markdown]
+# **Folding BatchNorm into the convolution.** After training, BatchNorm normalises with its running mean and
+# variance: a fixed scale γ/√(var + ε) and shift per channel. A convolution followed by BN is then one convolution
+# whose kernels and bias are rescaled — inference engines fold them and save a pass over every feature map.
+#
+# **Exercise (medium).** The cell below keeps only the signature and hints of `fold_batch_norm`: compute the folded
+# weight and bias, and the self-check compares them with `torch.nn.utils.fusion.fuse_conv_bn_weights` (with and
+# without a convolution bias, and variances small enough for ε to matter). The cell after it folds the block's first
+# convolution and BN with PyTorch and compares the result with the two layers in eval mode.
+
+# %% tags=["exercise"]
+def fold_batch_norm(weight, bias, gamma, beta, running_mean, running_var, eps):
+    """Fold an eval-mode BatchNorm into the convolution before it: conv(x, weight, bias) then BN (γ, β, running mean
+    and variance, ε) equals conv(x, fused_weight, fused_bias). weight C_out×C_in×k_h×k_w, bias C_out or None (no
+    bias), gamma, beta, running_mean and running_var C_out → (fused_weight C_out×C_in×k_h×k_w, fused_bias C_out).
+
+    Hints: in eval mode BN computes γ·(y − mean)/sqrt(var + ε) + β for each output channel of y = conv(x): a scale
+    per output channel, applied to that channel's kernel (reshape it to C_out×1×1×1) and to its bias, then a shift;
+    a missing bias is 0.
+    """
+    scale = gamma / torch.sqrt(running_var + eps)
+    if bias is None:
+        bias = torch.zeros_like(running_mean)
+    return weight * scale[:, None, None, None], (bias - running_mean) * scale + beta
+
+
+# %% tags=["self-check"]
+fold_batch_norm = exercises.check("fold_batch_norm", fold_batch_norm)
+
+# %%
+# BatchNorm folded into the convolution before it: in eval mode one convolution computes both
+block_v1.eval()                                     # the running statistics its training-mode call above updated
+folded_conv = torch.nn.utils.fusion.fuse_conv_bn_eval(block_v1.conv1, block_v1.bn1)
+with torch.no_grad():
+    two_layers, one_layer = block_v1.bn1(block_v1.conv1(x_block)), folded_conv(x_block)
+fold_error = (two_layers - one_layer).abs().max().item()
+print(f"conv + BN in eval mode vs the folded convolution: largest difference {fold_error:.1e}")
+assert fold_error < 1e-5 and block_v1.bn1.running_mean.abs().max() > 0, (
+    f"the folded convolution should equal conv + BN in eval mode (largest difference {fold_error:.1e}), with "
+    "running statistics that are not the initial ones")
 
 # %% [markdown]
 # **Zero-initialised residuals.** Goyal et al. (2017, training ImageNet in one hour with batches of 8 192) set γ of
