@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import nn
 
-from utils import start_chapter
+from utils import exercises, start_chapter
 from utils.data import DeviceLoader, fashion_mnist, standardize, subset
 from utils.look_inside import (centre_unit, edge_match, effective_fields, erf_radius, feature_map_explorer,
                                feature_maps, inside_window, kernel_figure, map_layers, receptive_field_explorer,
@@ -63,6 +63,34 @@ for name, rf in fields.items():
     print(f"{name:40} receptive field {rf:.0f} px")
 assert list(fields.values()) == [7, 13, 12, 15], (
     f"receptive fields should be 7, 13, 12, 15 px, got {list(fields.values())}")
+
+# %% [markdown]
+# **Exercise (medium).** In the exercise version of this notebook (`make exercises`) the cell below keeps only the
+# signature and hints of `receptive_field_arithmetic`: carry rf, jump and start through a stack of layers, and the
+# self-check compares every layer's three numbers with `receptive_field` on the same stack of convolutions (strides,
+# dilations, an even kernel, no padding).
+
+# %% tags=["exercise"]
+def receptive_field_arithmetic(layers):
+    """The receptive-field record after each layer of a plain stack: ``layers`` a list of (kernel, stride, padding,
+    dilation), the first layer first → a float tensor L×3 whose row i is (rf, jump, start) of layer i's output, in
+    input pixels. The input's pixels have rf 1 and jump 1, and their centres are at 0.5, 1.5, … (start 0.5).
+
+    Hints: the effective kernel is k_eff = dilation·(kernel − 1) + 1; the new rf and start use the jump *before* the
+    layer (rf + (k_eff − 1)·jump, start + ((k_eff − 1)/2 − padding)·jump), and only then is the jump multiplied by the
+    stride.
+    """
+    rf, jump, start = 1.0, 1.0, 0.5
+    records = []
+    for kernel, stride, padding, dilation in layers:
+        k_eff = dilation * (kernel - 1) + 1
+        rf, start, jump = rf + (k_eff - 1) * jump, start + ((k_eff - 1) / 2 - padding) * jump, jump * stride
+        records.append((rf, jump, start))
+    return torch.tensor(records, dtype=torch.float64)
+
+
+# %% tags=["self-check"]
+receptive_field_arithmetic = exercises.check("receptive_field_arithmetic", receptive_field_arithmetic)
 
 # %%
 # Stacked at one rate, dilation reads a sparse grid: two 3×3 at dilation 2 span 9×9 but reach only 25 of its pixels
@@ -167,6 +195,61 @@ probe_images = standardize(test_images[:8]).to(device)
 erfs = effective_fields({"untrained": untrained, "trained": model}, layers, probe_images)
 rf_explorer = receptive_field_explorer(layers, erfs)
 show(rf_explorer)
+
+# %% [markdown]
+# **Exercise (medium).** The cell below keeps only the signature and hints of `effective_receptive_field`: measure
+# Luo et al.'s effective field of a network's centre unit with autograd, and the self-check compares it with
+# `utils.receptive_field.effective_receptive_field` (even and odd map sizes, a batch of one, two input channels).
+# The explorer above uses the course's version, through `effective_fields`.
+
+# %% tags=["exercise"]
+def effective_receptive_field(network, images):
+    """The effective receptive field of the centre unit of ``network``'s output map: |∂ centre unit / ∂ pixel|, a
+    gradient of 1 sent back from the centre unit (all its channels), summed over the images and their channels.
+    network maps N×C×H×W to N×K×h×w; images N×C×H×W float → an H×W tensor.
+
+    Hints: give a copy of the images requires_grad; the centre unit of an h×w map is (h // 2, w // 2);
+    back-propagate the sum of output[:, :, h // 2, w // 2]; the input's .grad, made positive with .abs() before it
+    is summed over the batch and the channels, is the map.
+    """
+    pixels = images.detach().clone().requires_grad_(True)
+    output = network(pixels)
+    height, width = output.shape[-2:]
+    output[:, :, height // 2, width // 2].sum().backward()
+    return pixels.grad.abs().sum(dim=(0, 1))
+
+
+# %% tags=["self-check"]
+effective_receptive_field = exercises.check("effective_receptive_field", effective_receptive_field)
+
+# %% [markdown]
+# **Exercise (medium).** The cell below keeps only the signature and hints of `centre_window_mask`: the input
+# pixels a layer's centre unit can see, from its record alone, and the self-check compares the mask with
+# `utils.look_inside.inside_window` (non-square images, a window reaching into the padding, a layer without
+# padding). The cell after it uses the course's version to show that no gradient comes from outside that window.
+
+# %% tags=["exercise"]
+def centre_window_mask(rf, jump, start, height, width):
+    """The input pixels inside the theoretical window of the centre unit of a layer with record (rf, jump, start),
+    for a height×width input → a bool tensor height×width, True inside the window (clipped to the image).
+
+    A side of the layer's map has (size − 2·start) // jump + 1 units; its centre unit is that count // 2, and unit i's
+    window is centred at start + i·jump and rf pixels wide. Pixel p covers [p, p + 1).
+
+    Hints: find the centre unit along each side separately (the image may not be square); a pixel is inside when
+    it overlaps the window: p + 1 > window's first edge and p < its last edge — comparisons on torch.arange, which
+    also clip a window that reaches into the padding (negative edges).
+    """
+    def inside(size):
+        centre = start + ((size - 2 * start) // jump + 1) // 2 * jump
+        pixels = torch.arange(size)
+        return (pixels + 1 > centre - rf / 2) & (pixels < centre + rf / 2)
+
+    return inside(height)[:, None] & inside(width)[None, :]
+
+
+# %% tags=["self-check"]
+centre_window_mask = exercises.check("centre_window_mask", centre_window_mask)
 
 # %%
 print(f"{'layer':22} {'RF':>4} {'jump':>5} {'ERF 95% untrained':>18} {'trained':>8}")
