@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from utils import sam, start_chapter
+from utils import exercises, sam, start_chapter
 from utils.checkpoints import checksum
 from utils.data import DeviceLoader
 from utils.measuring import count_flops, count_parameters, model_bytes, timed
@@ -127,6 +127,32 @@ show(sam.render_prompt_samplers(test.images[int(test.objects[index, 0]), 0], ite
                                 wrong[index] ^ items[index], clicks[index], labels[index]))
 
 # %% [markdown]
+# **Exercise (medium).** A box prompt reaches the prompt encoder as two points: its top-left corner (label 2) and its
+# bottom-right corner (label 3), the pixels in the box's first and last column and row. In the exercise version of
+# this notebook (`make exercises`) the cell below keeps only the signature and hints of `box_prompt_corners`, the
+# tight box of each mask as those two points, without a loop: write it, and the self-check compares it with
+# `torchvision.ops.masks_to_boxes` (whose x2, y2 are the last pixel's too).
+
+# %% tags=["exercise"]
+def box_prompt_corners(masks):
+    """The box prompt around each mask as the two points the prompt encoder gets: masks bool N×H×W (none empty) →
+    N×2×2 float, per mask its top-left corner (x1, y1) and its bottom-right corner (x2, y2) — the first and the
+    last column and row that hold a pixel of the mask, both inside it.
+
+    Hints: masks.any(1) says which columns hold a pixel (N×W), masks.any(2) which rows (N×H); argmax of the flags
+    as floats finds the first True, and on the flipped flags the last (W − 1 − that); a point is (x, y), x the
+    column.
+    """
+    columns, rows = masks.any(1).float(), masks.any(2).float()
+    last_column = masks.shape[2] - 1 - columns.flip(1).argmax(1)
+    last_row = masks.shape[1] - 1 - rows.flip(1).argmax(1)
+    return torch.stack([columns.argmax(1), rows.argmax(1), last_column, last_row], 1).view(-1, 2, 2).float()
+
+
+# %% tags=["self-check"]
+box_prompt_corners = exercises.check("box_prompt_corners", box_prompt_corners)
+
+# %% [markdown]
 # ## 3. The model
 # ### Prompt encoder: random Fourier features
 # A point (x, y) must become a vector the Transformer can compare with the image embedding's positions. Feeding
@@ -172,6 +198,27 @@ ax.plot(20, 30, "k*", markersize=12)
 colorbar(drawn, ax, "γ(click)·γ(pixel) / F")
 ax.set(title="Fourier features: similarity to a click", xlabel="x (pixels)", ylabel="y (pixels)")
 show(fig)
+
+# %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `encode_points`, the Fourier part of a point prompt's token: write it, and the self-check compares it with the
+# course's prompt encoder (`PromptEncoder.sparse`, its type embeddings zeroed) given the same Gaussian matrix B.
+
+# %% tags=["exercise"]
+def encode_points(points, frequencies, image_size):
+    """Random Fourier features of point prompts: points N×P×2 pixel coordinates (x, y) on a square image of side
+    image_size, frequencies B 2×F (Gaussian) → N×P×2F: [sin 2π p·B, cos 2π p·B] (the F sines, then the F cosines),
+    where p = ((x + 0.5) / image_size, (y + 0.5) / image_size) is the pixel's centre scaled to [0, 1].
+
+    Hints: normalise first; one matrix product p @ B gives the F projections of every point; torch.cat the sines
+    and the cosines along the last dimension.
+    """
+    angles = 2 * torch.pi * ((points + 0.5) / image_size) @ frequencies
+    return torch.cat([angles.sin(), angles.cos()], -1)
+
+
+# %% tags=["self-check"]
+encode_points = exercises.check("encode_points", encode_points)
 
 # %% [markdown]
 # ### Image encoder, mask decoder, and why the embedding is computed once
@@ -426,6 +473,28 @@ print(f"The head's top mask is within 0.05 of the best in {top1:.0%} of clicks (
 # *measure* the proposals), prompts a grid of points, keeps the confident and stable masks, and we fine-tune on
 # labelled data **plus** these pseudo-labels — against a control fine-tuned equally long on the labelled data
 # alone. Both start from the trained model.
+
+# %% [markdown]
+# **Exercise (easy).** In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `stability_score`, the filter's second test: write it, and the self-check compares it with `sam.stability`, which
+# `sam.propose_masks` applies below with offset 1.
+
+# %% tags=["exercise"]
+def stability_score(logits, offset):
+    """SAM's stability score: mask logits …×H×W → … , the IoU of the mask thresholded at +offset (logits > offset)
+    with the mask thresholded at −offset (logits > −offset); 1 where both are empty. A mask whose edges sit on steep
+    logits barely changes between the two thresholds: a score near 1.
+
+    Hints: the +offset mask lies inside the −offset one, so their IoU is (pixels > offset) / (pixels > −offset);
+    count over the last two dimensions; torch.where for the masks with no pixel.
+    """
+    inner = (logits > offset).sum((-2, -1)).float()
+    outer = (logits > -offset).sum((-2, -1)).float()
+    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
+
+
+# %% tags=["self-check"]
+stability_score = exercises.check("stability_score", stability_score)
 
 # %%
 GRID = pick(smoke=4, cpu=5, gpu=8)

@@ -87,6 +87,11 @@ def test_fourier_features():
     torch.testing.assert_close(features.pow(2).sum(-1), torch.full((2,), 3.0))   # sin² + cos² per frequency
     with pytest.raises(ValueError):
         fourier_features(torch.zeros(3, 3), frequencies)
+    # float64 stays float64 (Chapter 10's exercise compares against it exactly); half precision is computed in float32
+    precise = fourier_features(coords.double(), frequencies)
+    assert precise.dtype == torch.float64 and fourier_features(coords.bfloat16(), frequencies).dtype == torch.float32
+    exact = 2 * math.pi * torch.tensor([[0.25, 0.5, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(precise, torch.cat([exact.sin(), exact.cos()], -1), rtol=1e-12, atol=1e-12)
 
 
 def test_model_shapes_and_embedding_reuse():

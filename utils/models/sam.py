@@ -68,14 +68,16 @@ class ImageEncoder(nn.Module):
 def fourier_features(coords: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     """Random Fourier features (Tancik et al., 2020): ``concat(sin 2π·coords·B, cos 2π·coords·B)``.
 
-    ``coords`` ``…×2`` in [0, 1]; ``frequencies`` B ``2×F`` → ``…×2F``. Nearby coordinates get similar vectors,
-    and the frequencies in B set how fine a difference the decoder can see.
+    ``coords`` ``…×2`` in [0, 1]; ``frequencies`` B ``2×F`` → ``…×2F`` (float32, or float64 if either is). Nearby
+    coordinates get similar vectors, and the frequencies in B set how fine a difference the decoder can see.
     """
     if coords.shape[-1] != 2 or frequencies.ndim != 2 or frequencies.shape[0] != 2:
         raise ValueError(f"coords must be …×2 and frequencies 2×F, got {tuple(coords.shape)} and "
                          f"{tuple(frequencies.shape)}")
-    with torch.autocast(coords.device.type, enabled=False):   # in bf16 an angle near 40 rad is off by ±0.1
-        projected = 2 * math.pi * coords.float() @ frequencies.float()
+    # float32 at least (in bf16 an angle near 40 rad is off by ±0.1); float64 stays float64, for exact comparisons
+    dtype = torch.promote_types(torch.promote_types(coords.dtype, frequencies.dtype), torch.float32)
+    with torch.autocast(coords.device.type, enabled=False):
+        projected = 2 * math.pi * coords.to(dtype) @ frequencies.to(dtype)
         return torch.cat([projected.sin(), projected.cos()], -1)
 
 
