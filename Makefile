@@ -82,8 +82,10 @@ questions: $(STAMP)  ## every chapter's interview questions in one index: chapte
 exercises: $(STAMP)  ## each chapter's exercises stubbed, and timed drills: chapters/exercises/ (never over your edits)
 	$(BIN)/python -m utils.course.exercise_notebooks
 
-book: $(STAMP) data  ## the chapters executed (COURSE_PROFILE, smoke by default) as static HTML: chapters/outputs/book/
-	$(BIN)/python -m utils.course.book $(CHAPTERS)
+# The book shows real results: PROFILE=cpu or gpu (default: gpu where CUDA is available, else cpu), never smoke; run
+# `make verify PROFILE=cpu` first and the book reuses its trained models.
+book: $(STAMP) data  ## the course as a Jupyter Book site from the cpu (gpu) run: chapters/outputs/book/_build/html/
+	$(BIN)/python -m utils.course.book --profile "$(PROFILE)" $(CHAPTERS)
 
 doctor: $(STAMP)  ## check this machine for the course: one line per check, each problem with its fix
 	$(BIN)/python -m utils.course.doctor

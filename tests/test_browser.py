@@ -4,17 +4,17 @@ For every chapter with explorers: open the generated notebook in a 1600×1000 wi
 profile), wait for the kernel, then check that no cell failed or emitted more than 20 outputs, none is cut by
 JupyterLab's output limit ("Show more outputs"), no widget failed to render, every explorer is drawn as a live
 widget whose image is not upscaled (natural width ≥ displayed width) and which fits the window with its
-controls, and moving each explorer's first control through the page changes its figure. JupyterLab then saves
-the executed notebook, and its page of the rendered book (`make book`, utils/course/book.py) is checked: it loads, no
-image is broken, no raw markdown or HTML shows. The chapters without explorers get their book pages from `make
-book`'s own execution. Screenshots are saved under tests/artifacts/ for a person to look at. One chapter:
-``pytest -m browser tests/test_browser.py -k 01d``.
+controls, and moving each explorer's first control through the page changes its figure. Every chapter's
+interview answers, as JupyterLab renders them, stay hidden until their question is clicked. (The book, `make book`,
+is read in Chromium by tests/test_book.py.) Screenshots are saved under tests/artifacts/ for a person to look at.
+One chapter: ``pytest -m browser tests/test_browser.py -k 01d``.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -167,10 +167,6 @@ EXPLORER_GEOMETRY = """(explorer) => {
   return {natural: image.naturalWidth, shown: image.getBoundingClientRect().width,
           width: box.width, height: box.height};
 }"""
-SAVE = """async (path) => {
-  const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
-  await panel.context.save();
-}"""
 SHUTDOWN = """async (path) => {
   const panel = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === path);
   await panel.sessionContext.shutdown();
@@ -286,12 +282,9 @@ def test_explorers_render_and_react(browser, lab, chapter):
             changed = _pixel_difference(before, after)
             assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
         page.screenshot(path=str(ARTIFACTS / f"{chapter}.png"), full_page=True)
-        page.evaluate(SAVE, path)
         page.evaluate(SHUTDOWN, path)  # free the kernel's memory before the next chapter
     finally:
         page.close()
-    # the book's page of this chapter, from the notebook JupyterLab just ran and saved (`make book` renders alike)
-    _check_book_page(browser, notebooks / f"{chapter}.ipynb", chapter)
 
 
 CLICK_CHAPTER = "10_promptable_segmentation"
@@ -355,44 +348,57 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
         page.close()
 
 
-def _check_book_page(browser, source: Path, name: str) -> None:
-    """A chapter's book page (`utils.course.book.page_html` of an executed notebook, or a written page): it loads offline,
-    every image decodes, the interview answers are real <details> elements, and no raw markdown or HTML reaches the
-    reader in the rendered text cells."""
+INTERVIEW_NOTEBOOK = "interview_questions.ipynb"
+# Each question not yet looked at: is its answer visible, then (after a click on the question, as a reader's) is it.
+# JupyterLab draws only the cells near the view, and draws a cell again, closed, when it comes back into view.
+LOOK_AT_ANSWERS = """() => Array.from(document.querySelectorAll('.jp-MarkdownOutput details:not([data-dvl-seen])'))
+  .map(d => {
+    d.dataset.dvlSeen = '1';
+    const answerShown = () => [...d.children].some(c => c.tagName !== 'SUMMARY' && c.checkVisibility());
+    const before = answerShown();
+    d.querySelector('summary').click();
+    return [d.querySelector('summary').innerText.trim(), before, answerShown()];
+  })"""
+SCROLL_DOWN = """() => { const panel = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer');
+  const top = panel.scrollTop; panel.scrollTop += 0.8 * panel.clientHeight; return panel.scrollTop === top; }"""
+
+
+def test_interview_answers_stay_hidden_until_clicked(browser, lab):
+    """Every chapter's interview cells, as JupyterLab renders their Markdown: each answer is hidden (not merely in
+    the page: the browser does not show it) until its question is clicked, and shown after."""
+    import jupytext
     import nbformat
 
-    from utils.course.book import page_html
-
-    if source.suffix == ".ipynb":
-        html_path = source.with_suffix(".html")
-        html_path.write_text(page_html(nbformat.read(source, as_version=4)), encoding="utf-8")
-    else:
-        html_path = source
+    url, token, notebooks = lab
+    cells = [cell for source in sorted(CHAPTERS.glob("[0-9]*.py")) for cell in jupytext.read(source).cells
+             if cell.cell_type == "markdown" and "<details>" in cell.source]
+    questions = {" ".join(q.split()) for cell in cells
+                 for q in re.findall(r"<summary>(.*?)</summary>", cell.source, re.DOTALL)}
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(cell.source) for cell in cells])
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nbformat.write(notebook, notebooks / INTERVIEW_NOTEBOOK)
     page = browser.new_page(viewport=VIEWPORT)
     try:
-        page.goto(html_path.as_uri(), wait_until="load")
-        broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
-        assert broken == 0, f"book page {name}: {broken} images did not load"
-        text = page.evaluate("[...document.querySelectorAll('.jp-MarkdownCell')].map(c => c.innerText).join('\\n')")
-        for raw in ("<details", "</summary>", "# %%", "](", "**"):
-            assert raw not in text, f"book page {name}: raw markdown/HTML {raw!r} shows on the page"
-        if name != "index":
-            assert page.evaluate("document.querySelectorAll('details summary').length") >= 3, \
-                f"book page {name}: the interview answers should be <details> elements"
-            assert page.evaluate("document.images.length") >= 1, f"book page {name}: the chapter's figures are missing"
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"book-{name}.png"))
+        page.goto(f"{url}/lab/workspaces/interview/tree/{INTERVIEW_NOTEBOOK}?reset&token={token}",
+                  wait_until="domcontentloaded")
+        first = page.locator(".jp-MarkdownOutput details").first
+        first.wait_for(timeout=120_000)
+        answer = first.locator("> :not(summary)").first
+        assert not answer.is_visible(), "the first interview answer shows before its question is clicked"
+        first.locator("> summary").click()
+        assert answer.is_visible(), "the first interview answer does not open when its question is clicked"
+        first.locator("> summary").click()                       # closed again, as the walk below expects
+        looked = {}
+        for _ in range(2000):
+            looked.update({question: (before, after) for question, before, after in page.evaluate(LOOK_AT_ANSWERS)})
+            if page.evaluate(SCROLL_DOWN):
+                break
+            page.wait_for_timeout(50)
+        shown_early = [q for q, (before, _) in looked.items() if before]
+        not_opened = [q for q, (_, after) in looked.items() if not after]
+        assert not shown_early, f"{len(shown_early)} answers show before their question is clicked: {shown_early[:3]}"
+        assert not not_opened, f"{len(not_opened)} answers do not open on a click: {not_opened[:3]}"
+        assert len(looked) == len(questions), f"{len(looked)} questions rendered of {len(questions)} in the sources"
+        page.evaluate(SHUTDOWN, INTERVIEW_NOTEBOOK)
     finally:
         page.close()
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("chapter", sorted(p.stem for p in CHAPTERS.glob("[0-9]*.py") if p.stem not in WIDGET_CHAPTERS))
-def test_book_pages_of_chapters_without_explorers(browser, tmp_path, chapter):
-    """`make book` itself (utils/course/book.py) on the chapters the JupyterLab run above does not cover: executed here,
-    written with the index, each page checked as the explorer chapters' pages are."""
-    from utils.course.book import chapter_sources, write_book
-
-    pages = write_book(chapter_sources([chapter]), tmp_path)
-    for path in [tmp_path / "index.html", *pages]:
-        _check_book_page(browser, path, "index" if path.name == "index.html" else path.stem)
