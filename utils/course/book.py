@@ -68,7 +68,7 @@ PARTS = (("Foundations", ("01a", "01b", "01c", "01d")),
 NUMBERED_HEADING = re.compile(r"^## (\d+)\. ", re.MULTILINE)
 DETAILS = re.compile(r"<details>.*?</details>", re.DOTALL)
 # "section 8", "sections 5 and 8", "sections 1–2", optionally after "Chapter 3a, " / "Chapter 3a's " / "Chapter 3a ("
-SECTION_MENTION = re.compile(r"(?:Chapter (?P<chapter>\d+[a-d]?)(?:'s|’s|,| \()? )?(?P<word>[Ss]ections?) "
+SECTION_MENTION = re.compile(r"(?:Chapter (?P<chapter>\d+[a-d]?)(?:'s|’s|,| \()? )?[Ss]ections? "
                              r"(?P<numbers>\d+(?:\s*(?:[–-]|,|and)\s*\d+)*)")
 
 
@@ -133,7 +133,7 @@ def executed_notebook(source: Path, profile_name: str, folder: Path = EXECUTED, 
     if kept.exists():
         notebook = nbformat.read(kept, as_version=4)
         if notebook.metadata.get(METADATA_KEY, {}).get("source_sha256") == _source_hash(source):
-            print(f"{source.stem}: executed notebook reused ({kept.relative_to(ROOT)})", flush=True)
+            print(f"{source.stem}: executed notebook reused ({kept})", flush=True)
             return notebook
     print(f"{source.stem}: executing in the {profile_name} profile …", flush=True)
     notebook = jupytext.read(source)
@@ -476,16 +476,15 @@ def build_site(source: Path, output: Path) -> Path:
         if "WARNING" in line or "ERROR" in line:
             print(line, file=sys.stderr)
     if run.returncode:
-        raise RuntimeError(f"jupyter-book build failed (exit {run.returncode}):\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
+        raise RuntimeError(f"jupyter-book build failed (exit {run.returncode}):\n"
+                           f"{run.stdout[-3000:]}{run.stderr[-3000:]}")
     return output / "_build" / "html" / "index.html"
 
 
-def write_book(sources: list[Path], profile_name: str, *, executed: Path = EXECUTED, book: Path = BOOK,
-               profiles: dict[str, str] | None = None) -> Path:
-    """Execute (or reuse) ``sources`` in ``profile_name`` — or, per chapter, in ``profiles[chapter]`` — write the
-    Jupyter Book project under ``book/source`` and build the site; return its index.html."""
-    notebooks = {s.stem: executed_notebook(s, (profiles or {}).get(s.stem, profile_name), executed)
-                 for s in sources}
+def write_book(sources: list[Path], profile_name: str, *, executed: Path = EXECUTED, book: Path = BOOK) -> Path:
+    """Execute (or reuse) ``sources`` in ``profile_name``, write the Jupyter Book project under ``book/source`` and
+    build the site; return its index.html."""
+    notebooks = {source.stem: executed_notebook(source, profile_name, executed) for source in sources}
     write_source(notebooks, book / "source")
     return build_site(book / "source", book)
 
