@@ -140,3 +140,16 @@ def test_a_drill_time_is_told_against_its_target():
         records.against_target("nms", 1.0)
     with pytest.raises(ValueError, match="finite number"):
         records.against_target("medium", None)
+
+
+def test_a_line_with_every_key_but_a_wrong_value_is_skipped_too(folder):
+    good = {"version": 1, "exercise": "nms", "chapter": "04_detection", "difficulty": "medium", "target_minutes": 10,
+            "seconds": None, "passed": True, "reason": "", "time": "2026-12-06T09:00:00+00:00", "learner": "ada"}
+    lines = [good, {**good, "passed": "yes"}, {**good, "seconds": -3}, {**good, "exercise": ["nms"]},
+             {**good, "difficulty": "tricky", "target_minutes": "ten"}]
+    attempts, problems = records.parse_attempts("\n".join(json.dumps(line) for line in lines) + "\n" + "[" * 10**5)
+    assert attempts == [good]
+    assert problems == [(2, "wrong values for ['passed']"), (3, "wrong values for ['seconds']"),
+                        (4, "wrong values for ['exercise']"), (5, "wrong values for ['difficulty', 'target_minutes']"),
+                        (6, problems[-1][1])]
+    assert problems[-1][1].startswith("not JSON")

@@ -14,9 +14,10 @@ The file format, version 1 — plain JSON Lines, one object per attempt, appende
 - ``target_minutes``: how long the difficulty should take — easy 5, medium 10, hard 20;
 - ``time``: when the attempt was checked, UTC, ISO 8601; ``learner``: ``$COURSE_LEARNER``, else the OS user name.
 
-Readers (`read_attempts`, and the workshop progress board) skip a line they cannot read with a warning, so a line
-torn by a crash costs that one attempt, never the record. A later format adds keys or raises ``version``; a reader
-keeps only the versions it knows.
+Readers (`read_attempts`, and the workshop progress board, `utils.course.workshop`, through `parse_attempts`) skip a
+line that is not a version-1 attempt — not JSON, a key missing, a value of the wrong type — `read_attempts` with a
+warning, so a line torn by a crash or edited by hand costs that one attempt, never the record. A later format adds
+keys or raises ``version``; a reader keeps only the versions it knows.
 
     read_attempts()                         # every readable attempt in the learner's folder, oldest first
     summary(read_attempts())                # per learner and exercise: attempts, solved, best time, target
@@ -116,13 +117,42 @@ def against_target(difficulty: str, seconds: float) -> str:
 
 
 def _problem(record) -> str | None:
-    """Why a parsed line is not a version-1 attempt, in words; None when it is."""
+    """Why a parsed line is not a version-1 attempt, in words; None when it is. The values' types are checked too:
+    a learner can write anything into their own record, and the readers (the workshop board) must not trip on it."""
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     if record.get("version") != VERSION:
         return f"version {record.get('version')!r}, this reader knows version {VERSION}"
     missing = [key for key in FIELDS if key not in record]
-    return f"missing {missing}" if missing else None
+    if missing:
+        return f"missing {missing}"
+    wrong = [key for key in ("exercise", "chapter", "reason", "time", "learner") if not isinstance(record[key], str)]
+    wrong += [] if isinstance(record["passed"], bool) else ["passed"]
+    wrong += [] if record["seconds"] is None or _is_duration(record["seconds"]) else ["seconds"]
+    wrong += [] if record["difficulty"] in TARGET_MINUTES else ["difficulty"]
+    wrong += [] if _is_duration(record["target_minutes"]) else ["target_minutes"]
+    return f"wrong values for {wrong}" if wrong else None
+
+
+def parse_attempts(text: str) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The version-1 attempts in ``text`` (an ``attempts.jsonl``'s content), oldest first, and each other non-empty
+    line's number and what is wrong with it, (3, "not JSON (…)"): what `read_attempts` and the workshop board
+    share."""
+    attempts, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as error:   # RecursionError: "[[[[…" nested past the limit
+            problem = f"not JSON ({getattr(error, 'msg', 'nested too deeply')})"
+        else:
+            problem = _problem(record)
+        if problem:
+            problems.append((number, problem))
+        else:
+            attempts.append(record)
+    return attempts, problems
 
 
 def read_attempts(folder: Path | str | None = None) -> list[dict]:
@@ -134,20 +164,9 @@ def read_attempts(folder: Path | str | None = None) -> list[dict]:
     path = (exercise_folder() if folder is None else Path(folder)) / ATTEMPTS_FILE
     if not path.exists():
         return []
-    attempts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problem = f"not JSON ({error.msg})"
-        else:
-            problem = _problem(record)
-        if problem:
-            warnings.warn(f"{path}, line {number}: skipped, {problem}", stacklevel=2)
-            continue
-        attempts.append(record)
+    attempts, problems = parse_attempts(path.read_text(encoding="utf-8", errors="replace"))
+    for number, problem in problems:
+        warnings.warn(f"{path}, line {number}: skipped, {problem}", stacklevel=2)
     return attempts
 
 
