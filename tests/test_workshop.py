@@ -4,8 +4,10 @@ exercise) is shown as such and never stops the board; forty learners read in wel
 
 import json
 import os
+import runpy
 import time
 
+import numpy as np
 import pytest
 
 from utils import exercise_records as records
@@ -141,3 +143,47 @@ def test_the_command_prints_the_table_and_writes_the_page(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "✓ 0.5 min" in printed and str(tmp_path / "progress.html") in printed
     assert 'content="5"' in (tmp_path / "progress.html").read_text()
+
+
+@pytest.fixture
+def recording(tmp_path, monkeypatch):
+    """This process's self-check recording every attempt, into ada's folder under the workshop root ``tmp_path``."""
+    from utils import exercises
+
+    monkeypatch.setattr(exercises, "check", exercises.check)        # undone after the test
+    monkeypatch.setenv("COURSE_EXERCISES_DIR", str(tmp_path / "ada"))
+    monkeypatch.setenv("COURSE_LEARNER", "ada")
+    workshop.record_every_check()
+    workshop.record_every_check()                                    # a second call does not wrap twice
+    return exercises
+
+
+def _softmax(logits, axis=-1):
+    shifted = np.exp(logits - logits.max(axis, keepdims=True))
+    return shifted / shifted.sum(axis, keepdims=True)
+
+
+def _overflowing_softmax(logits, axis=-1):
+    return np.exp(logits) / np.exp(logits).sum(axis, keepdims=True)
+
+
+def test_every_self_check_in_an_exercise_notebook_reaches_the_board(recording, tmp_path, capsys):
+    with np.errstate(all="ignore"):
+        assert recording.check("softmax", _overflowing_softmax) is recording.BY_NAME["softmax"].reference
+    assert recording.check("softmax", _softmax) is _softmax
+    recording.check("softmax", _softmax, time.perf_counter())        # a drill: recorded once, by check itself
+    attempts = records.read_attempts(tmp_path / "ada")
+    assert [(a["passed"], a["seconds"] is None) for a in attempts] == [(False, True), (True, True), (True, False)]
+    assert attempts[0]["reason"].startswith("softmax: case 2 of 5") and "✗ softmax: case 2" in capsys.readouterr().out
+    assert workshop.progress_board(tmp_path, ["softmax"]).rows[0].cells["softmax"].state == "passed"
+
+
+def test_a_chapters_own_solution_is_not_recorded(recording, tmp_path):
+    from utils.course import exercise_notebooks
+
+    path = tmp_path / "solutions.py"
+    path.write_text(exercise_notebooks.DRILL_IMPORTS + "\n\n\n" + exercise_notebooks.solutions("01c_why_training_works")
+                    ["softmax"] + "\n")
+    official = runpy.run_path(str(path))["softmax"]
+    assert recording.check("softmax", official) is official
+    assert records.read_attempts(tmp_path / "ada") == []
