@@ -21,11 +21,12 @@ import torch
 from torch import nn
 
 from utils import exercises, start_chapter
-from utils.data import DeviceLoader, fashion_mnist, standardize, subset
+from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
 from utils.look_inside import (centre_unit, edge_match, effective_fields, erf_radius, feature_map_explorer,
                                feature_maps, inside_window, kernel_figure, map_layers, receptive_field_explorer,
                                unit_window)
 from utils.models import ResNet
+from utils.own_images import EXAMPLES, prediction_explorer, probabilities
 from utils.plotting import show
 from utils.receptive_field import receptive_field
 from utils.results import report
@@ -181,6 +182,39 @@ try:
 except ValueError as refusal:
     print("refused:", refusal)
 explorer.set(layer=list(layers)[2], unit_row=3)  # back to an early layer, where a unit sees a few pixels
+
+# %% [markdown]
+# ## Your own drawing or photo
+# Draw a garment with the mouse on the black pad (white ink: Fashion-MNIST items are light on black; brush, clear,
+# undo) or upload a PNG/JPEG photo of one. On mouse release it is prepared exactly like a test image
+# (`utils.own_images.prepare_drawing` and `prepare_upload`: grey, inverted when the background is light, the object
+# found and centred, padded square, area-resized to 28×28, standardised; an upload shows its before/after) and the
+# explorer redraws the trained ResNet's prediction with its ten probabilities and the feature maps of the chosen
+# layer. Click a unit in the small map under the pad: the red square on your input is that unit's receptive field.
+# Draw a sneaker badly: which maps still fire? The time under the pad is the redraw's. A file that cannot be used
+# (not an image, empty, huge, animated, 16-bit, CMYK) gets a message under the controls instead.
+
+# %%
+own = prediction_explorer(model, images[0])
+show(own)
+before = own.explorer.image.value
+for brush, points in EXAMPLES["trousers"]:  # drawn by code as the mouse would; each release redraws
+    own.own.add_stroke(points, brush)
+assert own.explorer.image.value != before and not own.explorer.message.value, (
+    "a new drawing must redraw the explorer without an error")
+ink = own.image[0] > own.image.min()
+assert ink.any(0).all() or ink.any(1).all(), "prepared like Fashion-MNIST: the drawing's longer side fills the frame"
+deep = list(layers)[-1]
+own.explorer.set(layer=deep)
+own._unit_clicked({"relativeX": 0, "relativeY": 0, "boundingRectWidth": 168, "boundingRectHeight": 168})
+assert (own.explorer.values()["unit_row"], own.explorer.values()["unit_col"]) == (0, 0), (
+    "a click on the top-left unit of the map must choose unit (0, 0)")
+drawn_probabilities = probabilities(model, own.image)
+assert CLASSES[int(drawn_probabilities.argmax())] == "Trouser", (
+    "prepared like a test image, two legs drawn by mouse should read as trousers to the trained ResNet")
+print(f"drawn trousers: the ResNet says {CLASSES[int(drawn_probabilities.argmax())]} "
+      f"({drawn_probabilities.max():.0%}); redrawn in {own.own.seconds:.2f} s on {device}")
+own.explorer.set(layer=list(layers)[2], unit_row=3, unit_col=3)
 
 # %% [markdown]
 # ## Receptive-field explorer: theoretical vs effective
