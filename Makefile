@@ -96,3 +96,29 @@ offline-bundle: $(STAMP) data  ## .gpu/: data, wheels and env.sh for a GPU machi
 # The learner's work, chapters/exercises/ (notebooks and attempts.jsonl), is not the build's to delete: it stays.
 clean:
 	rm -rf $(VENV) data/checkpoints chapters/outputs tests/artifacts
+
+# `make workshop` (see chapters/INSTRUCTORS.md, "A workshop from one machine"): LEARNERS="ada grace" or ROSTER=file
+# (one `name [profile]` a line), INSTRUCTOR=the admin, IP=0.0.0.0 to serve the room's network, PORT, GPUS=n to share
+# out; WORKSHOP_STATE holds the config, secrets, databases and each learner's record, outside the repository.
+LEARNERS ?=
+ROSTER ?=
+INSTRUCTOR ?= $(or $(SUDO_USER),$(USER))
+IP ?= 127.0.0.1
+PORT ?= 8000
+GPUS ?= 0
+WORKSHOP_STATE ?= /srv/deep-vision-lab
+# `make workshop-progress`: ROOT=the workshop root (one folder per learner), WATCH=seconds to keep the page live.
+ROOT ?= $(WORKSHOP_STATE)/progress
+WATCH ?=
+
+.PHONY: workshop workshop-progress
+
+workshop: $(STAMP) data notebooks  ## serve the course to a room with JupyterHub, as root: LEARNERS=… or ROSTER=…
+	$(BIN)/python -m utils.course.hub check
+	COURSE_EXERCISES_DIR=$(WORKSHOP_STATE)/exercise-template $(BIN)/python -m utils.course.exercise_notebooks
+	$(BIN)/python -m utils.course.hub config --learners "$(LEARNERS)" $(if $(ROSTER),--roster "$(ROSTER)") \
+	  --instructor "$(INSTRUCTOR)" --ip "$(IP)" --port "$(PORT)" --gpus "$(GPUS)" --state "$(WORKSHOP_STATE)"
+	cd "$(WORKSHOP_STATE)" && "$(abspath $(BIN))/jupyterhub" -f jupyterhub_config.py
+
+workshop-progress: $(STAMP)  ## the room's self-checks as a table and a self-reloading page (ROOT=…, WATCH=15)
+	$(BIN)/python -m utils.course.workshop "$(ROOT)" $(if $(WATCH),--watch $(WATCH))

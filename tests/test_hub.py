@@ -137,3 +137,15 @@ def test_a_learners_home_is_made_once_and_their_edits_and_the_shared_checkpoints
         == "my drills"
     assert checkpoint.read_text() == "my weights"
     assert (tmp_path / "course/data/checkpoints/cpu/resnet-abc.pt").read_text() == "shared weights"
+
+
+def test_check_says_what_the_hub_lacks_and_how_to_get_it(monkeypatch, capsys):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(hub.shutil, "which", lambda name: None)
+    monkeypatch.setattr(hub.os, "geteuid", lambda: 1000)
+    assert hub.main(["check"]) == 1
+    said = capsys.readouterr().err
+    assert "pip install 'jupyterhub>=5,<7'" in said and "npm install -g configurable-http-proxy" in said
+    assert "sudo make workshop" in said

@@ -117,13 +117,15 @@ def test_forty_learners_are_read_in_well_under_a_second(tmp_path):
     assert page.count("<tr>") == 42                                            # header, 40 learners, the room
 
 
-def test_the_columns_are_the_exercises_someone_tried_and_default_to_the_whole_course(tmp_path):
+def test_the_columns_are_the_exercises_someone_tried_of_the_whole_course(tmp_path):
     _record(tmp_path, "ada", "nms", True)
     board = workshop.progress_board(tmp_path)
     assert len(board.exercises) > 20 and "softmax" in board.exercises
     assert workshop.shown_exercises(board) == ["nms"]
     (tmp_path / "empty").mkdir()
     assert "No learner folders" in str(workshop.progress_board(tmp_path / "empty", EXERCISES))
+    (tmp_path / "empty" / "grace").mkdir()
+    assert str(workshop.progress_board(tmp_path / "empty", EXERCISES)).startswith("1 learners, no self-check run")
 
 
 def test_bad_calls_say_what_to_pass(tmp_path, capsys):

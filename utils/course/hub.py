@@ -6,6 +6,7 @@ the two cannot drift (tests/test_hub.py parses both and compares).
     python -m utils.course.hub config --learners "ada grace" --instructor ines [--roster FILE] [--port 8000]
         [--ip 127.0.0.1] [--gpus 0] [--state DIR]  # DIR/jupyterhub_config.py, and beside it a cookie secret and a
                                                    # proxy token (mode 0600), generated once, never in the repository
+    python -m utils.course.hub check               # what `make workshop` lacks here (packages, the proxy, root)
     python -m utils.course.hub deploy              # deploy/config.yaml and deploy/Dockerfile from SHARED
 
 The local hub (`make workshop`, run as root: one system user per learner, as The Littlest JupyterHub isolates them):
@@ -330,6 +331,21 @@ def write_deploy() -> list[Path]:
     return [config, dockerfile]
 
 
+def missing_tools() -> list[str]:
+    """What `make workshop` needs and this machine lacks, each with how to get it; [] when all is there."""
+    import importlib.util
+
+    modules = {"jupyterhub": HUB_PACKAGES[0], "firstuseauthenticator": HUB_PACKAGES[1],
+               "jupyterhub_idle_culler": HUB_PACKAGES[2]}
+    missing = [f"{package}: {ROOT / '.venv/bin/pip'} install '{package}'" for module, package in modules.items()
+               if importlib.util.find_spec(module) is None]
+    if shutil.which("configurable-http-proxy") is None:
+        missing.append("configurable-http-proxy: npm install -g configurable-http-proxy (Node.js's npm)")
+    if os.geteuid() != 0:
+        missing.append("root: the hub creates one system user per learner, run it as `sudo make workshop …`")
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.course.hub", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -344,12 +360,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the config, secrets, password and hub databases go (outside the repository)")
     config.add_argument("--group", default=grp.getgrgid(int(os.environ.get("SUDO_GID", os.getgid()))).gr_name,
                         help="the instructor's group: it reads the learners' records for the progress board")
+    commands.add_parser("check", help="say what `make workshop` needs and this machine lacks")
     commands.add_parser("deploy", help="write deploy/config.yaml and deploy/Dockerfile")
     commands.add_parser("first-start", help="a Zero to JupyterHub pod's postStart: the learner's home")
     args = parser.parse_args(argv)
     if args.command == "deploy":
         print("wrote", ", ".join(str(path.relative_to(ROOT)) for path in write_deploy()))
         return 0
+    if args.command == "check":
+        missing = missing_tools()
+        print("\n".join(["make workshop needs:", *missing]) if missing else "ready to start the hub",
+              file=sys.stderr if missing else sys.stdout)
+        return 1 if missing else 0
     if args.command == "first-start":
         first_start()
         return 0

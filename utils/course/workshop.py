@@ -210,9 +210,8 @@ def progress_board(root: Path | str, exercises: list[str] | None = None) -> Boar
 
 # ---------------------------------------------------------------------------------------------- rendering
 def shown_exercises(board: Board) -> list[str]:
-    """The columns worth showing: the exercises someone in the room has tried (all, when nobody has yet)."""
-    tried = [name for name in board.exercises if any(row.cells[name].state != "not tried" for row in board.rows)]
-    return tried or board.exercises
+    """The columns worth showing: the exercises someone in the room has tried (the course has dozens)."""
+    return [name for name in board.exercises if any(row.cells[name].state != "not tried" for row in board.rows)]
 
 
 def _counts(board: Board, name: str) -> str:
@@ -225,6 +224,8 @@ def board_text(board: Board) -> str:
     if not board.rows:
         return f"No learner folders under {board.root} yet: each learner's first server start creates theirs."
     names = shown_exercises(board)
+    if not names:
+        return f"{len(board.rows)} learners, no self-check run yet (read {board.read_at:%H:%M:%S} UTC)."
     table = [["learner", *names]] + [[row.learner + (" ⚠" if row.damage else ""),
                                       *(row.cells[name].text for name in names)] for row in board.rows]
     table.append(["room", *(_counts(board, name) for name in names)])
