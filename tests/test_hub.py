@@ -149,3 +149,30 @@ def test_check_says_what_the_hub_lacks_and_how_to_get_it(monkeypatch, capsys):
     said = capsys.readouterr().err
     assert "pip install 'jupyterhub>=5,<7'" in said and "npm install -g configurable-http-proxy" in said
     assert "sudo make workshop" in said
+
+
+def test_jupyterhub_itself_loads_the_config_where_it_is_installed(loaded, tmp_path):
+    """With the hub's packages installed (`python -m utils.course.hub check`), JupyterHub initialises from the
+    generated config — database, roster, admin, culler service, limits and each learner's environment — without
+    starting the proxy or any server."""
+    pytest.importorskip("jupyterhub", reason="the hub's packages are not installed: python -m utils.course.hub check")
+    pytest.importorskip("firstuseauthenticator")
+    import asyncio
+
+    from jupyterhub import orm
+    from jupyterhub.app import JupyterHub
+    from jupyterhub.spawner import Spawner
+
+    async def initialised():
+        app = JupyterHub()
+        await app.initialize(["-f", str(tmp_path / "state" / "jupyterhub_config.py")])
+        return app
+
+    app = asyncio.run(initialised())
+    assert sorted(app.authenticator.allowed_users) == sorted([*LEARNERS, "ines"])     # admins are allowed
+    assert app.authenticator.admin_users == {"ines"} and "idle-culler" in app._service_map
+    spawner = app.users[orm.User.find(app.db, "ken")].spawner
+    assert spawner.mem_limit == 3 * 2**30 and spawner.cpu_limit == hub.SHARED["cpu_limit"]
+    environment = Spawner.get_env(spawner)     # LocalProcessSpawner's adds the system user's home: none here
+    assert (environment["COURSE_PROFILE"], environment["CUDA_VISIBLE_DEVICES"]) == ("cpu", "1")
+    assert environment["MEM_LIMIT"] == str(3 * 2**30)
