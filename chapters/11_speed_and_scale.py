@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import parallel, speed, start_chapter
+from utils import exercises, parallel, speed, start_chapter
 from utils.data import DeviceLoader, fashion_mnist, subset
 from utils.measuring import model_bytes
 from utils.models import ResNet
@@ -280,6 +280,30 @@ assert half.max == 65504 and brain.max > 0.99 * single.max, "bfloat16 should rea
 for name, info in (("float16", half), ("bfloat16", brain), ("float32", single)):
     print(f"{name:>8}: eps {info.eps:.2e}, largest {info.max:.3g}")
 
+# %% [markdown]
+# **Exercise (hard).** A float32 is 1 sign bit, 8 exponent bits and 23 mantissa bits; a bfloat16 is its top 16 bits.
+# Casting rounds the 16 bits dropped to the nearest, ties to even. In the exercise version of this notebook
+# (`make exercises`) the cell below keeps only the signature and hints of `round_to_bfloat16`, that rounding done on
+# the bits: write it, and the self-check compares it with `x.to(torch.bfloat16).float()`.
+
+# %% tags=["exercise"]
+def round_to_bfloat16(x):
+    """The nearest bfloat16 of every value, from the bits: x float32 (any shape) → float32 of x's shape holding
+    bfloat16 values — float32's sign, its 8-bit exponent and the top 7 of its 23 mantissa bits, the 16 bits dropped
+    rounded to the nearest, a value exactly halfway to the neighbour whose last kept bit is 0 (ties to even).
+    Rounding may carry into the exponent: values beyond bfloat16's largest become ±inf.
+
+    Hints: x.view(torch.int32) gives the bits as integers, .view(torch.float32) turns them back; to round to the
+    nearest, add half of the dropped range before clearing the 16 low bits (& -65536 is & 0xFFFF0000 for an int32):
+    0x8000 rounds ties away from zero, one less plus the lowest kept bit ((bits >> 16) & 1) rounds them to even.
+    """
+    bits = x.view(torch.int32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) & -65536).view(torch.float32)
+
+
+# %% tags=["self-check"]
+round_to_bfloat16 = exercises.check("round_to_bfloat16", round_to_bfloat16)
+
 # %%
 # a gradient of 1e-8 underflows to 0 in float16 and survives in bfloat16; scaling the loss by 2^16 rescues float16
 small_gradient = torch.tensor(1e-8)
@@ -424,6 +448,29 @@ print(f"Measured here ({device_name()}, {profile()} profile): fused + compiled r
 # gets its own scale, is rounded to int8, multiplied in int8 with int32 accumulation, and scaled back to float. It
 # needs no calibration data and no retraining; weights shrink 4×; on a CPU the int8 GEMMs (fbgemm, oneDNN) are
 # faster when the matmuls dominate. We train an MLP classifier on Fashion-MNIST with `fit` and quantise it.
+
+# %% [markdown]
+# **Exercise (medium).** In the exercise version of this notebook the cell below keeps only the signature and hints
+# of `symmetric_int8`, a tensor's symmetric per-tensor int8 codes and scale: write it, and the self-check compares it
+# with `torch.quantize_per_tensor` (zero point 0) at the scale max|x| / 127. (PyTorch's own weight observer divides by
+# 127.5, half of int8's 255 steps, and clamps at 127; 127 keeps the codes symmetric, −127…127, as TensorRT does.)
+
+# %% tags=["exercise"]
+def symmetric_int8(x):
+    """Symmetric per-tensor int8 quantisation: x float (any shape, not empty) → (codes, scale), codes int8 of x's
+    shape and scale a 0-d float tensor, so that x ≈ codes · scale: scale = max|x| / 127 (1 when x is all zero),
+    codes = x / scale rounded to the nearest integer, halves to the even one (as torch.round and the int8 kernels).
+
+    Hints: x.abs().max(); torch.where picks the scale for an all-zero x; torch.round rounds halves to even; cast with
+    .to(torch.int8) only after rounding (a cast alone truncates toward zero).
+    """
+    largest = x.abs().max()
+    scale = torch.where(largest > 0, largest / 127, torch.ones_like(largest))
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+# %% tags=["self-check"]
+symmetric_int8 = exercises.check("symmetric_int8", symmetric_int8)
 
 # %%
 mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -598,6 +645,29 @@ show(explorer)
 before = explorer.image.value
 explorer.set(stages=explorer.values()["stages"] % 6 + 1)
 assert explorer.image.value != before, "the first control changes the figure"
+
+# %% [markdown]
+# **Exercise (medium).** What a schedule costs in memory: a stage holds a micro-batch's activations from its forward
+# until its backward. In the exercise version of this notebook the cell below keeps only the signature and hints of
+# `peak_activations`, the most micro-batches each stage holds at once under GPipe and under 1F1B: write it, and the
+# self-check compares it with the counts read off the course's schedules (`parallel.stage_order`).
+
+# %% tags=["exercise"]
+def peak_activations(stages, microbatches):
+    """Activation memory of a pipeline, in micro-batches: p = stages, m = microbatches (ints ≥ 1) → long tensor p×2,
+    row s (stage s, 0 the first) = (GPipe, 1F1B): the most micro-batches whose forward has run on stage s and whose
+    backward has not, at any moment of the step.
+
+    Hints: GPipe runs all m forwards before any backward. 1F1B runs p − s − 1 warm-up forwards on stage s (all m if
+    there are fewer), then one forward and one backward in turn: count the forward before the first backward too.
+    """
+    stage = torch.arange(stages)
+    one_f_one_b = (stages - stage).clamp(max=microbatches)
+    return torch.stack([torch.full((stages,), microbatches), one_f_one_b], 1)
+
+
+# %% tags=["self-check"]
+peak_activations = exercises.check("peak_activations", peak_activations)
 
 # %% [markdown]
 # ### 4.3 Tensor parallelism by hand, and gradient accumulation
