@@ -57,9 +57,9 @@ def test_every_exercise_is_one_tagged_cell_followed_by_its_self_check():
         f"each registered exercise needs exactly one tagged cell: found {sorted(found)}")
 
 
-def test_each_chapter_with_exercises_has_three_to_six_of_known_difficulty():
-    counts = {chapter: sum(e.chapter == chapter for e in EXERCISES) for chapter in CHAPTERS_WITH_EXERCISES}
-    assert all(3 <= count <= 6 for count in counts.values()), counts
+def test_every_chapter_has_three_to_six_exercises_of_known_difficulty():
+    counts = {path.stem: sum(e.chapter == path.stem for e in EXERCISES) for path in sorted(CHAPTERS.glob("[0-9]*.py"))}
+    assert len(counts) == 15 and all(3 <= count <= 6 for count in counts.values()), counts
     assert {e.difficulty for e in EXERCISES} <= set(exercises.DIFFICULTIES)
 
 
