@@ -42,7 +42,9 @@ from torch import nn
 import utils
 from utils import data, exercises, swin_parts, widgets
 from utils.vit_attention import (attention_distance_figure, attention_map_figure, attention_rollout,
-                                 mean_attention_distance, patch_centres)
+                                 mean_attention_distance, patch_centres, swin_window_attentions,
+                                 window_attention_figure, window_heat)
+from utils.vit_attention import vit_attentions as torchvision_vit_attentions
 from utils.models import ResNet
 from utils.models.swin import SwinBlock, SwinTransformer
 from utils.models.tnt import TNT
@@ -51,6 +53,7 @@ from utils.models.vit import (PatchEmbed, ViT, drop_path, interpolate_position_e
                               sincos_position_embedding)
 from utils.diagrams import architecture_figure
 from utils.measuring import count_flops, count_parameters, timed
+from utils.own_models import UNTRAINED, photo, torchvision_model
 from utils.own_images import EXAMPLES, vit_explorer
 from utils.plotting import labelled_grid, show
 from utils.results import report
@@ -1189,6 +1192,98 @@ assert tnt_s_share["inner"] < 0.01, f"the inner Transformers should cost under 1
 # instead of zeros), about 0.15 M in all.
 # Either way the inner Transformers are a rounding error in the parameter count (0.4 %); they cost arithmetic
 # instead, since they run on all 196 × 16 words.
+
+# %% [markdown]
+# ## 8. Your own model: ViT-B/16 and Swin-T on a photograph
+#
+# The attention tools of section 5 take torchvision's models too. `utils.vit_attention.vit_attentions` runs `vit_b_16`
+# once with each block's `nn.MultiheadAttention` asked for its weights (its own forward skips them), and
+# `swin_window_attentions` records the softmax inside each of `swin_t`'s shifted-window blocks as it runs; both
+# check that the logits are the model's own. The input is a photograph shipped inside scikit-image
+# (`utils.own_models.photo`). Without internet the weights are **untrained** — every title says so — and then the
+# maps show the architecture, not what was learned: ViT's attention is close to uniform (asserted below: every
+# head's mean attention distance within 15 % of uniform attention's), and only the structure remains — 16-pixel
+# patches, a class token, Swin's 7×7-token windows and their shift. Where the torchvision cache holds the ImageNet
+# weights the same cells load them (ViT-B/16 then at its 224 px) and the title says so; then some early heads
+# must look locally, as in the ViT paper's Figure 7.
+
+# %%
+VIT_PHOTO = pick(smoke=112, cpu=224, gpu=224)                 # ViT-B/16 takes any multiple of 16 when untrained
+vit_b16, vit_b16_weights = torchvision_model("vit_b_16", image_size=VIT_PHOTO)   # own seed: stream untouched
+astronaut = photo("astronaut", vit_b16.image_size)
+b16_logits, b16_attentions = torchvision_vit_attentions(vit_b16, astronaut[None])
+with torch.no_grad():
+    torch.testing.assert_close(b16_logits, vit_b16(astronaut[None]), rtol=1e-4, atol=1e-4)
+b16_grid = vit_b16.image_size // 16
+assert len(b16_attentions) == 12 and b16_attentions[0].shape == (1, 12, 1 + b16_grid ** 2, 1 + b16_grid ** 2), (
+    f"ViT-B/16: 12 layers of (1, 12 heads, {1 + b16_grid ** 2}, {1 + b16_grid ** 2}) expected")
+b16_rollout = attention_rollout(b16_attentions)
+torch.testing.assert_close(b16_rollout.sum(-1), torch.ones(1, 1 + b16_grid ** 2))
+tokens = 1 + b16_grid ** 2
+b16_uniform = mean_attention_distance(torch.full((1, 1, tokens, tokens), 1 / tokens), b16_grid, 16)[0, 0]
+b16_distances = torch.stack([mean_attention_distance(a[0], b16_grid, 16) for a in b16_attentions])  # (12, 12)
+print(f"ViT-B/16, {vit_b16_weights}, {vit_b16.image_size} px ({b16_grid}×{b16_grid} patches): mean attention "
+      f"distance {b16_distances.min():.0f}–{b16_distances.max():.0f} px over the 144 heads; uniform attention "
+      f"{b16_uniform:.0f} px")
+if vit_b16_weights == UNTRAINED:
+    assert ((b16_distances / b16_uniform - 1).abs() < 0.15).all(), (
+        "untrained, every head should attend almost uniformly (distance within 15 % of uniform attention's)")
+else:
+    assert b16_distances[0].min() < 0.6 * b16_uniform, "trained, some first-layer heads should look locally"
+b16_explorer = widgets.Explorer(
+    lambda layer, head, query, mode: attention_map_figure(
+        astronaut, [a[0] for a in b16_attentions], patch_size=16, layer=layer, head=head, query=query,
+        rollout=mode == "rollout", title=f"ViT-B/16, {vit_b16_weights}"),
+    {"layer": widgets.slider("layer", 0, 11, 11), "head": widgets.slider("head", 0, 11),
+     "query": widgets.slider("query token", 0, tokens - 1),
+     "mode": widgets.dropdown("map", ["rollout", "single head"])},
+    title=f"ViT-B/16 attention on a photograph ({vit_b16_weights})", width=720)
+assert vit_b16_weights in b16_explorer.static_figure()._suptitle.get_text(), "the title must name the weights"
+show(b16_explorer)
+
+# %% [markdown]
+# **Swin-T's windows.** Each block attends inside 7×7-token windows only; every second block shifts the windows by
+# 3 tokens (SW-MSA), so information crosses the previous borders, and a mask keeps the wrapped-around tokens of the
+# edge windows apart (section 6). Pick a block and a query point (in pixels): the heat map is that token's
+# attention, non-zero only inside its window, drawn with the block's window grid. Tokens grow from 4 to 32 pixels
+# through the four stages, so one 7×7 window covers more of the photo each stage.
+
+# %%
+SWIN_PHOTO = pick(smoke=112, cpu=224, gpu=224)
+swin_t, swin_t_weights = torchvision_model("swin_t")
+chelsea = photo("chelsea", SWIN_PHOTO)
+swin_t_logits, swin_t_blocks = swin_window_attentions(swin_t, chelsea)
+with torch.no_grad():
+    torch.testing.assert_close(swin_t_logits, swin_t(chelsea[None]), rtol=1e-4, atol=1e-4)
+print(f"Swin-T, {swin_t_weights}, {SWIN_PHOTO} px:")
+for block in swin_t_blocks[:4]:
+    print(f"  {block['name']}: {block['grid'][0]}×{block['grid'][1]} tokens of {block['token']:.0f} px, "
+          f"{block['attention'].shape[0]} windows, shift {block['shift'][0]}")
+assert [b["shift"][0] for b in swin_t_blocks[:2]] == [0, 3], "stage 1 should alternate W-MSA and SW-MSA (shift 3)"
+for block in swin_t_blocks:
+    torch.testing.assert_close(block["attention"].sum(-1), torch.ones(block["attention"].shape[:-1]))
+    heat = window_heat(block, 0, 0)                                      # the corner query of every block
+    assert (heat > 0).sum() <= 49, f"{block['name']}: a query attends within its 7×7 window only"
+swin_t_names = [b["name"] for b in swin_t_blocks]
+
+
+def swin_t_window(block, y, x, head):
+    """The chosen block's attention for the token under pixel (y, x) of the photo."""
+    record = swin_t_blocks[swin_t_names.index(block)]
+    return window_attention_figure(chelsea, record, int(y // record["token"]), int(x // record["token"]),
+                                   None if head == "mean" else int(head), title=f"Swin-T, {swin_t_weights}")
+
+
+swin_t_explorer = widgets.Explorer(
+    swin_t_window,
+    {"block": widgets.dropdown("block", swin_t_names, swin_t_names[1]),
+     "y": widgets.slider("query y (px)", 0, SWIN_PHOTO - 1, SWIN_PHOTO // 3),
+     "x": widgets.slider("query x (px)", 0, SWIN_PHOTO - 1, SWIN_PHOTO // 3),
+     "head": widgets.dropdown("head", ["mean"] + [str(h) for h in range(3)])},
+    title=f"Swin-T window attention on a photograph ({swin_t_weights})", width=760)
+show(swin_t_explorer)
+swin_t_explorer.set(block=swin_t_names[0])
+assert not swin_t_explorer.message.value, f"the Swin explorer should redraw: {swin_t_explorer.message.value}"
 
 # %% [markdown]
 # ## Interview questions
