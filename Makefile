@@ -118,7 +118,7 @@ workshop: $(STAMP) data notebooks  ## serve the course to a room with JupyterHub
 	COURSE_EXERCISES_DIR=$(WORKSHOP_STATE)/exercise-template $(BIN)/python -m utils.course.exercise_notebooks
 	$(BIN)/python -m utils.course.hub config --learners "$(LEARNERS)" $(if $(ROSTER),--roster "$(ROSTER)") \
 	  --instructor "$(INSTRUCTOR)" --ip "$(IP)" --port "$(PORT)" --gpus "$(GPUS)" --state "$(WORKSHOP_STATE)"
-	cd "$(WORKSHOP_STATE)" && "$(abspath $(BIN))/jupyterhub" -f jupyterhub_config.py
+	cd "$(WORKSHOP_STATE)/hub" && "$(abspath $(BIN))/jupyterhub" -f jupyterhub_config.py
 
 workshop-progress: $(STAMP)  ## the room's self-checks as a table and a self-reloading page (ROOT=…, WATCH=15)
 	$(BIN)/python -m utils.course.workshop "$(ROOT)" $(if $(WATCH),--watch $(WATCH))

@@ -5,7 +5,9 @@ JupyterHub config.yaml and Dockerfile in deploy/ are what SHARED generates and a
 learner's home gets the chapters, the exercise notebooks and links to the shared checkpoints without ever
 overwriting their edits or the shared files."""
 
+import grp
 import os
+import pwd
 import stat
 import types
 
@@ -51,15 +53,16 @@ def test_the_generated_config_sets_up_the_room(loaded):
 
 def test_the_secrets_are_made_once_private_and_outside_the_repository(loaded, tmp_path):
     c, settings = loaded
-    secrets = {name: (tmp_path / "state" / name).read_text() for name in hub.SECRET_FILES}
+    secrets = {name: (tmp_path / "state" / "hub" / name).read_text() for name in hub.SECRET_FILES}
     assert all(len(value) == 64 for value in secrets.values())
     assert c.ConfigurableHTTPProxy.auth_token == secrets["proxy_token"]
-    assert c.JupyterHub.cookie_secret_file == str(tmp_path / "state" / "cookie_secret")
+    assert c.JupyterHub.cookie_secret_file == str(tmp_path / "state" / "hub" / "cookie_secret")
     for name in hub.SECRET_FILES:
-        assert stat.S_IMODE((tmp_path / "state" / name).stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "state" / "hub" / name).stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state" / "hub").stat().st_mode) == 0o700     # passwords and database too
     hub.write_config(settings)                                               # written again: the same secrets
-    assert secrets == {name: (tmp_path / "state" / name).read_text() for name in hub.SECRET_FILES}
-    config_text = (tmp_path / "state" / "jupyterhub_config.py").read_text()
+    assert secrets == {name: (tmp_path / "state" / "hub" / name).read_text() for name in hub.SECRET_FILES}
+    config_text = (tmp_path / "state" / "hub" / "jupyterhub_config.py").read_text()
     assert not any(value in config_text for value in secrets.values())
     with pytest.raises(SystemExit):
         hub.main(["config", "--learners", "ada", "--instructor", "ines", "--state", str(hub.ROOT / "hub-state")])
@@ -165,7 +168,7 @@ def test_jupyterhub_itself_loads_the_config_where_it_is_installed(loaded, tmp_pa
 
     async def initialised():
         app = JupyterHub()
-        await app.initialize(["-f", str(tmp_path / "state" / "jupyterhub_config.py")])
+        await app.initialize(["-f", str(tmp_path / "state" / "hub" / "jupyterhub_config.py")])
         return app
 
     app = asyncio.run(initialised())
@@ -176,3 +179,19 @@ def test_jupyterhub_itself_loads_the_config_where_it_is_installed(loaded, tmp_pa
     environment = Spawner.get_env(spawner)     # LocalProcessSpawner's adds the system user's home: none here
     assert (environment["COURSE_PROFILE"], environment["CUDA_VISIBLE_DEVICES"]) == ("cpu", "1")
     assert environment["MEM_LIMIT"] == str(3 * 2**30)
+
+
+def test_the_pre_spawn_hook_keeps_each_learners_folders_to_them_and_the_records_readable_by_the_instructor(
+        tmp_path, monkeypatch):
+    settings = {**_course(tmp_path), "progress_path": str(tmp_path / "progress"),
+                "group": grp.getgrgid(os.getgid()).gr_name}
+    home = tmp_path / "home" / "ada"
+    home.mkdir(parents=True, mode=0o755)
+    # the system user that useradd would make, standing in as this process's own user: no user is created here
+    user = pwd.struct_passwd(("ada", "x", os.getuid(), os.getgid(), "", str(home), "/bin/bash"))
+    monkeypatch.setattr(hub, "ensure_system_user", lambda name: user)
+    hub.prepare_learner(_spawner("ada"), settings)
+    folder = tmp_path / "progress" / "ada"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o2750
+    assert stat.S_IMODE((tmp_path / "progress").stat().st_mode) == 0o711
+    assert (home / "exercises").resolve() == folder and (folder / "drills.ipynb").exists()

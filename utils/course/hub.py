@@ -4,8 +4,8 @@ use — limits, culling, GPU sharing, the profile, where the shared checkpoints 
 the two cannot drift (tests/test_hub.py parses both and compares).
 
     python -m utils.course.hub config --learners "ada grace" --instructor ines [--roster FILE] [--port 8000]
-        [--ip 127.0.0.1] [--gpus 0] [--state DIR]  # DIR/jupyterhub_config.py, and beside it a cookie secret and a
-                                                   # proxy token (mode 0600), generated once, never in the repository
+        [--ip 127.0.0.1] [--gpus 0] [--state DIR]  # DIR/hub/jupyterhub_config.py, and beside it a cookie secret
+                                                   # and a proxy token (0600), made once, never in the repository
     python -m utils.course.hub check               # what `make workshop` lacks here (packages, the proxy, root)
     python -m utils.course.hub deploy              # deploy/config.yaml and deploy/Dockerfile from SHARED
 
@@ -107,7 +107,7 @@ def hub_settings(learners: dict[str, str], instructor: str, *, port: int = 8000,
     if not 0 < port < 65536 or gpus < 0:
         raise ValueError(f"port must be 1–65535 and gpus ≥ 0, got port={port}, gpus={gpus}")
     return {**SHARED, "learners": learners, "instructor": instructor, "port": port, "ip": ip, "gpus": gpus,
-            "state": str(state), "group": group, "course": str(ROOT),
+            "hub_path": str(state / "hub"), "group": group, "course": str(ROOT),
             "progress_path": str(state / "progress"), "checkpoints_path": str(ROOT / "data" / "checkpoints"),
             "exercise_template": str(state / "exercise-template")}
 
@@ -125,16 +125,18 @@ configure(c, json.loads({settings!r}))
 
 
 def write_config(settings: dict) -> Path:
-    """Write ``<state>/jupyterhub_config.py`` and, once, the secrets beside it (mode 0600); return the config."""
-    state = Path(settings["state"])
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write ``<state>/hub/jupyterhub_config.py`` and, once, the secrets beside it (mode 0600); return the config.
+    The hub's folder is the hub's alone (0700): the passwords and the database go there too."""
+    hub_path = Path(settings["hub_path"])
+    hub_path.mkdir(parents=True, exist_ok=True)
+    hub_path.chmod(0o700)
     for name in SECRET_FILES:
-        secret = state / name
+        secret = hub_path / name
         if not secret.exists():
             descriptor = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as file:
                 file.write(secrets.token_hex(32))
-    config = state / "jupyterhub_config.py"
+    config = hub_path / "jupyterhub_config.py"
     # the roster's order kept: it decides who shares which GPU
     config.write_text(CONFIG_TEMPLATE.format(settings=json.dumps(settings)), encoding="utf-8")
     return config
@@ -142,13 +144,13 @@ def write_config(settings: dict) -> Path:
 
 def configure(c, settings: dict) -> None:
     """Fill JupyterHub's config object ``c`` from ``settings`` (what `hub_settings` returns)."""
-    state, course = Path(settings["state"]), Path(settings["course"])
+    hub_path, course = Path(settings["hub_path"]), Path(settings["course"])
     c.JupyterHub.ip, c.JupyterHub.port = settings["ip"], settings["port"]
-    c.JupyterHub.cookie_secret_file = str(state / "cookie_secret")
-    c.ConfigurableHTTPProxy.auth_token = (state / "proxy_token").read_text().strip()
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(hub_path / "cookie_secret")
+    c.ConfigurableHTTPProxy.auth_token = (hub_path / "proxy_token").read_text().strip()
+    c.JupyterHub.db_url = f"sqlite:///{hub_path / 'jupyterhub.sqlite'}"
     c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
-    c.FirstUseAuthenticator.dbm_path = str(state / "passwords.dbm")
+    c.FirstUseAuthenticator.dbm_path = str(hub_path / "passwords.dbm")
     c.FirstUseAuthenticator.create_users = False              # only the roster signs in
     c.FirstUseAuthenticator.min_password_length = 8
     c.Authenticator.allowed_users = set(settings["learners"])
@@ -247,11 +249,15 @@ def prepare_learner(spawner, settings: dict) -> None:
     learner = spawner.user.name
     user = ensure_system_user(learner)
     group = grp.getgrnam(settings["group"]).gr_gid
-    exercise_folder = Path(settings["progress_path"]) / learner
-    exercise_folder.mkdir(parents=True, exist_ok=True)
+    progress = Path(settings["progress_path"])
+    progress.mkdir(parents=True, exist_ok=True)
+    progress.chmod(0o711)                          # each learner reaches their own folder, lists no one's
+    exercise_folder = progress / learner
+    exercise_folder.mkdir(exist_ok=True)
     os.chown(exercise_folder, user.pw_uid, group)
     exercise_folder.chmod(0o2750)                  # setgid: the record written inside keeps the instructor's group
     home = Path(user.pw_dir)
+    home.chmod(0o700)                              # some useradd defaults leave a home readable by every user
     for path in prepare_home(home, exercise_folder, settings):
         for made in [path, *(p for p in path.parents if home in p.parents)]:
             os.chown(made, user.pw_uid, group if made.is_relative_to(exercise_folder) else user.pw_gid,
