@@ -209,12 +209,12 @@ def before_after_figure(picture, prepared: torch.Tensor, title: str = "your imag
     if not torch.is_tensor(prepared) or tuple(prepared.shape) != (1, SIZE, SIZE):
         raise ValueError(f"prepared must be the 1×{SIZE}×{SIZE} input from prepare_upload/prepare_drawing, got "
                          f"{tuple(prepared.shape) if torch.is_tensor(prepared) else type(prepared).__name__}")
-    fig, (before, after) = plt.subplots(1, 2, figsize=(4.6, 2.5), layout="constrained")
+    fig, (before, after) = plt.subplots(1, 2, figsize=(3.5, 2.1), layout="constrained")  # fits under the pad
     shown = np.asarray(picture)
     before.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-    before.set_title(f"before: {title}\n{shown.shape[1]}×{shown.shape[0]} px", fontsize=9)
+    before.set_title(f"before: {title}\n{shown.shape[1]}×{shown.shape[0]} px", fontsize=8)
     after.imshow(as_picture(prepared), cmap="gray", vmin=0, vmax=1)
-    after.set_title("after: the model's input\n28×28, light on black", fontsize=9)
+    after.set_title("after: the model's input\n28×28, light on black", fontsize=8)
     for ax in (before, after):
         ax.axis("off")
     return fig
