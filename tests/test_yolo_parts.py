@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.models.yolo import Bottleneck
-from utils.yolo_parts import (ELAN, EELAN, SPP, SPPF, CSPBlock, Focus, RepConv, RepVGGBlock, SimSPPF, YOLOv3Head,
-                              decode_yolov3, focus_as_conv, focus_slices, simota_assign, simota_cost)
+from utils.yolo_parts import (ELAN, EELAN, SPP, SPPF, CSPBlock, Darknet19, Focus, RepConv, RepVGGBlock, SimSPPF,
+                              YOLOv3Head, decode_yolov3, focus_as_conv, focus_slices, simota_assign, simota_cost)
 
 
 def _randomise_batchnorms(module):
@@ -276,3 +276,27 @@ def test_repconv_folds_into_one_3x3_convolution_with_silu(identity):
                                strict=False)
     centre_gap = (two_branch.eval().reparameterize().weight - fused.weight).abs()[..., 1, 1].max()
     assert (centre_gap > 1e-3) == identity
+
+
+def test_darknet19_has_19_convolutions_5_pools_and_the_papers_20_8_million_parameters():
+    with torch.device("meta"):                                  # shapes and counts only: nothing computed or drawn
+        darknet = Darknet19()
+        features = darknet.features(torch.empty(1, 3, 416, 416))
+        logits = darknet(torch.empty(2, 3, 448, 448))
+    convs = [m for m in darknet.modules() if isinstance(m, nn.Conv2d)]
+    kernels = [c.kernel_size[0] for c in convs]
+    assert len(convs) == 19 and sum(isinstance(m, nn.MaxPool2d) for m in darknet.modules()) == 5
+    assert kernels == [3, 3, 3, 1, 3, 3, 1, 3, 3, 1, 3, 1, 3, 3, 1, 3, 1, 3, 1], "3×3 and 1×1 in turn, as Table 6"
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in darknet.modules()) == 18, "every unit but the classifier"
+    assert all(m.negative_slope == 0.1 for m in darknet.modules() if isinstance(m, nn.LeakyReLU))
+    # by formula: each unit's kernel (no bias) + BatchNorm's γ and β; the classifier's 1×1 with its bias
+    channels, expected = 3, 0
+    for conv_layer in convs[:-1]:
+        expected += channels * conv_layer.out_channels * conv_layer.kernel_size[0] ** 2 + 2 * conv_layer.out_channels
+        channels = conv_layer.out_channels
+    expected += 1024 * 1000 + 1000
+    total = sum(p.numel() for p in darknet.parameters())
+    assert total == expected == 20_842_376, f"{total:,} parameters"
+    assert features.shape == (1, 1024, 13, 13) and logits.shape == (2, 1000), "input / 32 (416 → 13); 448 classifies"
+    with pytest.raises(ValueError, match="multiples of 32"):
+        Darknet19(num_classes=10)(torch.zeros(1, 3, 100, 96))

@@ -1,5 +1,7 @@
 """The parts the YOLO family added from v3 to v8, built small and checked: Chapter 4 (04_detection), section 12.
 
+- `Darknet19` (YOLOv2's backbone): 19 convolutions (3×3 and 1×1 in turn, each with BatchNorm and LeakyReLU 0.1)
+  and 5 max-pools, a 1×1 convolution to the classes and global average pooling; input / 32 wide features.
 - `YOLOv3Head`: one 1×1 convolution per scale to 3 × (5 + C) channels; `decode_yolov3` turns it into boxes
   with sigmoid centre offsets, anchor-scaled sizes and *independent* sigmoid class scores (multi-label).
 - `SPP` (YOLOv4) and `SPPF` (YOLOv5): max-pools of 5, 9 and 13 in parallel vs one 5-pool applied three times
@@ -32,6 +34,51 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# Darknet-19 as the YOLOv2 paper's Table 6 lists it: output channels of each 3×3 (odd kernel) or 1×1 convolution,
+# "M" a 2×2 stride-2 max-pool. The 1×1 layers halve the channels between two 3×3 ones (the network-in-network
+# squeeze); the classifier's 1×1 to the classes is the 19th convolution.
+DARKNET19_LAYERS = (32, "M", 64, "M", 128, 64, 128, "M", 256, 128, 256, "M",
+                    512, 256, 512, 256, 512, "M", 1024, 512, 1024, 512, 1024)
+
+
+def darknet_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    """Darknet's unit: convolution (no bias: BatchNorm's β replaces it) → BatchNorm → LeakyReLU(0.1)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out),
+                         nn.LeakyReLU(0.1, inplace=True))
+
+
+class Darknet19(nn.Module):
+    """YOLOv2's classifier backbone (Redmon and Farhadi, 2016): ``N×in_channels×H×W → N×num_classes`` logits.
+
+    ``features``: 18 Darknet units whose kernels alternate 3×3 (channels doubled after every pool) and 1×1
+    (channels halved), with 5 max-pools — so the map is H/32 × W/32: 7×7 at 224, 13×13 at 416. ``classifier``: the
+    19th convolution, 1×1 to ``num_classes`` (with a bias, no BatchNorm, as darknet19.cfg), then global average
+    pooling — no fully connected layer, so the same weights classify at any input size that is a multiple of 32,
+    which is what lets YOLOv2 fine-tune it at 448 and train the detector at several sizes."""
+
+    stride = 32
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3):
+        super().__init__()
+        _check_positive(num_classes=num_classes, in_channels=in_channels)
+        layers, channels = [], in_channels
+        for entry in DARKNET19_LAYERS:
+            if entry == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            kernel = 1 if layers and channels > entry else 3       # a 1×1 squeezes; every widening layer is 3×3
+            layers.append(darknet_conv(channels, entry, kernel))
+            channels = entry
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Conv2d(channels, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x):
+        if x.shape[-1] % self.stride or x.shape[-2] % self.stride:
+            raise ValueError(f"Darknet-19 halves the map 5 times: H and W must be multiples of 32, got "
+                             f"{tuple(x.shape[-2:])}")
+        return self.classifier(self.features(x))
 
 
 class YOLOv3Head(nn.Module):
