@@ -1,7 +1,7 @@
 """utils/course/hub.py, the workshop hub written but not started: the generated jupyterhub_config.py loads into a
 traitlets config with first-use passwords, the instructor as admin, the limits, the culler and each learner's
 environment (profile, GPU, record folder); its secrets are made once, 0600, outside the repository; the Zero to
-JupyterHub config.yaml and Dockerfile in deploy/ are what SHARED generates and agree with the local config; a
+JupyterHub config.yaml and Dockerfile in utils/course/deploy/ are what SHARED generates and agree with the local config; a
 learner's home gets the chapters, the exercise notebooks and links to the shared checkpoints without ever
 overwriting their edits or the shared files."""
 
@@ -72,7 +72,7 @@ def test_the_secrets_are_made_once_private_and_outside_the_repository(loaded, tm
 def test_deploy_is_what_shared_generates_and_agrees_with_the_local_config(loaded):
     c, _ = loaded
     values = yaml.safe_load((hub.DEPLOY / "config.yaml").read_text())
-    assert values == hub.z2jh_config(), "deploy/ is stale: run python -m utils.course.hub deploy"
+    assert values == hub.z2jh_config(), "utils/course/deploy/ is stale: run python -m utils.course.hub deploy"
     assert (hub.DEPLOY / "Dockerfile").read_text() == hub.DOCKERFILE
     user = values["singleuser"]
     assert user["memory"]["limit"] == c.Spawner.mem_limit == hub.SHARED["memory_limit"]
@@ -129,7 +129,6 @@ def test_a_learners_home_is_made_once_and_their_edits_and_the_shared_checkpoints
     assert (home / "data" / "fashion" / "train.idx").read_text() == "data/fashion/train.idx"
     checkpoint = home / "data" / "checkpoints" / "cpu" / "resnet-abc.pt"
     assert checkpoint.is_symlink() and checkpoint.read_text() == "shared weights"
-    compile((home / hub.STARTUP_FILE).read_text(), "startup", "exec")
     (home / "chapters" / "04.ipynb").write_text("my edits")
     (folder / "drills.ipynb").write_text("my drills")
     retrained = checkpoint.with_name(".partial")                 # a retrain saves atomically: write, then replace

@@ -149,15 +149,13 @@ def test_the_command_prints_the_table_and_writes_the_page(tmp_path, capsys):
 
 @pytest.fixture
 def recording(tmp_path, monkeypatch):
-    """This process's self-check recording every attempt, into ada's folder under the workshop root ``tmp_path``."""
+    """A workshop learner's kernel: ``$COURSE_LEARNER`` set, attempts recorded in ada's folder under ``tmp_path``."""
     from utils import exercises
 
-    monkeypatch.setattr(exercises, "check", exercises.check)        # undone after the test
     monkeypatch.setenv("COURSE_EXERCISES_DIR", str(tmp_path / "ada"))
     monkeypatch.setenv("COURSE_LEARNER", "ada")
-    workshop.record_every_check()
-    workshop.record_every_check()                                    # a second call does not wrap twice
     return exercises
+
 
 
 def _softmax(logits, axis=-1):

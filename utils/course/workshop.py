@@ -9,7 +9,6 @@ to ``attempts.jsonl`` (`utils.exercise_records`). The instructor reads the folde
                                                          # ROOT/progress.html, a page that reloads itself
     python -m utils.course.workshop ROOT --watch 15      # rewrite the page every 15 s until Ctrl-C
     progress_board(ROOT)                                 # in a notebook: displays as the HTML table
-    record_every_check()                                 # in a learner's kernel: the untimed self-checks recorded too
 
 Nothing a learner writes can break the board: a record that is not a plain file, cannot be opened, is too large, or
 holds lines that are not version-1 attempts (torn, hand-edited, an unknown exercise) marks that learner's row as
@@ -21,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
 import html
 import os
 import re
@@ -66,39 +64,6 @@ class Board:
 
     def __str__(self) -> str:
         return board_text(self)
-
-
-# ------------------------------------------------------------------------------------- recording, in a kernel
-def record_every_check() -> None:
-    """Make every self-check in this kernel record its attempt in the learner's folder, the exercise notebooks'
-    untimed ones too (`utils.exercises.check` records only a drill's timed attempts). The hub's kernel start-up
-    file runs this in each learner's server (`utils.course.hub`); a chapter's own solution is still not recorded,
-    so running a chapter does not show its exercises as passed. Calling it again changes nothing."""
-    from .. import exercise_records, exercises
-
-    if getattr(exercises.check, "records_every_attempt", False):
-        return
-    timed_only = exercises.check
-
-    @functools.wraps(timed_only)
-    def check(name, function, started=None):
-        returned = timed_only(name, function, started)        # refuses bad calls; raises for a broken solution
-        exercise = exercises.BY_NAME[name]
-        # the timed call recorded itself; the chapter's solution is the same check `check` makes strict
-        if started is not None or exercises._is_official_solution(exercise, function):
-            return returned
-        reason = ""
-        if returned is not function:                          # ✗: the reason is verify's message, as check printed it
-            try:
-                exercises.verify(name, function)
-            except exercises.ExerciseFailure as failure:
-                reason = str(failure)
-        exercise_records.record_attempt(name, None, not reason, reason, chapter=exercise.chapter,
-                                        difficulty=exercise.difficulty)
-        return returned
-
-    check.records_every_attempt = True
-    exercises.check = check
 
 
 # ------------------------------------------------------------------------------------------------ reading

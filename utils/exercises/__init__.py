@@ -38,6 +38,7 @@ import ast
 import importlib
 import inspect
 import numbers
+import os
 import pkgutil
 import textwrap
 import time
@@ -312,27 +313,31 @@ def check(name: str, function: Callable, started: float | None = None) -> Callab
     The chapter's own solution (its source is the chapter's exercise cell: nbval, `make verify`, the solved drills)
     is checked strictly: a failure raises `ExerciseFailure` instead, so a broken official solution fails the run.
     ``started`` (a drill's ``time.perf_counter()`` at its timer cell) times the attempt: the ✓ says the minutes
-    against the exercise's target, and the attempt is recorded with `utils.exercise_records.record_attempt`."""
+    against the exercise's target, and the attempt is recorded with `utils.exercise_records.record_attempt`. In a
+    workshop (``$COURSE_LEARNER`` set by the hub) every attempt is recorded, untimed ones too, for the progress board
+    — never the chapter's own solution, so running a chapter does not show its exercises as passed."""
     exercise = _exercise(name)
     if not callable(function):
         raise TypeError(f"pass your function itself, e.g. check({name!r}, {name}), not {type(function).__name__}")
     if started is not None and (isinstance(started, bool) or not isinstance(started, numbers.Real)):
         raise TypeError(f"started must be a time.perf_counter() reading (or None), got {started!r}")
+    official = _is_official_solution(exercise, function)
     try:
         verify(name, function)
         reason = ""
     except ExerciseFailure as failure:
-        if _is_official_solution(exercise, function):
+        if official:
             raise
         reason = str(failure)
     timing = ""
-    if started is not None:
-        from .. import exercise_records     # here: only a drill's timed check writes a record, never a chapter
+    if started is not None or (os.environ.get("COURSE_LEARNER") and not official):
+        from .. import exercise_records     # here: a chapter run outside a workshop writes no record
 
-        seconds = max(0.0, time.perf_counter() - started)
+        seconds = None if started is None else max(0.0, time.perf_counter() - started)
         exercise_records.record_attempt(name, seconds, not reason, reason, chapter=exercise.chapter,
                                         difficulty=exercise.difficulty)
-        timing = f" {exercise_records.against_target(exercise.difficulty, seconds)}"
+        if seconds is not None:
+            timing = f" {exercise_records.against_target(exercise.difficulty, seconds)}"
     if reason:
         print(f"✗ {reason}\n  (the cells below use the reference {name} instead)")
         return exercise.reference
