@@ -18,7 +18,9 @@
 import copy
 
 import torch
+import torchvision
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
 from utils import exercises, start_chapter
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
@@ -27,6 +29,7 @@ from utils.look_inside import (centre_unit, edge_match, effective_fields, erf_ra
                                unit_window)
 from utils.models import ResNet
 from utils.own_images import EXAMPLES, prediction_explorer, probabilities
+from utils.own_models import PHOTOS, photos, torchvision_model
 from utils.plotting import show
 from utils.receptive_field import receptive_field
 from utils.results import report
@@ -304,6 +307,83 @@ assert erf_radius(erfs["trained"][deep]) < 28 and erf_radius(erfs["trained"][dee
     f"got radius {erf_radius(erfs['trained'][deep]):.0f}")
 
 # %% [markdown]
+# ## Your own model: torchvision's ResNet-18, ResNet-50 and VGG-11 on a photograph
+# Every tool above takes any CNN of the torchvision kind, any input size and channel count. First the theoretical
+# receptive fields of the real networks, which need no weights at all: the models are built on the *meta* device
+# (shapes only — no memory, no random numbers drawn) and traced at 224×224. The published values are Araujo et al.,
+# "Computing Receptive Fields of Convolutional Neural Networks" (Distill, 2019): **ResNet-50 483 px** and **VGG-16
+# 212 px** at the last convolutional layer. torchvision's ResNet-50 is the "v1.5" variant: the stride-2 of each
+# stage's first bottleneck sits in its 3×3 convolution, not in the 1×1 before it as in He et al.'s v1 (the network
+# the paper measured). Later 3×3s then add half as much: 427 px. Moving the strides back gives exactly 483.
+
+# %%
+with torch.device("meta"):                                                  # shapes only: nothing drawn, no memory
+    real_cnns = {name: torchvision.models.get_model(name) for name in ("resnet18", "resnet50", "vgg11", "vgg16")}
+    resnet50_v1 = torchvision.models.resnet50()
+for block in resnet50_v1.modules():                                         # v1: the stride in the first 1×1
+    if isinstance(block, Bottleneck) and block.conv2.stride == (2, 2):
+        block.conv1.stride, block.conv2.stride = (2, 2), (1, 1)
+real_cnns["resnet50 v1 (He et al.)"] = resnet50_v1
+last_fields = {name: list(map_layers(net, (3, 224, 224)).values())[-1] for name, net in real_cnns.items()}
+for name, record in last_fields.items():
+    print(f"{name:24} last conv/pool layer: receptive field {record.rf:3.0f} px, jump {record.jump:.0f} px")
+assert last_fields["resnet50 v1 (He et al.)"].rf == 483 and last_fields["vgg16"].rf == 212, (
+    "ResNet-50 (v1) and VGG-16 should have the published 483 and 212 px")
+assert last_fields["resnet50"].rf == 427 and last_fields["resnet18"].rf == 435 and last_fields["vgg11"].rf == 150, (
+    "torchvision's ResNet-50 (v1.5), ResNet-18 and VGG-11 should have 427, 435 and 150 px")
+assert all(record.jump == 32 for record in last_fields.values()), "all five downsample 32× by their last layer"
+
+# %% [markdown]
+# Now the feature maps, on photographs that ship inside scikit-image (`utils.own_models.photos`: the centred square,
+# resized, standardised with ImageNet's mean and std). With no internet the weights are **untrained** — every
+# explorer's title says so — and the maps show what random filters do: edges and colour blobs, no parts or objects.
+# On a machine whose torchvision cache holds the ImageNet weights (`weights="DEFAULT"` downloaded once) the same
+# cells load them and say so; then the deep maps respond to parts (the cat's eyes, the astronaut's face). Choose a
+# photo, a layer, channels and a unit: the red square is the unit's theoretical window, far larger than the photo
+# in the last stages.
+
+# %%
+PHOTO_SIZE = pick(smoke=64, cpu=160, gpu=224)
+photo_batch = photos(PHOTOS, PHOTO_SIZE)                                   # 4×3×S×S
+own_cnns = {name: torchvision_model(name) for name in ("resnet18", "resnet50", "vgg11")}  # own seed each
+own_explorers = {}
+for name, (network, weights) in own_cnns.items():
+    own_explorers[name] = feature_map_explorer(network, photo_batch, title=f"{name}, {weights}")
+    assert weights in own_explorers[name].static_figure()._suptitle.get_text(), "the title must name the weights"
+    show(own_explorers[name])
+
+# %% [markdown]
+# And the receptive fields of each network at the end of its stages: the theoretical one (left, every layer) beside
+# the effective one of the centre unit, |∂ unit / ∂ pixel| averaged over the four photographs. As for the small
+# ResNet above, no gradient comes from outside the theoretical window (asserted), and the effective field is a
+# concentrated blob inside it (Luo et al., 2016).
+
+# %%
+def stage_ends(network, records) -> list[str]:
+    """The last convolution or pooling layer of each stage (ResNet's layer1–4, VGG's pooling layers), by name;
+    ``records``: the network's `map_layers`."""
+    layers = list(records)
+    if hasattr(network, "layer4"):
+        return [[n for n in layers if n.startswith(f"layer{i}.")][-1] for i in range(1, 5)]
+    return [n for n in layers if isinstance(network.get_submodule(n), nn.MaxPool2d)]
+
+
+own_fields = {}
+for name, (network, weights) in own_cnns.items():
+    own_records = map_layers(network, (3, PHOTO_SIZE, PHOTO_SIZE))
+    own_erfs = effective_fields({weights: network}, stage_ends(network, own_records), photo_batch)
+    for layer, erf in own_erfs[weights].items():
+        assert erf[~inside_window(own_records[layer], PHOTO_SIZE, PHOTO_SIZE)].sum() == 0, (
+            f"{name} {layer}: no gradient may reach a pixel outside the theoretical window")
+    own_fields[name] = {layer: (own_records[layer].rf, erf_radius(erf)) for layer, erf in own_erfs[weights].items()}
+    print(f"{name} ({weights}): " + "; ".join(f"{layer} RF {rf:.0f} px, 95 % of the ERF in {erf:.0f} px"
+                                              for layer, (rf, erf) in own_fields[name].items()))
+    deepest_rf, deepest_erf = list(own_fields[name].values())[-1]
+    assert deepest_erf < deepest_rf, f"{name}: the last stage's effective field should be smaller than its theoretical"
+    show(receptive_field_explorer(own_records, own_erfs, title=f"{name}, {weights}"))
+
+
+# %% [markdown]
 # ## Interview questions
 #
 # <details><summary>What is a receptive field, and three ways to enlarge it?</summary>
@@ -340,6 +420,15 @@ assert erf_radius(erfs["trained"][deep]) < 28 and erf_radius(erfs["trained"][dee
 # Many more paths through the network connect the centre pixels to the unit than the border pixels (the number of
 # paths follows a binomial-like count), so the centre dominates the gradient — the effective field's Gaussian
 # shape, measured in "Receptive-field explorer: theoretical vs effective".
+# </details>
+#
+# <details><summary>What is the receptive field of ResNet-50, and of VGG-16?</summary>
+#
+# At the last convolutional layer: 483 px for the original ResNet-50 (v1, stride 2 in each stage's first 1×1;
+# Araujo et al., Distill 2019) and 212 px for VGG-16, both 32× downsampling. torchvision's ResNet-50 is "v1.5": the
+# stride sits in the 3×3, so the 3×3s after it add half as much — 427 px; ResNet-18 435, VGG-11 150. All asserted
+# in "Your own model", from the networks traced on the meta device. Larger than the 224-px image, yet the
+# effective field measured there is much smaller than the theoretical one.
 # </details>
 #
 # ### Answers you may read that are wrong
