@@ -1,4 +1,4 @@
-"""The parts the YOLO family added from v3 to v8, built small and checked: Chapter 4 (04_detection), section 12.
+"""The parts the YOLO family added from v2 to v8, built small and checked: Chapter 4 (04_detection), sections 11–12.
 
 - `Darknet19` (YOLOv2's backbone): 19 convolutions (3×3 and 1×1 in turn, each with BatchNorm and LeakyReLU 0.1)
   and 5 max-pools, a 1×1 convolution to the classes and global average pooling; input / 32 wide features.
