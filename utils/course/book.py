@@ -7,7 +7,7 @@
    ``chapters/outputs/executed/<profile>/<chapter>.ipynb`` with the profile, the device and the source's hash in its
    metadata; a kept notebook is reused while its chapter's source is unchanged. Run ``make verify PROFILE=cpu``
    first: its trained models are kept in ``data/checkpoints/cpu`` and `fit` reloads them, so the book shows that
-   run's models and executes in a fraction of its time.
+   run's models and skips their training (the rest of each chapter runs again).
 2. **Pages.** A copy of each executed notebook becomes a page: every explorer keeps the static figure it carries
    beside its live view (a page has no kernel), a tqdm progress bar is reduced to its final line, a note under the
    title states the profile, the device and the chapter's run time per profile (`make verify`'s last tables), each
