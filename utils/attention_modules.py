@@ -235,21 +235,7 @@ def grad_cam(model: torch.nn.Module, images: torch.Tensor, target_layer: str,
     ``target_layer`` names a module of ``model`` (see ``model.named_modules()``), e.g. ``"stages"``.
     Returns N×H×W maps in [0, 1] on the CPU, upsampled bilinearly to the input size.
     """
-    names = dict(model.named_modules())
-    if target_layer not in names:
-        raise ValueError(f"no layer {target_layer!r} in the model; pick one of model.named_modules(), "
-                         f"e.g. {', '.join(list(names)[1:6])}")
-    from torchcam.methods import GradCAM  # here: the models above need no torchcam
-
-    model.eval()
-    dev = next(model.parameters()).device
-    images = images.to(dev)
-    with GradCAM(model, target_layer, input_shape=tuple(images.shape[1:])) as extractor, torch.enable_grad():
-        scores = model(images)
-        targets = scores.argmax(1) if class_idx is None else class_idx.to(dev)
-        cam = extractor(targets.tolist(), scores)[0]                            # N×h×w, each scaled to [0, 1]
-    cam = F.interpolate(cam[:, None].float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return cam[:, 0].detach().cpu().clamp(0, 1)
+    return grad_cams(model, images, [target_layer], class_idx)[target_layer]
 
 
 def grad_cams(model: torch.nn.Module, images: torch.Tensor, layers: list[str],
