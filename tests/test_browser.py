@@ -182,6 +182,31 @@ def _kernel_events() -> list[str]:
     return lines[-10:]
 
 
+def run_all(page, url: str, token: str, path: str, workspace: str, *, open_timeout_ms: int = 120_000,
+            run_timeout_s: float = RUN_TIMEOUT_S) -> None:
+    """Open notebook ``path`` in a JupyterLab workspace of its own (reset, so JupyterLab does not restore the previous
+    test's notebooks), wait for its kernel, Run All and wait until every cell has run. A failed cell, or cells still
+    running after ``run_timeout_s``, fail the test with a screenshot in ARTIFACTS (and, when stalled, the server's
+    kernel messages)."""
+    page.goto(f"{url}/lab/workspaces/{workspace}/tree/{path}?reset&token={token}", wait_until="domcontentloaded")
+    page.wait_for_function(PANEL, arg=path, timeout=open_timeout_ms)
+    page.wait_for_function(KERNEL_READY, arg=path, timeout=open_timeout_ms)
+    page.evaluate(RUN_ALL, path)
+    deadline = time.time() + run_timeout_s
+    while True:
+        state = page.evaluate(STATE, path)
+        if state["errors"]:
+            page.screenshot(path=str(ARTIFACTS / f"{workspace}-error.png"), full_page=True)
+            raise AssertionError(f"{path}: a cell failed in JupyterLab: {state['errors']}")
+        if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
+            return
+        if time.time() > deadline:
+            page.screenshot(path=str(ARTIFACTS / f"{workspace}-stalled.png"), full_page=True)
+            raise AssertionError(f"{path}: cells still running after {run_timeout_s} s: {state}; "
+                                 f"the server's kernel messages: {_kernel_events()}")
+        time.sleep(0.5)
+
+
 def _png(data: bytes):
     from PIL import Image
 
@@ -226,24 +251,7 @@ def test_explorers_render_and_react(browser, lab, chapter):
     page = browser.new_page(viewport=VIEWPORT)
     try:
         path = f"{chapter}.ipynb"
-        # a workspace of its own, reset, so JupyterLab does not restore the previous test's notebooks
-        page.goto(f"{url}/lab/workspaces/{chapter}/tree/{path}?reset&token={token}", wait_until="domcontentloaded")
-        page.wait_for_function(PANEL, arg=path, timeout=120_000)
-        page.wait_for_function(KERNEL_READY, arg=path, timeout=120_000)
-        page.evaluate(RUN_ALL, path)
-        deadline = time.time() + RUN_TIMEOUT_S
-        while True:
-            state = page.evaluate(STATE, path)
-            if state["errors"]:
-                page.screenshot(path=str(ARTIFACTS / f"{chapter}-error.png"), full_page=True)
-                raise AssertionError(f"{chapter}: a cell failed in JupyterLab: {state['errors']}")
-            if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
-                break
-            if time.time() > deadline:
-                page.screenshot(path=str(ARTIFACTS / f"{chapter}-stalled.png"), full_page=True)
-                raise AssertionError(f"{chapter}: cells still running after {RUN_TIMEOUT_S} s: {state}; "
-                                     f"the server's kernel messages: {_kernel_events()}")
-            time.sleep(1)
+        run_all(page, url, token, path, chapter)
 
         page.wait_for_timeout(1500)  # let the widget views finish rendering
         body = page.inner_text("body")
@@ -297,19 +305,7 @@ def test_click_to_segment_reacts_to_clicks(browser, lab):
     page = browser.new_page(viewport=VIEWPORT)
     try:
         path = f"{CLICK_CHAPTER}.ipynb"
-        page.goto(f"{url}/lab/workspaces/click-{CLICK_CHAPTER}/tree/{path}?reset&token={token}",
-                  wait_until="domcontentloaded")
-        page.wait_for_function(PANEL, arg=path, timeout=120_000)
-        page.wait_for_function(KERNEL_READY, arg=path, timeout=120_000)
-        page.evaluate(RUN_ALL, path)
-        deadline = time.time() + RUN_TIMEOUT_S
-        while True:
-            state = page.evaluate(STATE, path)
-            assert not state["errors"], f"{CLICK_CHAPTER}: a cell failed in JupyterLab: {state['errors']}"
-            if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
-                break
-            assert time.time() < deadline, f"{CLICK_CHAPTER}: cells still running after {RUN_TIMEOUT_S} s"
-            time.sleep(1)
+        run_all(page, url, token, path, f"click-{CLICK_CHAPTER}")
         target = page.locator("img.dvl-click-image").first
         target.scroll_into_view_if_needed()
         target.wait_for(state="visible", timeout=60_000)

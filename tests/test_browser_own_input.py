@@ -14,8 +14,7 @@ import time
 
 import pytest
 import test_browser as shared
-from test_browser import ARTIFACTS, KERNEL_READY, PANEL, RUN_ALL, SHUTDOWN, STATE, VIEWPORT, _pixel_difference, \
-    _wait_for_redraw
+from test_browser import ARTIFACTS, SHUTDOWN, VIEWPORT, _pixel_difference, _wait_for_redraw
 
 browser, lab = shared.browser, shared.lab  # test_browser.py's fixtures: headless Chromium and the course's JupyterLab
 
@@ -63,18 +62,7 @@ def test_draw_and_upload_change_the_explorer(browser, lab, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=VIEWPORT)
     try:
-        page.goto(f"{url}/lab/workspaces/own-input/tree/{NOTEBOOK}?reset&token={token}", wait_until="domcontentloaded")
-        page.wait_for_function(PANEL, arg=NOTEBOOK, timeout=60_000)
-        page.wait_for_function(KERNEL_READY, arg=NOTEBOOK, timeout=60_000)
-        page.evaluate(RUN_ALL, NOTEBOOK)
-        deadline = time.time() + 120
-        while True:
-            state = page.evaluate(STATE, NOTEBOOK)
-            assert not state["errors"], f"the own-input notebook failed: {state['errors']}"
-            if state["status"] == "idle" and state["pending"] == 0 and state["unexecuted"] == 0:
-                break
-            assert time.time() < deadline, f"the own-input notebook still runs after 120 s: {state}"
-            time.sleep(0.5)
+        shared.run_all(page, url, token, NOTEBOOK, "own-input", open_timeout_ms=60_000, run_timeout_s=120)
         pad = page.locator("img.dvl-drawing-pad").first
         pad.wait_for(state="visible", timeout=30_000)
         pad.scroll_into_view_if_needed()
