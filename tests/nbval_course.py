@@ -8,7 +8,13 @@ than JupyterLab shows.
   outputs in JupyterLab for the chapters with explorers; this counts them for every chapter, in the smoke run that
   executes them anyway. nbval merges a cell's stream outputs into one per stream, so this count is a lower bound
   of JupyterLab's (which merges only consecutive ones); every progress bar and figure counts one.
+- With ``--leave-widget-chapters-to-the-browser`` (what `make test` passes), the chapters with explorers are not
+  run here when Chromium is found: the browser stage that follows runs each of them top to bottom in JupyterLab,
+  failing on any failed cell or crowded output, so running them here too would execute them twice. Without
+  Chromium the browser stage is skipped, and every chapter runs here.
 """
+
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +23,11 @@ MAX_OUTPUTS = 20          # the browser test reads it too (tests/test_browser.py
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    left = set(_left_to_the_browser(config))
+    if left:
+        config.hook.pytest_deselected(items=[i for i in items if Path(str(i.fspath)).stem in left])
+        items[:] = [i for i in items if Path(str(i.fspath)).stem not in left]
     for item in items:
         if hasattr(item, "output_timeout"):  # nbval's notebook cells
             item.output_timeout = OUTPUT_TIMEOUT_S
@@ -32,3 +42,26 @@ def pytest_runtest_call(item):
         raise AssertionError(f"{item.name} emits {len(outputs)} outputs ({', '.join(kinds)}), more than "
                              f"{MAX_OUTPUTS}: JupyterLab would hide its result behind 'Show more outputs'")
     return result
+
+
+def pytest_addoption(parser):
+    parser.addoption("--leave-widget-chapters-to-the-browser", action="store_true",
+                     help="skip the chapters the browser stage runs (only when Chromium is found)")
+
+
+def _left_to_the_browser(config) -> list[str]:
+    """The chapters the browser stage will run, when asked to leave them to it and Chromium is found."""
+    if not config.getoption("--leave-widget-chapters-to-the-browser"):
+        return []
+    from test_browser import WIDGET_CHAPTERS, chromium_path
+
+    return WIDGET_CHAPTERS if chromium_path() else []
+
+
+def pytest_report_header(config):
+    left = _left_to_the_browser(config)
+    if left:
+        return f"{len(left)} chapters with explorers are left to the browser stage, which runs each: {' '.join(left)}"
+    if config.getoption("--leave-widget-chapters-to-the-browser"):
+        return "no Chromium: the browser stage will be skipped, so every chapter runs here"
+    return None
