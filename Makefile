@@ -31,7 +31,7 @@ endif
 .PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises book doctor \
   lock offline-bundle clean
 
-# configurable-http-proxy (make workshop and the hub tests: JupyterHub's proxy) comes from npm into .venv/node; where npm
+# configurable-http-proxy (JupyterHub's proxy: make workshop, the hub tests) comes from npm into .venv/node; where npm
 # is missing or offline, the set-up says so and goes on: only the hub's tests skip, saying why.
 PROXY_VERSION := 5.3.0
 $(STAMP): requirements.txt requirements.lock pyproject.toml

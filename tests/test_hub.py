@@ -49,6 +49,8 @@ def test_the_generated_config_sets_up_the_room(loaded):
     assert environment["COURSE_EXERCISES_DIR"] == settings["progress_path"] + "/margaret"
     assert environment["CUDA_VISIBLE_DEVICES"] == "0" and environment["OMP_NUM_THREADS"] == "1"
     assert c.Spawner.environment["CUDA_VISIBLE_DEVICES"](_spawner("ken")) == "1"    # the fifth: the next GPU
+    assert c.ConfigurableHTTPProxy.command == [str(hub.PROXY)] and c.JupyterHub.hub_port == 8081
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
 
 
 def test_the_secrets_are_made_once_private_and_outside_the_repository(loaded, tmp_path):
@@ -145,12 +147,24 @@ def test_check_says_what_the_hub_lacks_and_how_to_get_it(monkeypatch, capsys):
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(hub.shutil, "which", lambda name: None)
+    monkeypatch.setattr(hub, "PROXY", hub.ROOT / "no-such-proxy")
     monkeypatch.setattr(hub.os, "geteuid", lambda: 1000)
     assert hub.main(["check"]) == 1
     said = capsys.readouterr().err
-    assert "pip install 'jupyterhub>=5,<7'" in said and "npm install -g configurable-http-proxy" in said
+    assert "jupyterhub-idle-culler: " in said and "install -r" in said and "requirements.lock" in said
+    assert f"npm install --prefix {hub.ROOT / '.venv' / 'node'} configurable-http-proxy@5.3.0" in said
     assert "sudo make workshop" in said
+
+
+def test_the_set_up_installs_the_hub_and_its_proxy_where_the_config_points():
+    """requirements.txt holds the hub's packages (so the lock and a fresh clone's set-up do); the Makefile's set-up
+    installs configurable-http-proxy at hub.PROXY_VERSION into .venv/node, the binary the generated config runs."""
+    requirements = (hub.ROOT / "requirements.txt").read_text()
+    assert all(f"\n{package}>=" in requirements for package in hub.HUB_PACKAGES.values())
+    makefile = (hub.ROOT / "Makefile").read_text()
+    assert f"PROXY_VERSION := {hub.PROXY_VERSION}\n" in makefile
+    assert "npm install --prefix $(VENV)/node" in makefile and "configurable-http-proxy@$(PROXY_VERSION)" in makefile
+    assert hub.PROXY == hub.ROOT / ".venv/node/node_modules/.bin/configurable-http-proxy"
 
 
 def test_jupyterhub_itself_loads_the_config_where_it_is_installed(loaded, tmp_path):
@@ -188,7 +202,7 @@ def test_the_pre_spawn_hook_keeps_each_learners_folders_to_them_and_the_records_
     home.mkdir(parents=True, mode=0o755)
     # the system user that useradd would make, standing in as this process's own user: no user is created here
     user = pwd.struct_passwd(("ada", "x", os.getuid(), os.getgid(), "", str(home), "/bin/bash"))
-    monkeypatch.setattr(hub, "ensure_system_user", lambda name: user)
+    monkeypatch.setattr(hub, "ensure_system_user", lambda name, home_base: user)
     hub.prepare_learner(_spawner("ada"), settings)
     folder = tmp_path / "progress" / "ada"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o2750

@@ -7,7 +7,7 @@ the two cannot drift (tests/test_hub.py parses both and compares).
         [--ip 127.0.0.1] [--gpus 0] [--state DIR]  # DIR/hub/jupyterhub_config.py, and beside it a cookie secret
                                                    # and a proxy token (0600), made once, never in the repository
     python -m utils.course.hub check               # what `make workshop` lacks here (packages, the proxy, root)
-    python -m utils.course.hub deploy              # utils/course/deploy/config.yaml and utils/course/deploy/Dockerfile from SHARED
+    python -m utils.course.hub deploy              # utils/course/deploy/config.yaml and Dockerfile from SHARED
 
 The local hub (`make workshop`, run as root: one system user per learner, as The Littlest JupyterHub isolates them):
 
@@ -55,9 +55,14 @@ SHARED = {
     "progress_path": "/srv/deep-vision-lab/progress",         # one folder per learner: their exercise folder
 }
 PROFILES = ("smoke", "cpu", "gpu")
-HUB_PACKAGES = ("jupyterhub>=5,<7", "jupyterhub-firstuseauthenticator>=1.0", "jupyterhub-idle-culler>=1.2")
+# module → package, all three in requirements.txt
+HUB_PACKAGES = {"jupyterhub": "jupyterhub", "firstuseauthenticator": "jupyterhub-firstuseauthenticator",
+                "jupyterhub_idle_culler": "jupyterhub-idle-culler"}
 LEARNER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")        # what useradd accepts as a system user name
 SECRET_FILES = ("cookie_secret", "proxy_token")
+# JupyterHub's proxy, installed by the Makefile's set-up from npm into the course's .venv (PROXY_VERSION there too)
+PROXY_VERSION = "5.3.0"
+PROXY = ROOT / ".venv" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
 # ------------------------------------------------------------------------------------------------ the room
@@ -89,19 +94,26 @@ def gpu_for(learner: str, learners: dict[str, str], gpus: int, per_gpu: int = SH
 
 
 def hub_settings(learners: dict[str, str], instructor: str, *, port: int = 8000, ip: str = "127.0.0.1",
-                 gpus: int = 0, state: Path, group: str) -> dict:
-    """Everything the generated jupyterhub_config.py needs, as plain JSON values."""
+                 gpus: int = 0, state: Path, group: str, hub_api_port: int = 8081, proxy_api_port: int = 8001,
+                 home_base: Path | None = None) -> dict:
+    """Everything the generated jupyterhub_config.py needs, as plain JSON values. ``hub_api_port`` and
+    ``proxy_api_port`` (JupyterHub's defaults) listen on 127.0.0.1 only; ``home_base``: where the learners' homes
+    are made (default: useradd's, /home)."""
     if not LEARNER_NAME.fullmatch(instructor):
         raise ValueError(f"instructor must be a system user name (lowercase letters, digits, - and _), got "
                          f"{instructor!r}")
     if instructor in learners:
         raise ValueError(f"{instructor} is the instructor: leave them out of the learners")
-    if not 0 < port < 65536 or gpus < 0:
-        raise ValueError(f"port must be 1–65535 and gpus ≥ 0, got port={port}, gpus={gpus}")
+    ports = (port, hub_api_port, proxy_api_port)
+    if not all(0 < number < 65536 for number in ports) or len(set(ports)) < 3 or gpus < 0:
+        raise ValueError(f"the ports must be three different numbers in 1–65535 and gpus ≥ 0, got ports {ports}, "
+                         f"gpus={gpus}")
     return {**SHARED, "learners": learners, "instructor": instructor, "port": port, "ip": ip, "gpus": gpus,
             "hub_path": str(state / "hub"), "group": group, "course": str(ROOT),
             "progress_path": str(state / "progress"), "checkpoints_path": str(ROOT / "data" / "checkpoints"),
-            "exercise_template": str(state / "exercise-template")}
+            "exercise_template": str(state / "exercise-template"), "proxy": str(PROXY),
+            "hub_api_port": hub_api_port, "proxy_api_port": proxy_api_port,
+            "home_base": None if home_base is None else str(home_base)}
 
 
 # --------------------------------------------------------------------------------- the generated config
@@ -138,6 +150,10 @@ def configure(c, settings: dict) -> None:
     """Fill JupyterHub's config object ``c`` from ``settings`` (what `hub_settings` returns)."""
     hub_path, course = Path(settings["hub_path"]), Path(settings["course"])
     c.JupyterHub.ip, c.JupyterHub.port = settings["ip"], settings["port"]
+    c.JupyterHub.hub_ip, c.JupyterHub.hub_port = "127.0.0.1", settings["hub_api_port"]
+    c.ConfigurableHTTPProxy.command = [settings["proxy"]]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings['proxy_api_port']}"
+    c.ConfigurableHTTPProxy.pid_file = str(hub_path / "proxy.pid")    # not the working folder's
     c.JupyterHub.cookie_secret_file = str(hub_path / "cookie_secret")
     c.ConfigurableHTTPProxy.auth_token = (hub_path / "proxy_token").read_text().strip()
     c.JupyterHub.db_url = f"sqlite:///{hub_path / 'jupyterhub.sqlite'}"
@@ -187,7 +203,8 @@ def learner_environment(learner: str, settings: dict) -> dict[str, str]:
 def prepare_home(home: Path, exercise_folder: Path, settings: dict) -> list[Path]:
     """Give ``home`` what a learner's server needs, keeping whatever is already there (their edits): the chapters'
     notebooks, a link ``exercises`` to their exercise folder holding the exercise notebooks, the shared data and
-    each shared checkpoint linked into ``data/``. Return the paths made (for `prepare_learner` to hand to the learner)."""
+    each shared checkpoint linked into ``data/``. Return the paths made (for `prepare_learner` to hand to the
+    learner)."""
     course, made = Path(settings["course"]), []
 
     def copy(source: Path, target: Path):
@@ -217,15 +234,17 @@ def prepare_home(home: Path, exercise_folder: Path, settings: dict) -> list[Path
     return made
 
 
-def ensure_system_user(learner: str) -> pwd.struct_passwd:
-    """The learner's system user, created (with a home, no password: they sign in through the hub) if missing."""
+def ensure_system_user(learner: str, home_base: str | None = None) -> pwd.struct_passwd:
+    """The learner's system user, created (with a home, under ``home_base`` if given, no password: they sign in
+    through the hub) if missing."""
     try:
         return pwd.getpwnam(learner)
     except KeyError:
         if os.geteuid() != 0:
             raise PermissionError(f"no system user {learner}, and only root can create one: start the hub with "
                                   f"`sudo make workshop …`") from None
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", learner], check=True)
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", learner,
+                        *(["--base-dir", home_base] if home_base else [])], check=True)
         return pwd.getpwnam(learner)
 
 
@@ -233,7 +252,7 @@ def prepare_learner(spawner, settings: dict) -> None:
     """The pre-spawn hook: the learner's system user, their exercise folder (theirs, readable by the instructor's
     group for the board, by no other learner) and their home (`prepare_home`), everything made handed to them."""
     learner = spawner.user.name
-    user = ensure_system_user(learner)
+    user = ensure_system_user(learner, settings.get("home_base"))
     group = grp.getgrnam(settings["group"]).gr_gid
     progress = Path(settings["progress_path"])
     progress.mkdir(parents=True, exist_ok=True)
@@ -295,9 +314,6 @@ WORKDIR /opt/deep-vision-lab
 USER jovyan
 # The same set-up as `make lab` and `make exercises` on one machine.
 RUN make .venv/.installed data notebooks && COURSE_EXERCISES_DIR=/opt/deep-vision-lab/exercise-template make exercises
-# The hub's packages are not in requirements.lock yet (issue 27): installed within the ranges the local hub uses.
-RUN .venv/bin/pip install --quiet \\
-    {' '.join(repr(p) for p in HUB_PACKAGES)}
 ENV PATH=/opt/deep-vision-lab/.venv/bin:$PATH COURSE_PROFILE={SHARED['default_profile']}
 CMD ["jupyterhub-singleuser"]
 """
@@ -327,12 +343,12 @@ def missing_tools() -> list[str]:
     """What `make workshop` needs and this machine lacks, each with how to get it; [] when all is there."""
     import importlib.util
 
-    modules = {"jupyterhub": HUB_PACKAGES[0], "firstuseauthenticator": HUB_PACKAGES[1],
-               "jupyterhub_idle_culler": HUB_PACKAGES[2]}
-    missing = [f"{package}: {ROOT / '.venv/bin/pip'} install '{package}'" for module, package in modules.items()
-               if importlib.util.find_spec(module) is None]
-    if shutil.which("configurable-http-proxy") is None:
-        missing.append("configurable-http-proxy: npm install -g configurable-http-proxy (Node.js's npm)")
+    missing = [f"{package}: {ROOT / '.venv/bin/pip'} install -r {ROOT / 'requirements.lock'} (the set-up's pins)"
+               for module, package in HUB_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    if not PROXY.exists():
+        missing.append(f"configurable-http-proxy: npm install --prefix {ROOT / '.venv' / 'node'} "
+                       f"configurable-http-proxy@{PROXY_VERSION} (what the set-up, make .venv/.installed, runs "
+                       f"where Node.js's npm is installed)")
     if os.geteuid() != 0:
         missing.append("root: the hub creates one system user per learner, run it as `sudo make workshop …`")
     return missing
