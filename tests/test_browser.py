@@ -5,7 +5,9 @@ profile), wait for the kernel, then check that no cell failed or emitted more th
 JupyterLab's output limit ("Show more outputs"), no widget failed to render, every explorer is drawn as a live
 widget whose image is not upscaled (natural width ≥ displayed width) and which fits the window with its
 controls, and moving each explorer's first control through the page changes its figure; in Chapter 10, a click
-on the scene, undo and a dragged box redraw the masks. Under `make test` these runs are the only execution of these
+on the scene, undo and a dragged box redraw the masks; in the chapters with a drawing pad (1d, 2, 3b), a stroke drawn
+with the mouse and a PNG uploaded through the file chooser redraw the own-input explorer (the time from mouse release
+to the new figure is printed, not asserted). Under `make test` these runs are the only execution of these
 chapters (tests/nbval_course.py leaves them to this stage). Every chapter's interview answers, as JupyterLab renders
 them, stay hidden until their question is clicked. (The book, `make book`, is read in Chromium by tests/test_book.py.)
 Screenshots are saved under tests/artifacts/ for a person to look at. One chapter:
@@ -248,7 +250,7 @@ def _change_first_control(explorer) -> None:
 
 @pytest.mark.skipif(not WIDGET_CHAPTERS, reason="no chapter has explorers")
 @pytest.mark.parametrize("chapter", WIDGET_CHAPTERS)
-def test_explorers_render_and_react(browser, lab, chapter):
+def test_explorers_render_and_react(browser, lab, chapter, tmp_path):
     url, token, notebooks = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=VIEWPORT)
@@ -292,6 +294,8 @@ def test_explorers_render_and_react(browser, lab, chapter):
             (ARTIFACTS / f"{chapter}-explorer{i}-after.png").write_bytes(after)
             changed = _pixel_difference(before, after)
             assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
+        if page.locator("img.dvl-drawing-pad").count():        # Chapters 1d, 2 and 3b: your own drawing or photo
+            _draw_and_upload(page, chapter, tmp_path)
         if chapter == CLICK_CHAPTER:  # in the same run: a second Run All of the chapter would cost minutes
             _click_to_segment(page)
         page.screenshot(path=str(ARTIFACTS / f"{chapter}.png"), full_page=True)
@@ -299,6 +303,69 @@ def test_explorers_render_and_react(browser, lab, chapter):
     finally:
         page.close()
 
+
+
+def _upload_png() -> bytes:
+    """A photo-like PNG: a dark shirt-shaped block on a light background (to be inverted and centred)."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGB", (240, 180), (230, 228, 220))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((95, 40, 165, 160), fill=(40, 50, 70))
+    draw.polygon([(95, 40), (60, 90), (75, 100), (95, 70)], fill=(40, 50, 70))
+    draw.polygon([(165, 40), (200, 90), (185, 100), (165, 70)], fill=(40, 50, 70))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _draw_and_upload(page, chapter: str, folder: Path) -> None:
+    """The chapter's own-input explorer (utils.own_images), run already: a stroke drawn with the mouse on its pad
+    redraws the prediction and the maps, and a PNG uploaded through the file chooser is prepared (its before/after
+    shown) and redraws them again. The redraw time (mouse release → new figure in the page) is printed."""
+    pad = page.locator("img.dvl-drawing-pad").first
+    pad.scroll_into_view_if_needed()
+    pad.wait_for(state="visible", timeout=30_000)
+    explorer = page.locator(".widget-hbox:has(img.dvl-drawing-pad):has(.dvl-explorer)").last  # pad | explorer
+    figure = explorer.locator(".dvl-explorer img").first
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
+
+    source, before = figure.get_attribute("src"), figure.screenshot()
+    box = pad.bounding_box()                                     # press, move, release, as a learner's mouse does
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.85, steps=8)
+    released = time.perf_counter()
+    page.mouse.up()
+    _wait_for_redraw(page, figure, source, f"{chapter}-draw-stuck.png",
+                     f"{chapter}: drawing a stroke on the pad did not redraw the explorer", timeout=30_000)
+    seconds = time.perf_counter() - released
+    page.wait_for_timeout(300)
+    drawn = figure.screenshot()
+    (ARTIFACTS / f"{chapter}-own-input-drawn.png").write_bytes(drawn)
+    changed = _pixel_difference(before, drawn)
+    assert changed > 0.01, f"{chapter}: the explorer did not change after a stroke ({changed:.2%} of pixels)"
+    status = explorer.locator(".dvl-status").first.inner_text()
+    assert "drawing: redrawn in" in status, f"{chapter}: the pad's status should give the redraw time: {status!r}"
+    print(f"\n{chapter}: mouse release → new figure in the page {seconds:.2f} s; the kernel's redraw: {status}")
+
+    path = folder / "shirt.png"
+    path.write_bytes(_upload_png())
+    source = figure.get_attribute("src")
+    with page.expect_file_chooser() as chooser:
+        explorer.locator(".dvl-upload").first.click()
+    chooser.value.set_files(str(path))
+    _wait_for_redraw(page, figure, source, f"{chapter}-upload-stuck.png",
+                     f"{chapter}: uploading a PNG did not redraw the explorer", timeout=30_000)
+    prepared = explorer.locator("img.dvl-before-after").first
+    prepared.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=prepared.element_handle())
+    page.wait_for_timeout(300)
+    uploaded = figure.screenshot()
+    (ARTIFACTS / f"{chapter}-own-input-uploaded.png").write_bytes(uploaded)
+    (ARTIFACTS / f"{chapter}-own-input-before-after.png").write_bytes(prepared.screenshot())
+    assert _pixel_difference(drawn, uploaded) > 0.01, f"{chapter}: the explorer did not change after the upload"
+    assert "upload shirt.png: redrawn in" in explorer.locator(".dvl-status").first.inner_text()
 
 
 def _click_to_segment(page) -> None:
