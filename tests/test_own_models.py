@@ -1,6 +1,14 @@
 """Your own model (issue 30): the look-inside tools on torchvision's architectures — ResNet-18/50, VGG-11, ViT-B/16,
-Swin-T — with random weights and small inputs (utils/look_inside.py, utils/receptive_field.py, utils/attention_modules.py,
-utils/vit_attention.py, utils/own_models.py)."""
+Swin-T — with random weights and small inputs (utils/look_inside.py, utils/receptive_field.py,
+utils/attention_modules.py, utils/vit_attention.py), and utils/own_models.py's choice between untrained weights and
+ImageNet's from the torchvision cache, with the network off. Each model is built once: building draws most of the
+time (VGG-11's 133 M and ViT-B/16's 86 M random weights)."""
+
+import hashlib
+import socket
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
 
 import matplotlib
 import numpy as np
@@ -12,7 +20,7 @@ from torchvision.models.resnet import Bottleneck
 from utils import own_models
 from utils.attention_modules import grad_cam_explorer, grad_cam_figure, grad_cams
 from utils.look_inside import (effective_fields, feature_map_explorer, inside_window, map_layers,
-                               receptive_field_explorer)
+                               receptive_field_explorer, render_feature_maps)
 from utils.plotting import images_without_scale, picture
 from utils.receptive_field import effective_receptive_field, receptive_field
 from utils.vit_attention import (attention_map_figure, swin_window_attentions, vit_attentions,
@@ -30,6 +38,23 @@ def cnns():
 @pytest.fixture(scope="module")
 def pictures():
     return own_models.photos(("astronaut", "coffee"), size=32)
+
+
+@pytest.fixture
+def network_attempts(monkeypatch):
+    """Every way out to the network refuses (as with no internet) and is recorded: the list must stay empty."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise OSError("the network is off in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)               # torch.hub imported its own name for it
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    return attempts
 
 
 class _Unused(torch.nn.Module):
@@ -71,15 +96,13 @@ def test_receptive_field_takes_any_input_size():
 
 
 def test_feature_map_explorer_on_each_cnn(cnns, pictures):
-    for name, model in cnns.items():                                 # one drawing each: built, then the last layer
+    for name, model in cnns.items():       # one drawing each, then the last layer (the controls: test_look_inside)
         explorer = feature_map_explorer(model, pictures, title=f"{name}, {own_models.UNTRAINED}")
         assert not explorer.message.value and explorer.image.value, name
         last = list(explorer.controls["layer"].options)[-1]
         fig = explorer.render(**{**explorer.values(), "layer": last, "unit_row": 0, "unit_col": 0, "channel": 0})
         assert own_models.UNTRAINED in fig._suptitle.get_text() and fig.axes[0].images[0].get_array().shape[-1] == 3
         matplotlib.pyplot.close(fig)
-    explorer.set(image_index=1)                                       # a control still redraws without an error
-    assert not explorer.message.value
 
 
 def test_effective_field_stays_inside_the_theoretical_one(cnns, pictures):
@@ -104,10 +127,16 @@ def test_grad_cam_on_each_cnn(cnns, pictures):
         layer = _last_conv(model)
         cams = grad_cams(model, pictures, [layer])[layer]
         assert cams.shape == (2, 32, 32) and 0 <= cams.min() and cams.max() <= 1, name
+    names = own_models.categories("resnet18")
     explorer = grad_cam_explorer(cnns["resnet18"], pictures, ["layer3", "layer4"], "ResNet-18, untrained weights",
-                                 own_models.categories("resnet18"), ["astronaut", "coffee"], top=3)
-    explorer.set(rank=2)
+                                 names, ["astronaut", "coffee"], top=3)
     assert not explorer.message.value and explorer.image.value
+    with torch.no_grad():
+        third = names[int(cnns["resnet18"](pictures[1:]).topk(3).indices[0, 2])]
+    fig = explorer.render(image="coffee", rank=2)                     # the rank control's figure, without its PNG
+    assert fig.axes[0].get_title().startswith(f"coffee: class 3 of the top 3\n{third} (p = "), (
+        f"the figure should name the ImageNet class it explains: {fig.axes[0].get_title()!r}")
+    matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="no layer"):
         grad_cams(cnns["resnet18"], pictures, ["nope"])
     with pytest.raises(ValueError, match="compute the maps on this image"):
@@ -148,22 +177,50 @@ def test_swin_t_window_attention():
         window_heat(records[0], 14, 0)
 
 
-def test_photos_weights_and_pictures(tmp_path, monkeypatch):
+def test_photos_and_pictures():
     x = own_models.photos(size=24)
     assert x.shape == (len(own_models.PHOTOS), 3, 24, 24) and abs(float(x.mean())) < 1.5
     with pytest.raises(ValueError, match="unknown photo"):
         own_models.photo("moon_landing")
-    state = torch.random.get_rng_state()
-    first, label = own_models.torchvision_model("resnet18")
-    assert torch.equal(state, torch.random.get_rng_state()) and label == own_models.UNTRAINED
-    assert torch.equal(first.conv1.weight, own_models.torchvision_model("resnet18")[0].conv1.weight)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    assert own_models.cached_weights("resnet18") is None
-    weights = torchvision.models.ResNet18_Weights.DEFAULT
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / weights.url.rsplit("/", 1)[1]).write_bytes(b"")
-    assert own_models.cached_weights("resnet18") is weights
     with pytest.raises(ValueError, match="no model"):
         own_models.cached_weights("resnet7")
     assert picture(torch.zeros(1, 5, 6)).shape == (5, 6) and picture(x[0]).shape == (24, 24, 3)
     assert 0 <= picture(x[0]).min() and picture(x[0]).max() <= 1 and picture(np.zeros((4, 5, 6))).shape == (5, 6)
+
+
+def test_untrained_without_the_cache_imagenet_weights_with_it(cnns, pictures, tmp_path, monkeypatch,
+                                                              network_attempts):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert torch.hub.get_dir() == str(tmp_path / "hub"), "torch.hub.set_dir() was called: TORCH_HOME is ignored"
+    state = torch.random.get_rng_state()
+    untrained, label = own_models.torchvision_model("resnet18")
+    assert label == own_models.UNTRAINED and own_models.cached_weights("resnet18") is None
+    assert torch.equal(state, torch.random.get_rng_state()), "building should leave the caller's random stream"
+    assert torch.equal(untrained.conv1.weight, cnns["resnet18"].conv1.weight), "the same seed, the same weights"
+
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    assert not network_attempts, f"the untrained model may not try a download: {network_attempts}"
+    with pytest.raises(OSError, match="network is off"):              # the guard holds: asked for the weights
+        weights.get_state_dict(progress=False)                        # themselves, torchvision would download
+    network_attempts.clear()
+    file = tmp_path / "hub" / "checkpoints" / Path(urlparse(weights.url).path).name   # where torchvision looks
+    file.parent.mkdir(parents=True, exist_ok=True)                   # made by the refused download
+    stand_in = own_models.torchvision_model("resnet18", seed=1)[0].state_dict()     # in place of ImageNet's file
+    torch.save(stand_in, file)
+    # torch checks the SHA-256 prefix in the file name only when it downloads; a cached file is loaded as it is.
+    # So this covers which weights are picked and that they are loaded, not that a learner's file holds ImageNet's.
+    assert hashlib.sha256(file.read_bytes()).hexdigest()[:8] != file.stem.rsplit("-", 1)[1]
+    # image_size (a ViT's) is dropped with pretrained weights: a ResNet given it would refuse it
+    pretrained, label = own_models.torchvision_model("resnet18", image_size=32)
+    assert own_models.cached_weights("resnet18") is weights and label == own_models.PRETRAINED
+    assert "ImageNet weights" in label and "untrained" not in label, label
+    assert torch.equal(state, torch.random.get_rng_state()), "loading should leave the caller's random stream too"
+    assert all(torch.equal(value, stand_in[key]) for key, value in pretrained.state_dict().items()), (
+        "the model should hold the cached file's weights")
+    assert not torch.equal(pretrained.conv1.weight, untrained.conv1.weight) and not pretrained.training
+    assert own_models.categories("resnet18") == weights.meta["categories"] and len(weights.meta["categories"]) == 1000
+    layers = map_layers(pretrained, (3, 32, 32))
+    fig = render_feature_maps(pretrained, pictures, layers, 0, "conv1", 0, 0, 0, title=f"resnet18, {label}")
+    assert "ImageNet weights" in fig._suptitle.get_text() and "untrained" not in fig._suptitle.get_text()
+    matplotlib.pyplot.close(fig)
+    assert not network_attempts, f"nothing may be downloaded: {network_attempts}"

@@ -68,20 +68,21 @@ def cached_weights(name: str):
 
 
 def categories(name: str) -> list[str]:
-    """The 1 000 ImageNet class names of torchvision's model ``name`` (kept in the code: no download)."""
+    """The 1 000 ImageNet class names of torchvision's model ``name``, from the meta of its DEFAULT weights — those
+    `torchvision_model` loads from the cache (the names are kept in torchvision's code: no download)."""
     return list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
 
 
 def torchvision_model(name: str, seed: int = 0, **kwargs) -> tuple[nn.Module, str]:
     """torchvision's model ``name`` in eval mode and `PRETRAINED` or `UNTRAINED`: ImageNet weights where the cache
-    has them (a ViT then keeps its 224-px ``image_size``), else random weights drawn from ``seed`` inside
-    ``torch.random.fork_rng`` (the caller's random stream moves on as if nothing was drawn). ``kwargs`` go to the
-    model (e.g. ``image_size=112`` for an untrained ViT)."""
+    has them (a ViT then keeps its 224-px ``image_size``), else random weights drawn from ``seed``. Either way it is
+    built inside ``torch.random.fork_rng`` — torchvision draws random weights before loading the cached ones — so
+    the caller's random stream moves on as if nothing was drawn. ``kwargs`` go to the model (e.g.
+    ``image_size=112`` for an untrained ViT)."""
     weights = cached_weights(name)
     if weights is not None:
         kwargs.pop("image_size", None)         # the pretrained position embeddings are for this size only
-        return torchvision.models.get_model(name, weights=weights, **kwargs).eval(), PRETRAINED
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = torchvision.models.get_model(name, weights=None, **kwargs)
-    return model.eval(), UNTRAINED
+        model = torchvision.models.get_model(name, weights=weights, **kwargs)
+    return model.eval(), UNTRAINED if weights is None else PRETRAINED
