@@ -113,7 +113,8 @@ def hub_settings(learners: dict[str, str], instructor: str, *, port: int = 8000,
             "progress_path": str(state / "progress"), "checkpoints_path": str(ROOT / "data" / "checkpoints"),
             "exercise_template": str(state / "exercise-template"), "proxy": str(PROXY),
             "hub_api_port": hub_api_port, "proxy_api_port": proxy_api_port,
-            "home_base": None if home_base is None else str(home_base)}
+            "home_base": None if home_base is None else str(home_base),
+            "singleuser": [str(ROOT / ".venv" / "bin" / "jupyterhub-singleuser")]}
 
 
 # --------------------------------------------------------------------------------- the generated config
@@ -164,7 +165,7 @@ def configure(c, settings: dict) -> None:
     c.Authenticator.allowed_users = set(settings["learners"])
     c.Authenticator.admin_users = {settings["instructor"]}
     c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
-    c.Spawner.cmd = [str(course / ".venv" / "bin" / "jupyterhub-singleuser")]
+    c.Spawner.cmd = settings["singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.notebook_dir = "~"
     c.Spawner.mem_limit = settings["memory_limit"]
@@ -339,6 +340,17 @@ def write_deploy() -> list[Path]:
     return [config, dockerfile]
 
 
+def closed_to_others(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` (links followed) that other users cannot enter, or ``path`` itself
+    if they cannot read and run it; None when every user can run it — as each learner's server must run the
+    course's Python."""
+    real = path.resolve()
+    for folder in reversed(real.parents):
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None if real.stat().st_mode & 0o005 == 0o005 else real
+
+
 def missing_tools() -> list[str]:
     """What `make workshop` needs and this machine lacks, each with how to get it; [] when all is there."""
     import importlib.util
@@ -349,6 +361,12 @@ def missing_tools() -> list[str]:
         missing.append(f"configurable-http-proxy: npm install --prefix {ROOT / '.venv' / 'node'} "
                        f"configurable-http-proxy@{PROXY_VERSION} (what the set-up, make .venv/.installed, runs "
                        f"where Node.js's npm is installed)")
+    python = ROOT / ".venv" / "bin" / "python"
+    closed = closed_to_others(python) if python.exists() else None
+    if closed is not None:
+        missing.append(f"a Python every learner can run: the course's, {python.resolve()}, is behind {closed}, "
+                       f"closed to other users; make the course's environment from one they can run, e.g. the "
+                       f"system's: rm -rf .venv && make lab PYTHON=/usr/bin/python3.11")
     if os.geteuid() != 0:
         missing.append("root: the hub creates one system user per learner, run it as `sudo make workshop …`")
     return missing
