@@ -11,6 +11,7 @@ saying so.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import grp
@@ -164,6 +165,8 @@ def learner_python(folder: Path) -> tuple[list[str] | None, str]:
     packages = hub.ROOT / ".venv" / "lib" / version / "site-packages"
     (venv / "lib" / version / "site-packages" / "course.pth").write_text(
         f"import site; site.addsitedir({str(packages)!r})\n")
+    for shared in ("share", "etc"):      # JupyterLab, the widgets' front end and the server's extensions
+        (venv / shared).symlink_to(hub.ROOT / ".venv" / shared)
     return [str(venv / "bin" / "python"), "-m", "jupyterhub.singleuser"], ""
 
 
@@ -171,10 +174,11 @@ def _notebook() -> str:
     return json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
-@pytest.fixture(scope="module")
-def room():
-    """The generated hub running from a temporary folder on free loopback ports; stopped, its users removed and its
-    folder deleted afterwards, whatever happened."""
+@contextlib.contextmanager
+def running_room(cull_idle_seconds: int, server_options: tuple[str, ...] = ()):
+    """The generated hub running from a temporary folder on free loopback ports, its culler stopping servers idle
+    for ``cull_idle_seconds``, each learner's server started with ``server_options`` too; stopped, its users removed
+    and its folder deleted afterwards, whatever happened."""
     prefix = f"dvl{secrets.token_hex(3)}"                # unique: never an existing user's name
     learners, instructor = [f"{prefix}-{letter}" for letter in "abc"], f"{prefix}-i"
     folder = Path(tempfile.mkdtemp(prefix="dvl-hub-"))
@@ -194,11 +198,11 @@ def room():
     settings = hub.hub_settings(dict.fromkeys(learners, "smoke"), instructor, port=port, state=folder / "state",
                                 group=grp.getgrgid(os.getgid()).gr_name, hub_api_port=hub_api_port,
                                 proxy_api_port=proxy_api_port, home_base=folder / "home")
-    settings.update(cull_idle_seconds=CULL_IDLE_SECONDS, cull_every_seconds=2,
+    settings.update(cull_idle_seconds=cull_idle_seconds, cull_every_seconds=2,
                     checkpoints_path=str(folder / "checkpoints"), exercise_template=str(folder / "template"))
     command, why_not = learner_python(folder) if CAN_CREATE_USERS else (None, "")
     if command:
-        settings["singleuser"] = command
+        settings["singleuser"] = [*command, *server_options]
     config = hub.write_config(settings)
     log = folder / "hub.log"
     process = None
@@ -225,6 +229,12 @@ def room():
             Room(folder, settings, "", learners, instructor, process, log, why_not).stop()
         _remove_users([*learners, instructor])
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def room():
+    with running_room(CULL_IDLE_SECONDS) as live:
+        yield live
 
 
 def _execute(room: Room, learner: str, code: str) -> str:
@@ -277,6 +287,7 @@ shared = pathlib.Path({shared!r})
 mine = pathlib.Path.home() / "data" / "checkpoints" / "cpu" / "shared.pt"
 found = {{
     "uid": os.getuid(), "learner": os.environ["COURSE_LEARNER"], "profile": os.environ["COURSE_PROFILE"],
+    "limits": [os.environ.get(name) for name in ("MEM_LIMIT", "CPU_LIMIT", "OMP_NUM_THREADS")],
     "own chapters": len(list((pathlib.Path.home() / "chapters").glob("*.ipynb"))),
     "read the other's home": attempt(lambda: list(other_home.iterdir())),
     "write the other's home": attempt(lambda: (other_home / "planted.txt").write_text("x")),
@@ -367,6 +378,8 @@ def test_the_workshop_hub_serves_the_room_on_loopback(room):
         found = json.loads(printed.strip().splitlines()[-1])
         assert found["uid"] == pwd.getpwnam(a).pw_uid and (found["learner"], found["profile"]) == (a, "smoke"), \
             f"{a}'s kernel runs as {a}'s system user with their environment: {found}"
+        assert found["limits"] == [str(3 * 2**30), "1.0", "1"], \
+            f"the limits a local server gets, as settings (LocalProcessSpawner cannot enforce them): {found['limits']}"
         assert found["own chapters"] == len(list((hub.ROOT / "chapters").glob("*.ipynb"))) > 0, found
         closed = [key for key in found if key.startswith(("read the other", "write", "add"))]
         assert all(found[key] == "denied" for key in closed), \
