@@ -52,8 +52,8 @@ def test_a_learner_signs_in_on_the_login_page_and_an_explorer_renders(browser):
                               json={"auth": {"username": learner, "password": password}})
             assert answer.status_code == 201, f"the password chosen on the login page did not stick: {answer}"
             token = answer.json()["token"]
-            notebook = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "explorer",
-                                   "source": explorer_cell()}],
+            notebook = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                                   "id": "explorer", "source": explorer_cell()}],
                         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                     "language": "python"}},
                         "nbformat": 4, "nbformat_minor": 5}
