@@ -2,12 +2,12 @@
 
     python -m utils.course.book [--profile cpu|gpu] [chapter ...]   # all chapters when none is named
 
-1. **Executed notebooks.** Each chapter's notebook is executed with nbclient in the book's profile (`cpu`, or
-   `gpu` on a machine with CUDA; never `smoke`: the book shows real results) and kept in
-   ``chapters/outputs/executed/<profile>/<chapter>.ipynb`` with the profile, the device and the source's hash in its
-   metadata; a kept notebook is reused while its chapter's source is unchanged. Run ``make verify PROFILE=cpu``
-   first: its trained models are kept in ``data/checkpoints/cpu`` and `fit` reloads them, so the book shows that
-   run's models and skips their training (the rest of each chapter runs again).
+1. **Executed notebooks.** The pages are the notebooks `make verify` keeps: it runs each chapter with
+   utils.course.execute, which writes ``chapters/outputs/executed/<profile>/<chapter>.ipynb`` with the profile, the
+   device, the run time and the source's hash in its metadata. The book's profile is `cpu` (or `gpu` on a machine
+   with CUDA; never `smoke`: the book shows real results); a kept notebook is used while its chapter's source is
+   unchanged, and a chapter with none (or a changed source) is run here the same way, so ``make verify
+   PROFILE=cpu`` then ``make book`` executes every chapter once.
 2. **Pages.** A copy of each executed notebook becomes a page: every explorer keeps the static figure it carries
    beside its live view (a page has no kernel), a tqdm progress bar is reduced to its final line, a note under the
    title states the profile, the device and the chapter's run time per profile (`make verify`'s last tables), each
@@ -24,11 +24,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import datetime
 import functools
-import hashlib
 import html
 import json
 import os
@@ -39,14 +37,13 @@ import sys
 import time
 from pathlib import Path
 
-import jupytext
 import nbformat
 import yaml
-from nbclient import NotebookClient
 
 from .. import results
 from ..plotting import OUTPUTS
-from . import questions
+from . import execute, questions
+from .execute import METADATA_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
@@ -55,7 +52,6 @@ BOOK = OUTPUTS / "book"
 STATIC = Path(__file__).with_name("book_static")   # the site's own script and style sheet
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-METADATA_KEY = "course_book"        # an executed notebook's profile, device, date and source hash
 PROFILES = ("smoke", "cpu", "gpu")
 # The course's parts, in order, each with the chapter prefixes it holds.
 PARTS = (("Foundations", ("01a", "01b", "01c", "01d")),
@@ -108,47 +104,25 @@ def book_profile(requested: str = "") -> str:
     return requested
 
 
-def _source_hash(source: Path) -> str:
-    return hashlib.sha256(source.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def _profile_environment(profile_name: str):
-    """COURSE_PROFILE set for the kernels started inside (they inherit this process's environment)."""
-    before = os.environ.get("COURSE_PROFILE")
-    os.environ["COURSE_PROFILE"] = profile_name
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("COURSE_PROFILE")
-        else:
-            os.environ["COURSE_PROFILE"] = before
-
-
-def executed_notebook(source: Path, profile_name: str, folder: Path = EXECUTED, timeout: int = 1200):
-    """The chapter executed top to bottom in ``profile_name``: the notebook kept in ``folder/<profile>/`` while the
-    chapter's source is unchanged, else a fresh execution (kept there for next time)."""
+def executed_notebook(source: Path, profile_name: str, folder: Path = EXECUTED):
+    """The chapter executed top to bottom in ``profile_name``: the notebook `make verify` kept in
+    ``folder/<profile>/`` while the chapter's source is unchanged, else a fresh run of the same runner
+    (utils.course.execute), kept there for next time."""
     kept = folder / profile_name / f"{source.stem}.ipynb"
     if kept.exists():
         notebook = nbformat.read(kept, as_version=4)
-        if notebook.metadata.get(METADATA_KEY, {}).get("source_sha256") == _source_hash(source):
+        if notebook.metadata.get(METADATA_KEY, {}).get("source_sha256") == execute.source_hash(source):
             print(f"{source.stem}: executed notebook reused ({kept})", flush=True)
             return notebook
     print(f"{source.stem}: executing in the {profile_name} profile …", flush=True)
-    notebook = jupytext.read(source)
-    notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    start = time.perf_counter()
-    with _profile_environment(profile_name):
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(source.parent)}}).execute()
-    notebook.metadata[METADATA_KEY] = {
-        "profile": profile_name, "device": results.read(source.stem, profile_name).get("device", "unknown device"),
-        "executed": datetime.date.today().isoformat(), "seconds": round(time.perf_counter() - start),
-        "source_sha256": _source_hash(source)}
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, kept)
-    return notebook
+    environment = dict(os.environ, COURSE_PROFILE=profile_name, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    run = subprocess.run([sys.executable, "-m", "utils.course.execute", str(source), "--output", str(kept)],
+                         cwd=ROOT, env=environment)
+    if run.returncode != 0:
+        raise RuntimeError(f"{source.stem} failed in the {profile_name} profile (its traceback is above); the book "
+                           "shows only chapters that ran to the end: fix it, or leave it out of CHAPTERS")
+    return nbformat.read(kept, as_version=4)
 
 
 # --- the page: static outputs -------------------------------------------------------------------------------------
@@ -177,11 +151,6 @@ def tqdm_line(models: dict, model_id: str) -> str | None:
     return html.unescape(text).replace("\u2007", " ")
 
 
-def _final_lines(text: str) -> str:
-    """Stream text as a terminal leaves it: of the parts a carriage return overwrote, only the last."""
-    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-
-
 def static_outputs(cell, models: dict) -> None:
     """A code cell's outputs as a page without a kernel shows them: live widget views replaced by the static figure
     each explorer carries beside them (or a progress bar's final line), other widgets dropped."""
@@ -197,7 +166,7 @@ def static_outputs(cell, models: dict) -> None:
             data.pop(WIDGET_VIEW)
             data.pop("text/plain", None)        # the widget's repr, not a caption
         elif output.get("output_type") == "stream":
-            output["text"] = _final_lines(output["text"])
+            output["text"] = execute.terminal_text(output["text"])
         kept.append(output)
     cell["outputs"] = kept
 

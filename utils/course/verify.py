@@ -6,10 +6,12 @@ Not a chapter of its own: it is the instructor's check before a workshop and the
     python -m utils.course.verify --profile gpu --jobs 6       # several chapters at once on one GPU
     python -m utils.course.verify --chapters "01b 04" --readme # only these; put the table into the README
 
-Each chapter runs as ``python chapters/<name>.py`` in the chosen profile, its output logged to
-``chapters/outputs/verify-<profile>/<name>.log``. The table (chapter, status, wall and CPU seconds against the
-profile's budget, device, the headline figures the chapter reported with `utils.results.report`, the first
-failure with its message) is printed and written to ``chapters/outputs/verify-<profile>.md``; the command exits
+Each chapter runs as a script in the chosen profile (``python -m utils.course.execute chapters/<name>.py``: its
+cells in order in one Python process, no kernel or Jupyter server needed), its output logged to
+``chapters/outputs/verify-<profile>/<name>.log`` and what it showed kept as an executed notebook in
+``chapters/outputs/executed/<profile>/<name>.ipynb``, from which `make book` builds its pages. The table (chapter,
+status, wall and CPU seconds against the profile's budget, device, the headline figures the chapter reported with
+`utils.results.report`, the first failure with its message) is printed and written to ``chapters/outputs/verify-<profile>.md``; the command exits
 non-zero if any chapter failed or ran out of time. Trained models are retrained (fresh timings) and their
 checkpoints kept, so a workshop the next day reuses them; ``--reuse`` keeps up-to-date checkpoints instead.
 
@@ -95,11 +97,12 @@ def first_failure(log: str, script: str) -> str:
     if not starts:
         return ""
     tail = lines[starts[-1]:]
-    where = [re.search(rf'File "[^"]*{re.escape(script)}", line (\d+)', line) for line in tail]
+    where = [re.search(rf'File "?[^"\s]*{re.escape(script)}(?:", line |:)(\d+)', line) for line in tail]
     line_number = next((m.group(1) for m in reversed(where) if m), None)
     exception = next((i for i in range(len(tail) - 1, 0, -1)
                       if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", tail[i])), None)
-    message = " ".join(s.strip() for s in tail[exception:]) if exception is not None else tail[-1].strip()
+    message = (" ".join(s.strip() for s in tail[exception:] if s.strip()) if exception is not None
+               else tail[-1].strip())
     return (f"line {line_number}: " if line_number else "") + message[:300]
 
 
@@ -152,11 +155,14 @@ def _signal_group(group: int, signum: int) -> None:
 
 def run_chapter(name: str, profile_name: str, *, limit: float, threads: int | None = None, reuse: bool = False,
                 folder: Path = CHAPTERS, log_dir: Path | None = None, running: Running | None = None) -> Outcome:
-    """Run ``folder/<name>.py`` as a script in ``profile_name``, stopping it after ``limit`` seconds; with
-    ``running``, it is tracked there while it runs, so that `Running.stop` can interrupt it."""
+    """Run ``folder/<name>.py`` as a script in ``profile_name`` (utils.course.execute: its cells in order in one
+    process, the executed notebook kept in ``executed/<profile>/`` beside the log folder for `make book`), stopping
+    it after ``limit`` seconds; with ``running``, it is tracked there while it runs, so that `Running.stop` can
+    interrupt it."""
     log_dir = log_dir or OUTPUTS / f"verify-{profile_name}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
+    notebook = log_dir.parent / "executed" / profile_name / f"{name}.ipynb"   # what `make book` shows
     results.results_path(name, profile_name).unlink(missing_ok=True)  # no figures from an earlier run
     env = dict(os.environ, COURSE_PROFILE=profile_name, MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -167,7 +173,8 @@ def run_chapter(name: str, profile_name: str, *, limit: float, threads: int | No
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, str(folder / f"{name}.py")], cwd=ROOT, env=env, stdout=log,
+        process = subprocess.Popen([sys.executable, "-m", "utils.course.execute", str(folder / f"{name}.py"),
+                                    "--output", str(notebook)], cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         if running is not None:
             running.add(process.pid)  # start_new_session: the group's id is the chapter's pid
