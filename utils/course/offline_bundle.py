@@ -30,9 +30,12 @@ from .lockfile import pins
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = REPO_ROOT / ".gpu"  # env.sh and the Makefile's VERIFY_PYTHON refer to it by this name
 # What the GPU image lacks, listed in full (its wheels are installed there without resolving dependencies): the
-# widgets and IPython beneath them, torchcam, pycocotools, and pytest for tests/gpu_check.sh's GPU tests.
+# widgets and IPython beneath them, jupytext and nbformat (make verify's runner reads the chapters and writes their
+# executed notebooks), torchcam, pycocotools, and pytest for tests/gpu_check.sh's GPU tests.
 PACKAGES = """ipywidgets comm widgetsnbextension jupyterlab_widgets traitlets ipython ipython-pygments-lexers jedi parso
     matplotlib-inline pexpect ptyprocess prompt_toolkit wcwidth stack_data asttokens executing pure_eval pygments psutil
+    jupytext nbformat fastjsonschema jsonschema jsonschema-specifications referencing rpds-py attrs jupyter_core
+    platformdirs markdown-it-py mdurl mdit-py-plugins PyYAML
     torchcam pycocotools pytest pluggy iniconfig packaging""".split()
 # pip matches --platform tags literally, so every tag a glibc ≥ 2.28 x86_64 machine's wheels come with is listed.
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
