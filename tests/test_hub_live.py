@@ -101,15 +101,15 @@ class Room:
         return [self.settings[name] for name in ("port", "hub_api_port", "proxy_api_port")]
 
     def stop(self) -> list[psutil.Process]:
-        """Stop the hub as Ctrl-C does (it stops the servers, the culler and the proxy); return its processes left
-        alive after 30 s, then killed."""
+        """Stop the hub as a service manager does (it stops the servers, the culler and the proxy); return its
+        processes left alive after 30 s, then killed."""
         if self.process.poll() is not None:
             return []
         try:
             family = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             family = []
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -255,7 +255,10 @@ def _execute(room: Room, learner: str, code: str) -> str:
             "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True}}))
         while True:
-            message = json.loads(channel.recv())
+            frame = channel.recv()
+            if isinstance(frame, bytes):                        # a widget's binary buffers: not printed text
+                continue
+            message = json.loads(frame)
             if message.get("parent_header", {}).get("msg_id") != message_id or message["channel"] != "iopub":
                 continue
             kind, content = message["msg_type"], message["content"]
