@@ -10,6 +10,7 @@ import os
 import pwd
 import stat
 import types
+from pathlib import Path
 
 import pytest
 import yaml
@@ -208,3 +209,20 @@ def test_the_pre_spawn_hook_keeps_each_learners_folders_to_them_and_the_records_
     assert stat.S_IMODE(home.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o2750
     assert stat.S_IMODE((tmp_path / "progress").stat().st_mode) == 0o711
     assert (home / "exercises").resolve() == folder and (folder / "drills.ipynb").exists()
+
+
+def test_a_python_the_learners_cannot_reach_is_named_with_the_folder_that_closes_it(tmp_path):
+    """Each learner's server runs the course's Python as the learner: a folder on its way that other users cannot
+    enter (a pyenv Python in root's 0700 home) is what `hub check` reports."""
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    python = closed / "python"
+    python.write_text("")
+    python.chmod(0o755)
+    blocking = hub.closed_to_others(python)
+    assert blocking is not None and blocking in python.parents and not blocking.stat().st_mode & 0o001
+    assert hub.closed_to_others(Path("/bin/sh")) is None, "a system shell every user can run"
+    closed.chmod(0o755)
+    python.chmod(0o700)
+    if hub.closed_to_others(closed) is None:            # the folders above tmp_path open too: the file itself shows
+        assert hub.closed_to_others(python) == python.resolve()
