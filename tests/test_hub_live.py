@@ -306,7 +306,11 @@ partial.write_bytes(b"retrained")
 os.replace(partial, mine)
 found["retrained its own copy"] = mine.read_bytes() == b"retrained" and not mine.is_symlink()
 
-from utils import exercises, numpy_layers
+from utils import exercises, numpy_layers, plotting, results, start_chapter
+start_chapter("01a_convolution_by_hand")                        # a chapter's figures and results: the learner's own
+results.report("a headline figure", 0.5)
+found["outputs in own home"] = (plotting.OUTPUTS.is_relative_to(pathlib.Path.home())
+                                and results.results_path().is_file())
 exercises.check("conv2d", numpy_layers.conv2d)                  # a correct conv2d: passes
 exercises.check("max_pool2d", lambda *args, **kwargs: None)     # a stub returning nothing: stuck
 print(json.dumps(found))
@@ -388,6 +392,7 @@ def test_the_workshop_hub_serves_the_room_on_loopback(room):
         assert all(found[key] == "denied" for key in closed), \
             f"{a} reached {b}'s files or changed the shared checkpoints: {found}"
         assert found["read the shared checkpoint"] == "allowed" and found["retrained its own copy"], found
+        assert found["outputs in own home"], f"{a}'s chapter must write its figures and results in {a}'s home: {found}"
         assert (room.folder / "checkpoints" / "cpu" / "shared.pt").read_bytes() == b"the instructor's weights"
 
         board = progress_board(progress, exercises=["conv2d", "max_pool2d"])

@@ -146,3 +146,15 @@ def test_show_saves_an_explorer_under_its_heading(tmp_path, monkeypatch):
     explorer = Explorer(_render, {"value": slider("v", 1, 5)}, title="Loss landscape explorer")
     plotting.show(explorer)
     assert [p.name for p in (tmp_path / "chapter").iterdir()] == ["01-loss-landscape-explorer.png"]
+
+
+def test_outputs_go_where_course_outputs_says(tmp_path):
+    """A workshop hub points each learner's chapters at their own folder: the course's is read-only to them."""
+    import subprocess
+    import sys
+
+    code = "from utils import plotting; print(plotting.OUTPUTS)"
+    env = {"COURSE_OUTPUTS": str(tmp_path / "mine"), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                           cwd=plotting.OUTPUTS.parents[1]).stdout.strip()
+    assert shown == str(tmp_path / "mine")

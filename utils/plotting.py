@@ -8,6 +8,7 @@ place a chapter writes besides ``data/``.
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,7 +21,9 @@ if "ipykernel" not in sys.modules:  # plain python: draw off-screen, figures go 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-OUTPUTS = Path(__file__).resolve().parents[1] / "chapters" / "outputs"
+# Where chapters write figures, headline results and executed notebooks: chapters/outputs, or $COURSE_OUTPUTS where
+# the course folder is not the learner's to write (a workshop hub gives each learner their own).
+OUTPUTS = Path(os.environ.get("COURSE_OUTPUTS") or Path(__file__).resolve().parents[1] / "chapters" / "outputs")
 PAD_INCHES = 0.05  # white margin around a saved figure
 MAX_DPI = 150  # 10-pt text at 21 px: drawn any larger, a figure's text outgrows the notebook's own
 _state = {"chapter": "scratch", "count": 0}

@@ -182,7 +182,7 @@ def configure(c, settings: dict) -> None:
 
 
 LEARNER_ENVIRONMENT = ("COURSE_LEARNER", "COURSE_PROFILE", "COURSE_EXERCISES_DIR", "COURSE_DATA_DIR",
-                       "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+                       "COURSE_OUTPUTS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 
 
 def _environment_value(name: str, settings: dict, spawner) -> str:
@@ -195,6 +195,7 @@ def learner_environment(learner: str, settings: dict) -> dict[str, str]:
             "COURSE_PROFILE": settings["learners"].get(learner, settings["default_profile"]),
             "COURSE_EXERCISES_DIR": str(Path(settings["progress_path"]) / learner),
             "COURSE_DATA_DIR": str(Path(os.path.expanduser(f"~{learner}")) / "data"),
+            "COURSE_OUTPUTS": str(Path(os.path.expanduser(f"~{learner}")) / "outputs"),  # the course's is read-only
             "CUDA_VISIBLE_DEVICES": gpu_for(learner, settings["learners"], settings["gpus"],
                                             settings["learners_per_gpu"]),
             "OMP_NUM_THREADS": str(max(1, int(settings["cpu_limit"])))}
@@ -285,6 +286,7 @@ def z2jh_config() -> dict:
             "extraEnv": {"COURSE_PROFILE": SHARED["default_profile"],
                          "COURSE_EXERCISES_DIR": SHARED["progress_path"],
                          "COURSE_DATA_DIR": "/home/jovyan/data",
+                         "COURSE_OUTPUTS": "/home/jovyan/outputs",
                          "OMP_NUM_THREADS": str(max(1, int(SHARED["cpu_limit"])))},
             "storage": {
                 "extraVolumes": [
