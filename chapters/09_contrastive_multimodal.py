@@ -24,14 +24,16 @@
 #
 # We write the four losses by hand and check each against an independent computation, see what the temperature
 # does, learn Fashion-MNIST features **without labels** (SimCLR, BYOL) and read them with a linear probe and k-NN,
+# adapt a pre-trained encoder to a new task from few labels and measure how the loss scales with model and data size,
 # train a FaceNet-style embedding for verification, then pair images with **generated captions** of the course's
 # scenes to train a tiny **CLIP** — zero-shot classification, prompt ensembling and the weaknesses interviewers ask
 # about, measured — reuse its text tower to segment from text with **LSeg**, and add BLIP's two image-grounded
 # heads: **matching** with hard negatives and a **captioner**. Open `utils/contrastive.py` (the losses, mining,
 # augmentation, probes), `utils/multimodal.py` (captions, vocabulary, prompts) and `utils/models/clip.py` and
-# `utils/models/blip.py` (the networks) beside this notebook.
+# `utils/models/blip.py` (the networks) and `utils/transfer.py` (fine-tuning, scaling) beside this notebook.
 
 # %%
+import copy
 import inspect
 import math
 from collections import Counter
@@ -42,7 +44,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 from torchmetrics.text import BLEUScore
 
-from utils import contrastive, exercises, multimodal, start_chapter
+from utils import contrastive, exercises, multimodal, start_chapter, transfer
 from utils.data import CLASSES, DeviceLoader, fashion_mnist, standardize, subset
 from utils.measuring import count_parameters
 from utils.models.blip import Captioner, MatchingHead
@@ -476,7 +478,248 @@ print(f"The collapsed run drives its loss to {collapsed['loss']:.4f} with embedd
       "a useless embedding.")
 
 # %% [markdown]
-# ## 5. FaceNet: an embedding for verification
+# ## 5. Pre-train, then fine-tune; and scaling
+# Labels are the expensive part. The usual recipe is to **pre-train** a network on a large task — with labels
+# (ImageNet's classes) or without them (SimCLR, §3) — and **adapt** it to the new task from a few labels. Four ways,
+# each given the same number of steps (AdamW, rates decayed along a cosine):
+#
+# | method | what trains | how |
+# |---|---|---|
+# | **linear probe** | the new head only | backbone frozen with `requires_grad_(False)`, its BatchNorm in eval mode |
+# | **fine-tune all, one rate** | every layer | one learning rate for the head and the backbone |
+# | **fine-tune, backbone at lr/10** | every layer | two optimiser *parameter groups*: head at lr, backbone at lr/10 |
+# | **from scratch** | every layer | the same network from random weights (BatchNorm in train mode: no statistics yet) |
+#
+# The new task: the five classes 5–9 (sandal, shirt, sneaker, bag, ankle boot) from 50, 200 or 1 000 labelled
+# images (smoke: 50 and 200). Two pre-trained encoders: §3's **SimCLR** encoder (no labels; images of all ten
+# classes) and the same encoder **supervised on classes 0–4** only (T-shirt, trouser, pullover, dress, coat) — it never
+# saw a label of the new classes, the situation of an ImageNet backbone meeting a new task. The head is a fresh
+# linear layer; the fine-tuned backbones keep BatchNorm in eval mode (why: below). Every cell of this section draws
+# from its own seeds (`torch.random.fork_rng`), so the sections after it compute what they computed without it.
+# `utils/transfer.py` holds the helpers.
+
+# %%
+TRANSFER_SIZES = pick(smoke=(50, 200), cpu=(50, 200, 1000), gpu=(50, 200, 1000))
+TRANSFER_STEPS = pick(smoke=20, cpu=80, gpu=300)         # AdamW steps per adaptation, whatever the labelled-set size
+TRANSFER_BATCH, TRANSFER_LR = 32, 3e-3                # the head's rate (and the backbone's, at one rate)
+PRETRAIN_EPOCHS = pick(smoke=3, cpu=3, gpu=15)           # the supervised encoder on classes 0–4
+
+old_task, old_test = train_labels < 5, test_labels < 5
+old_loader = DeviceLoader(train_items[old_task], train_labels[old_task], batch_size=BATCH, shuffle=True,
+                          device=device, drop_last=True)
+new_pool = train_items[~old_task], train_labels[~old_task] - 5          # the new task's labels are 0–4
+new_test = standardize(test_items[~old_test]), test_labels[~old_test] - 5
+with torch.random.fork_rng():
+    torch.manual_seed(0)
+    old_classifier = Classifier(ImageEncoder(WIDTH), classes=5).to(device)
+    fit(old_classifier, old_loader, epochs=PRETRAIN_EPOCHS, lr=2e-3, plot=False, name="09_pretrain_classes_0_4",
+        config={"items": ITEMS}).assert_loss_went_down("the classes 0–4 classifier")
+old_accuracy = transfer.accuracy_of(old_classifier, standardize(test_items[old_test]), test_labels[old_test])
+pretrained = {"SimCLR (§3, no labels)": simclr_encoder, "supervised on classes 0–4": old_classifier.encoder}
+print(f"pre-trained on classes 0–4 ({int(old_task.sum())} images): test accuracy {old_accuracy:.3f} on those five "
+      f"classes; the new task — {', '.join(CLASSES[5:])}: {len(new_pool[1])} images to draw labels from, "
+      f"{len(new_test[1])} test images")
+
+
+# %% [markdown]
+# **Freezing, and parameter groups.** `requires_grad_(False)` on the backbone means its weights get no gradient,
+# so the optimiser never moves them; only the head's group is left to train. Fine-tuning with a lower backbone rate
+# hands the optimiser two groups, each with its own `lr`. We check both on the supervised encoder with 50 labels:
+# after a linear probe every weight and BatchNorm statistic of the backbone is bit-for-bit the pre-trained one, and
+# the head has moved.
+
+# %%
+def new_model(encoder, seed=0):
+    """A fresh five-class head on a copy of ``encoder`` (or on a random encoder when None), under its own seed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Classifier(copy.deepcopy(encoder) if encoder is not None else ImageEncoder(WIDTH), classes=5).to(device)
+
+
+def adapt(encoder, size, *, backbone_lr, batchnorm_eval, batch_size=TRANSFER_BATCH, seed=0):
+    """``encoder`` (None: from scratch) adapted to the new task from ``size`` class-balanced labels."""
+    images, labels = subset(*new_pool, size, seed=seed)
+    model = new_model(encoder, seed)
+    transfer.fine_tune(model, model.encoder, standardize(images), labels, steps=TRANSFER_STEPS,
+                       batch_size=min(batch_size, size), head_lr=TRANSFER_LR, backbone_lr=backbone_lr,
+                       batchnorm_eval=batchnorm_eval, generator=torch.Generator().manual_seed(seed))
+    return model
+
+
+old_encoder = pretrained["supervised on classes 0–4"]
+two_rates = new_model(old_encoder)
+optimizer = torch.optim.AdamW(transfer.parameter_groups(two_rates, two_rates.encoder, TRANSFER_LR, TRANSFER_LR / 10))
+rates = {group["name"]: (group["lr"], sum(p.numel() for p in group["params"])) for group in optimizer.param_groups}
+assert rates == {"head": (TRANSFER_LR, count_parameters(two_rates.head)),
+                 "backbone": (TRANSFER_LR / 10, count_parameters(two_rates.encoder))}, rates
+print("parameter groups:", {name: f"lr {lr:g}, {count:,} parameters" for name, (lr, count) in rates.items()})
+
+probe, (probe_items_50, probe_labels_50) = new_model(old_encoder), subset(*new_pool, 50)
+head_before = copy.deepcopy(probe.head.state_dict())
+transfer.fine_tune(probe, probe.encoder, standardize(probe_items_50), probe_labels_50, steps=TRANSFER_STEPS,
+                   batch_size=TRANSFER_BATCH, head_lr=TRANSFER_LR, backbone_lr=None, batchnorm_eval=True,
+                   generator=torch.Generator().manual_seed(0))
+assert not any(p.requires_grad for p in probe.encoder.parameters()), "a linear probe's backbone is frozen"
+for key, tensor in old_encoder.state_dict().items():
+    assert torch.equal(probe.encoder.state_dict()[key], tensor), f"the frozen backbone's {key} changed"
+head_change = max((probe.head.state_dict()[k] - v).abs().max().item() for k, v in head_before.items())
+assert head_change > 1e-3, f"the head should have trained: its largest change is {head_change:.2e}"
+print(f"linear probe: all {len(old_encoder.state_dict())} backbone tensors unchanged (weights and BatchNorm "
+      f"statistics); the head's largest change {head_change:.3f}")
+
+# %% [markdown]
+# **BatchNorm while fine-tuning.** `requires_grad_(False)` does not freeze BatchNorm: its running mean and variance
+# are buffers, not parameters, and every forward pass in **train mode** moves them towards the statistics of the
+# current batch (momentum 0.1). On a handful of labelled images in batches of 4 that means: the "frozen" backbone of
+# a linear probe computes different features after training than before, the statistics drift towards those of a few
+# tiny batches, and training normalises with noisy 4-image batch statistics while the test uses the drifted running
+# ones. Keeping the backbone's BatchNorm in **eval mode** (`keep_batchnorm_statistics`) normalises with the
+# pre-trained statistics in training and at test alike. We fine-tune the supervised encoder on 50 labels in batches
+# of 4, both ways, and measure how far the running statistics moved.
+
+# %%
+TINY_BATCH = 4
+probe_images = standardize(probe_items_50)
+batchnorm_runs = {}
+for name, options in {"linear probe, BN eval": dict(backbone_lr=None, batchnorm_eval=True),
+                      "linear probe, BN train": dict(backbone_lr=None, batchnorm_eval=False),
+                      "fine-tune (lr/10), BN eval": dict(backbone_lr=TRANSFER_LR / 10, batchnorm_eval=True),
+                      "fine-tune (lr/10), BN train": dict(backbone_lr=TRANSFER_LR / 10, batchnorm_eval=False)}.items():
+    model = adapt(old_encoder, 50, batch_size=TINY_BATCH, **options)
+    feature_change = (predict(model.encoder, probe_images) - predict(old_encoder, probe_images)).abs().max().item()
+    batchnorm_runs[name] = {"statistics drift": transfer.batchnorm_drift(model.encoder, old_encoder),
+                            "feature change": feature_change, "test accuracy": transfer.accuracy_of(model, *new_test)}
+for name, run in batchnorm_runs.items():
+    print(f"{name:>28}: running statistics moved {run['statistics drift']:.3f} (relative), features of the same "
+          f"images changed by up to {run['feature change']:.3f}, test accuracy {run['test accuracy']:.3f}")
+
+# %%
+frozen_eval, frozen_train = batchnorm_runs["linear probe, BN eval"], batchnorm_runs["linear probe, BN train"]
+tuned_eval, tuned_train = batchnorm_runs["fine-tune (lr/10), BN eval"], batchnorm_runs["fine-tune (lr/10), BN train"]
+assert frozen_eval["statistics drift"] == 0 == tuned_eval["statistics drift"], \
+    "BatchNorm in eval mode keeps the running statistics exactly"
+assert frozen_eval["feature change"] < 1e-5, "a frozen backbone with BatchNorm in eval mode computes the same features"
+assert min(frozen_train["statistics drift"], tuned_train["statistics drift"]) > 0.05, \
+    f"in train mode the running statistics should drift: {frozen_train['statistics drift']:.3f} (frozen), " \
+    f"{tuned_train['statistics drift']:.3f} (fine-tuned)"
+assert frozen_train["feature change"] > 0.05, \
+    f"requires_grad_(False) alone should not freeze the features: they changed by {frozen_train['feature change']:.3f}"
+print(f"With BatchNorm left in train mode the 'frozen' backbone's running statistics moved by "
+      f"{frozen_train['statistics drift']:.0%} and its features by up to {frozen_train['feature change']:.2f}, "
+      f"though no weight changed. Test accuracy with BatchNorm in train mode: {frozen_train['test accuracy']:.3f} "
+      f"(frozen) and {tuned_train['test accuracy']:.3f} (fine-tuned), against {frozen_eval['test accuracy']:.3f} and "
+      f"{tuned_eval['test accuracy']:.3f} in eval mode: "
+      + ("eval mode is ahead in both" if frozen_eval["test accuracy"] > frozen_train["test accuracy"] and
+         tuned_eval["test accuracy"] > tuned_train["test accuracy"] else
+         "the accuracies do not rank the two modes consistently in this run (50 labels, a noisy measure)") + ".")
+
+# %% [markdown]
+# **Four ways over three labelled-set sizes.** Each pre-trained encoder adapted by the first three methods, and the
+# same network trained from scratch, at every size; the same steps (batches of 32) for all, test accuracy on the
+# five new classes.
+
+# %%
+METHODS = {"linear probe": dict(backbone_lr=None, batchnorm_eval=True),
+           "fine-tune all, one rate": dict(backbone_lr=TRANSFER_LR, batchnorm_eval=True),
+           "fine-tune, backbone at lr/10": dict(backbone_lr=TRANSFER_LR / 10, batchnorm_eval=True)}
+scratch = [transfer.accuracy_of(adapt(None, size, backbone_lr=TRANSFER_LR, batchnorm_eval=False), *new_test)
+           for size in TRANSFER_SIZES]
+label_curves = {encoder_name: {**{method: [transfer.accuracy_of(adapt(encoder, size, **options), *new_test)
+                                           for size in TRANSFER_SIZES] for method, options in METHODS.items()},
+                               "from scratch": scratch}
+                for encoder_name, encoder in pretrained.items()}
+for encoder_name, methods in label_curves.items():
+    for method, accuracies in methods.items():
+        print(f"{encoder_name:>24} · {method:<29}", "  ".join(f"{n:>4} labels {a:.3f}"
+                                                            for n, a in zip(TRANSFER_SIZES, accuracies)))
+show(transfer.render_label_curves(label_curves, TRANSFER_SIZES,
+                                  title=f"Adapting a pre-trained encoder to classes 5–9 ({profile()} profile, "
+                                        f"{TRANSFER_STEPS} steps each)"))
+
+# %%
+best_pretrained = {size_index: max(methods[m][size_index] for methods in label_curves.values() for m in METHODS)
+                   for size_index in range(len(TRANSFER_SIZES))}
+head_start = [best_pretrained[i] - scratch[i] for i in range(len(TRANSFER_SIZES))]
+# bar: measured − margin (cpu: 0.859; smoke: 0.594); gpu unmeasured, so the CPU bar
+TRANSFER_BAR = pick(smoke=0.50, cpu=0.80, gpu=0.80)
+report("new task, 50 labels: best pre-trained adaptation accuracy", best_pretrained[0], bar=TRANSFER_BAR)
+report("new task, 50 labels: from scratch accuracy", scratch[0])
+assert best_pretrained[0] >= TRANSFER_BAR, "the best adaptation of a pre-trained encoder at 50 labels: bar for this profile"
+print(f"The best pre-trained adaptation leads training from scratch by {head_start[0]:+.3f} at {TRANSFER_SIZES[0]} "
+      f"labels and by {head_start[-1]:+.3f} at {TRANSFER_SIZES[-1]}: "
+      + ("the fewer the labels, the more the pre-trained features are worth." if head_start[0] > head_start[-1] else
+         "in this run the lead did not shrink with more labels."))
+lower_rate_wins = sum(methods["fine-tune, backbone at lr/10"][i] > methods["fine-tune all, one rate"][i]
+                      for methods in label_curves.values() for i in range(len(TRANSFER_SIZES)))
+print(f"The backbone at lr/10 beat one rate for all layers in {lower_rate_wins} of {2 * len(TRANSFER_SIZES)} "
+      f"(encoder, size) pairs, in {TRANSFER_STEPS} steps.")
+for encoder_name, methods in label_curves.items():
+    winner = max(METHODS, key=lambda m: methods[m][0])
+    print(f"{encoder_name}: at {TRANSFER_SIZES[0]} labels the best method is '{winner}' ({methods[winner][0]:.3f}); "
+          f"at {TRANSFER_SIZES[-1]}, '{max(METHODS, key=lambda m: methods[m][-1])}' "
+          f"({max(methods[m][-1] for m in METHODS):.3f}).")
+
+# %% [markdown]
+# **Scaling: model size.** What does a bigger network buy at a fixed budget? One family — the encoder at widths
+# 2, 4, 8 and 16 channels (parameters ≈ 270·w², FLOPs ∝ w²) with a ten-class head — each trained the same number of
+# steps on the same images, then measured on the test set. Kaplan et al. (2020) and Hoffmann et al. (2022) found the
+# test loss of language models falling as a **power law** in parameters, data and compute over many orders of
+# magnitude — a straight line on log–log axes, whose slope is the exponent; vision models follow the same form
+# (Zhai et al., 2022, for ViTs). Here we fit that slope over one decade of a tiny family, and beside it the **data**
+# axis: the width-8 network, the same steps, on a growing share of the training images (the smaller sets are seen
+# more often, so a network that needs more data overfits them).
+
+# %%
+SCALING_WIDTHS, DATA_WIDTH = (2, 4, 8, 16), 8
+SCALING_BATCH, SCALING_EPOCHS = 64, pick(smoke=1, cpu=1, gpu=3)   # the budget: SCALING_EPOCHS passes over all ITEMS
+DATA_SIZES = pick(smoke=(64, 384, 1536), cpu=(200, 1600, 12800), gpu=(1000, 7500, 60000))
+scaling_test = DeviceLoader(test_items, test_labels, batch_size=512, device=device)
+one_image = standardize(test_items[:1])
+
+
+def scaling_run(width, size):
+    """The width-``width`` classifier trained on ``size`` class-balanced training images for the section's budget."""
+    items, labels = subset(train_items, train_labels, size, seed=0)
+    loader = DeviceLoader(items, labels, batch_size=SCALING_BATCH, shuffle=True, device=device, drop_last=True)
+    epochs = max(1, round(SCALING_EPOCHS * (ITEMS // SCALING_BATCH) / len(loader)))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Classifier(ImageEncoder(width)).to(device)
+        return transfer.scaling_run(model, loader, scaling_test, one_image, epochs=epochs, lr=2e-3,
+                                    name=f"09_scaling_w{width}_n{size}", config={"items": size, "seed": 0})
+
+
+model_runs = {f"width {w}": scaling_run(w, ITEMS) for w in SCALING_WIDTHS}
+data_runs = {size: (model_runs[f"width {DATA_WIDTH}"] if size == ITEMS else scaling_run(DATA_WIDTH, size))
+             for size in DATA_SIZES}
+for name, run in [*model_runs.items(), *((f"width {DATA_WIDTH}, {n:,} images", r) for n, r in data_runs.items())]:
+    print(f"{name:>24}: {run['parameters']:>7,} parameters, {run['flops'] / 1e6:6.2f} MFLOPs per image, "
+          f"{run['training flops']:.2e} training FLOPs, test loss {run['loss']:.3f}, accuracy {run['accuracy']:.3f}")
+
+# %%
+parameters = [run["parameters"] for run in model_runs.values()]
+assert parameters == [270 * w * w + 75 * w + 10 for w in SCALING_WIDTHS], \
+    f"the encoder's parameters should be 9(w + 30w²) + 26w (convolutions, BatchNorm) + 40w + 10 (head): {parameters}"
+assert all(a["flops"] < b["flops"] for a, b in zip(list(model_runs.values()), list(model_runs.values())[1:])), \
+    "FLOPs should grow with the width"
+show(transfer.render_scaling(model_runs, data_runs, title=f"Scaling at a fixed budget ({profile()} profile)"))
+model_slope, _ = transfer.power_law(parameters, [run["loss"] for run in model_runs.values()])
+compute_slope, _ = transfer.power_law([run["training flops"] for run in model_runs.values()],
+                                      [run["loss"] for run in model_runs.values()])
+data_slope, _ = transfer.power_law(list(data_runs), [run["loss"] for run in data_runs.values()])
+report("scaling: slope of log test loss on log parameters", model_slope)
+assert model_slope < 0, f"at a fixed budget the wider networks should reach a lower test loss: slope {model_slope:.3f}"
+report("scaling: slope of log test loss on log training images", data_slope)
+print(f"Measured slopes: test loss ∝ parameters^{model_slope:.3f}, ∝ training FLOPs^{compute_slope:.3f} and, for "
+      f"the width-{DATA_WIDTH} network, ∝ training images^{data_slope:.3f}. Over {parameters[-1] / parameters[0]:.0f}× "
+      f"the parameters the loss went {model_runs['width 2']['loss']:.3f} → {model_runs['width 16']['loss']:.3f}; "
+      f"over {DATA_SIZES[-1] / DATA_SIZES[0]:.0f}× the images, {data_runs[DATA_SIZES[0]]['loss']:.3f} → "
+      f"{data_runs[DATA_SIZES[-1]]['loss']:.3f}. "
+      + ("More data lowered the loss faster per decade than more parameters in this run." if data_slope < model_slope
+         else "More parameters lowered the loss faster per decade than more data in this run."))
+
+# %% [markdown]
+# ## 6. FaceNet: an embedding for verification
 # FaceNet learns a 128-d embedding on the unit sphere where the squared distance says *same person or not*. Two
 # faces are the same identity when their distance is below a threshold — **verification** — and new identities
 # need no retraining: just their embeddings. We do the same with garments (a class plays an identity): the CNN
@@ -579,7 +822,7 @@ print(f"{(test_labels[nearest] == test_labels).float().mean():.1%} of test image
       f"own class ({profile()} profile)")
 
 # %% [markdown]
-# ## 6. A tiny CLIP
+# ## 7. A tiny CLIP
 # CLIP learns from (image, caption) pairs scraped from the web. Its two towers — an image encoder and a text
 # Transformer — each end in a linear projection into one shared space; for a batch of N pairs the N×N matrix of
 # cosine similarities (divided by a learnt temperature) should be large on the diagonal and small elsewhere, and
@@ -681,7 +924,7 @@ print(f"diagonal wins in {(matrix.argmax(1) == torch.arange(8)).sum().item()} of
 # %% [markdown]
 # **Retrieval runs both ways.** A classifier maps an image to one of its fixed classes; CLIP's matrix can be read
 # along a row — the captions ranked for an image, as above — or down a column — the images ranked for a caption,
-# which is a text search over images (the caption search in §8 does it for typed text). Both come from embeddings
+# which is a text search over images (the caption search in §9 does it for typed text). Both come from embeddings
 # computed once; a new caption costs one pass of the text tower.
 
 # %%
@@ -694,7 +937,7 @@ print(f"top-1 over {len(retrieval)} test scenes: image → its caption {image_to
       f"{text_to_image:.1%} (chance {1 / len(retrieval):.2%})")
 
 # %% [markdown]
-# ## 7. Zero-shot classification, and prompt ensembling
+# ## 8. Zero-shot classification, and prompt ensembling
 # To classify an image into K classes that CLIP never trained as classes: write a prompt per class ("a photo of a
 # {class}"), embed the K prompts with the text tower, and pick the class whose prompt is most similar to the image
 # — the text embeddings *are* the weights of a linear classifier, built from words. We use only the **held-out**
@@ -729,7 +972,7 @@ assert set(multimodal.CLASS_NAMES) <= caption_words, \
     f"class names never in a training caption: {sorted(set(multimodal.CLASS_NAMES) - caption_words)}"
 
 # %% [markdown]
-# ## 8. Where CLIP is weak — measured
+# ## 9. Where CLIP is weak — measured
 # CLIP's contrastive objective only asks a caption to be more similar to *its* image than to the other images of
 # the batch. Two captions with the same words in another order almost never meet in one batch, so nothing forces
 # the text tower to encode **order** or **binding** ("black hat, white shirt" vs "white hat, black shirt"): CLIP
@@ -804,7 +1047,7 @@ show_and_move(Explorer(render_caption_search, {"scene": slider("zero-shot scene"
                        title="Caption search and zero-shot prediction (tiny CLIP)"), scene=1)
 
 # %% [markdown]
-# ## 9. LSeg: segmentation from any text
+# ## 10. LSeg: segmentation from any text
 # LSeg (Li et al., 2022) keeps CLIP's **text** encoder frozen and trains a dense image encoder (a DPT — a ViT with a
 # convolutional decoder that fuses its layers at several resolutions) so that every **pixel's** embedding is close
 # to the text embedding of its label: the logits of pixel x for label k are cos(f(x), t_k) / τ, trained with
@@ -885,12 +1128,12 @@ show_and_move(Explorer(render_lseg, {"scene": slider("test scene", 0, len(test_s
                        title="Segment with any label (LSeg)"), scene=2)
 
 # %% [markdown]
-# ## 10. BLIP: image–text matching with hard negatives, and a captioner
+# ## 11. BLIP: image–text matching with hard negatives, and a captioner
 # BLIP (Li et al., 2022) trains one model with three objectives:
 #
 # | objective | the text tower runs as | it learns |
 # |---|---|---|
-# | **ITC**, image–text contrastive | a unimodal encoder, as in CLIP | one embedding per image and per caption (§6) |
+# | **ITC**, image–text contrastive | a unimodal encoder, as in CLIP | one embedding per image and per caption (§7) |
 # | **ITM**, image–text matching | an encoder whose layers **cross-attend** to the image tokens | "does this caption describe this image?" — a 2-way head on the first token |
 # | **LM**, language modelling | a **causal** decoder, cross-attending to the image | to write the caption, word by word |
 #
@@ -898,7 +1141,7 @@ show_and_move(Explorer(render_lseg, {"scene": slider("test scene", 0, len(test_s
 # embeddings cannot — which item is on which side. But it learns only what its negatives teach: BLIP draws each
 # image's wrong caption from the batch with probability softmax(ITC similarity) — the **hard negatives**, captions
 # CLIP finds almost right. A caption of the same items in the swapped order is the hardest negative of all, and a
-# batch almost never holds one (§8), so we also try constructing it. We keep CLIP's two trained towers **frozen**:
+# batch almost never holds one (§9), so we also try constructing it. We keep CLIP's two trained towers **frozen**:
 # the image encoder's last map, 6×6 cells, gives the image tokens (with a position per cell — without it "left of"
 # could not be learnt), and the text tower's state of every token is the input of the new grounded layers (as in
 # ALBEF, BLIP's predecessor: fusion layers on top of a unimodal text encoder). `utils/models/blip.py` holds the two
@@ -961,7 +1204,7 @@ print(f"image tokens: {MAP_GRID[0]}×{MAP_GRID[1]} cells × {MAP_CHANNELS} chann
 # **Two matching heads**, the same network and steps, differing only in their negatives. BLIP's: for each image its
 # caption (a match), a wrong caption and — for each caption — a wrong image, drawn by ITC similarity. The second adds,
 # for every scene whose items can be swapped, the **swapped-order** caption (`multimodal.swapped_caption`). Then
-# the §8 tests again, now answered by the ITM probability.
+# the §9 tests again, now answered by the ITM probability.
 
 # %%
 def matching_loss(negatives):
@@ -1005,7 +1248,7 @@ def match_probabilities(model, texts_or_tokens, maps):
 
 scene_index_loader = DeviceLoader(train_maps, torch.arange(len(train_scenes)), batch_size=BATCH, shuffle=True,
                                   device=device, prepare=lambda maps: maps, drop_last=True)
-matchers, matching_results = {}, {"CLIP (ITC cosine, §8)": {"which items": words_accuracy,
+matchers, matching_results = {}, {"CLIP (ITC cosine, §9)": {"which items": words_accuracy,
                                                             "word order": order_accuracy}}
 pair_maps = test_maps[pairs]
 for negatives in ("hard", "hard + swapped order"):
@@ -1199,7 +1442,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # causal mask) — each followed by a linear projection into a shared space, L2-normalised. For a batch of N pairs,
 # the N×N cosine-similarity matrix divided by a learnt temperature gives logits; the loss is the mean of the
 # cross-entropy along rows (image → its caption) and columns (caption → its image), targets on the diagonal. (see
-# "1. Four losses" for `clip_loss` checked by a loop, and "6. A tiny CLIP" for the matrix)
+# "1. Four losses" for `clip_loss` checked by a loop, and "7. A tiny CLIP" for the matrix)
 # </details>
 #
 # <details><summary>Why does CLIP classify zero-shot, and what is prompt ensembling?</summary>
@@ -1207,7 +1450,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # The text embeddings of "a photo of a {class}" act as the weights of a linear classifier over image embeddings: the
 # training matched images with free text, so any set of class names gives a classifier without training. Wording
 # matters (one template is biased), so CLIP averages the normalised embeddings of many templates per class and
-# re-normalises. (see "7. Zero-shot classification": held-out templates one by one vs ensembled)
+# re-normalises. (see "8. Zero-shot classification": held-out templates one by one vs ensembled)
 # </details>
 #
 # <details><summary>What are CLIP's weaknesses?</summary>
@@ -1215,8 +1458,8 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # The contrastive objective only needs a caption to beat the other captions of the batch, which rarely differ only
 # in word order or attribute binding, so CLIP behaves like a bag of words ("black hat white shirt" ≈ "white hat
 # black shirt"); it counts poorly, struggles with fine-grained classes and abstract tasks, and inherits the web's
-# biases. Hard negatives (BLIP's ITM, NegCLIP) and better captions address some of it. (see "8. Where CLIP is weak":
-# word order vs which items, counting, look-alike tops; and "10. BLIP": the same word-order test answered by
+# biases. Hard negatives (BLIP's ITM, NegCLIP) and better captions address some of it. (see "9. Where CLIP is weak":
+# word order vs which items, counting, look-alike tops; and "11. BLIP": the same word-order test answered by
 # matching heads trained with different negatives)
 # </details>
 #
@@ -1242,7 +1485,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # Choosing the negatives that violate the margin — the informative ones — instead of random, mostly easy ones that
 # give zero gradient. The very hardest negatives (batch-hard) are often mislabelled or look-alikes and can collapse
 # training early; FaceNet's semi-hard negatives lie farther than the positive but within the margin, d(a,p) <
-# d(a,n) < d(a,p) + m. (see "1. Four losses": the mining checked against a loop, and "5. FaceNet")
+# d(a,n) < d(a,p) + m. (see "1. Four losses": the mining checked against a loop, and "6. FaceNet")
 # </details>
 #
 # <details><summary>Why does BYOL not collapse without negatives?</summary>
@@ -1253,13 +1496,70 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # reaches ≈ 0 with all embeddings equal. (see "4. BYOL": embedding std of both runs)
 # </details>
 #
+# <details><summary>Why does pre-training help Vision Transformers most?</summary>
+#
+# A CNN builds two assumptions about images into its layers — locality (a 3×3 kernel sees neighbours) and
+# translation equivariance (one kernel shared over all positions) — so it needs fewer examples to learn features
+# that respect them. A ViT has neither beyond its patch embedding: attention must learn from data which patches
+# relate, so on small data it overfits where a ResNet does not. Pre-training on a large set supplies, from data, what
+# the CNN gets by design: the ViT paper's ViT-B lost to BiT's ResNets when trained on ImageNet-1k alone and won after
+# pre-training on JFT-300M; DeiT closed the gap on ImageNet-1k only with heavy augmentation and distillation from a
+# CNN. (see Chapter 3b's "4. Inductive bias: ViT vs ResNet as the training set grows", where the ResNet's lead is
+# largest on the smallest set, and "5. Pre-train, then fine-tune; and scaling" here, where the printed lead of the
+# pre-trained encoder over training from scratch is measured at each labelled-set size)
+# </details>
+#
+# <details><summary>Linear probe or fine-tuning: which, and when?</summary>
+#
+# A linear probe trains only a new head on frozen features (`requires_grad_(False)`): cheap, one copy of the backbone
+# serves every task, it cannot overfit much with few labels, and it measures how good the features already are —
+# the standard read-out of self-supervised methods. Fine-tuning updates every layer too: better when there are
+# enough labels, or when the new task differs from the pre-training one (its features must change), at the cost of
+# a full copy per task and the risk of overfitting a tiny set or forgetting what pre-training learnt. (see "5.
+# Pre-train, then fine-tune; and scaling": "Four ways over three labelled-set sizes" prints which method wins at the
+# fewest and at the most labels, for a self-supervised and a supervised encoder)
+# </details>
+#
+# <details><summary>Why fine-tune the backbone with a lower learning rate than the head?</summary>
+#
+# The head starts from random weights and must move far; the backbone starts near a good solution, and the large,
+# noisy gradients that the random head sends back in the first steps would wreck its features at the head's rate —
+# the new task's few labels cannot rebuild them. Optimiser parameter groups give each part its own rate (lr/10 or
+# lower for the backbone, often lower still for the earliest layers: discriminative fine-tuning, ULMFiT; or a linear
+# probe first, then fine-tuning: LP-FT). How much it buys depends on how long the fine-tuning runs and how far the new
+# task is from the old one. (see "5. Pre-train, then fine-tune; and scaling": "Freezing, and parameter groups"
+# asserts each group's rate; the chart compares one rate with lr/10, and the printed count says how often lr/10 won
+# in this short run)
+# </details>
+#
+# <details><summary>What should BatchNorm do while fine-tuning on a small dataset?</summary>
+#
+# Stay in eval mode in the pre-trained backbone (a "frozen BN", as detection and segmentation fine-tuning do). In
+# train mode BatchNorm normalises with the statistics of the current batch — noisy when the batch holds a few images —
+# and moves its running mean and variance towards them, so the statistics of millions of pre-training images are
+# overwritten by those of a few tiny batches; and `requires_grad_(False)` does not stop it, since the statistics are
+# buffers, not parameters: a "frozen" backbone left in train mode computes different features after training. (see
+# "BatchNorm while fine-tuning": drift 0 in eval mode, asserted; in train mode the statistics and the frozen
+# backbone's features move, both asserted)
+# </details>
+#
+# <details><summary>What are scaling laws, and what do they say about model size and data?</summary>
+#
+# Empirically, a model's test loss falls as a power law — a straight line on log–log axes — in parameters N, data D
+# and compute C when the other two do not limit it (Kaplan et al., 2020); for a fixed compute budget, Chinchilla
+# (Hoffmann et al., 2022) found parameters and training tokens should grow in equal proportion (≈ 20 tokens per
+# parameter), so earlier large models were under-trained. A slope fitted on small models predicts larger ones — the
+# reason to measure it. (see "Scaling: model size": the printed slopes of test loss on parameters, training FLOPs
+# and training images, fitted on the section's family)
+# </details>
+#
 # <details><summary>What are BLIP's objectives, and what is CapFilt?</summary>
 #
 # ITC (CLIP's contrastive loss), ITM (a binary match head on a text encoder with cross-attention to the image,
 # trained with hard negatives mined by ITC similarity) and LM (an image-grounded decoder writing the caption).
 # CapFilt bootstraps the data: the captioner generates synthetic captions for web images, the ITM filter drops
 # noisy web and synthetic captions, and the model is pre-trained again on the cleaned set. At retrieval time ITC
-# shortlists and ITM re-ranks the shortlist, since ITM needs a full pass per pair. (see "10. BLIP": the three
+# shortlists and ITM re-ranks the shortlist, since ITM needs a full pass per pair. (see "11. BLIP": the three
 # matching heads, the re-ranked retrieval, the greedy captions and the CapFilt cell)
 # </details>
 #
@@ -1270,7 +1570,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # similarity, so the head trains on captions that are almost right. What it learns still depends on those
 # negatives: captions with the same items in the other order are rare in a batch, and only when they are added
 # does matching learn word order. ITM needs a full pass per pair, so retrieval ranks everything by ITC and
-# re-ranks the top k with ITM. (see "10. BLIP": word order with and without swapped-order negatives, and the
+# re-ranks the top k with ITM. (see "11. BLIP": word order with and without swapped-order negatives, and the
 # re-ranked retrieval)
 # </details>
 #
@@ -1279,7 +1579,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # A dense image encoder (DPT: a ViT whose tokens from several layers are reassembled into multi-resolution maps and
 # fused by a convolutional decoder) gives a per-pixel embedding; CLIP's frozen text encoder embeds each label; the
 # logit of a pixel for a label is their cosine similarity over a temperature, trained with per-pixel cross-entropy.
-# Any words can be the labels at test time, e.g. synonyms never seen as class names. (see "9. LSeg": class names vs
+# Any words can be the labels at test time, e.g. synonyms never seen as class names. (see "10. LSeg": class names vs
 # synonyms vs the wrong words, and the explorer)
 # </details>
 #
@@ -1287,7 +1587,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 #
 # A CNN maps a face to a 128-d embedding on the unit sphere, trained with the triplet loss on squared distances and
 # online semi-hard mining in large batches; verification is a threshold on the distance, recognition is nearest
-# neighbour, clustering groups by distance — new identities need no retraining. (see "5. FaceNet": ROC, AUROC and
+# neighbour, clustering groups by distance — new identities need no retraining. (see "6. FaceNet": ROC, AUROC and
 # the threshold, and the embedding explorer)
 # </details>
 #
@@ -1338,10 +1638,10 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # ImageNet, not a general immunity (this chapter does not measure it). **Limits**, also in the paper: fine-grained
 # classes (car models, aircraft, flowers), abstract or systematic tasks such as counting, data far from the web
 # (88 % on MNIST, below logistic regression on raw pixels), word order and attribute binding; zero-shot matched only a
-# 4-shot linear probe on CLIP's own features on average. (see "7. Zero-shot classification, and prompt ensembling":
+# 4-shot linear probe on CLIP's own features on average. (see "8. Zero-shot classification, and prompt ensembling":
 # "CLIP zero-shot accuracy, held-out templates, ensembled" against "CLIP zero-shot accuracy, single held-out template
 # (mean)"; "retrieval runs both ways": top-1 in each direction against chance; "Caption search and zero-shot
-# prediction" for typed text; "9. LSeg: segmentation from any text" for synonyms never used as class names; "8. Where
+# prediction" for typed text; "10. LSeg: segmentation from any text" for synonyms never used as class names; "9. Where
 # CLIP is weak" for word order, counting and look-alike tops; "zero-shot is not unseen")
 # </details>
 #
@@ -1353,7 +1653,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # and can “describe” an image only by ranking captions someone else wrote. Writing needs a decoder trained to
 # predict the next word: BLIP's captioner, CoCa, or a language model fed CLIP's image features (LLaVA). "CLIP
 # scores (image, caption) pairs and writes no text" asserts its outputs — two 64-d embeddings, one score per pair —
-# and that no layer maps onto the vocabulary; the captioner in "10. BLIP" is the part that writes.
+# and that no layer maps onto the vocabulary; the captioner in "11. BLIP" is the part that writes.
 #
 # </details>
 #
@@ -1383,7 +1683,17 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # text embeddings — not unseen concepts: CLIP's 400 M web pairs name most benchmark classes, and zero-shot accuracy
 # on a concept follows how often it occurs in the pre-training data (Udandarao et al., 2024). "zero-shot is not
 # unseen" asserts that every class name occurs in our training captions; only the prompt templates are new (held
-# out, asserted in "6. A tiny CLIP").
+# out, asserted in "7. A tiny CLIP").
+#
+# </details>
+#
+# <details><summary>Wrong: “requires_grad_(False) freezes a layer completely.”</summary>
+#
+# Right: it stops gradients, so no optimiser moves the layer's *parameters*; BatchNorm's running mean and variance
+# are *buffers*, updated by every forward pass in train mode whatever `requires_grad` says. Freezing a backbone with
+# BatchNorm needs `requires_grad_(False)` *and* its BatchNorm layers in eval mode. "BatchNorm while fine-tuning"
+# asserts a `requires_grad_(False)` backbone's running statistics and features moving in train mode, and not
+# moving in eval mode.
 #
 # </details>
 #
@@ -1392,7 +1702,7 @@ show_and_move(Explorer(render_blip, {"scene": slider("test scene", 0, len(test_s
 # Right: FaceNet (Schroff et al., 2015) found that the hardest negatives lead to bad local minima early on (a
 # collapsed model) and used *semi-hard* negatives mined in batches of about 1 800 faces: farther from the anchor than
 # the positive, but inside the margin, d(a,p) < d(a,n) < d(a,p) + m. Hardest-in-batch mining (batch-hard, Hermans et
-# al., 2017) came later. "1. Four losses" asserts `mine_semi_hard` against a loop over every triplet, and "5.
+# al., 2017) came later. "1. Four losses" asserts `mine_semi_hard` against a loop over every triplet, and "6.
 # FaceNet" trains with it.
 #
 # </details>
