@@ -24,12 +24,13 @@
 # first click or a noisy box, then corrective clicks drawn from the model's own mistakes. Then we measure what the
 # paper claims: masks improve click by click; **three masks** are needed because one click is ambiguous (an item
 # on top of another: the item, or the pile?); the **IoU head** knows which of its masks is good; a **data engine**
-# turns the model's confident masks on unlabelled images into training data; and SAM is made **fast** by caching
-# the embedding, quantising the decoder to int8, and distilling a smaller encoder (MobileSAM). Last, a widget:
-# click on an image and watch the model segment it.
+# turns the model's confident masks on unlabelled images into training data; a **text prompt**, as the paper
+# tried it through CLIP, is measured against a click; and SAM is made **fast** by caching the embedding, quantising
+# the decoder to int8, and distilling a smaller encoder (MobileSAM). Last, a widget: click on an image and watch the
+# model segment it.
 #
-# Open `utils/models/sam.py` (the model) and `utils/sam.py` (scenes, prompts, loss, evaluation, data engine,
-# widget) beside this notebook.
+# Open `utils/models/sam.py` (the model), `utils/sam.py` (scenes, prompts, loss, evaluation, data engine, widget)
+# and `utils/sam_text.py` (the text prompt) beside this notebook.
 
 # %%
 import copy
@@ -41,15 +42,17 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from utils import exercises, sam, start_chapter
+from utils import contrastive, exercises, multimodal, sam, sam_text, start_chapter
 from utils.checkpoints import checksum
-from utils.data import DeviceLoader
+from utils.data import DeviceLoader, standardize
 from utils.measuring import count_flops, count_parameters, model_bytes, timed
+from utils.models import clip as clip_models
+from utils.models.clip import CLIP
 from utils.models.sam import SAM, ImageEncoder, fourier_features
 from utils.plotting import colorbar, comparison_chart, show
 from utils.results import report
 from utils.runtime import pick, profile
-from utils.training import fit
+from utils.training import autocast, fit
 
 device = start_chapter("10_promptable_segmentation")
 
@@ -571,7 +574,232 @@ kept_examples = [(s, m) for s, p in enumerate(proposals[:6]) for m in p["masks"]
 show(sam.render_pseudo_labels(unlabelled.images, kept_examples))
 
 # %% [markdown]
-# ## 10. Making SAM fast
+# ## 10. A text prompt, as SAM's paper tried it
+# SAM's prompts are points, boxes and masks (§3 asserts them). Its paper also tried **text** (§7.5, "text-to-mask")
+# without a single caption: for each training mask it took the **CLIP image embedding** of the mask's crop and gave
+# it to the prompt encoder as one more prompt token; at test time it gave the **CLIP text embedding** of a phrase
+# ("a wheel") instead. That can only work because CLIP (Chapter 9's "A tiny CLIP") was trained to put an image and
+# its caption near one another in *one* space. The paper showed it qualitatively, called it a proof of concept, and
+# showed where it failed — fixed by adding a point.
+#
+# We do the same with the two models this course has trained. Chapter 9's tiny CLIP, **frozen**, embeds each
+# training object's crop (cut from its scene and scaled to look like the single-item scenes CLIP saw); a small
+# learned layer beside the prompt encoder turns that 64-d vector into a prompt token (`sam_text.EmbeddingPrompt`);
+# and a copy of the SAM trained above learns to follow it — only the new layer and the mask decoder train, briefly,
+# on the cached image embeddings (the image encoder never runs again). Then, on held-out scenes, we prompt with the
+# text "a sneaker" and measure it against one click, against the crop's own image embedding, and against a blank
+# prompt.
+#
+# CLIP comes from Chapter 9's code, cell for cell, so `fit` finds the checkpoint Chapter 9 saved (this chapter
+# trains it only where Chapter 9 has not run). The training cells fork the random state, so the sections after this
+# one draw the numbers they drew before it existed.
+
+# %%
+# Chapter 9's CLIP settings (its SCENES, WIDTH, EMBED, BATCH, CLIP_EPOCHS, CLIP_LR): the same values and the same
+# loss function give the same checkpoint key, so fit reuses Chapter 9's model (tests/test_sam_text.py checks both)
+CLIP_SCENES, CLIP_WIDTH, CLIP_EMBED = pick(smoke=1000, cpu=6000, gpu=30000), pick(smoke=16, cpu=16, gpu=32), 64
+CLIP_BATCH, CLIP_EPOCHS, CLIP_LR = pick(smoke=128, cpu=128, gpu=512), pick(smoke=15, cpu=12, gpu=60), \
+    pick(smoke=3e-3, cpu=2e-3, gpu=2e-3)
+caption_generator = torch.Generator(device=device).manual_seed(2)
+
+
+def clip_training_loss(model, batch):
+    images, tokens = batch                                        # tokens: B × 4 captions × L
+    pick_caption = torch.randint(0, tokens.shape[1], (len(tokens),), generator=caption_generator, device=device)
+    chosen = tokens[torch.arange(len(tokens), device=device), pick_caption]
+    image_embeddings, text_embeddings = model(images, chosen)
+    return contrastive.clip_loss(image_embeddings, text_embeddings, model.temperature)
+
+
+with torch.random.fork_rng():          # Chapter 9 seeds its CLIP with 0; this chapter's own stream goes on untouched
+    torch.manual_seed(0)
+    clip = CLIP(clip_models.ImageEncoder(CLIP_WIDTH, stem_stride=2),
+                clip_models.TextEncoder(len(multimodal.VOCABULARY), width=64, layers=2, heads=4,
+                                        max_length=multimodal.MAX_LENGTH), CLIP_EMBED).to(device)
+    captioned = multimodal.captioned_scenes("train", CLIP_SCENES)
+    fit(clip, DeviceLoader(captioned.images, captioned.tokens, batch_size=CLIP_BATCH, shuffle=True, device=device,
+                           drop_last=True),
+        epochs=CLIP_EPOCHS, lr=CLIP_LR, loss_fn=clip_training_loss, plot=False, name="09_clip",
+        config={"scenes": CLIP_SCENES, "vocabulary": len(multimodal.VOCABULARY)})
+clip.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def clip_images(crops):
+    """CLIP image embeddings (unit vectors) of uint8 crops, on the CPU."""
+    with autocast(device):
+        return torch.cat([clip.encode_image(standardize(chunk).to(device)).float().cpu() for chunk in crops.split(256)])
+
+
+@torch.no_grad()
+def clip_texts(texts):
+    """CLIP text embeddings (unit vectors) of a list of phrases, on the CPU."""
+    with autocast(device):
+        return clip.encode_text(multimodal.tokenize(texts).to(device)).float().cpu()
+
+
+@torch.no_grad()
+def sam_embeddings(images):
+    """The trained SAM's image embeddings of uint8 scenes, computed once (float32, on the device)."""
+    with autocast(device):
+        return torch.cat([model.embed(sam.scene_input(chunk.to(device))).float() for chunk in images.split(256)])
+
+
+# %% [markdown]
+# **The data.** Every object's crop — its visible pixels only, so the item underneath does not leak in — goes
+# through CLIP's image tower once; every scene through SAM's image encoder once. The class names become the text
+# prompts "a sneaker", "an ankle-boot", … through CLIP's text tower. On the test side we keep the objects whose class
+# appears once in their scene (for the others "a sneaker" names two items), and check first that the crops land
+# where CLIP can read them: a crop's most similar class phrase is its class far above chance (zero-shot, Chapter 9).
+
+# %%
+class_phrases = [multimodal.articles(f"a {name}") for name in multimodal.CLASS_NAMES]
+class_texts = clip_texts(class_phrases)                                             # 10 × 64
+train_items = sam.unpack_levels(train_levels, 0)                                    # level 0: the item itself
+train_vectors = clip_images(sam_text.object_crops(train.object_images(), train_items))
+train_scene_embeddings = sam_embeddings(train.images)
+scene_and_class = test.objects[:, 0] * len(class_phrases) + test.classes
+named = (torch.bincount(scene_and_class)[scene_and_class] == 1).nonzero()[:, 0]      # its class is alone in its scene
+named_items, named_classes = test_targets["item"][named], test.classes[named]
+named_crops = sam_text.object_crops(item_images[named], named_items)
+named_image_vectors, named_text_vectors = clip_images(named_crops), class_texts[named_classes]
+named_embeddings = sam_embeddings(test.images)[test.objects[named, 0]]
+crop_zero_shot = ((named_image_vectors @ class_texts.T).argmax(1) == named_classes).float().mean().item()
+assert named_crops.shape == (len(named), 1, 48, 48) and train_vectors.shape == (len(train.objects), CLIP_EMBED), \
+    f"one 48×48 crop and one {CLIP_EMBED}-d CLIP vector per object expected"
+torch.testing.assert_close(train_vectors.norm(dim=1), torch.ones(len(train_vectors)))       # CLIP's unit sphere
+assert crop_zero_shot > 2 / len(class_phrases), f"CLIP should name the crops well above chance: {crop_zero_shot:.3f}"
+report("CLIP zero-shot accuracy on the SAM scenes' object crops", crop_zero_shot)
+print(f"{len(train.objects)} training objects embedded by CLIP; {len(named)} of {len(test.objects)} test objects "
+      f"have a class alone in their scene; CLIP names {crop_zero_shot:.0%} of their crops right (chance 10%)")
+
+# %%
+show(sam_text.render_crops(named_crops[:8], [class_phrases[c] for c in named_classes[:8]],
+                           [class_phrases[c] for c in (named_image_vectors[:8] @ class_texts.T).argmax(1)]))
+
+# %% [markdown]
+# **Training**, as the paper: SAM's loss (the best of three masks, §4) on the item, prompted by its crop's CLIP
+# *image* embedding — alone for half of the objects, with one click inside the item for the other half, so the
+# decoder also learns to combine the two (the remedy tested below). What trains: the projection and the mask
+# decoder; the image encoder, the point prompt encoder and CLIP stay as they are.
+
+# %%
+TEXT_EPOCHS = pick(smoke=10, cpu=4, gpu=10)       # smoke: fewer steps leave the decoder mid-way (all masks poor)
+with torch.random.fork_rng():                  # its own seed: the sections below draw what they drew before
+    torch.manual_seed(5)
+    prompted = sam_text.EmbeddingPrompt(copy.deepcopy(model), CLIP_EMBED).to(device)
+    trainable = {".".join(name.split(".")[:2 if name.startswith("sam.") else 1])
+                 for name, p in prompted.named_parameters() if p.requires_grad}
+    assert trainable == {"projection", "sam.mask_decoder"}, f"only the projection and decoder should train: {trainable}"
+    text_loss = sam_text.embedding_prompt_loss(train_scene_embeddings, train.objects[:, 0].to(device),
+                                               train_items.to(device))
+    text_history = fit(prompted, DeviceLoader(train_vectors, torch.arange(len(train_vectors)), batch_size=BATCH,
+                                              shuffle=True, device=device, prepare=torch.Tensor.float, drop_last=True),
+                       epochs=TEXT_EPOCHS, lr=LR, loss_fn=text_loss, plot=False, name="10_sam_text",
+                       config={"sam": start_weights, "clip": checksum(clip.state_dict()), "scenes": TRAIN_SCENES,
+                               "crops": "item pixels, 20 of 48"})
+text_history.assert_loss_went_down("SAM with a CLIP-embedding prompt")
+
+# %% [markdown]
+# **The test.** Every named test object, prompted six ways: its class name as text; the text and one click inside
+# it; one click alone, with the same decoder (its blank token); the crop's CLIP *image* embedding — what training
+# used, so the most text could hope for; another object's image embedding (a wrong class, mostly); and a blank
+# prompt (SAM's "no point" token): the floor, what the decoder does knowing nothing. For reference, one click on
+# the SAM above, trained on all three readings (the fine-tuned decoder has seen only items). Each shows the mask its
+# IoU head ranks first, as an interactive tool would.
+
+# %%
+with torch.random.fork_rng():                  # another object's vector, drawn apart from the chapter's stream
+    torch.manual_seed(6)
+    shuffled = named_image_vectors[torch.randperm(len(named))]
+prompts = {"text 'a sneaker'": (named_text_vectors, 0), "text + 1 click": (named_text_vectors, 1),
+           "1 click (blank token)": (None, 1), "CLIP image embedding": (named_image_vectors, 0),
+           "another object's image embedding": (shuffled, 0), "blank prompt": (None, 0)}
+prompt_results = {name: sam_text.embedding_prompt_ious(prompted, named_embeddings, vectors, named_items, clicks=clicks)
+                  for name, (vectors, clicks) in prompts.items()}
+prompt_results["1 click (SAM above)"] = {"chosen": by_point["chosen"][named, 0], "oracle": by_point["oracle"][named, 0]}
+text_miou = {name: result["chosen"].mean().item() for name, result in prompt_results.items()}
+for name in ("text 'a sneaker'", "text + 1 click", "CLIP image embedding", "blank prompt"):
+    report(f"text-to-mask: item mIoU, {name}", text_miou[name])
+# bars = measured − margin (smoke: text 0.265, text + click 0.448; cpu: 0.330, 0.602); gpu unmeasured, so CPU-level
+TEXT_BAR, CLICK_GAIN_BAR = pick(smoke=0.15, cpu=0.2, gpu=0.2), 0.1
+assert text_miou["text 'a sneaker'"] >= TEXT_BAR, f"text-prompt item mIoU below the bar {TEXT_BAR}: {text_miou}"
+assert text_miou["text + 1 click"] > text_miou["text 'a sneaker'"] + CLICK_GAIN_BAR, \
+    "SAM's remedy: a click added to the text should raise the item mIoU by more than the bar"
+
+# %%
+show(comparison_chart({name: {"chosen": value, "oracle": prompt_results[name]["oracle"].mean().item()}
+                       for name, value in text_miou.items()},
+                      {"chosen": "item mIoU, mask shown", "oracle": "item mIoU, best of 3"},
+                      title=f"SAM prompted through CLIP: {len(named)} held-out objects ({profile()} profile)",
+                      best={"chosen": "max"}, width=11))
+shown = (torch.bincount(test.objects[:, 0])[test.objects[named, 0]] > 1).nonzero()[:4, 0]    # scenes of 2+ items
+show(sam_text.render_text_prompts(test.images[test.objects[named[shown], 0], 0], [class_phrases[c] for c in
+                                  named_classes[shown]], named_items[shown],
+                                  {"text": prompt_results["text 'a sneaker'"]["masks"][shown],
+                                   "text + 1 click": prompt_results["text + 1 click"]["masks"][shown],
+                                   "image embedding": prompt_results["CLIP image embedding"]["masks"][shown]}))
+
+# %% [markdown]
+# **What stands between text and the image embedding: the modality gap.** CLIP's loss asks an image to be *nearer*
+# its caption than the other captions of a batch, not *at* it: image and text embeddings end up in two separate
+# regions of the sphere (Liang et al., 2022, "Mind the gap"). A projection learnt on image embeddings then meets text
+# embeddings in a region it never saw. We measure the mean cosine of two crops of one class, of a
+# crop with its class's phrase, and both with other classes.
+
+# %%
+same_class = named_classes[:, None] == named_classes[None]
+other_objects = ~torch.eye(len(named), dtype=torch.bool)
+crop_crop = named_image_vectors @ named_image_vectors.T
+crop_text = named_image_vectors @ class_texts.T
+its_class = torch.nn.functional.one_hot(named_classes, len(class_phrases)).bool()
+cosines = {"two crops, one class": crop_crop[same_class & other_objects].mean().item(),
+           "two crops, two classes": crop_crop[~same_class].mean().item(),
+           "a crop and its class's text": crop_text[its_class].mean().item(),
+           "a crop and another class's text": crop_text[~its_class].mean().item()}
+for name, value in cosines.items():
+    print(f"  mean cosine, {name:<33} {value:.3f}")
+report("modality gap: cosine of a crop with its class's text", cosines["a crop and its class's text"])
+report("modality gap: cosine of two crops of one class", cosines["two crops, one class"])
+assert cosines["a crop and its class's text"] < cosines["two crops, one class"], \
+    "a class's text should lie farther from its crops than the crops from one another (the modality gap)"
+assert cosines["a crop and its class's text"] > cosines["a crop and another class's text"], \
+    "CLIP should still rank a crop's own class text above the other classes'"
+
+# %% [markdown]
+# **And why, here, even the image embedding is not enough.** To pick *the sneaker* among the items of a scene, the
+# decoder must find sneaker-like cells in SAM's image embedding. Our encoder was trained only to find the edges of
+# any object; SAM's was a ViT-H pre-trained on ImageNet (MAE) before 1.1 billion masks. A linear probe (as in
+# Chapter 9's SimCLR section) measures how much of the class each embedding carries: SAM's embedding averaged over
+# the item's cells (`sam_text.item_features`) against CLIP's crop vector, trained on the training objects, tested
+# on the named ones.
+
+# %%
+with torch.random.fork_rng():                  # the probe's initial weights, drawn apart from the chapter's stream
+    probes = {"SAM's image embedding over the item": contrastive.linear_probe(
+                  sam_text.item_features(train_scene_embeddings[train.objects[:, 0]], train_items).cpu(),
+                  train.classes, sam_text.item_features(named_embeddings, named_items).cpu(), named_classes),
+              "CLIP's crop embedding": contrastive.linear_probe(train_vectors, train.classes, named_image_vectors,
+                                                                named_classes)}
+for name, accuracy in probes.items():
+    report(f"linear probe of the class: {name}", accuracy)
+sam_probe, clip_probe = probes.values()
+image_miou, blank_miou = text_miou["CLIP image embedding"], text_miou["blank prompt"]
+text_alone = text_miou["text 'a sneaker'"]
+wrong_miou = text_miou["another object's image embedding"]
+reads_prompt = image_miou - max(blank_miou, wrong_miou) > 0.03
+print(f"CLIP's image embedding as the prompt: item mIoU {image_miou:.3f}, against {blank_miou:.3f} for a blank prompt "
+      f"and {wrong_miou:.3f} for another object's embedding; the text: {text_alone:.3f}. "
+      + ("The decoder has learnt to read the prompt token. " if reads_prompt else
+         "The decoder has not learnt to read the prompt token: whatever the token says, it shows much the same mask. ")
+      + f"A linear probe names the class from SAM's embedding {sam_probe:.0%} of the time, from CLIP's "
+      f"{clip_probe:.0%}" + (": SAM's features carry less of the class, and a brief fine-tune of the decoder does not "
+                             "find it. " if sam_probe < clip_probe - 0.05 else ". ")
+      + f"Adding one click: {text_miou['text + 1 click']:.3f} with the text, {text_miou['1 click (blank token)']:.3f} "
+      f"without ({profile()} profile).")
+
+# %% [markdown]
+# ## 11. Making SAM fast
 # Three ways, each measured here. **Arithmetic** (FLOPs) is exact and asserted; **time** depends on the machine
 # and its load, so it is printed and plotted, never asserted.
 #
@@ -661,7 +889,7 @@ print(f"int8 decoder: weights {base['decoder kB']:.0f} → {int8['decoder kB']:.
       "overhead dominates, so the int8 decoder need not be faster — on SAM's 4 M-parameter decoder it is.)")
 
 # %% [markdown]
-# ## 11. Explorer: click to segment
+# ## 12. Explorer: click to segment
 # Click on the scene on the left: a **foreground** click (or, with the dropdown or a shift-click, a
 # **background** click) — or **drag a box** around an item. The three masks appear with their predicted IoUs; the
 # one an interactive tool would show — the highest — is framed. **Undo** removes the last click (or the box);
@@ -733,7 +961,7 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # The encoder is where almost all the computation is; the prompt changes with every click, the image does not.
 # Caching the embedding makes each click cost only the prompt encoder and the decoder — real-time in a browser,
 # even with the encoder run once on a server. (see "3. The model": cached vs recomputed FLOPs for 10 clicks, and
-# the explorer in §11, which embeds each scene once)
+# the explorer in §12, which embeds each scene once)
 # </details>
 #
 # <details><summary>How was SAM made faster?</summary>
@@ -742,7 +970,7 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # embedding (decoupled distillation, the decoder reused); EfficientSAM (masked-image pretraining with SAM's
 # features), EfficientViT-SAM, FastSAM (a YOLOv8-seg that segments everything, then prompts select); and by
 # quantisation (int8 weights, dynamic or post-training), lower precision (fp16/bf16), and compiled runtimes
-# (ONNX/TensorRT). SAM 2 uses a faster hierarchical Hiera encoder. (see "10. Making SAM fast": int8 decoder and a
+# (ONNX/TensorRT). SAM 2 uses a faster hierarchical Hiera encoder. (see "11. Making SAM fast": int8 decoder and a
 # distilled encoder, accuracy and cost side by side)
 # </details>
 #
@@ -751,10 +979,23 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # New: the *promptable* task (any point, box or mask in, a valid mask out — even for an ambiguous prompt), a model
 # built for it (heavy encoder once, light decoder per prompt, three masks and an IoU head), and SA-1B, 1.1 B masks
 # made by the model-in-the-loop data engine — which together gave zero-shot transfer to new image domains. Uses:
-# interactive annotation (click to segment, as in "11. Explorer: click to segment"), turning boxes from any detector
+# interactive annotation (click to segment, as in "12. Explorer: click to segment"), turning boxes from any detector
 # into masks (Grounded-SAM: text → Grounding DINO boxes → SAM; the box prompts of "6. Click by click"), automatic
 # mask proposals for a new data set (the grid prompts of "9. A mini data engine"), and as a component in video (SAM
 # 2), medical and remote-sensing tools, usually after fine-tuning.
+# </details>
+#
+# <details><summary>How can SAM take a text prompt?</summary>
+#
+# Through CLIP, whose image and text embeddings share one space. SAM's paper (§7.5, a proof of concept, never
+# released) trained with the CLIP **image** embedding of each mask's crop as an extra prompt token, then prompted with
+# the CLIP **text** embedding of a phrase; where that failed, adding a point fixed it. Two things limit it: the
+# **modality gap** (a caption's embedding lies nearer its image than other captions do, but not *at* it, so the
+# prompt layer meets text vectors in a region it never saw in training) and the image features themselves (to pick
+# "the wheel", the decoder must find wheel-like cells). In practice text reaches SAM as boxes from an open-vocabulary
+# detector (Grounded-SAM) or, in SAM 3, through a model trained on noun phrases. (see "10. A text prompt, as SAM's
+# paper tried it": text vs image embedding vs one click vs a blank prompt, the cosines of the gap, and a linear probe
+# of what SAM's and CLIP's embeddings know of the class)
 # </details>
 #
 # <details><summary>SAM vs semantic segmentation (Chapter 5): what is different?</summary>
@@ -775,7 +1016,17 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # proof of concept (§7.5: trained with CLIP *image* embeddings of the masks' crops as prompts, fed CLIP *text*
 # embeddings at test time), never released; text to mask in practice is Grounded-SAM — Grounding DINO's boxes as
 # SAM's prompts — and SAM 3 (2025) is a new model trained for short noun phrases. Our model keeps SAM's interface:
-# "SAM's prompts: points" asserts four point types (foreground, background, two box corners) and a mask input.
+# "SAM's prompts: points" asserts four point types (foreground, background, two box corners) and a mask input;
+# "10. A text prompt, as SAM's paper tried it" adds the paper's CLIP token and measures what text alone gives.
+#
+# </details>
+#
+# <details><summary>Wrong: “SAM was trained with text prompts (image–caption pairs).”</summary>
+#
+# Right: not one caption. The paper's text-to-mask experiment trained with the CLIP *image* embedding of each mask's
+# crop as the prompt and relied on CLIP's shared space to accept a *text* embedding at test time. "10. A text prompt,
+# as SAM's paper tried it" trains exactly so — its data are crops and CLIP image vectors only — and measures the
+# modality gap that makes text a weaker prompt than the image embedding it stands in for.
 #
 # </details>
 #
@@ -794,7 +1045,7 @@ assert len(segmenter.embeddings) == 1, "one embedding for the scene, however man
 # ~50 ms in a web browser on a CPU; the ViT-H image encoder, ~3 T multiply-adds per 1024×1024 image, does not, as
 # the paper's own limitations note — hence computing the embedding once per image, and MobileSAM and its kind
 # replacing the encoder. "3. The model" asserts the encoder heavier than a prompt's decoding and 10 clicks on a
-# cached embedding under 70% of the cost of recomputing it; "10. Making SAM fast" distils a cheaper encoder.
+# cached embedding under 70% of the cost of recomputing it; "11. Making SAM fast" distils a cheaper encoder.
 #
 # </details>
 #

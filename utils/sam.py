@@ -46,12 +46,13 @@ FOCAL_WEIGHT = 20.0   # SAM: focal and Dice in a 20:1 ratio
 class PromptScenes:
     """Scenes and, per object, its three nested targets. ``images`` uint8 N×1×S×S; ``instances`` uint8 N×S×S
     (0 background, k item k); ``stacks`` uint8 N×S×S (0 background, g stack g); ``objects`` int64 T×3 rows
-    (scene, item id, stack id)."""
+    (scene, item id, stack id); ``classes`` int64 T, each object's Fashion-MNIST class (what a text prompt names)."""
 
     images: torch.Tensor
     instances: torch.Tensor
     stacks: torch.Tensor
     objects: torch.Tensor
+    classes: torch.Tensor | None = None
 
     def levels(self, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """The packed targets of ``objects[rows]``: uint8 T×S×S, bit 0 item, bit 1 stack, bit 2 all."""
@@ -94,12 +95,14 @@ def prompt_scenes(split: str, count: int, size: int = 64, seed: int = 0) -> Prom
     scenes = fashion_scenes(split, count, size=size, seed=seed, min_scale=size // 4, max_scale=size * 5 // 8,
                             max_objects=4, max_overlap=0.5)
     stacks = torch.stack([stack_map(instance) for instance in scenes.instances])
-    objects = []
+    objects, classes = [], []
     for s, (instance, stack) in enumerate(zip(scenes.instances, stacks)):
         for k in range(1, len(scenes.labels[s]) + 1):
             pixels = instance == k
             objects.append((s, k, int(stack[pixels][0])))
-    return PromptScenes(scenes.images, scenes.instances, stacks, torch.tensor(objects, dtype=torch.int64))
+            classes.append(int(scenes.labels[s][k - 1]))
+    return PromptScenes(scenes.images, scenes.instances, stacks, torch.tensor(objects, dtype=torch.int64),
+                        torch.tensor(classes, dtype=torch.int64))
 
 
 def unpack_levels(packed: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
