@@ -98,6 +98,7 @@ def test_the_cached_run_is_the_cpu_profiles():
         notebook = nbformat.read(CACHED_RUN / f"{chapter}.ipynb", as_version=4)
         run = notebook.metadata[book.METADATA_KEY]
         assert run["profile"] == "cpu" and run["device"].startswith("CPU") and run["seconds"] > 0, run
+        assert run["completed"], f"{chapter}: the cached run stopped early"
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
         assert all(cell.execution_count for cell in code), f"{chapter}: a cell was not executed"
         assert notebook.cells[0].source.splitlines()[0] == jupytext.read(

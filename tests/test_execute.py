@@ -70,6 +70,7 @@ def test_outputs_in_order_with_a_traceback_naming_the_chapters_line(tmp_path):
     assert any(m["state"].get("value") == 7 for m in model.values()), "the slider's state is kept for the page"
     run_record = notebook.metadata[execute.METADATA_KEY]
     assert run_record["profile"] == "smoke" and run_record["source_sha256"] == execute.source_hash(source)
+    assert run_record["completed"] is False, "a run that stopped at a failing cell is marked so: the book skips it"
 
 
 def test_first_failure_reads_the_runners_traceback():

@@ -111,7 +111,8 @@ def executed_notebook(source: Path, profile_name: str, folder: Path = EXECUTED):
     kept = folder / profile_name / f"{source.stem}.ipynb"
     if kept.exists():
         notebook = nbformat.read(kept, as_version=4)
-        if notebook.metadata.get(METADATA_KEY, {}).get("source_sha256") == execute.source_hash(source):
+        run = notebook.metadata.get(METADATA_KEY, {})
+        if run.get("completed") and run.get("source_sha256") == execute.source_hash(source):
             print(f"{source.stem}: executed notebook reused ({kept})", flush=True)
             return notebook
     print(f"{source.stem}: executing in the {profile_name} profile …", flush=True)

@@ -171,7 +171,7 @@ def execute(source: Path, output: Path, profile_name: str) -> bool:
     shell.colors = "nocolor"
     shell.enable_matplotlib("inline")
     echo_out, echo_err = sys.stdout, sys.stderr
-    start, ran_all = time.perf_counter(), True
+    start, completed = time.perf_counter(), False
     try:
         for number, (cell, line) in enumerate(zip(code_cells, starts), 1):
             cell.outputs, cell.execution_count = [], number
@@ -184,14 +184,15 @@ def execute(source: Path, output: Path, profile_name: str) -> bool:
             if not result.success:
                 if isinstance(result.error_in_exec, KeyboardInterrupt):
                     raise KeyboardInterrupt
-                ran_all = False
                 break
+        else:
+            completed = True
     finally:
-        _write(notebook, output, source, profile_name, time.perf_counter() - start)
-    return ran_all
+        _write(notebook, output, source, profile_name, time.perf_counter() - start, completed)
+    return completed
 
 
-def _write(notebook, output: Path, source: Path, profile_name: str, seconds: float) -> None:
+def _write(notebook, output: Path, source: Path, profile_name: str, seconds: float, completed: bool) -> None:
     for cell in notebook.cells:
         for stream in (o for o in cell.get("outputs", []) if o.output_type == "stream"):
             stream.text = terminal_text(stream.text)
@@ -203,7 +204,8 @@ def _write(notebook, output: Path, source: Path, profile_name: str, seconds: flo
         pass
     notebook.metadata[METADATA_KEY] = {
         "profile": profile_name, "device": results.read(source.stem, profile_name).get("device", "unknown device"),
-        "executed": datetime.date.today().isoformat(), "seconds": round(seconds), "source_sha256": source_hash(source)}
+        "executed": datetime.date.today().isoformat(), "seconds": round(seconds), "source_sha256": source_hash(source),
+        "completed": completed}       # False: a cell failed or Ctrl-C came; the book never shows such a run
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     nbformat.write(notebook, partial)
