@@ -1,13 +1,10 @@
 """`make book` (utils/course/book.py): the page transformations, and the built site read in Chromium as a learner would.
 
 The unit tests need nothing but Python. The browser tests (marker ``browser``, run by `make test-browser`) build one
-site the way `make book` does from a small cached cpu-profile run: Chapters 1a and 4 as `make verify PROFILE=cpu`
-kept them on 2026-12-06 (``tests/book_run/``; Chapter 4 holds the search term, SimOTA, and an explorer; its cpu run
-takes minutes, too long to repeat in every test run), the other chapters unexecuted for their text (every chapter's
-interview answers) — and open it from disk: navigation, search, figures, no raw Markdown, answers closed until
-clicked, readable on a desktop and a phone, no request leaves the disk. To refresh the cached run after changing
-those chapters: ``make verify PROFILE=cpu CHAPTERS="01a 04"`` and copy their notebooks from
-``chapters/outputs/executed/cpu/``.
+site the way `make book` does — Chapter 1a executed in the cpu profile (seconds), Chapter 4 in the smoke profile
+(the cpu profile's detector takes minutes; Chapter 4 holds the search term, SimOTA, and an explorer), the other
+chapters unexecuted for their text (every chapter's interview answers) — and open it from disk: navigation, search,
+figures, no raw Markdown, answers closed until clicked, readable on a desktop and a phone, no request leaves the disk.
 """
 
 from __future__ import annotations
@@ -24,8 +21,7 @@ from utils.course import book
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CACHED_RUN = ROOT / "tests" / "book_run"   # Chapters 1a and 4 as make verify PROFILE=cpu kept them
-EXECUTED = ("01a_convolution_by_hand", "04_detection")
+EXECUTED = {"01a_convolution_by_hand": "cpu", "04_detection": "smoke"}
 SEARCH_TERM = "SimOTA"   # discussed in Chapter 4's sections 11 and 12 only
 VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
@@ -92,19 +88,6 @@ def test_run_times_come_from_the_last_verify_run_else_the_readme(tmp_path):
     assert "**gpu**: not yet measured" in note
 
 
-def test_the_cached_run_is_the_cpu_profiles():
-    """The site test's two chapters are real cpu-profile runs of the course's chapters, with every cell executed."""
-    for chapter in EXECUTED:
-        notebook = nbformat.read(CACHED_RUN / f"{chapter}.ipynb", as_version=4)
-        run = notebook.metadata[book.METADATA_KEY]
-        assert run["profile"] == "cpu" and run["device"].startswith("CPU") and run["seconds"] > 0, run
-        assert run["completed"], f"{chapter}: the cached run stopped early"
-        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-        assert all(cell.execution_count for cell in code), f"{chapter}: a cell was not executed"
-        assert notebook.cells[0].source.splitlines()[0] == jupytext.read(
-            ROOT / "chapters" / f"{chapter}.py").cells[0].source.splitlines()[0], f"{chapter}: not this chapter"
-
-
 # --- the site in Chromium -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -114,7 +97,7 @@ def site(tmp_path_factory):
     notebooks = {}
     for source in book.chapter_sources():
         if source.stem in EXECUTED:
-            notebooks[source.stem] = nbformat.read(CACHED_RUN / f"{source.stem}.ipynb", as_version=4)
+            notebooks[source.stem] = book.executed_notebook(source, EXECUTED[source.stem], folder / "executed")
         else:
             notebooks[source.stem] = jupytext.read(source)
             notebooks[source.stem].metadata[book.METADATA_KEY] = {
@@ -183,11 +166,11 @@ def _check_page(page, name: str):
     for raw in ("<details", "</summary>", "```", "](", "**", "{ref}", "\\["):
         assert raw not in text, f"{name}: raw Markdown/HTML {raw!r} shows on the page"
     banner = page.locator(".bd-header-announcement").inner_text()
-    assert "cpu profile" in banner, f"{name}: the run is not stated: {banner!r}"
+    assert "cpu profile" in banner and "smoke profile" in banner, f"{name}: the run is not stated: {banner!r}"
     chapter = name.removesuffix(".html")
     if chapter in EXECUTED:
         note = page.locator(".admonition", has_text="This page is the").inner_text()
-        assert "in the cpu profile" in note and "Run time measured by make verify" in note, note
+        assert f"in the {EXECUTED[chapter]} profile" in note and "Run time measured by make verify" in note, note
         assert page.evaluate("document.querySelectorAll('article img').length") >= 3, f"{name}: figures missing"
 
 
