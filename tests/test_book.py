@@ -1,10 +1,12 @@
 """`make book` (utils/course/book.py): the page transformations, and the built site read in Chromium as a learner would.
 
 The unit tests need nothing but Python. The browser tests (marker ``browser``, run by `make test-browser`) build one
-site the way `make book` does — Chapter 1a executed in the cpu profile (seconds), Chapter 4 in the smoke profile
-(the cpu profile's detector takes minutes; Chapter 4 holds the search term, SimOTA, and an explorer), the other
-chapters unexecuted for their text (every chapter's interview answers) — and open it from disk: navigation, search,
-figures, no raw Markdown, answers closed until clicked, readable on a desktop and a phone, no request leaves the disk.
+site the way `make book` does, from a small cached cpu-profile run: Chapters 1a and 4 as the course's runner executed
+them in the cpu profile (``tests/book_run/``; Chapter 4 holds the search term, SimOTA, and an explorer, and its cpu
+run takes minutes, too long for every test run), the other chapters unexecuted for their text (every chapter's
+interview answers). They open it from disk: navigation, search, figures, no raw Markdown, answers closed until
+clicked, readable on a desktop and a phone, no request leaves the disk. The cached run stands for the chapters while
+their code is unchanged (a unit test checks it); `make book-test-run` runs them again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from utils.course import book
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-EXECUTED = {"01a_convolution_by_hand": "cpu", "04_detection": "smoke"}
+CACHED_RUN = ROOT / "tests" / "book_run"     # what `make book-test-run` writes
+EXECUTED = ("01a_convolution_by_hand", "04_detection")
 SEARCH_TERM = "SimOTA"   # discussed in Chapter 4's sections 11 and 12 only
 VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
@@ -88,6 +91,29 @@ def test_run_times_come_from_the_last_verify_run_else_the_readme(tmp_path):
     assert "**gpu**: not yet measured" in note
 
 
+def test_the_cached_run_is_a_cpu_run_of_the_chapters_as_they_are():
+    """The site test's executed chapters are complete cpu-profile runs of the chapters' current code."""
+    assert sorted(p.stem for p in CACHED_RUN.glob("*.ipynb")) == list(EXECUTED), "make book-test-run writes these"
+    for chapter in EXECUTED:
+        notebook = book.kept_run(ROOT / "chapters" / f"{chapter}.py", CACHED_RUN / f"{chapter}.ipynb")
+        assert notebook is not None, (f"tests/book_run/{chapter}.ipynb is not a complete run of the chapter's current "
+                                      "code: refresh the cached run with `make book-test-run` (minutes)")
+        run = notebook.metadata[book.METADATA_KEY]
+        assert run["profile"] == "cpu" and run["device"].startswith("CPU"), run
+
+
+def test_a_markdown_edit_keeps_the_run_and_a_code_edit_does_not(tmp_path):
+    chapter, kept = ROOT / "chapters" / f"{EXECUTED[0]}.py", CACHED_RUN / f"{EXECUTED[0]}.ipynb"
+    edited = tmp_path / chapter.name
+    edited.write_text(chapter.read_text().replace("# # Chapter 1a — Convolution", "# # Chapter 1a — Convolutions", 1))
+    notebook = book.kept_run(edited, kept)
+    assert notebook is not None and notebook.cells[0].source.startswith("# Chapter 1a — Convolutions by hand")
+    outputs = [cell.get("outputs") for cell in nbformat.read(kept, as_version=4).cells]
+    assert [cell.get("outputs") for cell in notebook.cells] == outputs, "the outputs stay with their cells"
+    edited.write_text(chapter.read_text().replace("import numpy as np\n", "import numpy as np\nimport math\n", 1))
+    assert book.kept_run(edited, kept) is None, "changed code needs a new run"
+
+
 # --- the site in Chromium -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -97,11 +123,12 @@ def site(tmp_path_factory):
     notebooks = {}
     for source in book.chapter_sources():
         if source.stem in EXECUTED:
-            notebooks[source.stem] = book.executed_notebook(source, EXECUTED[source.stem], folder / "executed")
+            notebooks[source.stem] = book.kept_run(source, CACHED_RUN / f"{source.stem}.ipynb")
+            assert notebooks[source.stem] is not None, "the cached run is stale: make book-test-run"
         else:
             notebooks[source.stem] = jupytext.read(source)
             notebooks[source.stem].metadata[book.METADATA_KEY] = {
-                "profile": "unexecuted", "device": "no device", "executed": "never", "source_sha256": ""}
+                "profile": "unexecuted", "device": "no device", "executed": "never"}
     book.write_source(notebooks, folder / "source")
     return book.build_site(folder / "source", folder).parent
 
@@ -166,11 +193,11 @@ def _check_page(page, name: str):
     for raw in ("<details", "</summary>", "```", "](", "**", "{ref}", "\\["):
         assert raw not in text, f"{name}: raw Markdown/HTML {raw!r} shows on the page"
     banner = page.locator(".bd-header-announcement").inner_text()
-    assert "cpu profile" in banner and "smoke profile" in banner, f"{name}: the run is not stated: {banner!r}"
+    assert "cpu profile" in banner, f"{name}: the run is not stated: {banner!r}"
     chapter = name.removesuffix(".html")
     if chapter in EXECUTED:
         note = page.locator(".admonition", has_text="This page is the").inner_text()
-        assert f"in the {EXECUTED[chapter]} profile" in note and "Run time measured by make verify" in note, note
+        assert "in the cpu profile" in note and "Run time measured by make verify" in note, note
         assert page.evaluate("document.querySelectorAll('article img').length") >= 3, f"{name}: figures missing"
 
 

@@ -4,10 +4,10 @@
 
 1. **Executed notebooks.** The pages are the notebooks `make verify` keeps: it runs each chapter with
    utils.course.execute, which writes ``chapters/outputs/executed/<profile>/<chapter>.ipynb`` with the profile, the
-   device, the run time and the source's hash in its metadata. The book's profile is `cpu` (or `gpu` on a machine
-   with CUDA; never `smoke`: the book shows real results); a kept notebook is used while its chapter's source is
-   unchanged, and a chapter with none (or a changed source) is run here the same way, so ``make verify
-   PROFILE=cpu`` then ``make book`` executes every chapter once.
+   device, the run time and the hash of the code in its metadata. The book's profile is `cpu` (or `gpu` on a machine
+   with CUDA; never `smoke`: the book shows real results); a kept notebook is used while its chapter's code is
+   unchanged (with the chapter's current Markdown), and a chapter with none (or changed code) is run here the same
+   way, so ``make verify PROFILE=cpu`` then ``make book`` executes every chapter once.
 2. **Pages.** A copy of each executed notebook becomes a page: every explorer keeps the static figure it carries
    beside its live view (a page has no kernel), a tqdm progress bar is reduced to its final line, a note under the
    title states the profile, the device and the chapter's run time per profile (`make verify`'s last tables), each
@@ -37,8 +37,10 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 import yaml
+from jupytext.combine import combine_inputs_with_outputs
 
 from .. import results
 from ..plotting import OUTPUTS
@@ -104,17 +106,31 @@ def book_profile(requested: str = "") -> str:
     return requested
 
 
+def kept_run(source: Path, kept: Path):
+    """The run kept in ``kept`` shown with the chapter's current text, or None when it cannot stand for the chapter:
+    there is none, it stopped early, or the chapter's code changed since. A change to the Markdown alone needs no new
+    run: the kept outputs are paired with the current cells, as `jupytext --update` pairs them."""
+    if not kept.exists():
+        return None
+    run = nbformat.read(kept, as_version=4)
+    chapter = jupytext.read(source)
+    record = run.metadata.get(METADATA_KEY, {})
+    if not record.get("completed") or record.get("code_sha256") != execute.code_hash(chapter):
+        return None
+    notebook = combine_inputs_with_outputs(chapter, run)
+    notebook.metadata.update({key: run.metadata[key] for key in (METADATA_KEY, "widgets") if key in run.metadata})
+    return notebook
+
+
 def executed_notebook(source: Path, profile_name: str, folder: Path = EXECUTED):
     """The chapter executed top to bottom in ``profile_name``: the notebook `make verify` kept in
-    ``folder/<profile>/`` while the chapter's source is unchanged, else a fresh run of the same runner
+    ``folder/<profile>/`` while the chapter's code is unchanged (kept_run), else a fresh run of the same runner
     (utils.course.execute), kept there for next time."""
     kept = folder / profile_name / f"{source.stem}.ipynb"
-    if kept.exists():
-        notebook = nbformat.read(kept, as_version=4)
-        run = notebook.metadata.get(METADATA_KEY, {})
-        if run.get("completed") and run.get("source_sha256") == execute.source_hash(source):
-            print(f"{source.stem}: executed notebook reused ({kept})", flush=True)
-            return notebook
+    notebook = kept_run(source, kept)
+    if notebook is not None:
+        print(f"{source.stem}: executed notebook reused ({kept})", flush=True)
+        return notebook
     print(f"{source.stem}: executing in the {profile_name} profile …", flush=True)
     environment = dict(os.environ, COURSE_PROFILE=profile_name, PYTHONPATH=os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))

@@ -5,7 +5,7 @@
 The cells of the chapter's jupytext source run in order in one IPython shell inside this process, as a kernel would
 run them but with no kernel and no Jupyter server (the GPU machine has neither): figures, explorers' static figures,
 printed text and the last expression's value are kept as the cell's outputs, and the notebook is written with the
-widgets' state, the profile, the device, the run time and the source's hash in its metadata (what `make book` reads,
+widgets' state, the profile, the device, the run time and its code's hash in its metadata (what `make book` reads,
 so a book built after `make verify` executes nothing again). Everything printed also goes to standard output as it
 happens (`make verify`'s log), and a traceback names the chapter's file and line, as a script's does. The exit code is
 0 when every cell ran, 1 when one failed (the notebook is still written, up to that cell); Ctrl-C stops at once.
@@ -31,12 +31,14 @@ from traitlets import Type
 
 from .. import results
 
-METADATA_KEY = "course_book"         # an executed notebook's profile, device, date, run time and source hash
+METADATA_KEY = "course_book"         # an executed notebook's profile, device, date, run time and code's hash
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def source_hash(source: Path) -> str:
-    return hashlib.sha256(source.read_bytes()).hexdigest()
+def code_hash(notebook) -> str:
+    """The hash of what a run's outputs depend on: the chapter's code cells in order (not its Markdown)."""
+    code = "\0".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def terminal_text(text: str) -> str:
@@ -204,7 +206,7 @@ def _write(notebook, output: Path, source: Path, profile_name: str, seconds: flo
         pass
     notebook.metadata[METADATA_KEY] = {
         "profile": profile_name, "device": results.read(source.stem, profile_name).get("device", "unknown device"),
-        "executed": datetime.date.today().isoformat(), "seconds": round(seconds), "source_sha256": source_hash(source),
+        "executed": datetime.date.today().isoformat(), "seconds": round(seconds), "code_sha256": code_hash(notebook),
         "completed": completed}       # False: a cell failed or Ctrl-C came; the book never shows such a run
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
