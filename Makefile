@@ -36,7 +36,7 @@ endif
 PROXY_VERSION := 5.3.0
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile -r requirements.lock -e .  # bytecode is written as modules are first imported
+	$(BIN)/pip install --quiet -r requirements.lock -e .
 	@if ! command -v npm >/dev/null; then \
 	  echo "npm not found: make workshop and tests/test_hub_live.py need configurable-http-proxy (install Node.js)"; \
 	elif ! npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error \
@@ -65,8 +65,9 @@ test: $(STAMP) data test-unit test-notebooks test-browser  ## set up, then run e
 test: NOTEBOOK_STAGE_FLAGS := --leave-widget-chapters-to-the-browser  # each chapter executed once (see tests/nbval_course.py)
 
 # On every core (pytest-xdist): a test that crashes the interpreter fails alone and the rest still run and report.
+# --dist worksteal: a core that runs out of tests takes half of the other's queue, so neither idles at the end.
 test-unit: $(STAMP)
-	$(BIN)/pytest -q -m "not browser" -n auto --durations=10 tests
+	$(BIN)/pytest -q -m "not browser" -n auto --dist worksteal --durations=10 tests
 
 # Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax), a chapter per core
 # at once (each notebook's cells stay together on one worker, one thread each). Under `make test`, the chapters
@@ -78,7 +79,8 @@ test-notebooks: $(STAMP)
 	  --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-browser: $(STAMP)  ## JupyterLab in headless Chromium: widgets render and react (a JupyterLab per core)
-	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs -m browser -n auto --durations=20 tests
+	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs -m browser -n auto --dist worksteal \
+	  --durations=20 tests
 
 verify: $(VERIFY_SETUP)  ## run every chapter as a script; write chapters/outputs/verify-<profile>.md
 	$(VERIFY_PYTHON) -m utils.course.verify --profile "$(PROFILE)" --chapters "$(CHAPTERS)" --jobs "$(JOBS)" \

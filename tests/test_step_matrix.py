@@ -45,8 +45,9 @@ def test_a_test_that_kills_its_interpreter_fails_alone_and_the_suite_goes_on(tmp
     (tmp_path / "test_crash.py").write_text(
         "import os, signal\n\n"
         "def test_segfaults():\n    os.kill(os.getpid(), signal.SIGSEGV)\n\n"
-        "def test_after_it():\n    assert True\n")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", str(tmp_path)],
+        + "".join(f"def test_after_it_{i}():\n    assert True\n\n" for i in range(4)))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "worksteal",  # as make test-unit
+                          "-p", "no:cacheprovider", str(tmp_path)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
+    assert "1 failed, 4 passed" in run.stdout, run.stdout + run.stderr
     assert "test_segfaults" in run.stdout and "crashed" in run.stdout, run.stdout
