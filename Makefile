@@ -62,7 +62,7 @@ lab: $(STAMP) data notebooks  ## set up and open the course in JupyterLab
 	$(BIN)/jupyter lab --notebook-dir=chapters $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) data test-unit test-notebooks test-browser  ## set up, then run every test
-test: NOTEBOOK_STAGE_FLAGS := --leave-widget-chapters-to-the-browser  # each chapter executed once (see tests/nbval_course.py)
+test: NOTEBOOK_STAGE_FLAGS := --leave-chapters-to-the-browser  # each chapter executed once (see tests/nbval_course.py)
 
 # On every core (pytest-xdist): a test that crashes the interpreter fails alone and the rest still run and report.
 # --dist worksteal: a core that runs out of tests takes half of the other's queue, so neither idles at the end.
@@ -70,8 +70,8 @@ test-unit: $(STAMP)
 	$(BIN)/pytest -q -m "not browser" -n auto --dist worksteal --durations=10 tests
 
 # Every chapter, executed top to bottom in the smoke profile (outputs not compared: --nbval-lax), a chapter per core
-# at once (each notebook's cells stay together on one worker, one thread each). Under `make test`, the chapters
-# with explorers are left to the browser stage when Chromium is found, which runs each of them in JupyterLab.
+# at once (each notebook's cells stay together on one worker, one thread each). Under `make test`, the chapters are
+# left to the browser stage when Chromium is found, which runs each of them in JupyterLab.
 test-notebooks: $(STAMP)
 	rm -rf data/checkpoints/smoke
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 PYTHONPATH=tests $(BIN)/pytest -q -p no:randomly -p nbval_course \

@@ -1,14 +1,14 @@
 """Widgets proven in a real browser: the project's JupyterLab, driven by headless Chromium (make test-browser).
 
-For every chapter with explorers: open the generated notebook in a 1600×1000 window, run all cells (smoke
-profile), wait for the kernel, then check that no cell failed or emitted more than 20 outputs, none is cut by
-JupyterLab's output limit ("Show more outputs"), no widget failed to render, every explorer is drawn as a live
+For every chapter: open the generated notebook in a 1600×1000 window, run all cells (smoke profile), wait for the
+kernel, then check that no cell failed or emitted more than 20 outputs, none is cut by JupyterLab's output limit
+("Show more outputs") and no widget failed to render. In a chapter with explorers, every explorer is drawn as a live
 widget whose image is not upscaled (natural width ≥ displayed width) and which fits the window with its
 controls, and moving each explorer's first control through the page changes its figure; in Chapter 10, a click
 on the scene, undo and a dragged box redraw the masks; in the chapters with a drawing pad (1d, 2, 3b), a stroke drawn
 with the mouse and a PNG uploaded through the file chooser redraw the own-input explorer (the time from mouse release
-to the new figure is printed, not asserted). Under `make test` these runs are the only execution of these
-chapters (tests/nbval_course.py leaves them to this stage). Every chapter's interview answers, as JupyterLab renders
+to the new figure is printed, not asserted). Under `make test` these runs are the only execution of the chapters
+(tests/nbval_course.py leaves them all to this stage). Every chapter's interview answers, as JupyterLab renders
 them, stay hidden until their question is clicked. (The book, `make book`, is read in Chromium by tests/test_book.py.)
 Screenshots are saved under tests/artifacts/ for a person to look at. One chapter:
 ``pytest -m browser tests/test_browser.py -k 01d``.
@@ -37,7 +37,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-WIDGET_CHAPTERS = sorted(p.stem for p in CHAPTERS.glob("*.py") if "explorer" in p.read_text().lower())
+CHAPTER_NAMES = sorted(p.stem for p in CHAPTERS.glob("*.py"))    # every one is run here
+WIDGET_CHAPTERS = [name for name in CHAPTER_NAMES if "explorer" in (CHAPTERS / f"{name}.py").read_text().lower()]
 RUN_TIMEOUT_S = 600
 CLICK_CHAPTER = "10_promptable_segmentation"  # its explorer also takes clicks and dragged boxes
 VIEWPORT = {"width": 1600, "height": 1000}
@@ -95,7 +96,7 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("jupyter")
     notebooks = home / "chapters"  # a copy: JupyterLab autosaves outputs into what it opens
     notebooks.mkdir()
-    for chapter in WIDGET_CHAPTERS:
+    for chapter in CHAPTER_NAMES:
         shutil.copy(CHAPTERS / f"{chapter}.ipynb", notebooks)
     notification = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
@@ -248,9 +249,8 @@ def _change_first_control(explorer) -> None:
     raise AssertionError(f"first control of an explorer is neither a slider nor a dropdown: {classes}")
 
 
-@pytest.mark.skipif(not WIDGET_CHAPTERS, reason="no chapter has explorers")
-@pytest.mark.parametrize("chapter", WIDGET_CHAPTERS)
-def test_explorers_render_and_react(browser, lab, chapter, tmp_path):
+@pytest.mark.parametrize("chapter", CHAPTER_NAMES)
+def test_chapter_runs_and_its_explorers_react(browser, lab, chapter, tmp_path):
     url, token, notebooks = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=VIEWPORT)
@@ -266,43 +266,49 @@ def test_explorers_render_and_react(browser, lab, chapter, tmp_path):
                                       f"outputs: {state['crowded']}")
         assert state["trimmed"] == 0 and "Show more outputs" not in body, (
             f"{chapter}: JupyterLab hides outputs behind 'Show more outputs'")
-        explorers = page.locator(".dvl-explorer")
-        count = explorers.count()
-        assert count >= 1, (f"{chapter}: no explorer rendered as a live widget (a bare text repr or a static image "
-                            "means the widget front end is missing)")
-        for i in range(count):
-            explorer = explorers.nth(i)
-            explorer.scroll_into_view_if_needed()
-            image = explorer.locator("img").first
-            image.wait_for(state="visible", timeout=60_000)
-            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
-            geometry = explorer.evaluate(EXPLORER_GEOMETRY)
-            assert geometry["natural"] >= geometry["shown"] - 0.5, (
-                f"{chapter}: explorer {i}'s image is upscaled: drawn {geometry['natural']} px wide, shown at "
-                f"{geometry['shown']:.0f} px")
-            assert geometry["height"] <= VIEWPORT["height"] and geometry["width"] <= VIEWPORT["width"], (
-                f"{chapter}: explorer {i} with its controls is {geometry['width']:.0f}×{geometry['height']:.0f} px, "
-                f"larger than the {VIEWPORT['width']}×{VIEWPORT['height']} window")
-            source = image.get_attribute("src")
-            before = image.screenshot()
-            _change_first_control(explorer)
-            _wait_for_redraw(page, image, source, f"{chapter}-explorer{i}-stuck.png",
-                             f"{chapter}: explorer {i} did not redraw after its first control was moved")
-            page.wait_for_timeout(500)
-            after = image.screenshot()
-            (ARTIFACTS / f"{chapter}-explorer{i}-before.png").write_bytes(before)
-            (ARTIFACTS / f"{chapter}-explorer{i}-after.png").write_bytes(after)
-            changed = _pixel_difference(before, after)
-            assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
-        if page.locator("img.dvl-drawing-pad").count():        # Chapters 1d, 2 and 3b: your own drawing or photo
-            _draw_and_upload(page, chapter, tmp_path)
-        if chapter == CLICK_CHAPTER:  # in the same run: a second Run All of the chapter would cost minutes
-            _click_to_segment(page)
+        if chapter in WIDGET_CHAPTERS:
+            _check_explorers(page, chapter, tmp_path)
         page.screenshot(path=str(ARTIFACTS / f"{chapter}.png"), full_page=True)
         page.evaluate(SHUTDOWN, path)  # free the kernel's memory before the next chapter
     finally:
         page.close()
 
+
+def _check_explorers(page, chapter: str, folder: Path) -> None:
+    """Every explorer is live, drawn at its size, fits the window and redraws when its first control moves; the
+    drawing pads and Chapter 10's clicks redraw theirs."""
+    explorers = page.locator(".dvl-explorer")
+    count = explorers.count()
+    assert count >= 1, (f"{chapter}: no explorer rendered as a live widget (a bare text repr or a static image "
+                        "means the widget front end is missing)")
+    for i in range(count):
+        explorer = explorers.nth(i)
+        explorer.scroll_into_view_if_needed()
+        image = explorer.locator("img").first
+        image.wait_for(state="visible", timeout=60_000)
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        geometry = explorer.evaluate(EXPLORER_GEOMETRY)
+        assert geometry["natural"] >= geometry["shown"] - 0.5, (
+            f"{chapter}: explorer {i}'s image is upscaled: drawn {geometry['natural']} px wide, shown at "
+            f"{geometry['shown']:.0f} px")
+        assert geometry["height"] <= VIEWPORT["height"] and geometry["width"] <= VIEWPORT["width"], (
+            f"{chapter}: explorer {i} with its controls is {geometry['width']:.0f}×{geometry['height']:.0f} px, "
+            f"larger than the {VIEWPORT['width']}×{VIEWPORT['height']} window")
+        source = image.get_attribute("src")
+        before = image.screenshot()
+        _change_first_control(explorer)
+        _wait_for_redraw(page, image, source, f"{chapter}-explorer{i}-stuck.png",
+                         f"{chapter}: explorer {i} did not redraw after its first control was moved")
+        page.wait_for_timeout(500)
+        after = image.screenshot()
+        (ARTIFACTS / f"{chapter}-explorer{i}-before.png").write_bytes(before)
+        (ARTIFACTS / f"{chapter}-explorer{i}-after.png").write_bytes(after)
+        changed = _pixel_difference(before, after)
+        assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
+    if page.locator("img.dvl-drawing-pad").count():        # Chapters 1d, 2 and 3b: your own drawing or photo
+        _draw_and_upload(page, chapter, folder)
+    if chapter == CLICK_CHAPTER:  # in the same run: a second Run All of the chapter would cost minutes
+        _click_to_segment(page)
 
 
 def _upload_png() -> bytes:
