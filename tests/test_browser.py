@@ -219,6 +219,18 @@ def _png(data: bytes):
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
+def _redrawn_by(page, image, act, name: str, failure: str, settle_ms: int = 500) -> tuple[bytes, bytes]:
+    """Screenshots of ``image`` before and after ``act()`` redraws it, kept as ARTIFACTS/<name>-before/-after.png."""
+    source, before = image.get_attribute("src"), image.screenshot()
+    act()
+    _wait_for_redraw(page, image, source, f"{name}-stuck.png", failure)
+    page.wait_for_timeout(settle_ms)                # let the new image finish painting
+    after = image.screenshot()
+    (ARTIFACTS / f"{name}-before.png").write_bytes(before)
+    (ARTIFACTS / f"{name}-after.png").write_bytes(after)
+    return before, after
+
+
 def _pixel_difference(before: bytes, after: bytes) -> float:
     from PIL import ImageChops
 
@@ -294,15 +306,8 @@ def _check_explorers(page, chapter: str, folder: Path) -> None:
         assert geometry["height"] <= VIEWPORT["height"] and geometry["width"] <= VIEWPORT["width"], (
             f"{chapter}: explorer {i} with its controls is {geometry['width']:.0f}×{geometry['height']:.0f} px, "
             f"larger than the {VIEWPORT['width']}×{VIEWPORT['height']} window")
-        source = image.get_attribute("src")
-        before = image.screenshot()
-        _change_first_control(explorer)
-        _wait_for_redraw(page, image, source, f"{chapter}-explorer{i}-stuck.png",
-                         f"{chapter}: explorer {i} did not redraw after its first control was moved")
-        page.wait_for_timeout(500)
-        after = image.screenshot()
-        (ARTIFACTS / f"{chapter}-explorer{i}-before.png").write_bytes(before)
-        (ARTIFACTS / f"{chapter}-explorer{i}-after.png").write_bytes(after)
+        before, after = _redrawn_by(page, image, lambda: _change_first_control(explorer), f"{chapter}-explorer{i}",
+                                    f"{chapter}: explorer {i} did not redraw after its first control was moved")
         changed = _pixel_difference(before, after)
         assert changed > 0.001, f"{chapter}: explorer {i}'s figure did not change ({changed:.4%} of pixels)"
     if page.locator("img.dvl-drawing-pad").count():        # Chapters 1d, 2 and 3b: your own drawing or photo
@@ -382,15 +387,11 @@ def _click_to_segment(page) -> None:
     target.wait_for(state="visible", timeout=60_000)
     figure = page.locator(".dvl-explorer").filter(has=target).locator("img:not(.dvl-click-image)").first
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
-    original, before = figure.get_attribute("src"), figure.screenshot()
     box = target.bounding_box()
-    target.click(position={"x": box["width"] * 0.7, "y": box["height"] * 0.3})
-    _wait_for_redraw(page, figure, original, f"{CLICK_CHAPTER}-click-stuck.png",
-                     f"{CLICK_CHAPTER}: clicking on the scene did not redraw the masks")
-    page.wait_for_timeout(300)
-    after = figure.screenshot()
-    (ARTIFACTS / f"{CLICK_CHAPTER}-click-before.png").write_bytes(before)
-    (ARTIFACTS / f"{CLICK_CHAPTER}-click-after.png").write_bytes(after)
+    before, after = _redrawn_by(page, figure, lambda: target.click(position={"x": box["width"] * 0.7,
+                                                                             "y": box["height"] * 0.3}),
+                                f"{CLICK_CHAPTER}-click", f"{CLICK_CHAPTER}: clicking on the scene did not redraw "
+                                "the masks", settle_ms=300)
     assert _pixel_difference(before, after) > 0.001, f"{CLICK_CHAPTER}: the masks did not change after a click"
     clicked = figure.get_attribute("src")
     page.locator(".dvl-undo").first.click()
