@@ -29,7 +29,7 @@ VERIFY_SETUP := $(STAMP) data
 endif
 
 .PHONY: lab test test-unit test-notebooks test-browser notebooks data verify bench questions exercises book \
-  book-test-run doctor lock offline-bundle clean
+  doctor lock offline-bundle clean
 
 # configurable-http-proxy (JupyterHub's proxy: make workshop, the hub tests) comes from npm into .venv/node; where npm
 # is missing or offline, the set-up says so and goes on: only the hub's tests skip, saying why.
@@ -99,12 +99,6 @@ exercises: $(STAMP)  ## each chapter's exercises stubbed, and timed drills: chap
 # `make verify PROFILE=cpu` first and the book reuses its trained models.
 book: $(STAMP) data  ## the course as a Jupyter Book site from the cpu (gpu) run: chapters/outputs/book/_build/html/
 	$(BIN)/python -m utils.course.book --profile "$(PROFILE)" $(CHAPTERS)
-
-book-test-run: $(STAMP) data  ## run again the cached cpu-profile chapters tests/test_book.py builds its site from
-	for run in tests/book_run/*.ipynb; do \
-	  COURSE_PROFILE=cpu $(BIN)/python -m utils.course.execute chapters/$$(basename $$run .ipynb).py --output $$run \
-	    || exit 1; \
-	done
 
 doctor: $(STAMP)  ## check this machine for the course: one line per check, each problem with its fix
 	$(BIN)/python -m utils.course.doctor

@@ -1,12 +1,12 @@
 """`make book` (utils/course/book.py): the page transformations, and the built site read in Chromium as a learner would.
 
 The unit tests need nothing but Python. The browser tests (marker ``browser``, run by `make test-browser`) build one
-site the way `make book` does, from a small cached cpu-profile run: Chapters 1a and 4 as the course's runner executed
-them in the cpu profile (``tests/book_run/``; Chapter 4 holds the search term, SimOTA, and an explorer, and its cpu
-run takes minutes, too long for every test run), the other chapters unexecuted for their text (every chapter's
-interview answers). They open it from disk: navigation, search, figures, no raw Markdown, answers closed until
-clicked, readable on a desktop and a phone, no request leaves the disk. The cached run stands for the chapters while
-their code is unchanged (a unit test checks it); `make book-test-run` runs them again.
+site the way `make book` does, from a small cpu-profile run: Chapters 1a and 1d, the two cheapest in that profile
+(seconds and under 3 CPU minutes; 1d's explorers leave their static figures), as `make verify PROFILE=cpu` kept them
+while their code is unchanged, else executed here by the same runner and kept; the other chapters unexecuted for their
+text (every chapter's interview answers; Chapter 4's holds the search term, SimOTA). They open it from disk:
+navigation, search, figures, no raw Markdown, answers closed until clicked, readable on a desktop and a phone, no
+request leaves the disk.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import jupytext
 import nbformat
 import pytest
 
-from utils.course import book
+from utils.course import book, execute
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CACHED_RUN = ROOT / "tests" / "book_run"     # what `make book-test-run` writes
-EXECUTED = ("01a_convolution_by_hand", "04_detection")
+EXECUTED = ("01a_convolution_by_hand", "01d_look_inside")     # in the cpu profile
 SEARCH_TERM = "SimOTA"   # discussed in Chapter 4's sections 11 and 12 only
 VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
@@ -91,25 +90,20 @@ def test_run_times_come_from_the_last_verify_run_else_the_readme(tmp_path):
     assert "**gpu**: not yet measured" in note
 
 
-def test_the_cached_run_is_a_cpu_run_of_the_chapters_as_they_are():
-    """The site test's executed chapters are complete cpu-profile runs of the chapters' current code."""
-    assert sorted(p.stem for p in CACHED_RUN.glob("*.ipynb")) == list(EXECUTED), "make book-test-run writes these"
-    for chapter in EXECUTED:
-        notebook = book.kept_run(ROOT / "chapters" / f"{chapter}.py", CACHED_RUN / f"{chapter}.ipynb")
-        assert notebook is not None, (f"tests/book_run/{chapter}.ipynb is not a complete run of the chapter's current "
-                                      "code: refresh the cached run with `make book-test-run` (minutes)")
-        run = notebook.metadata[book.METADATA_KEY]
-        assert run["profile"] == "cpu" and run["device"].startswith("CPU"), run
-
-
 def test_a_markdown_edit_keeps_the_run_and_a_code_edit_does_not(tmp_path):
-    chapter, kept = ROOT / "chapters" / f"{EXECUTED[0]}.py", CACHED_RUN / f"{EXECUTED[0]}.ipynb"
+    chapter = ROOT / "chapters" / f"{EXECUTED[0]}.py"
+    run = jupytext.read(chapter)
+    for number, cell in enumerate(c for c in run.cells if c.cell_type == "code"):
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"cell {number}\n")]
+    run.metadata[book.METADATA_KEY] = {"profile": "cpu", "completed": True, "code_sha256": execute.code_hash(run)}
+    kept = tmp_path / "kept.ipynb"
+    nbformat.write(run, kept)
     edited = tmp_path / chapter.name
     edited.write_text(chapter.read_text().replace("# # Chapter 1a — Convolution", "# # Chapter 1a — Convolutions", 1))
     notebook = book.kept_run(edited, kept)
     assert notebook is not None and notebook.cells[0].source.startswith("# Chapter 1a — Convolutions by hand")
-    outputs = [cell.get("outputs") for cell in nbformat.read(kept, as_version=4).cells]
-    assert [cell.get("outputs") for cell in notebook.cells] == outputs, "the outputs stay with their cells"
+    assert [cell.get("outputs") for cell in notebook.cells] == [cell.get("outputs") for cell in run.cells], (
+        "the outputs stay with their cells")
     edited.write_text(chapter.read_text().replace("import numpy as np\n", "import numpy as np\nimport math\n", 1))
     assert book.kept_run(edited, kept) is None, "changed code needs a new run"
 
@@ -123,8 +117,7 @@ def site(tmp_path_factory):
     notebooks = {}
     for source in book.chapter_sources():
         if source.stem in EXECUTED:
-            notebooks[source.stem] = book.kept_run(source, CACHED_RUN / f"{source.stem}.ipynb")
-            assert notebooks[source.stem] is not None, "the cached run is stale: make book-test-run"
+            notebooks[source.stem] = book.executed_notebook(source, "cpu")
         else:
             notebooks[source.stem] = jupytext.read(source)
             notebooks[source.stem].metadata[book.METADATA_KEY] = {
@@ -220,7 +213,7 @@ def _check_answers(page, name: str):
         assert page.locator(f"[id='{anchor[1:]}']").count() == 1, f"{name}: the link to {anchor} leads nowhere"
 
 
-def _check_readable(page, viewport: str):
+def _check_readable(page, viewport: str, chapter: str):
     """No sideways scrolling, a paragraph as wide as the window allows in a readable size, figures within it."""
     width = VIEWPORTS[viewport]["width"]
     page_width = page.evaluate("document.documentElement.scrollWidth")
@@ -233,7 +226,7 @@ def _check_readable(page, viewport: str):
     figure.scroll_into_view_if_needed()
     assert figure.bounding_box()["width"] <= width
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"book-04-{viewport}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"book-{chapter}-{viewport}.png"))
 
 
 @pytest.mark.browser
@@ -263,7 +256,7 @@ def test_the_site_as_a_reader_uses_it(site):
                     _check_answers(page, name)
                 page.close()
             for viewport in VIEWPORTS:
-                _check_readable(_open(browser, site, outside, "04_detection.html", viewport), viewport)
+                _check_readable(_open(browser, site, outside, f"{EXECUTED[1]}.html", viewport), viewport, EXECUTED[1])
         finally:
             browser.close()
     assert not outside, f"the site requested something off the disk: {sorted(set(outside))[:5]}"
